@@ -1,0 +1,96 @@
+"""The backend interface. A backend is one framework on one kind of device; it says
+whether it can run here (cheaply, without importing its framework), and prepares a
+`Step`: model, optimizer and data already on the device, ready to be timed."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from gpubench.workloads import Workload
+
+MODES = ("train", "infer")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    mode: str
+    precision: str
+    batch_size: int
+    device_index: int = 0
+    threads: Optional[int] = None  # intra-op CPU threads; None = the framework's default
+    seed: int = 0
+    data_batches: int = 4  # distinct batches cycled through, all resident on the device
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    kind: str  # "cpu" | "cuda"
+    index: Optional[int]  # None on the CPU
+    name: str
+    uuid: Optional[str] = None
+
+
+class StepTimer(ABC):
+    """Per-step latencies of one trial. Allocated before the trial's clock starts (CUDA
+    events, arrays) so that allocating it is not timed; read after synchronising."""
+
+    @abstractmethod
+    def latencies_s(self) -> np.ndarray: ...
+
+
+class Step(ABC):
+    """One prepared (workload, mode, precision, batch size) on a device."""
+
+    device: DeviceInfo
+
+    @abstractmethod
+    def run(self, iterations: int, timer: Optional[StepTimer] = None) -> None:
+        """Runs `iterations` steps without synchronising the device at the end; with a
+        timer, records each step's latency into it."""
+
+    @abstractmethod
+    def make_timer(self, iterations: int) -> StepTimer: ...
+
+    @abstractmethod
+    def synchronize(self) -> None:
+        """Waits until all queued device work has finished."""
+
+    def loss(self) -> Optional[float]:
+        """The last training step's loss (synchronises); None in inference."""
+        return None
+
+    def peak_mem_bytes(self) -> Optional[int]:
+        """Peak device memory allocated since prepare; None where not measured."""
+        return None
+
+    def close(self) -> None:
+        """Releases device memory held by the step."""
+
+
+class Backend(ABC):
+    name: str
+    framework: str  # the import name of the framework: "torch", "tensorflow", ...
+    device_kind: str  # "cpu" | "cuda"
+
+    @abstractmethod
+    def is_available(self) -> Tuple[bool, str]:
+        """(available, reason if not). Cheap: must not import the framework."""
+
+    def check_config(self, mode: str, precision: str) -> None:
+        """Raises Unsupported for a mode or precision this backend cannot run at all.
+        Checks that need the device (compute capability) happen in prepare()."""
+
+    @abstractmethod
+    def prepare(self, workload: Workload, config: StepConfig) -> Step:
+        """Builds the model, optimizer and data on the device. Raises
+        BackendUnavailable or Unsupported with the reason."""
+
+    @abstractmethod
+    def environment(self) -> Dict[str, Any]:
+        """Framework facts for run.json and the result rows (`framework_version`,
+        `cuda_version`, `cudnn_version`, ...). May import the framework."""

@@ -1,0 +1,184 @@
+"""The timed step for PyTorch: model, optimizer and resident data on one device.
+The hot loop is a plain Python loop over prebuilt closures; which closure is chosen
+(autocast, GradScaler) is decided once here, never per step."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from gpubench.backends.base import DeviceInfo, Step, StepConfig, StepTimer
+from gpubench.backends.torch_model import build_module
+from gpubench.data.synthetic import make_batches
+from gpubench.workloads import Workload
+
+AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class _CpuTimer(StepTimer):
+    def __init__(self, iterations: int) -> None:
+        self.times_s = np.empty(iterations)
+
+    def latencies_s(self) -> np.ndarray:
+        return self.times_s
+
+
+class _CudaEventTimer(StepTimer):
+    """Latency from the GPU's own events: a start and end event around every step."""
+
+    def __init__(self, iterations: int) -> None:
+        self.starts = [torch.cuda.Event(enable_timing=True) for _ in range(iterations)]
+        self.ends = [torch.cuda.Event(enable_timing=True) for _ in range(iterations)]
+
+    def latencies_s(self) -> np.ndarray:
+        return np.array([s.elapsed_time(e) for s, e in zip(self.starts, self.ends)]) / 1e3
+
+
+def _optimizer(workload: Workload, params) -> torch.optim.Optimizer:
+    args = dict(workload.optimizer_args)
+    if workload.optimizer == "adam":
+        return torch.optim.Adam(params, **args)
+    return torch.optim.SGD(params, **args)
+
+
+def _loss_fn(workload: Workload) -> Callable:
+    F = torch.nn.functional
+    return F.mse_loss if workload.loss == "mse" else F.cross_entropy
+
+
+class TorchStep(Step):
+    def __init__(self, workload: Workload, config: StepConfig, device: torch.device) -> None:
+        self.config = config
+        self.torch_device = device
+        self.is_cuda = device.type == "cuda"
+        torch.manual_seed(config.seed)
+        if self.is_cuda:
+            allow = config.precision == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = allow
+            torch.backends.cudnn.allow_tf32 = allow
+            torch.backends.cudnn.benchmark = True
+            torch.cuda.reset_peak_memory_stats(device)
+            props = torch.cuda.get_device_properties(device)
+            uuid = getattr(props, "uuid", None)
+            self.device = DeviceInfo("cuda", device.index, props.name,
+                                     f"GPU-{uuid}" if uuid is not None else None)
+        else:
+            from gpubench.environment import cpu_model
+            self.device = DeviceInfo("cpu", None, cpu_model())
+
+        self.model = build_module(workload.layers, workload.input_shape).to(device)
+        batches = make_batches(workload, config.batch_size, config.data_batches, config.seed)
+        self.data: List[Tuple[torch.Tensor, torch.Tensor]] = [
+            (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)) for x, y in batches]
+        self.inputs = [x for x, _ in self.data]
+        self._last_loss: Optional[torch.Tensor] = None
+        self._autocast_dtype = AUTOCAST_DTYPES.get(config.precision)
+        if config.mode == "train":
+            self.model.train()
+            self._step = self._make_train_step(workload)
+        else:
+            self.model.eval()
+            self._step = None
+
+    # -- building the closures ---------------------------------------------------------
+    def _make_train_step(self, workload: Workload) -> Callable:
+        model, loss_fn = self.model, _loss_fn(workload)
+        opt = _optimizer(workload, model.parameters())
+        dtype, dev_type = self._autocast_dtype, self.torch_device.type
+        if dtype is None:
+            def step(x, y):
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                opt.step()
+                return loss
+        elif dtype is torch.float16:
+            scaler = torch.amp.GradScaler(dev_type)
+
+            def step(x, y):
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast(dev_type, dtype=dtype):
+                    loss = loss_fn(model(x), y)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                return loss
+        else:
+            def step(x, y):
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast(dev_type, dtype=dtype):
+                    loss = loss_fn(model(x), y)
+                loss.backward()
+                opt.step()
+                return loss
+        return step
+
+    # -- the timed interface -----------------------------------------------------------
+    def make_timer(self, iterations: int) -> StepTimer:
+        return _CudaEventTimer(iterations) if self.is_cuda else _CpuTimer(iterations)
+
+    def run(self, iterations: int, timer: Optional[StepTimer] = None) -> None:
+        if self._step is not None:
+            self._run_train(iterations, timer)
+        else:
+            with torch.inference_mode():
+                if self._autocast_dtype is None:
+                    self._run_infer(iterations, timer)
+                else:
+                    with torch.autocast(self.torch_device.type, dtype=self._autocast_dtype):
+                        self._run_infer(iterations, timer)
+
+    def _run_train(self, iterations: int, timer: Optional[StepTimer]) -> None:
+        step, data, k = self._step, self.data, len(self.data)
+        loss = None
+        if timer is None:
+            for i in range(iterations):
+                x, y = data[i % k]
+                loss = step(x, y)
+        else:
+            loss = self._run_with_timer(iterations, timer, lambda i: step(*data[i % k]))
+        self._last_loss = loss
+
+    def _run_infer(self, iterations: int, timer: Optional[StepTimer]) -> None:
+        model, inputs, k = self.model, self.inputs, len(self.inputs)
+        if timer is None:
+            for i in range(iterations):
+                model(inputs[i % k])
+        else:
+            self._run_with_timer(iterations, timer, lambda i: model(inputs[i % k]))
+
+    def _run_with_timer(self, iterations: int, timer: StepTimer, one: Callable):
+        out = None
+        if isinstance(timer, _CudaEventTimer):
+            starts, ends = timer.starts, timer.ends
+            for i in range(iterations):
+                starts[i].record()
+                out = one(i)
+                ends[i].record()
+        else:
+            times, clock = timer.times_s, time.perf_counter
+            for i in range(iterations):
+                t0 = clock()
+                out = one(i)
+                times[i] = clock() - t0
+        return out
+
+    def synchronize(self) -> None:
+        if self.is_cuda:
+            torch.cuda.synchronize(self.torch_device)
+
+    def loss(self) -> Optional[float]:
+        return None if self._last_loss is None else float(self._last_loss.detach())
+
+    def peak_mem_bytes(self) -> Optional[int]:
+        return int(torch.cuda.max_memory_allocated(self.torch_device)) if self.is_cuda else None
+
+    def close(self) -> None:
+        self.data = []
+        self.inputs = []
+        self.model = None
+        if self.is_cuda:
+            torch.cuda.empty_cache()

@@ -1,0 +1,72 @@
+"""`gpubench list`: workloads (parameters, FLOPs per sample, parameter count) and
+backends (available, or why not). Imports no framework."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Dict, List
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list workloads and backends",
+                       description="List workloads and backends (with why a backend is unavailable).")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(execute=execute)
+
+
+def collect() -> Dict[str, List[Dict[str, Any]]]:
+    from gpubench.backends import AUTO_ORDER, all_backends
+    from gpubench.workloads import all_workloads
+
+    workloads = []
+    for name, spec in sorted(all_workloads().items()):
+        w = spec.resolve()
+        workloads.append({
+            "name": name, "description": spec.description, "task": w.task,
+            "input_shape": list(w.input_shape), "default_batch_size": w.default_batch_size,
+            "param_count": w.stats.param_count,
+            "forward_flops_per_sample": w.stats.forward_flops_per_sample,
+            "params": {k: {"default": p.default, "type": p.type.__name__, "help": p.help}
+                       for k, p in spec.params.items()},
+        })
+    backends = []
+    for name, factory in sorted(all_backends().items()):
+        backend = factory()
+        ok, why = backend.is_available()
+        backends.append({"name": name, "framework": backend.framework,
+                         "device": backend.device_kind, "available": ok, "reason": why or None})
+    auto = next((b["name"] for n in AUTO_ORDER for b in backends if b["name"] == n and b["available"]), None)
+    backends.append({"name": "auto", "framework": None, "device": None, "available": auto is not None,
+                     "reason": f"runs {auto}" if auto else "no backend in " + ", ".join(AUTO_ORDER) + " is available"})
+    return {"workloads": workloads, "backends": backends}
+
+
+def execute(args: argparse.Namespace) -> int:
+    data = collect()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
+    wt = Table(title="Workloads", title_justify="left")
+    for col in ("name", "input", "params (default)", "parameters", "GFLOP/sample (fwd)", "batch", "description"):
+        wt.add_column(col)
+    for w in data["workloads"]:
+        params = ", ".join(f"{k}={v['default']}" for k, v in w["params"].items()) or "-"
+        wt.add_row(w["name"], "x".join(map(str, w["input_shape"])), params, f"{w['param_count']:,}",
+                   f"{w['forward_flops_per_sample'] / 1e9:.4g}", str(w["default_batch_size"]),
+                   w["description"])
+    bt = Table(title="Backends", title_justify="left")
+    for col in ("name", "device", "available", "why not / note"):
+        bt.add_column(col)
+    for b in data["backends"]:
+        bt.add_row(b["name"], b["device"] or "", "yes" if b["available"] else "[red]no[/red]",
+                   b["reason"] or "")
+    console.print(wt)
+    console.print(bt)
+    return 0

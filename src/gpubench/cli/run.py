@@ -1,0 +1,70 @@
+"""`gpubench run`: one workload on one backend, written to a run folder and shown as a
+table (or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gpubench.cli.argtypes import fraction, nonnegative_int, positive_float, positive_int
+
+MODES = ("train", "infer")  # kept in step with gpubench.backends.MODES (tested)
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+TELEMETRY = ("auto", "nvml", "cpu", "none")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="benchmark one workload on one backend",
+                       description="Benchmark one workload on one backend and write a run folder.")
+    p.add_argument("--workload", "-w", required=True, help="workload name (see gpubench list)")
+    p.add_argument("--backend", "-b", default="auto", help="backend name, or auto (default)")
+    p.add_argument("--mode", choices=MODES, default="train")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--batch-size", type=positive_int, help="default: the workload's own")
+    p.add_argument("--trials", type=positive_int, default=5, help="timed trials (default 5)")
+    p.add_argument("--warmup-s", type=positive_float, default=1.0, help="warm-up budget (default 1 s)")
+    p.add_argument("--min-trial-s", type=positive_float, default=1.0,
+                   help="iterations are calibrated so one trial lasts at least this (default 1 s)")
+    p.add_argument("--target-rel-ci", type=fraction,
+                   help="add trials until the 95%% CI of the median is within this fraction "
+                        "of it (e.g. 0.01 or 1%%), up to --max-time-s")
+    p.add_argument("--max-time-s", type=positive_float, default=120.0,
+                   help="time cap on trials when chasing --target-rel-ci (default 120 s)")
+    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                   help="workload parameter, repeatable (e.g. image_size=64)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for the framework")
+    p.add_argument("--device", type=nonnegative_int, default=0, help="GPU index (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--telemetry", choices=TELEMETRY, default="auto")
+    p.add_argument("--sample-hz", type=positive_float, default=10.0,
+                   help="telemetry sampling rate (default 10 Hz)")
+    p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default results/)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only the run folder")
+    p.set_defaults(execute=execute)
+
+
+def execute(args: argparse.Namespace) -> int:
+    from gpubench.cli import EXIT_OK, EXIT_RUN_FAILED
+    from gpubench.cli.progress import run_progress
+    from gpubench.cli.render import print_run
+    from gpubench.measure.protocol import ProtocolConfig
+    from gpubench.measure.runner import RunRequest, execute_run
+    from gpubench.workloads import parse_param_args
+
+    protocol = ProtocolConfig(
+        trials=args.trials, warmup_s=args.warmup_s, min_trial_s=args.min_trial_s,
+        record_latency=args.mode == "infer", target_rel_ci=args.target_rel_ci,
+        max_time_s=args.max_time_s)
+    request = RunRequest(
+        workload=args.workload, backend=args.backend, mode=args.mode,
+        precision=args.precision, batch_size=args.batch_size,
+        params=parse_param_args(args.param), device_index=args.device, threads=args.threads,
+        seed=args.seed, protocol=protocol, telemetry=args.telemetry,
+        sample_hz=args.sample_hz, out_dir=args.out)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    with run_progress(show_progress) as progress:
+        outcome = execute_run(request, progress)
+    print_run(outcome, args.format, args.quiet)
+    return EXIT_OK if outcome.status == "ok" else EXIT_RUN_FAILED

@@ -1,0 +1,1 @@
+"""The timing protocol and the orchestration of one run."""

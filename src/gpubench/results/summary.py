@@ -1,0 +1,56 @@
+"""summary.csv: one row per configuration, computed from trials."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+
+from gpubench.results.schema import (
+    CONFIG_COLUMNS, DESCRIBED_METRICS, MEDIAN_METRICS, STAT_NAMES,
+)
+from gpubench.stats import describe
+
+SUMMARY_COLUMNS = (
+    CONFIG_COLUMNS
+    + ("n_trials", "n_ok", "status", "stop_reason")
+    + tuple(f"{m}_{s}" for m in DESCRIBED_METRICS for s in STAT_NAMES)
+    + tuple(f"{m}_median" for m in MEDIAN_METRICS)
+    + ("throttled_any", "error")
+)
+
+
+def _status(group: pd.DataFrame) -> str:
+    statuses = set(group["status"].dropna())
+    if "ok" in statuses and len(statuses) == 1:
+        return "ok"
+    for bad in ("failed", "timeout", "unsupported"):
+        if bad in statuses:
+            return bad
+    return "ok" if "ok" in statuses else "failed"
+
+
+def summarize(trials: pd.DataFrame, stop_reason: Optional[str] = None) -> pd.DataFrame:
+    """One row per configuration in `trials` (statistics over its ok trials)."""
+    rows: List[Dict[str, object]] = []
+    if trials.empty:
+        return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    for key, group in trials.groupby(list(CONFIG_COLUMNS), dropna=False, sort=False):
+        ok = group[group["status"] == "ok"]
+        row: Dict[str, object] = dict(zip(CONFIG_COLUMNS, key))
+        row.update(n_trials=len(group), n_ok=len(ok), status=_status(group),
+                   stop_reason=stop_reason)
+        for metric in DESCRIBED_METRICS:
+            stats = describe(pd.to_numeric(ok[metric], errors="coerce").to_numpy())
+            for name in STAT_NAMES:
+                row[f"{metric}_{name}"] = stats[name]
+        for metric in MEDIAN_METRICS:
+            values = pd.to_numeric(ok[metric], errors="coerce").dropna()
+            row[f"{metric}_median"] = float(np.median(values)) if len(values) else np.nan
+        throttled = ok["throttled"].dropna()
+        row["throttled_any"] = bool(throttled.astype(str).str.lower().eq("true").any()) if len(throttled) else np.nan
+        errors = group["error"].dropna()
+        row["error"] = errors.iloc[-1] if len(errors) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

@@ -1,0 +1,93 @@
+"""Writing a run folder: `<out>/<timestamp>-<host>-<run_id>/` with trials.csv (rewritten
+atomically after every trial, so finished trials survive a crash), summary.csv,
+samples.csv and run.json."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Sequence
+
+import pandas as pd
+
+from gpubench.errors import UserError
+from gpubench.results.atomic import write_text_atomic
+from gpubench.results.schema import TRIAL_COLUMNS
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text) or "host"
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def _clean(value: Any) -> Any:
+    """NaN -> None, so run.json holds null (not the non-standard NaN token)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+class RunWriter:
+    def __init__(self, out_dir: Path, host: str, run_id: str | None = None) -> None:
+        self.run_id = run_id or new_run_id()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        out_dir = Path(out_dir)
+        self.path = out_dir / f"{stamp}-{_safe(host)}-{self.run_id}"
+        try:
+            self.path.mkdir(parents=True, exist_ok=False)
+            probe = self.path / ".write-probe"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"cannot write results to {out_dir}: {exc.strerror or exc}") from None
+        self.trial_rows: List[Dict[str, Any]] = []
+
+    def append_trial(self, row: Mapping[str, Any]) -> None:
+        unknown = set(row) - set(TRIAL_COLUMNS)
+        assert not unknown, f"columns outside the schema: {sorted(unknown)}"
+        self.trial_rows.append(dict(row))
+        self._write_csv("trials.csv", pd.DataFrame(self.trial_rows, columns=list(TRIAL_COLUMNS)))
+
+    def trials_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.trial_rows, columns=list(TRIAL_COLUMNS))
+
+    def write_summary(self, summary: pd.DataFrame) -> None:
+        self._write_csv("summary.csv", summary)
+
+    def write_samples(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            self._write_csv("samples.csv", pd.DataFrame(list(rows)))
+
+    def write_run_json(self, meta: Mapping[str, Any]) -> None:
+        text = json.dumps(_clean(dict(meta)), indent=2, sort_keys=True, default=_json_default)
+        write_text_atomic(self.path / "run.json", text + "\n")
+
+    def _write_csv(self, name: str, frame: pd.DataFrame) -> None:
+        write_text_atomic(self.path / name, frame.to_csv(index=False))
+
+    def remove_if_empty(self) -> None:
+        """Drops the folder when nothing was written (a run refused before measuring)."""
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass

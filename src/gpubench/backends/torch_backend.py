@@ -112,6 +112,8 @@ class TorchBackend(Backend):
             "cuda_version": torch.version.cuda,
             "torch_threads": torch.get_num_threads(),
         }
+        if self.device_kind == "cpu":
+            env["torch_flush_denormal"] = True  # set by TorchStep, see there
         if torch.backends.cudnn.is_available():
             env["cudnn_version"] = str(torch.backends.cudnn.version())
         return env

@@ -20,10 +20,10 @@ AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 class _CpuTimer(StepTimer):
     def __init__(self, iterations: int) -> None:
-        self.times_s = np.empty(iterations)
+        self.times_s = [0.0] * iterations  # a list: cheaper to store into than an array
 
     def latencies_s(self) -> np.ndarray:
-        return self.times_s
+        return np.asarray(self.times_s)
 
 
 class _CudaEventTimer(StepTimer):
@@ -68,6 +68,11 @@ class TorchStep(Step):
         else:
             from gpubench.environment import cpu_model
             self.device = DeviceInfo("cpu", None, cpu_model())
+            # Resident synthetic batches get memorised: after thousands of steps the
+            # loss and gradients fall into denormal floats, which x86 CPUs process up to
+            # 100x slower, so throughput would sink over a run for no reason a real
+            # workload shares. Flushing denormals to zero keeps the step's cost steady.
+            torch.set_flush_denormal(True)
 
         self.model = build_module(workload.layers, workload.input_shape).to(device)
         batches = make_batches(workload, config.batch_size, config.data_batches, config.seed)
@@ -147,10 +152,19 @@ class TorchStep(Step):
         if timer is None:
             for i in range(iterations):
                 model(inputs[i % k])
+        elif isinstance(timer, _CpuTimer):
+            # Inlined rather than through _run_with_timer: at ~10k small steps a second
+            # a call per step would be visible in the throughput.
+            times, clock = timer.times_s, time.perf_counter
+            for i in range(iterations):
+                t0 = clock()
+                model(inputs[i % k])
+                times[i] = clock() - t0
         else:
             self._run_with_timer(iterations, timer, lambda i: model(inputs[i % k]))
 
-    def _run_with_timer(self, iterations: int, timer: StepTimer, one: Callable):
+    @staticmethod
+    def _run_with_timer(iterations: int, timer: StepTimer, one: Callable):
         out = None
         if isinstance(timer, _CudaEventTimer):
             starts, ends = timer.starts, timer.ends

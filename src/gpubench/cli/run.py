@@ -55,7 +55,7 @@ def execute(args: argparse.Namespace) -> int:
 
     protocol = ProtocolConfig(
         trials=args.trials, warmup_s=args.warmup_s, min_trial_s=args.min_trial_s,
-        record_latency=args.mode == "infer", target_rel_ci=args.target_rel_ci,
+        target_rel_ci=args.target_rel_ci,
         max_time_s=args.max_time_s)
     request = RunRequest(
         workload=args.workload, backend=args.backend, mode=args.mode,

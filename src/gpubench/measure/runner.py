@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
@@ -40,7 +40,7 @@ class RunRequest:
     device_index: int = 0
     threads: Optional[int] = None
     seed: int = 0
-    protocol: ProtocolConfig = ProtocolConfig()
+    protocol: ProtocolConfig = ProtocolConfig()  # record_latency follows from mode
     telemetry: str = "auto"
     sample_hz: float = 10.0
     out_dir: Path = Path("results")
@@ -119,7 +119,8 @@ class _Run:
             "config": {**{k: v for k, v in asdict(self.req).items() if k != "protocol"},
                        "batch_size": self.batch_size, "params": dict(self.workload.params),
                        "out_dir": str(self.req.out_dir)},
-            "protocol": asdict(self.req.protocol), "stop_reason": stop_reason,
+            "protocol": {**asdict(self.req.protocol), "record_latency": self.req.mode == "infer"},
+            "stop_reason": stop_reason,
             "workload": {"name": self.workload.name, "task": self.workload.task,
                          "input_shape": list(self.workload.input_shape),
                          "param_count": self.workload.stats.param_count,
@@ -165,11 +166,12 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
         return run.finish(STOP_FAILED, {})
     run.set_device(step)
     sampler = make_sampler(req.telemetry, step.device.kind, step.device.index, req.sample_hz)
+    protocol = replace(req.protocol, record_latency=req.mode == "infer")
     stop, extra = STOP_FAILED, {}
     try:
         with sampler:
             calibration, stop = measure(
-                step, req.protocol, lambda r: run.writer.append_trial(run.trial_row(r, step)),
+                step, protocol, lambda r: run.writer.append_trial(run.trial_row(r, step)),
                 sampler, progress)
         extra = {"calibration": asdict(calibration)}
     except KeyboardInterrupt:

@@ -1,0 +1,157 @@
+"""The real `gpubench` command in a subprocess: output, exit codes, and every bad input
+as one line on stderr with exit code 2 (never a traceback)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import FAST_RUN, REPO, run_cli
+from gpubench.results.reader import read_run
+
+
+def _one_error_line(proc, *fragments):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("gpubench: error: ")
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def test_run_prints_folder_and_table(tmp_path):
+    proc = run_cli("run", "--workload", "mnist", "--backend", "auto", "--out", str(tmp_path),
+                   *FAST_RUN, "--telemetry", "none")
+    assert proc.returncode == 0, proc.stderr
+    folder = Path(proc.stdout.splitlines()[0])
+    assert folder.parent == tmp_path and (folder / "trials.csv").exists()
+    assert "samples/s" in proc.stdout and "torch-cpu" in proc.stdout
+    assert read_run(folder).trials["status"].eq("ok").all()
+
+
+def test_run_json_output(tmp_path):
+    proc = run_cli("run", "-w", "linreg", "-b", "torch-cpu", "--mode", "infer", "--out",
+                   str(tmp_path), "--format", "json", "-p", "features=16", *FAST_RUN)
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads(proc.stdout)
+    assert payload["status"] == "ok" and len(payload["summary"]) == 1
+    row = payload["summary"][0]
+    assert row["params"] == "features=16" and row["latency_p50_ms_median"] > 0
+
+
+def test_quiet_prints_only_the_folder(tmp_path):
+    proc = run_cli("run", "-w", "linreg", "--out", str(tmp_path), "-q", *FAST_RUN)
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 1
+
+
+def test_target_rel_ci_records_stop_reason(tmp_path):
+    proc = run_cli("run", "-w", "linreg", "--out", str(tmp_path), "-q", "--trials", "2",
+                   "--warmup-s", "0.05", "--min-trial-s", "0.02", "--target-rel-ci", "50%",
+                   "--max-time-s", "5")
+    assert proc.returncode == 0, proc.stderr
+    meta = read_run(Path(proc.stdout.strip())).meta
+    assert meta["stop_reason"] in ("target_ci_met", "time_cap", "trial_cap")
+    assert meta["protocol"]["target_rel_ci"] == 0.5
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--workload", "nope"], ["unknown workload 'nope'", "lenet5, linreg, mnist, resnet50"]),
+    (["--workload", "mnist", "--backend", "jax"], ["unknown backend 'jax'", "torch-cpu"]),
+    (["--workload", "mnist", "--backend", "torch-cuda"], ["torch-cuda is not available"]),
+    (["--workload", "mnist", "--batch-size", "0"], ["--batch-size", "positive integer"]),
+    (["--workload", "mnist", "--batch-size", "-3"], ["--batch-size"]),
+    (["--workload", "mnist", "--batch-size", "abc"], ["--batch-size", "'abc'"]),
+    (["--workload", "mnist", "--trials", "0"], ["--trials"]),
+    (["--workload", "mnist", "--warmup-s", "0"], ["--warmup-s", "positive number"]),
+    (["--workload", "mnist", "--min-trial-s", "-1"], ["--min-trial-s"]),
+    (["--workload", "mnist", "--min-trial-s", "nan"], ["--min-trial-s"]),
+    (["--workload", "mnist", "--target-rel-ci", "2"], ["--target-rel-ci"]),
+    (["--workload", "mnist", "--param", "depth=3"], ["unknown parameter 'depth'", "valid: hidden"]),
+    (["--workload", "mnist", "--param", "hidden=wide"], ["parameter hidden must be int"]),
+    (["--workload", "mnist", "--param", "hidden"], ["KEY=VALUE"]),
+    (["--workload", "resnet50", "--param", "image_size=8"], ["image_size"]),
+    (["--workload", "mnist", "--precision", "tf32"], ["tf32", "not supported on torch-cpu"]),
+    (["--workload", "mnist", "--mode", "fit"], ["--mode", "invalid choice"]),
+    (["--workload", "mnist", "--device", "-1"], ["--device"]),
+    ([], ["--workload"]),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fragments):
+    proc = run_cli("run", *args, "--out", str(tmp_path), *FAST_RUN)
+    _one_error_line(proc, *fragments)
+    assert not any(tmp_path.iterdir())
+
+
+def test_unwritable_out_folder(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = run_cli("run", "-w", "linreg", "--out", str(blocker / "results"), *FAST_RUN)
+    _one_error_line(proc, "cannot write results to", str(blocker / "results"))
+
+
+def test_unknown_subcommand():
+    _one_error_line(run_cli("frobnicate"), "invalid choice")
+
+
+def test_ctrl_c_keeps_finished_trials(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpubench", "run", "-w", "mnist", "--out", str(tmp_path),
+         "--trials", "1000", "--warmup-s", "0.05", "--min-trial-s", "0.1", "--telemetry", "none"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    trials = None
+    while time.time() < deadline:
+        found = list(tmp_path.glob("*/trials.csv"))
+        if found and len(pd.read_csv(found[0])) >= 2:
+            trials = found[0]
+            break
+        time.sleep(0.05)
+    assert trials is not None, "no trial finished in time"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    data = read_run(trials.parent)
+    assert len(data.trials) >= 2 and data.trials["status"].eq("ok").all()
+    assert data.meta["stop_reason"] == "interrupted"
+    assert data.summary["n_ok"].iloc[0] == len(data.trials)
+
+
+def test_list_is_fast_and_imports_no_framework():
+    code = ("import sys; from gpubench.cli import main; rc = main(['list', '--json']); "
+            "bad = [m for m in ('torch', 'tensorflow', 'pandas', 'pynvml', 'onnxruntime') if m in sys.modules]; "
+            "assert not bad, bad")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    names = {w["name"]: w for w in data["workloads"]}
+    assert names["mnist"]["param_count"] == 101_770
+    assert names["resnet50"]["params"]["image_size"]["default"] == 224
+    backends = {b["name"]: b for b in data["backends"]}
+    assert backends["torch-cpu"]["available"] is True
+    assert backends["torch-cuda"]["available"] is False and backends["torch-cuda"]["reason"]
+    assert backends["auto"]["reason"] == "runs torch-cpu"
+
+
+def test_import_gpubench_is_light():
+    code = ("import sys, gpubench; heavy = [m for m in ('torch', 'pandas', 'numpy', 'rich') "
+            "if m in sys.modules]; assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_list_table_and_env_json():
+    listing = run_cli("list")
+    assert listing.returncode == 0 and "resnet50" in listing.stdout and "built without CUDA" in listing.stdout
+    env = run_cli("env", "--json")
+    assert env.returncode == 0, env.stderr
+    data = json.loads(env.stdout)
+    assert data["machine"]["python_version"].count(".") == 2
+    assert data["frameworks"]["torch"]["framework_version"].startswith("2.")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import gpu_missing_reason
 from gpubench.backends import StepConfig, get_backend, register_backend
 from gpubench.backends.torch_backend import TorchBackend
 from gpubench.errors import Unsupported, UserError
@@ -60,7 +61,8 @@ def test_train_run_writes_documented_files(tmp_path):
 
 
 def test_reader_round_trips(tmp_path):
-    outcome = _run(tmp_path, workload="linreg", backend="torch-cpu", params={"features": "8"})
+    outcome = _run(tmp_path, workload="linreg", backend="torch-cpu", params={"features": "8"},
+                   threads=1)
     data = read_run(outcome.path)
     written = outcome.trials
     pd.testing.assert_series_equal(data.trials["throughput_samples_per_s"],
@@ -68,6 +70,7 @@ def test_reader_round_trips(tmp_path):
     assert list(data.trials["params"]) == ["features=8"] * 2
     assert data.meta["run_id"] == written["run_id"].iloc[0]
     assert data.summary["n_ok"].iloc[0] == 2
+    assert data.meta["environment"]["torch_threads"] == 1  # as set for the run
 
 
 def test_infer_records_latency_percentiles(tmp_path):
@@ -106,6 +109,8 @@ def test_training_lowers_the_loss(name, steps):
 
 
 def test_unavailable_backend_says_why(tmp_path):
+    if not gpu_missing_reason():
+        pytest.skip("torch-cuda is available on this machine")
     with pytest.raises(UserError, match="built without CUDA|no NVIDIA driver"):
         _run(tmp_path, workload="mnist", backend="torch-cuda")
     assert not any(tmp_path.iterdir())  # nothing half-written

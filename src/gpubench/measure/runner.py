@@ -85,7 +85,10 @@ class _Run:
             "schema_version": SCHEMA_VERSION, "host": self.env["host"],
         }
 
-    def set_device(self, step: Step) -> None:
+    def prepared(self, step: Step) -> None:
+        """Records what only a prepared step knows: the device, and framework settings
+        that prepare() changed (threads, say)."""
+        self.env.update(self.backend.environment())
         self.base_row.update(device_index=step.device.index, device_name=step.device.name,
                              device_uuid=step.device.uuid)
 
@@ -164,7 +167,7 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
     except Exception:  # a build that crashed (OOM, a framework bug) is a failed row
         run.writer.append_trial(run.failed_row(traceback.format_exc()))
         return run.finish(STOP_FAILED, {})
-    run.set_device(step)
+    run.prepared(step)
     sampler = make_sampler(req.telemetry, step.device.kind, step.device.index, req.sample_hz)
     protocol = replace(req.protocol, record_latency=req.mode == "infer")
     stop, extra = STOP_FAILED, {}

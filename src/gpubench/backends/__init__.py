@@ -23,9 +23,20 @@ def _torch(device_kind: str) -> Callable[[], Backend]:
     return make
 
 
+def _tf(device_kind: str, xla: bool = False) -> Callable[[], Backend]:
+    def make() -> Backend:
+        from gpubench.backends.tensorflow_backend import TFBackend
+        return TFBackend(device_kind, xla)
+    return make
+
+
 _BUILTIN: Dict[str, Callable[[], Backend]] = {
     "torch-cuda": _torch("cuda"),
     "torch-cpu": _torch("cpu"),
+    "tf-gpu": _tf("cuda"),
+    "tf-cpu": _tf("cpu"),
+    "tf-gpu-xla": _tf("cuda", xla=True),
+    "tf-cpu-xla": _tf("cpu", xla=True),
 }
 _extra: Dict[str, Callable[[], Backend]] = {}
 _plugins_loaded = False

@@ -1,0 +1,153 @@
+"""The timed step for TensorFlow: a Keras model, its optimizer and resident data on one
+device. Training is one `tf.function` call per step (forward, gradients and the
+optimizer update in one graph, no `model.fit` machinery); inference is a compiled
+forward pass. XLA, precision and loss scaling are decided once here, never per step."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, List, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gpubench.backends.base import DeviceInfo, Step, StepConfig, StepTimer
+from gpubench.backends.keras_model import build_keras_model, to_channels_last
+from gpubench.data.synthetic import make_batches
+from gpubench.workloads import Workload
+
+DTYPE_POLICIES = {"fp32": "float32", "tf32": "float32",
+                  "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
+
+
+class _HostTimer(StepTimer):
+    """TensorFlow exposes no device events: each step is timed on the host clock,
+    synchronised at its end on a GPU, so a latency is the whole step's."""
+
+    def __init__(self, iterations: int) -> None:
+        self.times_s = np.empty(iterations)
+
+    def latencies_s(self) -> np.ndarray:
+        return self.times_s
+
+
+def make_optimizer(workload: Workload) -> keras.optimizers.Optimizer:
+    """The workload's optimizer with PyTorch's defaults where Keras' differ."""
+    args = dict(workload.optimizer_args)
+    if workload.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=args.get("lr", 1e-3), epsilon=1e-8)
+    # Keras applies weight decay decoupled (p -= lr*wd*p), PyTorch's SGD adds wd*p to the
+    # gradient: the same for plain SGD, a small difference in the update with momentum.
+    return keras.optimizers.SGD(learning_rate=args.get("lr", 0.01),
+                                momentum=args.get("momentum", 0.0),
+                                weight_decay=args.get("weight_decay") or None)
+
+
+def make_loss(workload: Workload) -> keras.losses.Loss:
+    if workload.loss == "mse":
+        return keras.losses.MeanSquaredError()
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+class TFStep(Step):
+    def __init__(self, workload: Workload, config: StepConfig, tf_device: str,
+                 device: DeviceInfo, xla: bool = False) -> None:
+        self.config = config
+        self.device = device
+        self.tf_device = tf_device
+        self.is_gpu = device.kind == "cuda"
+        self._last_loss: Optional[tf.Tensor] = None
+        keras.utils.set_random_seed(config.seed)
+        if self.is_gpu:
+            tf.config.experimental.reset_memory_stats(self._mem_device)
+        with tf.device(tf_device):
+            self.model = build_keras_model(workload.layers, workload.input_shape,
+                                           DTYPE_POLICIES[config.precision]).model
+            batches = make_batches(workload, config.batch_size, config.data_batches, config.seed)
+            # tf.identity under the device scope copies each batch onto the device now.
+            self.data = [(tf.identity(tf.constant(to_channels_last(x))), tf.identity(tf.constant(y)))
+                         for x, y in batches]
+            if config.mode == "train":
+                self._step = self._make_train_step(workload, config.precision, xla)
+            else:
+                model = self.model
+                self._step = tf.function(lambda x: model(x, training=False), jit_compile=xla)
+
+    @property
+    def _mem_device(self) -> str:
+        return self.tf_device.lstrip("/")
+
+    def _make_train_step(self, workload: Workload, precision: str, xla: bool) -> Callable:
+        model, loss_fn = self.model, make_loss(workload)
+        opt = make_optimizer(workload)
+        scaled = precision == "fp16"  # fp16 gradients underflow without loss scaling
+        if scaled:
+            opt = keras.mixed_precision.LossScaleOptimizer(opt)
+        variables = model.trainable_variables
+        opt.build(variables)  # optimizer state exists before the first (traced) call
+
+        @tf.function(jit_compile=xla)
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                # The loss in float32 whatever the compute dtype (mixed precision).
+                loss = loss_fn(y, tf.cast(model(x, training=True), tf.float32))
+                objective = opt.scale_loss(loss) if scaled else loss
+            grads = tape.gradient(objective, variables)
+            opt.apply_gradients(zip(grads, variables))  # unscales under loss scaling
+            return loss
+
+        return step
+
+    # -- the timed interface -----------------------------------------------------------
+    def make_timer(self, iterations: int) -> StepTimer:
+        return _HostTimer(iterations)
+
+    def run(self, iterations: int, timer: Optional[StepTimer] = None) -> None:
+        step, data, k = self._step, self.data, len(self.data)
+        train = self.config.mode == "train"
+        out: Any = None
+        with tf.device(self.tf_device):
+            if timer is None:
+                if train:
+                    for i in range(iterations):
+                        out = step(*data[i % k])
+                else:
+                    for i in range(iterations):
+                        out = step(data[i % k][0])
+            else:
+                out = self._run_timed(iterations, timer, train)
+        if train:
+            self._last_loss = out
+
+    def _run_timed(self, iterations: int, timer: StepTimer, train: bool) -> Any:
+        assert isinstance(timer, _HostTimer)
+        step, data, k = self._step, self.data, len(self.data)
+        times, clock, sync = timer.times_s, time.perf_counter, self.synchronize
+        out = None
+        for i in range(iterations):
+            x, y = data[i % k]
+            t0 = clock()
+            out = step(x, y) if train else step(x)
+            sync()
+            times[i] = clock() - t0
+        return out
+
+    def synchronize(self) -> None:
+        # Eager CPU ops have finished when they return; GPU kernels are queued on streams.
+        if self.is_gpu:
+            tf.test.experimental.sync_devices()
+
+    def loss(self) -> Optional[float]:
+        return None if self._last_loss is None else float(self._last_loss.numpy())
+
+    def peak_mem_bytes(self) -> Optional[int]:
+        if not self.is_gpu:
+            return None
+        return int(tf.config.experimental.get_memory_info(self._mem_device)["peak"])
+
+    def close(self) -> None:
+        self.data = []
+        self._step = None
+        self.model = None
+        self._last_loss = None

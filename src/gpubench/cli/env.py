@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,32 @@ def collect() -> Dict[str, Any]:
         ok, why = backend.is_available()
         if ok or backend.device_kind == "cpu":
             env["frameworks"][backend.framework] = backend.environment() if ok else {"available": False, "reason": why}
+    from gpubench.telemetry.nvml import gpu_inventory
+
+    env["gpus"] = gpu_inventory()  # driver, CUDA driver, and each GPU, through NVML
     return env
+
+
+def gpu_rows(inventory: Dict[str, Any]) -> List[Tuple[str, str]]:
+    """(key, value) rows for the GPU section: one line saying why when there is no
+    driver; else the driver versions and each GPU's facts."""
+    if not inventory.get("available"):
+        return [("gpus", f"not available: {inventory.get('reason')}")]
+    rows = [(key, _text(inventory.get(key))) for key in ("driver_version", "cuda_driver_version")]
+    if not inventory.get("gpus"):
+        rows.append(("gpus", f"none ({inventory['reason']})" if inventory.get("reason") else "none"))
+    for i, gpu in enumerate(inventory.get("gpus", [])):
+        for key in ("name", "uuid", "memory_total_bytes", "power_limit_w", "max_sm_clock_mhz",
+                    "max_mem_clock_mhz", "mem_bus_width_bits", "peak_mem_bw_gbs"):
+            value = gpu.get(key)
+            if value is None and key in gpu.get("unavailable", {}):
+                value = f"not available: {gpu['unavailable'][key]}"
+            rows.append((f"gpu{i}.{key}", _text(value)))
+    return rows
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -47,5 +72,7 @@ def execute(args: argparse.Namespace) -> int:
     for framework, facts in env["frameworks"].items():
         for key, value in facts.items():
             table.add_row(f"{framework}.{key}", "" if value is None else str(value))
+    for key, value in gpu_rows(env["gpus"]):
+        table.add_row(key, value)
     Console(file=sys.stdout).print(table)
     return 0

@@ -82,6 +82,25 @@ def summary_table(summary: pd.DataFrame, title: Optional[str] = None):
     return table
 
 
+def throttle_warning(trials: pd.DataFrame) -> Optional[str]:
+    """One line naming the trials whose GPU clocks were throttled (power, thermal or
+    hardware slowdown), or None."""
+    if "throttled" not in trials.columns:
+        return None
+    flags = trials["throttled"].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
+    hit = trials.loc[flags, "trial"].tolist()
+    if not hit:
+        return None
+    names = ", ".join(str(t) for t in hit)
+    return (f"GPU clocks were throttled during trial(s) {names} of {len(trials)}; those numbers "
+            "are not peak performance (clock_event_reasons in samples.csv says why)")
+
+
+def escape_text(text: str) -> str:
+    from rich.markup import escape
+    return escape(text)
+
+
 def print_run(outcome: Any, fmt: str, quiet: bool) -> None:
     """The run folder's path, then the summary (table or JSON) unless quiet."""
     if fmt == "json":
@@ -95,6 +114,9 @@ def print_run(outcome: Any, fmt: str, quiet: bool) -> None:
         return
     console = _console()
     console.print(summary_table(outcome.summary))
+    warning = throttle_warning(outcome.trials)
+    if warning:
+        console.print(f"[yellow]warning:[/yellow] {escape_text(warning)}")
     if outcome.error:
         last = outcome.error.strip().splitlines()[-1]
         console.print(f"[red]run failed:[/red] {last} (full error in {outcome.path / 'trials.csv'})")

@@ -36,9 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, help="CPU threads for the framework")
     p.add_argument("--device", type=nonnegative_int, default=0, help="GPU index (default 0)")
     p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--telemetry", choices=TELEMETRY, default="auto")
+    p.add_argument("--telemetry", choices=TELEMETRY, default="auto",
+                   help="auto (default): NVML when the backend runs on an NVIDIA GPU, else CPU "
+                        "(psutil, RAPL); nvml: watch GPU --device whatever the backend")
     p.add_argument("--sample-hz", type=positive_float, default=10.0,
-                   help="telemetry sampling rate (default 10 Hz)")
+                   help="telemetry sampling rate (default 10 Hz, at most 1000)")
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default results/)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the run folder")
@@ -66,5 +68,7 @@ def execute(args: argparse.Namespace) -> int:
     show_progress = not args.quiet and sys.stderr.isatty()
     with run_progress(show_progress) as progress:
         outcome = execute_run(request, progress)
+    for warning in outcome.telemetry.get("warnings", []):  # also in run.json
+        print(f"gpubench: warning: {warning}", file=sys.stderr)
     print_run(outcome, args.format, args.quiet)
     return EXIT_OK if outcome.status == "ok" else EXIT_RUN_FAILED

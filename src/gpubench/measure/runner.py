@@ -23,7 +23,7 @@ from gpubench.measure.protocol import (
 from gpubench.results.schema import SCHEMA_VERSION
 from gpubench.results.summary import summarize
 from gpubench.results.writer import RunWriter
-from gpubench.telemetry import make_sampler
+from gpubench.telemetry import check_request as check_telemetry_request, make_sampler
 from gpubench.workloads import Workload, resolve_workload
 
 ERROR_TAIL_CHARS = 2000
@@ -54,6 +54,7 @@ class RunOutcome:
     trials: pd.DataFrame
     summary: pd.DataFrame
     error: Optional[str] = None
+    telemetry: Dict[str, Any] = field(default_factory=dict)  # the sampler's notes()
 
 
 def _percentiles_ms(latencies_s: Optional[np.ndarray]) -> Dict[str, float]:
@@ -102,6 +103,11 @@ class _Run:
                "peak_mem_bytes": step.peak_mem_bytes(), "loss": result.loss, "status": "ok"}
         row.update(_percentiles_ms(result.latencies_s))
         row.update(result.telemetry)
+        if row.get("mem_bw_gbs") is None:  # no measured bandwidth: the workload's own bytes
+            dtype_bytes = 2 if self.req.precision in ("fp16", "bf16") else 4
+            moved = self.workload.stats.bytes_per_step(self.batch_size, self.req.mode, dtype_bytes)
+            row.update(mem_bw_gbs=moved * result.iterations / result.duration_s / 1e9,
+                       mem_bw_source="analytic")
         energy = row.get("energy_j")
         if energy:
             row["samples_per_joule"] = samples / energy
@@ -135,7 +141,8 @@ class _Run:
         status = "ok" if (trials["status"] == "ok").all() and len(trials) else "failed"
         errors = trials["error"].dropna()
         return RunOutcome(self.writer.path, status, stop_reason, trials, summary,
-                          errors.iloc[-1] if len(errors) else None)
+                          errors.iloc[-1] if len(errors) else None,
+                          dict(extra.get("telemetry") or {}))
 
 
 def validate_request(req: RunRequest) -> None:
@@ -145,6 +152,7 @@ def validate_request(req: RunRequest) -> None:
         raise UserError(f"unknown precision {req.precision!r} (valid: {', '.join(PRECISIONS)})")
     if req.batch_size is not None and req.batch_size < 1:
         raise UserError(f"batch size must be a positive integer, got {req.batch_size}")
+    check_telemetry_request(req.telemetry, req.sample_hz)
 
 
 def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
@@ -168,7 +176,18 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
         run.writer.append_trial(run.failed_row(traceback.format_exc()))
         return run.finish(STOP_FAILED, {})
     run.prepared(step)
-    sampler = make_sampler(req.telemetry, step.device.kind, step.device.index, req.sample_hz)
+    try:  # the GPU to watch: the step's, else --device (a CPU step watched with --telemetry nvml)
+        sampler = make_sampler(
+            req.telemetry, step.device.kind,
+            req.device_index if step.device.index is None else step.device.index,
+            req.sample_hz, step.device.uuid)
+    except BaseException:
+        step.close()
+        run.writer.remove_if_empty()
+        raise
+    # NVML knows the driver: run.json's environment and every row get it.
+    run.env.update({k: v for k, v in sampler.environment().items() if run.env.get(k) is None})
+    run.base_row["driver_version"] = run.env.get("driver_version")
     protocol = replace(req.protocol, record_latency=req.mode == "infer")
     stop, extra = STOP_FAILED, {}
     try:

@@ -55,8 +55,14 @@ class Sampler(ABC):
 
     def notes(self) -> Dict[str, Any]:
         """What run.json should say about telemetry: the sampler, its rate, and which
-        quantities were not available and why."""
+        quantities were not available and why. `warnings` (a list of one-line messages)
+        is what the CLI repeats on stderr."""
         return {"sampler": self.name}
+
+    def environment(self) -> Dict[str, Any]:
+        """Facts about the watched device for run.json's environment (NVML: driver and
+        CUDA driver versions, the GPU's name, UUID, limits)."""
+        return {}
 
 
 class NullSampler(Sampler):
@@ -75,3 +81,16 @@ class NullSampler(Sampler):
 
     def end_trial(self) -> Dict[str, Any]:
         return {}
+
+
+class UnavailableSampler(NullSampler):
+    """Records nothing because the requested telemetry cannot run here (`--telemetry
+    auto` on a GPU without a usable NVML); says why, once, in notes()."""
+
+    def __init__(self, wanted: str, reason: str) -> None:
+        self.wanted, self.reason = wanted, reason
+
+    def notes(self) -> Dict[str, Any]:
+        return {"sampler": self.name, "wanted": self.wanted,
+                "unavailable": {self.wanted: self.reason},
+                "warnings": [f"no {self.wanted} telemetry: {self.reason}"]}

@@ -50,6 +50,7 @@ def execute(args: argparse.Namespace) -> int:
     import sys
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
@@ -65,8 +66,9 @@ def execute(args: argparse.Namespace) -> int:
     for col in ("name", "device", "available", "why not / note"):
         bt.add_column(col)
     for b in data["backends"]:
+        # escape: install hints hold brackets (gpubench[tf]) that rich would take as markup
         bt.add_row(b["name"], b["device"] or "", "yes" if b["available"] else "[red]no[/red]",
-                   b["reason"] or "")
+                   escape(b["reason"] or ""))
     console.print(wt)
     console.print(bt)
     return 0

@@ -71,6 +71,14 @@ def test_cli_reports_missing_tensorflow(no_tensorflow, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_list_table_shows_install_hints_whole(no_tensorflow, capsys):
+    """The hint's brackets survive the table (rich would eat `[tf]` as markup)."""
+    from gpubench.cli import main
+
+    assert main(["list"]) == 0
+    assert "pip install 'gpubench[tf]'" in capsys.readouterr().out
+
+
 def test_tf_gpu_reasons(monkeypatch):
     backend = get_backend("tf-gpu")
     cpu_only = {"distribution": "tensorflow-cpu", "version": "2.21.0", "cuda_build": False,
@@ -250,6 +258,7 @@ def gpu_step(*args: str, params: dict = None) -> dict:
 
 
 @pytest.mark.gpu
+@needs_tf
 @pytest.mark.parametrize("backend", ["tf-gpu", "tf-gpu-xla"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_gpu_trains_on_the_gpu(backend, precision):
@@ -261,6 +270,7 @@ def test_gpu_trains_on_the_gpu(backend, precision):
 
 
 @pytest.mark.gpu
+@needs_tf
 @pytest.mark.parametrize("backend", ["tf-gpu", "tf-gpu-xla"])
 def test_gpu_resnet50_both_modes(backend):
     for mode in ("train", "infer"):
@@ -269,6 +279,7 @@ def test_gpu_resnet50_both_modes(backend):
 
 
 @pytest.mark.gpu
+@needs_tf
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
 def test_gpu_ampere_precisions_run_or_say_why(precision, tmp_path):
     out = gpubench("run", "-w", "mnist", "-b", "tf-gpu", "--precision", precision, *QUICK,
@@ -280,6 +291,7 @@ def test_gpu_ampere_precisions_run_or_say_why(precision, tmp_path):
 
 
 @pytest.mark.gpu
+@needs_tf
 def test_gpu_cli_rows_carry_cuda_facts(tmp_path):
     out = gpubench("run", "-w", "lenet5", "-b", "tf-gpu", "--mode", "infer", *QUICK,
                    "--out", "res", "--quiet", cwd=tmp_path)

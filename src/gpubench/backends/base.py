@@ -25,6 +25,7 @@ class StepConfig:
     threads: Optional[int] = None  # intra-op CPU threads; None = the framework's default
     seed: int = 0
     data_batches: int = 4  # distinct batches cycled through, all resident on the device
+    onnx_path: Optional[str] = None  # a user's ONNX file to run (backends with accepts_onnx)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Backend(ABC):
     name: str
     framework: str  # the import name of the framework: "torch", "tensorflow", ...
     device_kind: str  # "cpu" | "cuda"
+    accepts_onnx: bool = False  # runs a user's ONNX file (StepConfig.onnx_path)
 
     @abstractmethod
     def is_available(self) -> Tuple[bool, str]:

@@ -30,6 +30,13 @@ def _tf(device_kind: str, xla: bool = False) -> Callable[[], Backend]:
     return make
 
 
+def _ort(device_kind: str) -> Callable[[], Backend]:
+    def make() -> Backend:
+        from gpubench.backends.onnxruntime_backend import OnnxRuntimeBackend
+        return OnnxRuntimeBackend(device_kind)
+    return make
+
+
 _BUILTIN: Dict[str, Callable[[], Backend]] = {
     "torch-cuda": _torch("cuda"),
     "torch-cpu": _torch("cpu"),
@@ -37,6 +44,8 @@ _BUILTIN: Dict[str, Callable[[], Backend]] = {
     "tf-cpu": _tf("cpu"),
     "tf-gpu-xla": _tf("cuda", xla=True),
     "tf-cpu-xla": _tf("cpu", xla=True),
+    "onnxruntime-cpu": _ort("cpu"),
+    "onnxruntime-cuda": _ort("cuda"),
 }
 _extra: Dict[str, Callable[[], Backend]] = {}
 _plugins_loaded = False

@@ -33,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="time cap on trials when chasing --target-rel-ci (default 120 s)")
     p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="workload parameter, repeatable (e.g. image_size=64)")
+    p.add_argument("--onnx", type=Path, metavar="PATH",
+                   help="run this ONNX file (onnxruntime-*, tensorrt) instead of the workload's "
+                        "own export; the workload still sets the input shape and FLOPs")
     p.add_argument("--threads", type=positive_int, help="CPU threads for the framework")
     p.add_argument("--device", type=nonnegative_int, default=0, help="GPU index (default 0)")
     p.add_argument("--seed", type=nonnegative_int, default=0)
@@ -64,7 +67,7 @@ def execute(args: argparse.Namespace) -> int:
         precision=args.precision, batch_size=args.batch_size,
         params=parse_param_args(args.param), device_index=args.device, threads=args.threads,
         seed=args.seed, protocol=protocol, telemetry=args.telemetry,
-        sample_hz=args.sample_hz, out_dir=args.out)
+        sample_hz=args.sample_hz, out_dir=args.out, onnx_path=args.onnx)
     show_progress = not args.quiet and sys.stderr.isatty()
     with run_progress(show_progress) as progress:
         outcome = execute_run(request, progress)

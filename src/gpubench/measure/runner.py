@@ -44,6 +44,7 @@ class RunRequest:
     telemetry: str = "auto"
     sample_hz: float = 10.0
     out_dir: Path = Path("results")
+    onnx_path: Optional[Path] = None  # a user's ONNX file for onnxruntime-*/tensorrt (--onnx)
 
 
 @dataclass
@@ -163,9 +164,13 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
     workload = resolve_workload(req.workload, req.params)
     backend = resolve_backend(req.backend)
     backend.check_config(req.mode, req.precision)
+    if req.onnx_path is not None and not backend.accepts_onnx:
+        raise UserError(f"--onnx is for backends that run ONNX files (onnxruntime-cpu, "
+                        f"onnxruntime-cuda, tensorrt); {backend.name} builds its own model")
     run = _Run(req, workload, backend)
     config = StepConfig(req.mode, req.precision, run.batch_size, req.device_index,
-                        req.threads, req.seed)
+                        req.threads, req.seed,
+                        onnx_path=None if req.onnx_path is None else str(req.onnx_path))
     progress("prepare", workload=workload.name, backend=backend.name)
     try:
         step = backend.prepare(workload, config)

@@ -37,6 +37,11 @@ def _ort(device_kind: str) -> Callable[[], Backend]:
     return make
 
 
+def _tensorrt() -> Backend:
+    from gpubench.backends.tensorrt_backend import TensorRTBackend
+    return TensorRTBackend()
+
+
 _BUILTIN: Dict[str, Callable[[], Backend]] = {
     "torch-cuda": _torch("cuda"),
     "torch-cpu": _torch("cpu"),
@@ -46,6 +51,7 @@ _BUILTIN: Dict[str, Callable[[], Backend]] = {
     "tf-cpu-xla": _tf("cpu", xla=True),
     "onnxruntime-cpu": _ort("cpu"),
     "onnxruntime-cuda": _ort("cuda"),
+    "tensorrt": _tensorrt,
 }
 _extra: Dict[str, Callable[[], Backend]] = {}
 _plugins_loaded = False

@@ -68,10 +68,11 @@ def register_backend(name: str, factory: Callable[[], Backend]) -> None:
 def all_backends() -> Dict[str, Callable[[], Backend]]:
     global _plugins_loaded
     if not _plugins_loaded:
-        from gpubench.plugins import load_group
+        from gpubench.plugins import import_env_plugins, load_group
+        _plugins_loaded = True
         for name, factory in load_group("gpubench.backends").items():
             _extra.setdefault(name, factory)
-        _plugins_loaded = True
+        import_env_plugins()
     return {**_BUILTIN, **_extra}
 
 

@@ -120,3 +120,26 @@ def print_run(outcome: Any, fmt: str, quiet: bool) -> None:
     if outcome.error:
         last = outcome.error.strip().splitlines()[-1]
         console.print(f"[red]run failed:[/red] {last} (full error in {outcome.path / 'trials.csv'})")
+
+
+def print_suite_plan(plan: Any) -> None:
+    """--dry-run: the expanded matrix, one run a line."""
+    for planned in plan.runs:
+        print(planned.run.label())
+    skipped = f", {len(plan.skipped)} already ok (skipped by --resume)" if plan.skipped else ""
+    print(f"{len(plan.runs)} runs from {plan.config_path}{skipped}")
+
+
+def print_suite(outcome: Any, plan: Any) -> None:
+    """The final table of every row of the suite folder, then the failures' last lines."""
+    console = _console()
+    console.print(summary_table(outcome.summary, title=f"Suite {plan.config_path.name}"))
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items()))
+    console.print(f"this invocation: {counts or 'nothing to run'}")
+    from rich.markup import escape
+
+    for _, row in outcome.summary[outcome.summary["status"] != "ok"].iterrows():
+        error = row["error"] if isinstance(row["error"], str) else ""
+        last = error.strip().splitlines()[-1] if error.strip() else ""
+        console.print(f"[red]{row['status']}[/red] {escape(str(row['workload']))} "
+                      f"{escape(str(row['backend']))} {row['mode']} {row['precision']}: {escape(last)}")

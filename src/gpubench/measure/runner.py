@@ -44,6 +44,7 @@ class RunRequest:
     telemetry: str = "auto"
     sample_hz: float = 10.0
     out_dir: Path = Path("results")
+    folder: Optional[Path] = None  # the run folder itself (suites name it); else made in out_dir
     onnx_path: Optional[Path] = None  # a user's ONNX file for onnxruntime-*/tensorrt (--onnx)
 
 
@@ -72,7 +73,7 @@ class _Run:
         self.req, self.workload, self.backend = req, workload, backend
         self.batch_size = req.batch_size or workload.default_batch_size
         self.env = {**machine_environment(), **backend.environment()}
-        self.writer = RunWriter(req.out_dir, self.env["host"])
+        self.writer = RunWriter(req.out_dir, self.env["host"], folder=req.folder)
         self.started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.base_row: Dict[str, Any] = {
             "run_id": self.writer.run_id, "workload": workload.name, "backend": backend.name,

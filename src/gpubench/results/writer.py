@@ -24,6 +24,10 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
+def run_folder_name(host: str, run_id: str) -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{_safe(host)}-{run_id}"
+
+
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text) or "host"
 
@@ -48,13 +52,19 @@ def _clean(value: Any) -> Any:
 
 
 class RunWriter:
-    def __init__(self, out_dir: Path, host: str, run_id: str | None = None) -> None:
-        self.run_id = run_id or new_run_id()
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    def __init__(self, out_dir: Path, host: str, run_id: str | None = None,
+                 folder: Path | None = None) -> None:
+        """Makes `out_dir/<timestamp>-<host>-<run_id>/`, or `folder` when given (whose
+        last part then ends in the run id, as suites name them)."""
         out_dir = Path(out_dir)
-        self.path = out_dir / f"{stamp}-{_safe(host)}-{self.run_id}"
+        if folder is not None:
+            self.path = Path(folder)
+            self.run_id = run_id or self.path.name.rsplit("-", 1)[-1]
+        else:
+            self.run_id = run_id or new_run_id()
+            self.path = out_dir / run_folder_name(host, self.run_id)
         try:
-            self.path.mkdir(parents=True, exist_ok=False)
+            self.path.mkdir(parents=True, exist_ok=folder is not None)
             probe = self.path / ".write-probe"
             probe.write_text("")
             probe.unlink()

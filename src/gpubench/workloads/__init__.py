@@ -29,10 +29,11 @@ def register_workload(spec: WorkloadSpec) -> None:
 def _load_plugins() -> None:
     global _plugins_loaded
     if not _plugins_loaded:
-        from gpubench.plugins import load_group
+        from gpubench.plugins import import_env_plugins, load_group
+        _plugins_loaded = True
         for name, spec in load_group("gpubench.workloads").items():
             _extra.setdefault(name, spec)
-        _plugins_loaded = True
+        import_env_plugins()
 
 
 def all_workloads() -> Dict[str, WorkloadSpec]:

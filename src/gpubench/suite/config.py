@@ -1,0 +1,229 @@
+"""Suite files: YAML loaded safely (no object construction from tags), validated with
+messages that name the file and the key, and expanded into the cross product of
+workloads x backends x modes x precisions x batch sizes x params.
+
+    defaults:            # optional; any entry key below may also stand here
+      trials: 5
+      timeout_s: 600
+    runs:
+      - workloads: [mnist, lenet5]
+        backends: [torch-cpu]
+        modes: [train, infer]
+        precisions: [fp32]
+        batch_sizes: [64, 1024]     # null = the workload's default
+        params: {hidden: [64, 128]}  # each key's values are crossed too
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from gpubench.errors import UserError
+
+# Matrix keys: a scalar or a list of scalars each.
+MATRIX_KEYS = {"workloads": str, "backends": str, "modes": str, "precisions": str,
+               "batch_sizes": int}
+# Settings: one scalar each, as `gpubench run` takes them.
+SETTING_KEYS = {"trials": int, "warmup_s": float, "min_trial_s": float,
+                "target_rel_ci": float, "max_time_s": float, "telemetry": str,
+                "sample_hz": float, "timeout_s": float, "seed": int, "threads": int,
+                "device": int}
+ENTRY_KEYS = set(MATRIX_KEYS) | set(SETTING_KEYS) | {"params"}
+TOP_KEYS = {"defaults", "runs"}
+DEFAULT_SETTINGS: Dict[str, Any] = {"trials": 5, "warmup_s": 1.0, "min_trial_s": 1.0,
+                                    "target_rel_ci": None, "max_time_s": 120.0,
+                                    "telemetry": "auto", "sample_hz": 10.0,
+                                    "timeout_s": 600.0, "seed": 0, "threads": None,
+                                    "device": 0}
+DEFAULT_MATRIX: Dict[str, List[Any]] = {"modes": ["train"], "precisions": ["fp32"],
+                                        "batch_sizes": [None]}
+FILTER_KEYS = ("workload", "backend", "mode", "precision", "batch_size", "params")
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """One configuration of the matrix with its settings."""
+
+    workload: str
+    backend: str
+    mode: str
+    precision: str
+    batch_size: Optional[int]
+    params: Tuple[Tuple[str, str], ...]
+    settings: Tuple[Tuple[str, Any], ...] = field(default=())
+
+    @property
+    def params_text(self) -> str:
+        return ";".join(f"{k}={v}" for k, v in self.params)
+
+    def key(self) -> Tuple[str, str, str, str, str, str]:
+        """What identifies the configuration (for --resume and --filter)."""
+        return (self.workload, self.backend, self.mode, self.precision,
+                "" if self.batch_size is None else str(self.batch_size), self.params_text)
+
+    def label(self) -> str:
+        batch = "default" if self.batch_size is None else self.batch_size
+        params = f" [{self.params_text}]" if self.params else ""
+        return f"{self.workload}{params} {self.backend} {self.mode} {self.precision} batch {batch}"
+
+    def setting(self, name: str) -> Any:
+        return dict(self.settings)[name]
+
+
+def _where(source: Path, path: str) -> str:
+    return f"{source}: {path}"
+
+
+def _scalar(value: Any, kind: type, source: Path, path: str) -> Any:
+    """A value of `kind` (int accepts integral numbers, float accepts ints)."""
+    ok = (isinstance(value, kind) and not isinstance(value, bool)) or (
+        kind is float and isinstance(value, int) and not isinstance(value, bool))
+    if kind is float and ok and not math.isfinite(value):
+        ok = False
+    if not ok:
+        expected = {int: "an integer", float: "a number", str: "a string"}[kind]
+        raise UserError(f"{_where(source, path)}: expected {expected}, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _scalar_list(value: Any, kind: type, source: Path, path: str,
+                 allow_null: bool = False) -> List[Any]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise UserError(f"{_where(source, path)}: expected at least one value, got an empty list")
+    out = []
+    for i, item in enumerate(items):
+        if item is None and allow_null:
+            out.append(None)
+            continue
+        out.append(_scalar(item, kind, source, f"{path}[{i}]" if isinstance(value, list) else path))
+    return out
+
+
+def _positive(name: str, value: Any, source: Path, path: str) -> None:
+    if name == "telemetry":
+        from gpubench.telemetry import TELEMETRY_KINDS
+        if value not in TELEMETRY_KINDS:
+            raise UserError(f"{_where(source, path)}: expected one of "
+                            f"{', '.join(TELEMETRY_KINDS)}, got {value!r}")
+        return
+    if value is None:
+        return
+    lower_ok = value >= 0 if name in ("seed", "device") else value > 0
+    if not lower_ok or (name == "target_rel_ci" and value >= 1):
+        expected = ("a fraction in (0, 1)" if name == "target_rel_ci"
+                    else "a number >= 0" if name in ("seed", "device") else "a positive number")
+        raise UserError(f"{_where(source, path)}: expected {expected}, got {value!r}")
+
+
+def _check_mapping(value: Any, allowed: set, source: Path, path: str) -> Dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UserError(f"{_where(source, path)}: expected a mapping, got {type(value).__name__}")
+    unknown = sorted(str(k) for k in value if k not in allowed)
+    if unknown:
+        raise UserError(f"{_where(source, path + '.' + unknown[0] if path else unknown[0])}: "
+                        f"unknown key (valid: {', '.join(sorted(allowed))})")
+    return value
+
+
+def _entry(raw: Dict[str, Any], base: Dict[str, Any], source: Path, path: str) -> Dict[str, Any]:
+    """Merges an entry over `base` (defaults), validating each key."""
+    merged = dict(base)
+    for key, value in raw.items():
+        where = f"{path}.{key}"
+        if key in MATRIX_KEYS:
+            merged[key] = _scalar_list(value, MATRIX_KEYS[key], source, where,
+                                       allow_null=key == "batch_sizes")
+            if key == "batch_sizes":
+                for b in merged[key]:
+                    if b is not None and b < 1:
+                        raise UserError(f"{_where(source, where)}: expected positive integers, got {b!r}")
+        elif key in SETTING_KEYS:
+            merged[key] = None if value is None and key in ("target_rel_ci", "threads") else \
+                _scalar(value, SETTING_KEYS[key], source, where)
+            _positive(key, merged[key], source, where)
+        elif key == "params":
+            if not isinstance(value, dict):
+                raise UserError(f"{_where(source, where)}: expected a mapping of parameter "
+                                f"names to values, got {type(value).__name__}")
+            params = {}
+            for name, values in value.items():
+                items = values if isinstance(values, list) else [values]
+                if not items or any(isinstance(v, (dict, list)) or v is None for v in items):
+                    raise UserError(f"{_where(source, f'{where}.{name}')}: expected a value "
+                                    f"or a list of values")
+                params[str(name)] = [str(v).lower() if isinstance(v, bool) else str(v) for v in items]
+            merged["params"] = params
+    return merged
+
+
+def parse_suite(data: Any, source: Path) -> List[SuiteRun]:
+    """Validates the loaded YAML and expands it into runs (in file order)."""
+    if data is None:
+        raise UserError(f"{source}: the file is empty")
+    top = _check_mapping(data, TOP_KEYS, source, "")
+    defaults_raw = _check_mapping(top.get("defaults") or {}, ENTRY_KEYS, source, "defaults")
+    base = _entry(defaults_raw, {**DEFAULT_SETTINGS, **DEFAULT_MATRIX, "params": {}}, source, "defaults")
+    entries = top.get("runs")
+    if not isinstance(entries, list) or not entries:
+        raise UserError(f"{_where(source, 'runs')}: expected a non-empty list of run entries")
+    runs: List[SuiteRun] = []
+    for i, raw in enumerate(entries):
+        path = f"runs[{i}]"
+        entry = _entry(_check_mapping(raw, ENTRY_KEYS, source, path), base, source, path)
+        for key in ("workloads", "backends"):
+            if key not in entry:
+                raise UserError(f"{_where(source, f'{path}.{key}')}: missing (neither the entry "
+                                f"nor defaults name any)")
+        settings = tuple((k, entry[k]) for k in sorted(SETTING_KEYS))
+        param_names = sorted(entry["params"])
+        for w, b, m, p, bs, *values in itertools.product(
+                entry["workloads"], entry["backends"], entry["modes"], entry["precisions"],
+                entry["batch_sizes"], *(entry["params"][n] for n in param_names)):
+            runs.append(SuiteRun(w, b, m, p, bs, tuple(zip(param_names, values)), settings))
+    seen = set()
+    unique = [r for r in runs if not (r.key() in seen or seen.add(r.key()))]
+    return unique
+
+
+def load_suite(path: Path) -> List[SuiteRun]:
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
+    return parse_suite(data, path)
+
+
+def parse_filter(expr: str) -> List[Tuple[str, str]]:
+    """`workload=mnist,backend=torch-*` -> [(key, glob)]; every condition must match."""
+    conditions = []
+    for part in expr.split(","):
+        key, sep, pattern = part.partition("=")
+        key = key.strip()
+        if not sep or key not in FILTER_KEYS or not pattern.strip():
+            raise UserError(f"--filter takes KEY=GLOB[,KEY=GLOB...] with KEY one of "
+                            f"{', '.join(FILTER_KEYS)}; got {part!r}")
+        conditions.append((key, pattern.strip()))
+    return conditions
+
+
+def matches(run: SuiteRun, conditions: List[Tuple[str, str]]) -> bool:
+    values = dict(zip(FILTER_KEYS, run.key()))
+    return all(fnmatch.fnmatchcase(values[k], pattern) for k, pattern in conditions)

@@ -1,0 +1,269 @@
+"""Running a suite: plan (expand, filter, resume), then each run in its own worker,
+merging every finished run's rows into the suite folder atomically, so a crash, a
+Ctrl-C or a SIGKILL of this process loses no finished row.
+
+Suite folder: `<out>/<timestamp>-<host>-<suite_id>/` with trials.csv, summary.csv,
+samples.csv (all runs merged) and run.json (the suite), and `runs/<run folder>/` per
+run as `gpubench run` writes it (plus the worker's log).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+import pandas as pd
+
+from gpubench.backends import all_backends, backend_names
+from gpubench.environment import host_name
+from gpubench.errors import UserError
+from gpubench.measure.protocol import ProtocolConfig
+from gpubench.measure.runner import RunRequest
+from gpubench.results.atomic import write_text_atomic
+from gpubench.results.reader import read_trials
+from gpubench.results.schema import SCHEMA_VERSION, TRIAL_COLUMNS
+from gpubench.results.summary import summarize
+from gpubench.results.writer import new_run_id, run_folder_name
+from gpubench.suite.config import SuiteRun, load_suite, matches, parse_filter
+from gpubench.suite.isolation import read_folder_trials, record_status, run_in_worker
+from gpubench.workloads import resolve_workload
+
+Progress = Callable[..., None]
+FAILING = ("failed", "timeout")
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    run: SuiteRun
+    key: Tuple[str, ...]  # (workload, backend, mode, precision, batch size, params) resolved
+
+
+@dataclass
+class SuitePlan:
+    config_path: Path
+    runs: List[PlannedRun]
+    skipped: List[PlannedRun] = field(default_factory=list)  # --resume: already ok
+    folder: Optional[Path] = None  # the folder resumed, if any
+
+
+@dataclass
+class SuiteOutcome:
+    path: Path
+    trials: pd.DataFrame
+    summary: pd.DataFrame
+    statuses: Dict[str, int]  # status -> runs executed now
+    interrupted: bool = False
+
+
+def resolved_key(run: SuiteRun, source: Path) -> Tuple[str, ...]:
+    """The key as it will stand in result rows: default batch size and default
+    parameters filled in (validates the workload and its params too)."""
+    try:
+        workload = resolve_workload(run.workload, dict(run.params))
+    except UserError as exc:
+        raise UserError(f"{source}: {exc}") from None
+    batch = run.batch_size or workload.default_batch_size
+    return (run.workload, run.backend, run.mode, run.precision, str(batch), workload.params_str)
+
+
+def row_key(row: pd.Series) -> Tuple[str, ...]:
+    return (str(row["workload"]), str(row["backend"]), str(row["mode"]), str(row["precision"]),
+            str(int(row["batch_size"])), str(row["params"] or ""))
+
+
+def find_resumable(out_dir: Path, suite_name: str) -> Path:
+    candidates = []
+    for meta_path in sorted(Path(out_dir).glob("*/run.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if meta.get("kind") == "suite" and meta.get("suite_name") == suite_name:
+            candidates.append(meta_path.parent)
+    if not candidates:
+        raise UserError(f"--resume: no earlier results of suite {suite_name!r} in {out_dir}")
+    return candidates[-1]  # folder names start with a UTC timestamp
+
+
+def plan_suite(config_path: Path, out_dir: Path, filter_expr: Optional[str] = None,
+               resume: bool = False) -> SuitePlan:
+    runs = load_suite(config_path)
+    known = set(backend_names())
+    for run in runs:
+        if run.backend not in known:
+            raise UserError(f"{config_path}: unknown backend {run.backend!r} "
+                            f"(valid: {', '.join(sorted(known))})")
+    planned = [PlannedRun(r, resolved_key(r, config_path)) for r in runs]
+    if filter_expr:
+        conditions = parse_filter(filter_expr)
+        planned = [p for p in planned if matches(p.run, conditions)]
+        if not planned:
+            raise UserError(f"--filter {filter_expr!r} matches no run of {config_path}")
+    plan = SuitePlan(Path(config_path), planned)
+    if resume:
+        plan.folder = find_resumable(out_dir, Path(config_path).stem)
+        done = _ok_keys(plan.folder)
+        plan.skipped = [p for p in planned if p.key in done]
+        plan.runs = [p for p in planned if p.key not in done]
+    return plan
+
+
+def _ok_keys(folder: Path) -> Set[Tuple[str, ...]]:
+    path = folder / "trials.csv"
+    if not path.exists():
+        return set()
+    trials = read_trials(path)
+    ok = trials[trials["status"] == "ok"]
+    return {row_key(row) for _, row in ok.iterrows()}
+
+
+def request_for(run: SuiteRun, folder: Path, device: int, timeout_override: Optional[float]) -> Tuple[RunRequest, float]:
+    s = dict(run.settings)
+    protocol = ProtocolConfig(trials=s["trials"], warmup_s=s["warmup_s"],
+                              min_trial_s=s["min_trial_s"], target_rel_ci=s["target_rel_ci"],
+                              max_time_s=s["max_time_s"])
+    req = RunRequest(workload=run.workload, backend=run.backend, mode=run.mode,
+                     precision=run.precision, batch_size=run.batch_size,
+                     params=dict(run.params), device_index=device, threads=s["threads"],
+                     seed=s["seed"], protocol=protocol, telemetry=s["telemetry"],
+                     sample_hz=s["sample_hz"], out_dir=folder.parent, folder=folder)
+    return req, timeout_override or s["timeout_s"]
+
+
+class SuiteFolder:
+    """The suite's merged tables; every append rewrites them atomically."""
+
+    def __init__(self, path: Path, meta: Dict[str, Any]) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        (path / "runs").mkdir(parents=True, exist_ok=True)
+        self.trials = read_trials(path / "trials.csv") if (path / "trials.csv").exists() \
+            else pd.DataFrame(columns=list(TRIAL_COLUMNS))
+        samples_path = path / "samples.csv"
+        self.samples = pd.read_csv(samples_path) if samples_path.exists() else pd.DataFrame()
+        self.meta = meta
+        self._write_meta()
+        if not (path / "summary.csv").exists():  # every file readable from the start
+            write_text_atomic(path / "trials.csv", self.trials.to_csv(index=False))
+            write_text_atomic(path / "summary.csv", summarize(self.trials).to_csv(index=False))
+
+    def _write_meta(self) -> None:
+        write_text_atomic(self.path / "run.json", json.dumps(self.meta, indent=2, default=str) + "\n")
+
+    def add_run(self, run_folder: Path, rows: pd.DataFrame, entry: Dict[str, Any]) -> None:
+        with self.lock:
+            frames = [f for f in (self.trials, rows[list(TRIAL_COLUMNS)]) if len(f)]
+            self.trials = pd.concat(frames, ignore_index=True) if frames else self.trials
+            write_text_atomic(self.path / "trials.csv", self.trials.to_csv(index=False))
+            samples_path = run_folder / "samples.csv"
+            if samples_path.exists():
+                new = pd.read_csv(samples_path)
+                new.insert(0, "run_id", entry["run_id"])
+                self.samples = pd.concat([self.samples, new], ignore_index=True)
+                write_text_atomic(self.path / "samples.csv", self.samples.to_csv(index=False))
+            write_text_atomic(self.path / "summary.csv", summarize(self.trials).to_csv(index=False))
+            self.meta.setdefault("runs", []).append(entry)
+            self._write_meta()
+
+    def finish(self, interrupted: bool) -> None:
+        with self.lock:
+            self.meta["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.meta["stop_reason"] = "interrupted" if interrupted else "completed"
+            self._write_meta()
+
+
+def open_suite_folder(plan: SuitePlan, out_dir: Path, options: Dict[str, Any]) -> SuiteFolder:
+    if plan.folder is not None:
+        meta = json.loads((plan.folder / "run.json").read_text())
+        meta.setdefault("resumed_utc", []).append(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        return SuiteFolder(plan.folder, meta)
+    suite_id = new_run_id()
+    path = Path(out_dir) / run_folder_name(host_name(), suite_id)
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise UserError(f"cannot write results to {out_dir}: {exc.strerror or exc}") from None
+    meta = {"kind": "suite", "schema_version": SCHEMA_VERSION, "suite_id": suite_id,
+            "suite_name": plan.config_path.stem, "config_path": str(plan.config_path.resolve()),
+            "config_text": plan.config_path.read_text(), "options": options,
+            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": []}
+    return SuiteFolder(path, meta)
+
+
+def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
+                  timeout_override: Optional[float] = None, progress: Progress = lambda e, **f: None) -> SuiteOutcome:
+    """Runs every planned run in a worker, `len(devices)` at a time (one per device)."""
+    statuses: Dict[str, int] = {}
+    stop = threading.Event()
+    active: Dict[int, subprocess.Popen] = {}
+    free: "queue.Queue[int]" = queue.Queue()
+    for device in devices:
+        free.put(device)
+
+    def one(index: int, planned: PlannedRun) -> None:
+        device = free.get()
+        try:
+            if stop.is_set():
+                return
+            run_id = new_run_id()
+            folder = suite.path / "runs" / run_folder_name(host_name(), run_id)
+            req, timeout_s = request_for(planned.run, folder, device, timeout_override)
+            progress("run_start", index=index, label=planned.run.label(), device=device)
+            result = run_in_worker(req, timeout_s, on_start=lambda p: active.__setitem__(index, p))
+            active.pop(index, None)
+            if result.outcome == "finished" or result.outcome == "interrupted":
+                rows = read_folder_trials(folder)
+            elif result.outcome == "refused":
+                status = "unsupported" if result.refused_kind == "unsupported" else "failed"
+                rows = record_status(req, status, result.message or "")
+            else:  # failed | timeout
+                rows = record_status(req, "timeout" if result.outcome == "timeout" else "failed",
+                                     result.message or "")
+            status = _run_status(rows, result.outcome)
+            if result.outcome != "interrupted" or len(rows):
+                suite.add_run(folder, rows, {"run_id": run_id, "label": planned.run.label(),
+                                             "folder": str(folder.relative_to(suite.path)),
+                                             "status": status, "device": device})
+            statuses[status] = statuses.get(status, 0) + 1
+            progress("run_done", index=index, label=planned.run.label(), status=status)
+        finally:
+            free.put(device)
+
+    interrupted = False
+    with ThreadPoolExecutor(max_workers=len(devices)) as pool:
+        pending = {pool.submit(one, i, p) for i, p in enumerate(plan.runs)}
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()  # an error in the parent's own code is not swallowed
+        except KeyboardInterrupt:
+            interrupted = True
+            stop.set()
+            for proc in list(active.values()):
+                try:
+                    proc.send_signal(2)  # SIGINT: the worker writes what finished
+                except ProcessLookupError:
+                    pass
+            wait(pending)
+    suite.finish(interrupted)
+    if interrupted:
+        raise KeyboardInterrupt
+    return SuiteOutcome(suite.path, suite.trials, summarize(suite.trials), statuses)
+
+
+def _run_status(rows: pd.DataFrame, outcome: str) -> str:
+    if outcome == "interrupted":
+        return "interrupted"
+    statuses = set(rows["status"]) if len(rows) else {"failed"}
+    for status in ("timeout", "failed", "unsupported"):
+        if status in statuses:
+            return status
+    return "ok"

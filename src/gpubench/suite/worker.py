@@ -1,0 +1,102 @@
+"""The worker: one run in a fresh process (`python -m gpubench.suite.worker`).
+
+A fresh process per run gives every run a clean CUDA context, and confines a segfault,
+an out-of-memory kill or a hang to that run. The parent sends the request as JSON on
+stdin and names the run folder; the worker writes the folder itself (trials.csv after
+every trial) and reports progress as JSON lines on the file descriptor named by
+GPUBENCH_EVENT_FD. Its exit code says how it ended:
+
+    0    the run finished (its rows say ok or failed)
+    2    the run was refused before measuring; the last event says why and whether
+         the configuration is unsupported here (an unavailable backend, a precision
+         the device cannot do) or bad input
+    130  interrupted (SIGINT from the parent); finished trials are written
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, Optional, TextIO
+
+from gpubench.errors import BackendUnavailable, Unsupported, UserError
+from gpubench.measure.protocol import ProtocolConfig
+from gpubench.measure.runner import RunRequest
+
+EVENT_FD_ENV = "GPUBENCH_EVENT_FD"
+EXIT_FINISHED, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 2, 130
+PR_SET_PDEATHSIG = 1
+
+
+def request_to_json(req: RunRequest) -> Dict[str, Any]:
+    data = asdict(req)
+    data["params"] = dict(req.params)
+    data["out_dir"] = str(req.out_dir)
+    data["folder"] = str(req.folder) if req.folder else None
+    return data
+
+
+def request_from_json(data: Dict[str, Any]) -> RunRequest:
+    data = dict(data)
+    data["protocol"] = ProtocolConfig(**data["protocol"])
+    data["out_dir"] = Path(data["out_dir"])
+    data["folder"] = Path(data["folder"]) if data.get("folder") else None
+    return RunRequest(**data)
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker whose parent is SIGKILLed must not run on as an orphan."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(EXIT_INTERRUPTED)
+
+
+class _Events:
+    def __init__(self, stream: Optional[TextIO]) -> None:
+        self.stream = stream
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        if self.stream is not None:
+            self.stream.write(json.dumps({"event": event, **fields}, default=str) + "\n")
+            self.stream.flush()
+
+
+def main() -> int:
+    _die_with_parent()
+    fd = os.environ.get(EVENT_FD_ENV)
+    events = _Events(os.fdopen(int(fd), "w", buffering=1) if fd else None)
+    request = request_from_json(json.loads(sys.stdin.read()))
+    from gpubench.measure.runner import execute_run
+
+    try:
+        outcome = execute_run(request, events)
+    except (Unsupported, BackendUnavailable) as exc:
+        events("refused", kind="unsupported", message=str(exc))
+        return EXIT_REFUSED
+    except UserError as exc:
+        events("refused", kind="usage", message=str(exc))
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    events("finished", path=str(outcome.path), status=outcome.status,
+           telemetry=outcome.telemetry)
+    return EXIT_FINISHED
+
+
+if __name__ == "__main__":
+    # A second Ctrl-C while finished trials are being written must not cut that short.
+    def _interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, _interrupt)
+    sys.exit(main())

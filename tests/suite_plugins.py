@@ -1,0 +1,77 @@
+"""Backends registered only for the tests (through GPUBENCH_PLUGINS, so suite workers
+see them too): one that succeeds with real numbers, and ones that abort the process,
+hang, raise, or refuse a precision."""
+
+import os
+import time
+
+import numpy as np
+
+from gpubench.backends import Backend, DeviceInfo, Step, StepTimer, register_backend
+from gpubench.errors import Unsupported
+
+
+class _Timer(StepTimer):
+    def __init__(self, n):
+        self.values = [0.0] * n
+
+    def latencies_s(self):
+        return np.asarray(self.values)
+
+
+class MatmulStep(Step):
+    """A real (numpy) step: one small matmul per iteration."""
+
+    device = DeviceInfo("cpu", None, "test cpu")
+
+    def __init__(self, behaviour):
+        self.behaviour = behaviour
+        self.a = np.random.default_rng(0).standard_normal((64, 64))
+        self.calls = 0
+
+    def make_timer(self, iterations):
+        return _Timer(iterations)
+
+    def run(self, iterations, timer=None):
+        self.calls += 1
+        if self.calls > 2:  # past warm-up: misbehave in the first trial
+            if self.behaviour == "hang":
+                time.sleep(3600)
+            elif self.behaviour == "raise":
+                raise RuntimeError("boom: simulated failure in a trial")
+            elif self.behaviour == "abort":
+                os.abort()
+        for i in range(iterations):
+            t0 = time.perf_counter()
+            self.a @ self.a
+            if timer is not None:
+                timer.values[i] = time.perf_counter() - t0
+
+    def synchronize(self):
+        pass
+
+
+class BehaviourBackend(Backend):
+    framework = "numpy"
+    device_kind = "cpu"
+
+    def __init__(self, behaviour):
+        self.behaviour = behaviour
+        self.name = f"test-{behaviour}"
+
+    def is_available(self):
+        return True, ""
+
+    def check_config(self, mode, precision):
+        if self.behaviour == "unsupported":
+            raise Unsupported(f"precision {precision} is not supported on test-unsupported: it supports nothing")
+
+    def prepare(self, workload, config):
+        return MatmulStep(self.behaviour)
+
+    def environment(self):
+        return {"framework": "numpy", "framework_version": np.__version__}
+
+
+for _behaviour in ("ok", "hang", "raise", "abort", "unsupported"):
+    register_backend(f"test-{_behaviour}", lambda b=_behaviour: BehaviourBackend(b))

@@ -1,0 +1,184 @@
+"""`gpubench suite` through the real command: fault tolerance (abort, hang, raise,
+unsupported), SIGKILL of the parent and --resume, YAML errors, the smoke suite."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, run_cli
+from gpubench.results.reader import read_trials
+
+TESTS = Path(__file__).resolve().parent
+PLUGIN_ENV = {"GPUBENCH_PLUGINS": "suite_plugins",
+              "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+FAST = """defaults:
+  trials: 2
+  warmup_s: 0.05
+  min_trial_s: 0.05
+  telemetry: none
+  timeout_s: 20
+"""
+
+
+def _suite_file(tmp_path, body, name="suite.yaml"):
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+def _suite(*args, **kw):
+    return run_cli("suite", *args, env_extra=PLUGIN_ENV, **kw)
+
+
+def _folder(proc):
+    return Path(proc.stdout.splitlines()[0])
+
+
+def test_one_bad_run_never_stops_the_others(tmp_path):
+    config = _suite_file(tmp_path, FAST + """runs:
+  - workloads: linreg
+    backends: [test-ok, test-abort, test-raise, test-unsupported]
+  - workloads: linreg
+    backends: test-hang
+    timeout_s: 3
+  - workloads: mnist
+    backends: test-ok
+    modes: infer
+""")
+    proc = _suite(str(config), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 4, proc.stderr
+    folder = _folder(proc)
+    trials = read_trials(folder / "trials.csv")
+    by_backend = {b: g for b, g in trials.groupby("backend")}
+    ok = by_backend["test-ok"]
+    assert set(ok["status"]) == {"ok"} and len(ok) == 4
+    assert (ok["throughput_samples_per_s"] > 0).all()
+    assert (ok[ok["mode"] == "infer"]["latency_p50_ms"] > 0).all()
+    abort = by_backend["test-abort"]
+    assert abort["status"].iloc[-1] == "failed" and "SIGABRT" in abort["error"].iloc[-1]
+    assert list(abort["status"][:-1]) == []  # died in its first trial: nothing finished
+    raised = by_backend["test-raise"]
+    assert raised["status"].iloc[-1] == "failed" and "boom" in raised["error"].iloc[-1]
+    hang = by_backend["test-hang"]
+    assert list(hang["status"]) == ["timeout"] and "timed out after 3 s" in hang["error"].iloc[0]
+    unsupported = by_backend["test-unsupported"]
+    assert list(unsupported["status"]) == ["unsupported"]
+    assert "supports nothing" in unsupported["error"].iloc[0]
+    summary = pd.read_csv(folder / "summary.csv")
+    assert len(summary) == 6
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["kind"] == "suite" and len(meta["runs"]) == 6
+    assert "1 timeout" in proc.stdout and "2 failed" in proc.stdout
+
+
+def test_unsupported_alone_is_not_a_failure(tmp_path):
+    config = _suite_file(tmp_path, FAST + "runs:\n  - {workloads: linreg, backends: [test-ok, test-unsupported]}\n")
+    proc = _suite(str(config), "--out", str(tmp_path / "out"), "-q")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_sigkill_of_the_parent_then_resume(tmp_path):
+    config = _suite_file(tmp_path, """defaults:
+  trials: 2
+  warmup_s: 0.05
+  min_trial_s: 0.3
+  telemetry: none
+runs:
+  - workloads: linreg
+    backends: test-ok
+    batch_sizes: [1, 2, 3, 4, 5]
+""", name="killme.yaml")
+    out = tmp_path / "out"
+    env = {**os.environ, **PLUGIN_ENV}
+    proc = subprocess.Popen([sys.executable, "-m", "gpubench", "suite", str(config), "--out", str(out)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, folder = time.time() + 60, None
+    while time.time() < deadline:
+        found = list(out.glob("*/trials.csv"))
+        if found and 2 <= len(pd.read_csv(found[0])) < 10:
+            folder = found[0].parent
+            break
+        time.sleep(0.02)
+    assert folder is not None, "no run finished in time"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    time.sleep(0.5)
+    # Every file is readable after the kill.
+    before = read_trials(folder / "trials.csv")
+    pd.read_csv(folder / "summary.csv")
+    json.loads((folder / "run.json").read_text())
+    done = set(before.loc[before["status"] == "ok", "batch_size"])
+    assert 1 <= len(done) < 5
+    resumed = _suite(str(config), "--out", str(out), "--resume", "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert _folder(resumed) == folder
+    after = read_trials(folder / "trials.csv")
+    assert set(after.loc[after["status"] == "ok", "batch_size"]) == {1, 2, 3, 4, 5}
+    meta = json.loads((folder / "run.json").read_text())
+    executed_now = [r for r in meta["runs"]][len(before.groupby("run_id")):]
+    assert len(executed_now) == 5 - len(done)  # only the missing configurations ran
+    dry = _suite(str(config), "--out", str(out), "--resume", "--dry-run")
+    assert dry.stdout.strip().endswith("0 runs from " + str(config) + ", 5 already ok (skipped by --resume)")
+
+
+@pytest.mark.parametrize("body, fragments", [
+    ("runs: [\n", ["invalid YAML at line"]),
+    ("runs:\n  - {workloads: mnist, backends: torch-cpu, batchsize: 3}\n",
+     ["runs[0].batchsize: unknown key", "batch_sizes"]),
+    ("runs:\n  - {workloads: mnist, backends: torch-cpu, trials: many}\n",
+     ["runs[0].trials: expected an integer, got 'many'"]),
+    ("defaults: {warmup_s: -1}\nruns:\n  - {workloads: mnist, backends: torch-cpu}\n",
+     ["defaults.warmup_s: expected a positive number"]),
+    ("runs: []\n", ["runs: expected a non-empty list"]),
+    ("", ["the file is empty"]),
+    ("runs:\n  - {workloads: mnist}\n", ["runs[0].backends: missing"]),
+    ("runs:\n  - {workloads: nope, backends: torch-cpu}\n", ["unknown workload 'nope'"]),
+    ("runs:\n  - {workloads: mnist, backends: nope}\n", ["unknown backend 'nope'"]),
+    ("runs:\n  - {workloads: mnist, backends: torch-cpu, params: {hidden: wide}}\n",
+     ["parameter hidden must be int"]),
+    ("runs:\n  - {workloads: mnist, backends: torch-cpu, batch_sizes: [0]}\n", ["batch_sizes"]),
+    ("!!python/object/apply:os.system ['echo pwned']\n", ["invalid YAML"]),
+])
+def test_yaml_errors_name_file_and_key(tmp_path, body, fragments):
+    config = _suite_file(tmp_path, body)
+    proc = _suite(str(config), "--dry-run")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert str(config) in lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "pwned" not in proc.stdout
+
+
+def test_dry_run_and_filter(tmp_path):
+    config = _suite_file(tmp_path, """runs:
+  - workloads: [mnist, lenet5]
+    backends: [torch-cpu, test-ok]
+    modes: [train, infer]
+    params: {}
+""")
+    proc = _suite(str(config), "--dry-run")
+    assert proc.returncode == 0 and proc.stdout.strip().endswith(f"8 runs from {config}")
+    proc = _suite(str(config), "--dry-run", "--filter", "backend=torch-*,mode=infer")
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1] == f"2 runs from {config}"
+    assert all("torch-cpu infer" in line for line in lines[:-1])
+    bad = _suite(str(config), "--dry-run", "--filter", "colour=red")
+    assert bad.returncode == 2 and "--filter takes KEY=GLOB" in bad.stderr
+
+
+def test_smoke_suite(tmp_path):
+    proc = run_cli("suite", str(REPO / "configs" / "smoke.yaml"), "--out", str(tmp_path), "-q")
+    assert proc.returncode == 0, proc.stderr
+    trials = read_trials(_folder(proc) / "trials.csv")
+    assert set(trials["status"]) == {"ok"}
+    assert trials.groupby(["workload", "mode"]).ngroups == 8
+    assert (trials["throughput_samples_per_s"] > 0).all()

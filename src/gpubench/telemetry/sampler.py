@@ -94,6 +94,7 @@ class PollingSampler(Sampler):
         self._open_gap: Optional[Dict[str, Any]] = None
         self._counter_period: Tuple[Optional[float], bool] = (None, False)
         self._set_aside: List[str] = []  # trials whose counter delta was not used
+        self._windows: List[Dict[str, Any]] = []  # each trial's exact bracket, sampler clock
         self._errors: Dict[str, Dict[str, Any]] = {}
         self._stopped_at: Optional[float] = None
 
@@ -209,6 +210,8 @@ class PollingSampler(Sampler):
                 return {}
             window.t_end_s = clock()
             window.energy_end_mj = self._energy("end")
+            self._windows.append({"trial": window.trial, "t_begin_s": window.t_begin_s - self._t0,
+                                  "t_end_s": window.t_end_s - self._t0})
             self._poll(KIND_END)
             self._window, self._trial = None, None
             samples = [s for s in self._samples if s["trial"] == window.trial]
@@ -243,6 +246,7 @@ class PollingSampler(Sampler):
                 "energy_counter_period_s": period,
                 "energy_counter_period_is_lower_bound": lower_bound,
                 "gaps": [dict(g) for g in self._gaps],
+                "trial_windows": [dict(w) for w in self._windows],
             }
             if self._errors:
                 notes["errors"] = {k: dict(v) for k, v in self._errors.items()}

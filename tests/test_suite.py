@@ -182,3 +182,28 @@ def test_smoke_suite(tmp_path):
     assert set(trials["status"]) == {"ok"}
     assert trials.groupby(["workload", "mode"]).ngroups == 8
     assert (trials["throughput_samples_per_s"] > 0).all()
+
+
+@pytest.mark.parametrize("backend, status, fragment", [
+    ("test-abort", "failed", "killed by SIGABRT"),
+    ("test-raise", "failed", "boom"),
+    ("test-hang", "timeout", "timed out after 2 s"),
+])
+def test_run_goes_through_the_same_worker(tmp_path, backend, status, fragment):
+    proc = run_cli("run", "-w", "linreg", "-b", backend, "--out", str(tmp_path), "--timeout", "2",
+                   "--trials", "2", "--warmup-s", "0.05", "--min-trial-s", "0.05", "--telemetry", "none",
+                   env_extra=PLUGIN_ENV)
+    assert proc.returncode == 4, proc.stderr
+    trials = read_trials(_folder(proc) / "trials.csv")
+    assert trials["status"].iloc[-1] == status and fragment in trials["error"].iloc[-1]
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_no_isolate_runs_in_process(tmp_path):
+    proc = run_cli("run", "-w", "linreg", "-b", "test-ok", "--out", str(tmp_path), "--no-isolate",
+                   "--trials", "2", "--warmup-s", "0.05", "--min-trial-s", "0.05", "--telemetry", "none",
+                   env_extra=PLUGIN_ENV)
+    assert proc.returncode == 0, proc.stderr
+    folder = _folder(proc)
+    assert not (folder / "worker.log").exists()
+    assert read_trials(folder / "trials.csv")["status"].eq("ok").all()

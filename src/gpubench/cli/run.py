@@ -47,6 +47,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default results/)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the run folder")
+    p.add_argument("--timeout", type=positive_float, metavar="S",
+                   help="stop the run after S seconds (a row with status=timeout)")
+    p.add_argument("--no-isolate", action="store_true",
+                   help="run in this process instead of a fresh worker (for debugging)")
     p.set_defaults(execute=execute)
 
 
@@ -70,7 +74,11 @@ def execute(args: argparse.Namespace) -> int:
         sample_hz=args.sample_hz, out_dir=args.out, onnx_path=args.onnx)
     show_progress = not args.quiet and sys.stderr.isatty()
     with run_progress(show_progress) as progress:
-        outcome = execute_run(request, progress)
+        if args.no_isolate:
+            outcome = execute_run(request, progress)
+        else:  # the path suites take: a fresh process, a clean CUDA context
+            from gpubench.suite.isolation import run_isolated
+            outcome = run_isolated(request, args.timeout, progress)
     for warning in outcome.telemetry.get("warnings", []):  # also in run.json
         print(f"gpubench: warning: {warning}", file=sys.stderr)
     print_run(outcome, args.format, args.quiet)

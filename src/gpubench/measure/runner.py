@@ -9,7 +9,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -157,10 +157,9 @@ def validate_request(req: RunRequest) -> None:
     check_telemetry_request(req.telemetry, req.sample_hz)
 
 
-def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
-    """Runs one configuration and writes its folder. Raises UserError (bad input,
-    unavailable backend, unsupported configuration) before anything is written;
-    KeyboardInterrupt after writing what finished."""
+def preflight(req: RunRequest) -> Tuple[Workload, Backend]:
+    """The checks that need no framework: bad input, an unknown or unavailable backend,
+    a configuration the backend cannot run. Raises UserError (or a subclass)."""
     validate_request(req)
     workload = resolve_workload(req.workload, req.params)
     backend = resolve_backend(req.backend)
@@ -168,6 +167,14 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
     if req.onnx_path is not None and not backend.accepts_onnx:
         raise UserError(f"--onnx is for backends that run ONNX files (onnxruntime-cpu, "
                         f"onnxruntime-cuda, tensorrt); {backend.name} builds its own model")
+    return workload, backend
+
+
+def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
+    """Runs one configuration and writes its folder. Raises UserError (bad input,
+    unavailable backend, unsupported configuration) before anything is written;
+    KeyboardInterrupt after writing what finished."""
+    workload, backend = preflight(req)
     run = _Run(req, workload, backend)
     config = StepConfig(req.mode, req.precision, run.batch_size, req.device_index,
                         req.threads, req.seed,

@@ -184,10 +184,11 @@ def run_isolated(req: RunRequest, timeout_s: Optional[float] = None,
     import shutil
 
     from gpubench.errors import Unsupported, UserError
-    from gpubench.measure.runner import RunOutcome
+    from gpubench.measure.runner import RunOutcome, preflight
     from gpubench.results.reader import read_run
     from gpubench.results.writer import new_run_id, run_folder_name
 
+    preflight(req)  # bad input fails here, fast, without starting a worker
     folder = Path(req.out_dir) / run_folder_name(host_name(), new_run_id())
     try:
         folder.mkdir(parents=True)

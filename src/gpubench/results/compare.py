@@ -1,0 +1,225 @@
+"""Compare: a pure function from two result tables to a table of verdicts (no printing,
+no exit codes: the CLI renders the table and picks the exit code).
+
+Rows are matched on MATCH_COLUMNS (minus the `--by` column, the one being compared);
+runs, devices and hosts of one side holding the same configuration are pooled. Only
+trials with status ok and a value of the metric count. Per match: medians, ratio
+new/base, bootstrap 95% CI of the ratio, Mann-Whitney U p-value and a verdict (the
+rule is in results/compare_stats.py); beside it the change in joules per sample and
+in SM clock, and the share of throttled trials, so that a slowdown caused by
+throttling shows as such. A configuration on one side only is listed with verdict
+`base_only` / `new_only`, never dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+from gpubench.errors import UserError
+from gpubench.results import compare_load as load
+from gpubench.results.compare_stats import DIRECTIONS, assess_batch
+
+MATCH_COLUMNS = ("workload", "backend", "mode", "precision", "batch_size", "params",
+                 "device_name")
+DEFAULT_METRIC = "throughput_samples_per_s"
+# Environment columns whose mixing within one side of a match is worth a note.
+WATCHED_ENV = ("driver_version", "cuda_version", "cudnn_version", "framework_version", "host")
+ONE_SIDED = ("base_only", "new_only")
+RESULT_COLUMNS = (
+    "base", "new", *MATCH_COLUMNS, "metric", "better", "n_base", "n_new", "median_base",
+    "median_new", "ratio", "ci_low", "ci_high", "change_pct", "p_value", "verdict",
+    "j_per_sample_base", "j_per_sample_new", "j_per_sample_change_pct",
+    "sm_clock_base_mhz", "sm_clock_new_mhz", "sm_clock_change_pct",
+    "throttled_base_frac", "throttled_new_frac", "note",
+)
+
+
+def _keys(frame: pd.DataFrame, key: Sequence[str]) -> pd.Series:
+    """One tuple per row of the match columns, as text (batch 64 == 64.0)."""
+    parts = []
+    for c in key:
+        col = frame[c] if c in frame.columns else pd.Series("", index=frame.index)
+        if c == "batch_size":
+            col = col.map(lambda v: "" if pd.isna(v) else str(int(v)))
+        parts.append(col.fillna("").astype(str))
+    return pd.Series(list(zip(*parts)) if parts else [()] * len(frame), index=frame.index)
+
+
+def _median(values: pd.Series) -> float:
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    return float(values.median()) if len(values) else float("nan")
+
+
+def _change_pct(base: float, new: float) -> float:
+    return (new / base - 1.0) * 100.0 if base and np.isfinite(base) and np.isfinite(new) else float("nan")
+
+
+def _throttled_frac(ok: pd.DataFrame) -> float:
+    flags = ok["throttled"].dropna() if "throttled" in ok.columns else pd.Series(dtype=object)
+    if flags.empty:
+        return float("nan")
+    return float(flags.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0")).mean())
+
+
+def _side_note(name: str, rows: pd.DataFrame, ok: pd.DataFrame, by: Optional[str]) -> List[str]:
+    notes = []
+    if len(rows) and ok.empty:
+        statuses = sorted(set(rows["status"].dropna().astype(str)))
+        errors = rows["error"].dropna().astype(str) if "error" in rows.columns else []
+        tail = errors.iloc[-1].strip().splitlines()[-1][:120] if len(errors) and errors.iloc[-1].strip() else ""
+        notes.append(f"{name}: no ok trial ({'/'.join(statuses)}{': ' + tail if tail else ''})")
+    for column in WATCHED_ENV:
+        if column != by and column in ok.columns:
+            values = sorted(set(ok[column].dropna().astype(str)))
+            if len(values) > 1:
+                notes.append(f"{name} mixes {column} {', '.join(values)}")
+    return notes
+
+
+def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
+            threshold: float = 0.05, by: Optional[str] = None, labels: Tuple[str, str] = ("base", "new"),
+            seed: int = 0) -> pd.DataFrame:
+    """The verdict table (RESULT_COLUMNS) of `new` against `base`, one row per
+    configuration found on either side. `by` is left out of the match."""
+    if metric not in DIRECTIONS:
+        raise UserError(f"--metric {metric}: not a comparable metric (valid: {', '.join(DIRECTIONS)})")
+    key = [c for c in MATCH_COLUMNS if c != by]
+    sides = {}
+    for name, frame in (("base", base), ("new", new)):
+        frame = load.with_derived(frame)
+        if metric not in frame.columns:
+            raise UserError(f"{labels[0 if name == 'base' else 1]}: no column {metric}")
+        positions: Dict[tuple, List[int]] = {}
+        for i, k in enumerate(_keys(frame, key)):
+            positions.setdefault(k, []).append(i)
+        ok_mask = (frame["status"].eq("ok") & pd.to_numeric(frame[metric], errors="coerce").notna()).to_numpy()
+        sides[name] = (frame, positions, ok_mask)
+    order = list(dict.fromkeys(list(sides["base"][1]) + list(sides["new"][1])))
+    if not order:
+        return pd.DataFrame(columns=list(RESULT_COLUMNS))
+
+    rows: List[Dict[str, object]] = []
+    values: Dict[str, List[np.ndarray]] = {"base": [], "new": []}
+    for config in order:
+        row: Dict[str, object] = dict(zip(key, config))
+        row.update(base=labels[0], new=labels[1], metric=metric, better=DIRECTIONS[metric])
+        notes: List[str] = []
+        present = []
+        for name in ("base", "new"):
+            frame, positions, ok_mask = sides[name]
+            where = positions.get(config, [])
+            here = frame.iloc[where]
+            ok = here[ok_mask[where]]
+            present.append(bool(where))
+            values[name].append(ok[metric].to_numpy(dtype=float))
+            row[f"j_per_sample_{name}"] = _median(ok[load.DERIVED])
+            row[f"sm_clock_{name}_mhz"] = _median(ok["sm_clock_mhz"]) if "sm_clock_mhz" in ok else np.nan
+            row[f"throttled_{name}_frac"] = _throttled_frac(ok)
+            notes += _side_note(name, here, ok, by)
+        row["_present"] = tuple(present)
+        row["j_per_sample_change_pct"] = _change_pct(row["j_per_sample_base"], row["j_per_sample_new"])
+        row["sm_clock_change_pct"] = _change_pct(row["sm_clock_base_mhz"], row["sm_clock_new_mhz"])
+        row["note"] = "; ".join(notes)
+        rows.append(row)
+
+    stats = assess_batch(_padded(values["base"]), _padded(values["new"]), DIRECTIONS[metric],
+                         threshold, seed=seed)
+    for i, row in enumerate(rows):
+        row.update({k: v[i] for k, v in stats.items()})
+        row["change_pct"] = (row["ratio"] - 1.0) * 100.0
+        in_base, in_new = row.pop("_present")
+        if not in_new:
+            row["verdict"] = "base_only"
+        elif not in_base:
+            row["verdict"] = "new_only"
+    table = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    table["n_base"] = table["n_base"].astype(int)
+    table["n_new"] = table["n_new"].astype(int)
+    return table
+
+
+def _padded(arrays: List[np.ndarray]) -> np.ndarray:
+    width = max([a.size for a in arrays] + [1])
+    out = np.full((len(arrays), width), np.nan)
+    for i, a in enumerate(arrays):
+        out[i, :a.size] = a
+    return out
+
+
+@dataclass
+class Comparison:
+    """What `gpubench compare` shows: the verdict table and where it came from."""
+    table: pd.DataFrame
+    metric: str
+    threshold: float
+    inputs: List[str]
+    by: Optional[str] = None
+    groups: List[str] = field(default_factory=list)  # --by values, baseline first
+
+
+def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
+                  threshold: float = 0.05, by: Optional[str] = None,
+                  baseline: Optional[str] = None, seed: int = 0) -> Comparison:
+    """Loads BASE (and NEW) and compares. Without `by`: NEW against BASE. With `by`:
+    the rows of both inputs together are split by the column's value, and every other
+    value is compared against the baseline (`baseline`, or the value seen first)."""
+    if metric not in DIRECTIONS:
+        raise UserError(f"--metric {metric}: not a comparable metric (valid: {', '.join(DIRECTIONS)})")
+    inputs = [str(base)] + ([str(new)] if new is not None else [])
+    frames = [load.read_input(Path(p)) for p in inputs]
+    for frame, label in zip(frames, inputs):
+        load.check_metric(frame, metric, label)
+    if by is None:
+        if new is None:
+            raise UserError("compare needs NEW, or --by COLUMN to split BASE into groups")
+        table = compare(frames[0], frames[1], metric, threshold, labels=("base", "new"), seed=seed)
+        _require_match(table, inputs[0], inputs[1])
+        return Comparison(table, metric, threshold, inputs)
+    label = " and ".join(inputs)
+    combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    groups = load.split_by(combined, by, baseline, label)
+    (base_value, base_frame), others = groups[0], groups[1:]
+    tables = []
+    for value, frame in others:
+        table = compare(base_frame, frame, metric, threshold, by=by,
+                        labels=(base_value, value), seed=seed)
+        _require_match(table, f"{by}={base_value!r} in {label}", f"{by}={value!r}")
+        tables.append(table)
+    return Comparison(pd.concat(tables, ignore_index=True), metric, threshold, inputs, by,
+                      [g[0] for g in groups])
+
+
+def _require_match(table: pd.DataFrame, base: str, new: str) -> None:
+    """Nothing in common is bad input, never a silent "no regressions"."""
+    if table["verdict"].isin(ONE_SIDED).all():
+        def configs(side: str) -> str:
+            rows = table[table["verdict"] == f"{side}_only"]
+            names = sorted({f"{r.workload}/{r.backend}/{r.mode}/{r.precision}/batch {r.batch_size}"
+                            for r in rows.itertuples()})
+            return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise UserError(f"nothing matches between {base} ({configs('base')}) and {new} "
+                        f"({configs('new')}) on {', '.join(MATCH_COLUMNS)}")
+
+
+def counts(table: pd.DataFrame) -> Dict[str, int]:
+    """Rows per verdict, in a fixed order (verdicts with no row left out)."""
+    order = ("slower", "faster", "same", "inconclusive", "base_only", "new_only")
+    found = table["verdict"].value_counts()
+    return {v: int(found[v]) for v in order if v in found}
+
+
+def outcome(table: pd.DataFrame, fail_on: str) -> str:
+    """What the comparison amounts to for `--fail-on`: "regression" (a row is slower),
+    "inconclusive" (a row is, and fail_on is "inconclusive"), or "ok"."""
+    if fail_on == "never":
+        return "ok"
+    if (table["verdict"] == "slower").any():
+        return "regression"
+    if fail_on == "inconclusive" and (table["verdict"] == "inconclusive").any():
+        return "inconclusive"
+    return "ok"

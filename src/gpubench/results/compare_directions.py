@@ -1,0 +1,20 @@
+"""Which way is better, per comparable metric (no imports: the CLI parser reads it
+without loading pandas). energy_j_per_sample is derived (energy_j / samples) when
+results are read; energy_j is per trial, so it is only fair between runs of the same
+calibrated trial length."""
+
+HIGHER, LOWER = "higher", "lower"
+DIRECTIONS = {
+    "throughput_samples_per_s": HIGHER,
+    "tflops": HIGHER,
+    "mfu": HIGHER,
+    "samples_per_joule": HIGHER,
+    "mem_bw_gbs": HIGHER,
+    "latency_p50_ms": LOWER,
+    "latency_p90_ms": LOWER,
+    "latency_p99_ms": LOWER,
+    "energy_j": LOWER,
+    "energy_j_per_sample": LOWER,
+    "peak_mem_bytes": LOWER,
+}
+METRICS = tuple(DIRECTIONS)  # the first is the default

@@ -1,0 +1,103 @@
+"""The statistics of one comparison: which way is better per metric, and the verdict.
+
+Verdict rule (threshold t, e.g. 0.05; alpha = 0.05; MIN_TRIALS = 3):
+
+  ratio = median(new) / median(base) of the metric over the ok trials of each side,
+  with a seeded percentile-bootstrap 95% CI [low, high] of that ratio (each side
+  resampled on its own, 1,000 resamples) and a two-sided Mann-Whitney U p-value. For a
+  metric where lower is better (latency, energy) ratio and CI are inverted first, so
+  that the "speed" s = ratio (higher is better) or 1 / ratio (lower is better), and
+  s < 1 is always a regression. Then, in this order:
+
+  1. inconclusive  if either side has fewer than MIN_TRIALS values;
+  2. slower        if s < 1 - t, the whole CI of s lies below 1, and p < alpha
+                   (the change is past the threshold and it is not noise);
+  3. faster        if s > 1 + t, the whole CI of s lies above 1, and p < alpha;
+  4. same          if the whole CI of s lies within [1 - t, 1 + t]
+                   (any change is smaller than the threshold, with 95% confidence);
+  5. inconclusive  otherwise: the CI straddles a threshold (the data cannot tell a
+                   change of t from none), or the change is not significant.
+
+  This is "significant and larger than the threshold", as asv and pyperf judge: a
+  10% slowdown at t = 5% is called slower even when the CI's upper end reaches past
+  0.95. The rank test guards the small-sample case, where a percentile bootstrap of
+  the median is too narrow: with 3 trials a side the smallest possible p is 0.1, so a
+  change needs at least 4 trials a side to be called (5 or more recommended).
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from typing import Dict, Iterator
+
+import numpy as np
+
+from gpubench.results.compare_directions import DIRECTIONS, HIGHER, LOWER  # noqa: F401 (re-exported)
+from gpubench.stats import bootstrap_ratio_ci
+
+VERDICTS = ("slower", "faster", "same", "inconclusive")
+MIN_TRIALS = 3
+ALPHA = 0.05
+N_BOOT = 1000
+
+
+def verdicts(speed: np.ndarray, speed_low: np.ndarray, speed_high: np.ndarray,
+             p_value: np.ndarray, n_base: np.ndarray, n_new: np.ndarray,
+             threshold: float) -> np.ndarray:
+    """The rule of the module docstring, element-wise, on the speed ratio and its CI."""
+    s, low, high = (np.asarray(v, float) for v in (speed, speed_low, speed_high))
+    enough = (np.asarray(n_base) >= MIN_TRIALS) & (np.asarray(n_new) >= MIN_TRIALS) \
+        & np.isfinite(s) & np.isfinite(low) & np.isfinite(high)
+    significant = enough & (np.asarray(p_value, float) < ALPHA)  # NaN compares False
+    out = np.full(s.shape, "inconclusive", dtype=object)
+    out[enough & (low >= 1 - threshold) & (high <= 1 + threshold)] = "same"
+    out[significant & (s < 1 - threshold) & (high < 1)] = "slower"
+    out[significant & (s > 1 + threshold) & (low > 1)] = "faster"
+    return out
+
+
+def assess_batch(base: np.ndarray, new: np.ndarray, direction: str, threshold: float,
+                 seed: int = 0, n_boot: int = N_BOOT) -> Dict[str, np.ndarray]:
+    """Many comparisons at once: row i of `base` (pairs, n) against row i of `new`
+    (NaN pads rows of unequal length). Returns arrays: n_base, n_new, median_base,
+    median_new, ratio (new / base), ci_low, ci_high (of the ratio), p_value, verdict."""
+    from scipy.stats import mannwhitneyu
+
+    if direction not in (HIGHER, LOWER):
+        raise ValueError(f"direction must be {HIGHER!r} or {LOWER!r}")
+    base, new = np.atleast_2d(np.asarray(base, float)), np.atleast_2d(np.asarray(new, float))
+    n_base, n_new = np.isfinite(base).sum(axis=1), np.isfinite(new).sum(axis=1)
+    with np.errstate(all="ignore"), _quiet():
+        med_b, med_n = np.nanmedian(base, axis=1), np.nanmedian(new, axis=1)
+        ratio = med_n / med_b
+    ci_low, ci_high = bootstrap_ratio_ci(base, new, n_boot=n_boot, seed=seed)
+    p = np.full(base.shape[0], np.nan)
+    both = (n_base > 0) & (n_new > 0)
+    if both.any():
+        with _quiet():
+            p[both] = mannwhitneyu(base[both], new[both], axis=1, nan_policy="omit").pvalue
+    with np.errstate(divide="ignore", invalid="ignore"):
+        speed = ratio if direction == HIGHER else 1 / ratio
+        s_low, s_high = (ci_low, ci_high) if direction == HIGHER else (1 / ci_high, 1 / ci_low)
+    return {"n_base": n_base, "n_new": n_new, "median_base": med_b, "median_new": med_n,
+            "ratio": ratio, "ci_low": ci_low, "ci_high": ci_high, "p_value": p,
+            "verdict": verdicts(speed, s_low, s_high, p, n_base, n_new, threshold)}
+
+
+def assess(base, new, direction: str, threshold: float, seed: int = 0) -> Dict[str, object]:
+    """One comparison of two samples (1-D); the values of assess_batch as scalars."""
+    b = np.asarray(base, float).ravel()
+    n = np.asarray(new, float).ravel()
+    width = max(b.size, n.size, 1)
+    rows = [np.pad(x, (0, width - x.size), constant_values=np.nan)[None, :] for x in (b, n)]
+    out = assess_batch(rows[0], rows[1], direction, threshold, seed=seed)
+    return {k: (v[0].item() if hasattr(v[0], "item") else v[0]) for k, v in out.items()}
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silences numpy/scipy RuntimeWarnings for rows without values (they give NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield

@@ -183,8 +183,8 @@ def by_labels(frame: pd.DataFrame, column: str, label: str) -> pd.Series:
     if column not in frame.columns:
         raise UserError(f"{_where(frame, label)}: no column {column} to split by")
     values = frame[column]
-    if column == "batch_size":
-        values = values.map(lambda v: "" if pd.isna(v) else str(int(v)))
+    if pd.api.types.is_numeric_dtype(values):  # 64.0 -> "64", as it was written
+        return values.map(lambda v: "" if pd.isna(v) else format(v, "g"))
     return values.fillna("").astype(str).str.strip()
 
 

@@ -1,0 +1,160 @@
+"""Inline SVG charts for the HTML report, drawn in Python (no JavaScript, no network).
+Every text that reaches the SVG goes through `esc` (labels come from result files)."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Dict, List, Sequence, Tuple
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")
+FONT = 'font-family="system-ui, sans-serif" font-size="12"'
+
+
+def esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> List[float]:
+    """About `count` round tick values covering [low, high]."""
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        high = low + 1.0 if math.isfinite(low) else 1.0
+        low = low if math.isfinite(low) else 0.0
+    raw = (high - low) / max(count, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    ticks = [math.floor(low / step) * step]
+    while ticks[-1] < high - step * 1e-9 or len(ticks) < 2:  # the last tick covers high
+        ticks.append(ticks[-1] + step)
+    return [round(t, 12) for t in ticks]
+
+
+def fmt_tick(v: float) -> str:
+    a = abs(v)
+    if a >= 1e6:
+        return f"{v / 1e6:g}M"
+    if a >= 1e4:
+        return f"{v / 1e3:g}k"
+    return f"{v:g}"
+
+
+Bar = Tuple[float, float, float]  # median, CI low, CI high (NaN where unknown)
+
+
+def bar_chart(title: str, unit: str, configs: Sequence[str], groups: Sequence[str],
+              values: Dict[Tuple[str, str], Bar], width: int = 900) -> str:
+    """Horizontal grouped bars: one block per configuration, one bar per group, with
+    the 95% CI as an error bar."""
+    label_w, bar_h, gap, top, bottom = 280, 16, 10, 34, 40
+    rows = [(c, g) for c in configs for g in groups if (c, g) in values]
+    height = top + 14 * len(groups) + bottom + len(configs) * gap + len(rows) * bar_h
+    finite = [v for m, lo, hi in values.values() for v in (m, lo, hi) if math.isfinite(v)]
+    ticks = nice_ticks(0.0, max(finite) if finite else 1.0)
+    x_max = ticks[-1] or 1.0
+    plot_w = width - label_w - 30
+
+    def x(v: float) -> float:
+        return label_w + plot_w * max(v, 0.0) / x_max
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" {FONT}>',
+           f'<title>{esc(title)}</title>',
+           f'<text x="4" y="16" font-size="14" font-weight="bold">{esc(title)}</text>']
+    for i, g in enumerate(groups):  # legend, one group a line
+        ly = top + i * 14
+        out.append(f'<rect x="{label_w}" y="{ly - 9}" width="10" height="10" fill="{color(i)}"/>'
+                   f'<text x="{label_w + 14}" y="{ly}">{esc(_short(g, 90))}</text>')
+    top += 14 * len(groups)
+    for t in ticks:
+        out.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top - 4}" y2="{height - bottom}" '
+                   f'stroke="#ddd"/><text x="{x(t):.1f}" y="{height - bottom + 14}" '
+                   f'text-anchor="middle">{esc(fmt_tick(t))}</text>')
+    out.append(f'<text x="{label_w + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle">'
+               f'{esc(unit)}</text>')
+    y = top
+    for c in configs:
+        present = [g for g in groups if (c, g) in values]
+        if not present:
+            continue
+        block = len(present) * bar_h
+        out.append(f'<text x="{label_w - 6}" y="{y + block / 2 + 4:.1f}" text-anchor="end">'
+                   f'<title>{esc(c)}</title>{esc(_short(c, 42))}</text>')
+        for g in present:
+            med, lo, hi = values[(c, g)]
+            i = list(groups).index(g)
+            tip = f"{c} · {g}: median {med:,.4g}" + (f", 95% CI {lo:,.4g}–{hi:,.4g}" if math.isfinite(lo) else "")
+            if math.isfinite(med):
+                out.append(f'<rect x="{label_w}" y="{y + 2}" width="{x(med) - label_w:.1f}" '
+                           f'height="{bar_h - 4}" fill="{color(i)}"><title>{esc(tip)}</title></rect>')
+            if math.isfinite(lo) and math.isfinite(hi):
+                cy = y + bar_h / 2
+                out.append(f'<path d="M{x(lo):.1f},{cy:.1f}H{x(hi):.1f}M{x(lo):.1f},{cy - 4:.1f}V{cy + 4:.1f}'
+                           f'M{x(hi):.1f},{cy - 4:.1f}V{cy + 4:.1f}" stroke="#222" stroke-width="1.5" fill="none"/>')
+            y += bar_h
+        y += gap
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+Series = Tuple[str, Sequence[float], Sequence[float]]  # label, x values, y values
+
+
+def line_chart(title: str, x_label: str, y_label: str, series: Sequence[Series],
+               width: int = 900, height: int = 300) -> str:
+    """One polyline per series (x ascending), with axes, ticks and a legend."""
+    left, right, top, bottom = 70, 20, 30, 70
+    xs = [v for _, sx, _ in series for v in sx if math.isfinite(v)]
+    ys = [v for _, _, sy in series for v in sy if math.isfinite(v)]
+    x_ticks = nice_ticks(min(xs, default=0.0), max(xs, default=1.0))
+    y_ticks = nice_ticks(min(min(ys, default=0.0), 0.0), max(ys, default=1.0))
+    legend_rows = len(series)  # one entry a line: labels are long
+    height += legend_rows * 14
+    pw, ph = width - left - right, height - top - bottom - legend_rows * 14
+
+    def px(v: float) -> float:
+        return left + pw * (v - x_ticks[0]) / ((x_ticks[-1] - x_ticks[0]) or 1.0)
+
+    def py(v: float) -> float:
+        return top + ph - ph * (v - y_ticks[0]) / ((y_ticks[-1] - y_ticks[0]) or 1.0)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" {FONT}>',
+           f'<title>{esc(title)}</title>',
+           f'<text x="4" y="16" font-size="14" font-weight="bold">{esc(title)}</text>']
+    for t in x_ticks:
+        out.append(f'<line x1="{px(t):.1f}" x2="{px(t):.1f}" y1="{top}" y2="{top + ph}" stroke="#eee"/>'
+                   f'<text x="{px(t):.1f}" y="{top + ph + 14}" text-anchor="middle">{esc(fmt_tick(t))}</text>')
+    for t in y_ticks:
+        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#eee"/>'
+                   f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end">{esc(fmt_tick(t))}</text>')
+    out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
+    out.append(f'<text x="{left + pw / 2:.0f}" y="{top + ph + 32}" text-anchor="middle">{esc(x_label)}</text>')
+    out.append(f'<text transform="translate(14,{top + ph / 2:.0f}) rotate(-90)" text-anchor="middle">'
+               f'{esc(y_label)}</text>')
+    for i, (label, sx, sy) in enumerate(series):
+        points = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(sx, sy)
+                          if math.isfinite(a) and math.isfinite(b))
+        if points:
+            out.append(f'<polyline points="{points}" fill="none" stroke="{color(i)}" stroke-width="1.5">'
+                       f'<title>{esc(label)}</title></polyline>')
+        ly = top + ph + 50 + i * 14
+        out.append(f'<rect x="{left}" y="{ly - 9}" width="10" height="10" fill="{color(i)}"/>'
+                   f'<text x="{left + 14}" y="{ly}"><title>{esc(label)}</title>{esc(_short(label, 110))}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def downsample(xs: Sequence[float], ys: Sequence[float], limit: int = 400) -> Tuple[list, list]:
+    """Every k-th point so a trace has at most `limit` (keeps the file small)."""
+    step = max(1, math.ceil(len(xs) / limit))
+    return list(xs[::step]), list(ys[::step])
+
+
+def _short(text: str, limit: int) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"

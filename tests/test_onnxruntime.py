@@ -193,6 +193,19 @@ def test_cli_infer_run_records_session_options(tmp_path):
     assert (trials["throughput_samples_per_s"] > 0).all() and trials["latency_p50_ms"].notna().all()
 
 
+def test_cli_runs_a_user_onnx_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPUBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    user_file = tmp_path / "lenet.onnx"
+    user_file.write_bytes(export_workload(resolve_workload("lenet5"), seed=5).read_bytes())
+    proc = run_cli("run", "-w", "lenet5", "-b", "onnxruntime-cpu", "--mode", "infer", "--onnx",
+                   str(user_file), "--batch-size", "4", "--telemetry", "none", "-q",
+                   "--out", str(tmp_path / "res"), *FAST_RUN)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((Path(proc.stdout.strip()) / "run.json").read_text())
+    assert meta["config"]["onnx_path"] == str(user_file)
+    assert meta["environment"]["onnx_source"] == "file"
+
+
 def test_cli_train_is_unsupported(tmp_path):
     proc = run_cli("run", "-w", "mnist", "-b", "onnxruntime-cpu", "--out", str(tmp_path), *FAST_RUN)
     _one_error_line(proc, "inference only", "--mode infer")

@@ -95,10 +95,14 @@ def graph_dtype(precision: str) -> str:
 
 
 def _torch_version() -> str:
+    """torch's version, without importing it; refuses when the exporter cannot run."""
     if importlib.util.find_spec("torch") is None:
         raise BackendUnavailable(
             "exporting a workload to ONNX needs torch (pip install 'gpubench[torch]'), "
             "or give a ready ONNX file with --onnx PATH")
+    if importlib.util.find_spec("onnx") is None:  # torch's exporter builds the file with it
+        raise BackendUnavailable("exporting a workload to ONNX needs the onnx package "
+                                 "(pip install 'gpubench[onnx]')")
     from importlib.metadata import version
     return version("torch")
 

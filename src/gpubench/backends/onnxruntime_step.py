@@ -57,6 +57,17 @@ def _cuda_device_info(index: int) -> DeviceInfo:
         return DeviceInfo("cuda", index, f"CUDA device {index}")
 
 
+def _load_cuda_libraries() -> None:
+    """Importing torch (a CUDA build) first loads the CUDA and cuDNN libraries of the
+    `nvidia-*` wheels into the process, where ORT's CUDA provider then finds them: the
+    way ONNX Runtime documents to share them with PyTorch. Without torch, ORT searches
+    the library path; either way a provider that does not load is caught below."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
@@ -75,6 +86,7 @@ class OrtStep(Step):
         options.log_severity_level = _ORT_ERROR_LEVEL
         provider_options: Dict[str, str] = {}
         if self.is_cuda:
+            _load_cuda_libraries()
             # fp32 means fp32: ORT's CUDA provider allows TF32 unless told not to.
             provider_options = {"device_id": str(config.device_index),
                                 "use_tf32": "1" if config.precision == "tf32" else "0"}

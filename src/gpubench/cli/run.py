@@ -71,7 +71,8 @@ def execute(args: argparse.Namespace) -> int:
         precision=args.precision, batch_size=args.batch_size,
         params=parse_param_args(args.param), device_index=args.device, threads=args.threads,
         seed=args.seed, protocol=protocol, telemetry=args.telemetry,
-        sample_hz=args.sample_hz, out_dir=args.out, onnx_path=args.onnx)
+        sample_hz=args.sample_hz, out_dir=args.out,
+        onnx_path=str(args.onnx.absolute()) if args.onnx else None)
     show_progress = not args.quiet and sys.stderr.isatty()
     with run_progress(show_progress) as progress:
         if args.no_isolate:

@@ -45,7 +45,7 @@ class RunRequest:
     sample_hz: float = 10.0
     out_dir: Path = Path("results")
     folder: Optional[Path] = None  # the run folder itself (suites name it); else made in out_dir
-    onnx_path: Optional[Path] = None  # a user's ONNX file for onnxruntime-*/tensorrt (--onnx)
+    onnx_path: Optional[str] = None  # a user's ONNX file for onnxruntime-*/tensorrt (--onnx)
 
 
 @dataclass
@@ -178,7 +178,7 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
     run = _Run(req, workload, backend)
     config = StepConfig(req.mode, req.precision, run.batch_size, req.device_index,
                         req.threads, req.seed,
-                        onnx_path=None if req.onnx_path is None else str(req.onnx_path))
+                        onnx_path=req.onnx_path)
     progress("prepare", workload=workload.name, backend=backend.name)
     try:
         step = backend.prepare(workload, config)

@@ -75,8 +75,10 @@ def test_warm_up_respects_budget_and_estimates_cost():
     step = SleepStep(cost_s=0.001)
     n, seconds, per_iter = warm_up(step, 0.1)
     assert n == step.iterations_run and n >= 1
-    assert 0.1 <= seconds < 0.3
-    assert per_iter == pytest.approx(0.001, rel=0.5)
+    # The budget bounds the warm-up from below; a loaded machine may stretch the last
+    # chunk, so the upper bound is loose. A busy-wait step never costs less than asked.
+    assert 0.1 <= seconds < 1.0
+    assert 0.001 <= per_iter < 0.01
 
 
 def test_warm_up_runs_at_least_one_iteration():

@@ -121,9 +121,9 @@ runs:
     assert _folder(resumed) == folder
     after = read_trials(folder / "trials.csv")
     assert set(after.loc[after["status"] == "ok", "batch_size"]) == {1, 2, 3, 4, 5}
-    meta = json.loads((folder / "run.json").read_text())
-    executed_now = [r for r in meta["runs"]][len(before.groupby("run_id")):]
+    executed_now = set(after["run_id"]) - set(before["run_id"])
     assert len(executed_now) == 5 - len(done)  # only the missing configurations ran
+    assert len(after) == len(before) + 2 * len(executed_now)
     dry = _suite(str(config), "--out", str(out), "--resume", "--dry-run")
     assert dry.stdout.strip().endswith("0 runs from " + str(config) + ", 5 already ok (skipped by --resume)")
 

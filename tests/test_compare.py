@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from gpubench.results.compare import compare, compare_paths, outcome
+from gpubench.results.compare import DEFAULT_METRIC, Comparison, compare, compare_paths, outcome
+from gpubench.results.compare_format import to_markdown
 from gpubench.results.compare_load import read_input
 from gpubench.results.schema import TRIAL_COLUMNS
 
@@ -115,6 +116,8 @@ def test_throttling_shows_beside_a_slowdown():
     assert row["sm_clock_change_pct"] == pytest.approx((1400 / 1980 - 1) * 100)
     assert row["j_per_sample_change_pct"] == pytest.approx(25.0)
     assert row["throttled_base_frac"] == 0 and row["throttled_new_frac"] == 1
+    text = to_markdown(Comparison(compare(base, new), DEFAULT_METRIC, 0.05, ["b", "n"]))
+    assert "-29.3% (throttled 0% → 100%)" in text and "+25.0%" in text
 
 
 def test_latency_metric_lower_is_better():

@@ -103,7 +103,7 @@ def table_text(comparison, width) -> str:
     from rich.table import Table
 
     from gpubench.results.compare_format import (
-        RULE, ci_text, config_label, headline, num, signed_pct, value_text,
+        OPTIONAL, RULE, ci_text, clock_text, config_label, headline, num, signed_pct, value_text,
     )
 
     buffer = io.StringIO()
@@ -121,10 +121,9 @@ def table_text(comparison, width) -> str:
             escape(config_label(r)), f"{r['n_base']}/{r['n_new']}",
             value_text(r["median_base"]), value_text(r["median_new"]), signed_pct(r["change_pct"]),
             ci_text(r), num(r["p_value"], ".2g"), f"[{style}]{verdict}[/]" if style else verdict,
-            signed_pct(r["j_per_sample_change_pct"]), signed_pct(r["sm_clock_change_pct"]),
+            signed_pct(r["j_per_sample_change_pct"]), escape(clock_text(r)),
             escape(str(r["note"] or ""))])
-    optional = {"J/sample Δ", "SM clock Δ", "note"}  # left out when empty in every row
-    keep = [i for i, h in enumerate(headers) if h not in optional or any(row[i] for row in rows)]
+    keep = [i for i, h in enumerate(headers) if h not in OPTIONAL or any(row[i] for row in rows)]
     for i in keep:
         h = headers[i]
         table.add_column(h, justify="left" if h in ("base", "new", "configuration", "verdict", "note") else "right")

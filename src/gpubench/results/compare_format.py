@@ -59,6 +59,7 @@ def headline(comparison: Comparison) -> str:
     return (f"{comparison.metric}, threshold {comparison.threshold:.1%}: {tally}")
 
 
+OPTIONAL = ("J/sample Δ", "SM clock Δ", "note")  # columns left out when empty in every row
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|#!~])")
 
 
@@ -84,9 +85,7 @@ def to_markdown(comparison: Comparison) -> str:
     if not comparison.by:
         header.remove("base")
         header.remove("new")
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join("---" if h in ("verdict", "configuration", "base", "new", "note")
-                                else "--:" for h in header) + "|")
+    rows = []
     for _, r in t.iterrows():
         verdict = r["verdict"].replace("_", " ")
         cells = {
@@ -97,18 +96,25 @@ def to_markdown(comparison: Comparison) -> str:
             "median base": value_text(r["median_base"]), "median new": value_text(r["median_new"]),
             "change": signed_pct(r["change_pct"]), "95% CI of ratio": ci_text(r),
             "p": num(r["p_value"], ".3g"), "J/sample Δ": signed_pct(r["j_per_sample_change_pct"]),
-            "SM clock Δ": signed_pct(r["sm_clock_change_pct"]) + _throttle_mark(r),
+            "SM clock Δ": md_escape(clock_text(r)),
             "note": md_escape(r["note"]) if r["note"] else "",
         }
-        lines.append("| " + " | ".join(cells[h] for h in header) + " |")
+        rows.append(cells)
+    header = [h for h in header if h not in OPTIONAL or any(c[h] for c in rows)]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" if h in ("verdict", "configuration", "base", "new", "note")
+                                else "--:" for h in header) + "|")
+    lines += ["| " + " | ".join(c[h] for h in header) + " |" for c in rows]
     lines += ["", f"<sub>{md_escape(RULE)}.</sub>", ""]
     return "\n".join(lines)
 
 
-def _throttle_mark(row: pd.Series) -> str:
+def clock_text(row: pd.Series) -> str:
+    """The SM clock change, and the share of throttled trials when any was."""
     fracs = [row["throttled_base_frac"], row["throttled_new_frac"]]
     shown = [num(f, ".0%") or "–" for f in fracs]
-    return f" (throttled {shown[0]} → {shown[1]})" if any(num(f, "g") and f > 0 for f in fracs) else ""
+    mark = f" (throttled {shown[0]} → {shown[1]})" if any(num(f, "g") and f > 0 for f in fracs) else ""
+    return signed_pct(row["sm_clock_change_pct"]) + mark
 
 
 def _clean(value: Any) -> Any:

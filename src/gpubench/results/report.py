@@ -24,7 +24,9 @@ from gpubench import __version__
 from gpubench.errors import UserError
 from gpubench.results import compare_load as load
 from gpubench.results.compare import compare, counts
-from gpubench.results.compare_format import RULE, ci_text, config_label, num, signed_pct, value_text
+from gpubench.results.compare_format import (
+    RULE, ci_text, clock_text, config_label, num, signed_pct, value_text,
+)
 from gpubench.results.report_svg import bar_chart, downsample, esc, line_chart
 from gpubench.stats import describe
 
@@ -224,7 +226,7 @@ def _comparison_section(data: ReportData, threshold: float) -> str:
         cells = [[esc(config_label(r)), f'<span class="{esc(r["verdict"])}">{esc(r["verdict"].replace("_", " "))}</span>',
                   f"{r['n_base']}/{r['n_new']}", value_text(r["median_base"]), value_text(r["median_new"]),
                   signed_pct(r["change_pct"]), ci_text(r), num(r["p_value"], ".2g"),
-                  signed_pct(r["j_per_sample_change_pct"]), signed_pct(r["sm_clock_change_pct"]),
+                  signed_pct(r["j_per_sample_change_pct"]), esc(clock_text(r)),
                   esc(r["note"] or "")] for _, r in table.iterrows()]
         parts.append(f"<h3>{esc(group)} against {esc(data.groups[0])}: {esc(tally)}</h3>" + _table(
             ("configuration", "verdict", "n", "median base", "median new", "change", "95% CI of ratio",

@@ -184,14 +184,13 @@ def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
     combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     groups = load.split_by(combined, by, baseline, label)
     (base_value, base_frame), others = groups[0], groups[1:]
-    tables = []
-    for value, frame in others:
-        table = compare(base_frame, frame, metric, threshold, by=by,
-                        labels=(base_value, value), seed=seed)
-        _require_match(table, f"{by}={base_value!r} in {label}", f"{by}={value!r}")
-        tables.append(table)
-    return Comparison(pd.concat(tables, ignore_index=True), metric, threshold, inputs, by,
-                      [g[0] for g in groups])
+    tables = [compare(base_frame, frame, metric, threshold, by=by, labels=(base_value, value), seed=seed)
+              for value, frame in others]
+    table = pd.concat(tables, ignore_index=True)
+    # A group that matches nothing is listed (base_only/new_only rows); none matching is an error.
+    _require_match(table, f"{by}={base_value!r} in {label}",
+                   ", ".join(f"{by}={value!r}" for value, _ in others))
+    return Comparison(table, metric, threshold, inputs, by, [g[0] for g in groups])
 
 
 def _require_match(table: pd.DataFrame, base: str, new: str) -> None:

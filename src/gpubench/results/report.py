@@ -47,7 +47,7 @@ table{border-collapse:collapse;font-size:13px;margin:8px 0}
 th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;vertical-align:top}
 th{background:#f4f4f4}.t{text-align:left}
 .slower{color:#b00;font-weight:bold}.faster{color:#070}.inconclusive{color:#a60}
-.failed,.timeout{color:#b00}.note{color:#666;font-size:12px}pre{white-space:pre-wrap;margin:0}
+svg{max-width:100%;height:auto}.failed,.timeout{color:#b00}.note{color:#666;font-size:12px}pre{white-space:pre-wrap;margin:0}
 """
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 

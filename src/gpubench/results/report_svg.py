@@ -48,57 +48,60 @@ Bar = Tuple[float, float, float]  # median, CI low, CI high (NaN where unknown)
 
 def bar_chart(title: str, unit: str, configs: Sequence[str], groups: Sequence[str],
               values: Dict[Tuple[str, str], Bar], width: int = 900) -> str:
-    """Horizontal grouped bars: one block per configuration, one bar per group, with
-    the 95% CI as an error bar."""
-    label_w, bar_h, gap, top, bottom = 280, 16, 10, 34, 40
+    """Horizontal grouped bars: one block per configuration, one bar per group, the
+    95% CI as an error bar and the median written beside it. Each block has its own
+    scale (configurations differ by orders of magnitude; the groups within one are
+    what is compared)."""
+    label_w, bar_h, gap, top, bottom, value_w = 280, 16, 10, 48, 10, 120
     rows = [(c, g) for c in configs for g in groups if (c, g) in values]
     height = top + 14 * len(groups) + bottom + len(configs) * gap + len(rows) * bar_h
-    finite = [v for m, lo, hi in values.values() for v in (m, lo, hi) if math.isfinite(v)]
-    ticks = nice_ticks(0.0, max(finite) if finite else 1.0)
-    x_max = ticks[-1] or 1.0
-    plot_w = width - label_w - 30
-
-    def x(v: float) -> float:
-        return label_w + plot_w * max(v, 0.0) / x_max
-
+    plot_w = width - label_w - value_w
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" {FONT}>',
            f'<title>{esc(title)}</title>',
-           f'<text x="4" y="16" font-size="14" font-weight="bold">{esc(title)}</text>']
+           f'<text x="4" y="16" font-size="14" font-weight="bold">{esc(title)}</text>',
+           f'<text x="4" y="32" fill="#666">{esc(unit)}; each configuration on its own scale from 0; '
+           f'whiskers: 95% CI of the median</text>']
     for i, g in enumerate(groups):  # legend, one group a line
         ly = top + i * 14
         out.append(f'<rect x="{label_w}" y="{ly - 9}" width="10" height="10" fill="{color(i)}"/>'
                    f'<text x="{label_w + 14}" y="{ly}">{esc(_short(g, 90))}</text>')
-    top += 14 * len(groups)
-    for t in ticks:
-        out.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top - 4}" y2="{height - bottom}" '
-                   f'stroke="#ddd"/><text x="{x(t):.1f}" y="{height - bottom + 14}" '
-                   f'text-anchor="middle">{esc(fmt_tick(t))}</text>')
-    out.append(f'<text x="{label_w + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle">'
-               f'{esc(unit)}</text>')
-    y = top
+    y = top + 14 * len(groups)
     for c in configs:
         present = [g for g in groups if (c, g) in values]
         if not present:
             continue
+        finite = [v for g in present for v in values[(c, g)] if math.isfinite(v)]
+        c_max = max(finite + [0.0]) or 1.0
+
+        def x(v: float) -> float:
+            return label_w + plot_w * max(v, 0.0) / c_max
+
         block = len(present) * bar_h
-        out.append(f'<text x="{label_w - 6}" y="{y + block / 2 + 4:.1f}" text-anchor="end">'
+        out.append(f'<line x1="{label_w}" x2="{label_w}" y1="{y}" y2="{y + block}" stroke="#999"/>'
+                   f'<text x="{label_w - 6}" y="{y + block / 2 + 4:.1f}" text-anchor="end">'
                    f'<title>{esc(c)}</title>{esc(_short(c, 42))}</text>')
         for g in present:
             med, lo, hi = values[(c, g)]
             i = list(groups).index(g)
             tip = f"{c} · {g}: median {med:,.4g}" + (f", 95% CI {lo:,.4g}–{hi:,.4g}" if math.isfinite(lo) else "")
+            cy = y + bar_h / 2
             if math.isfinite(med):
                 out.append(f'<rect x="{label_w}" y="{y + 2}" width="{x(med) - label_w:.1f}" '
-                           f'height="{bar_h - 4}" fill="{color(i)}"><title>{esc(tip)}</title></rect>')
+                           f'height="{bar_h - 4}" fill="{color(i)}"><title>{esc(tip)}</title></rect>'
+                           f'<text x="{max(x(med), x(hi) if math.isfinite(hi) else 0) + 6:.1f}" '
+                           f'y="{cy + 4:.1f}">{esc(fmt_value(med))}</text>')
             if math.isfinite(lo) and math.isfinite(hi):
-                cy = y + bar_h / 2
                 out.append(f'<path d="M{x(lo):.1f},{cy:.1f}H{x(hi):.1f}M{x(lo):.1f},{cy - 4:.1f}V{cy + 4:.1f}'
                            f'M{x(hi):.1f},{cy - 4:.1f}V{cy + 4:.1f}" stroke="#222" stroke-width="1.5" fill="none"/>')
             y += bar_h
         y += gap
     out.append("</svg>")
     return "\n".join(out)
+
+
+def fmt_value(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
 
 
 Series = Tuple[str, Sequence[float], Sequence[float]]  # label, x values, y values

@@ -200,7 +200,9 @@ class TFBackend(Backend):
             "keras_version": keras.__version__,
             "tf_package": facts["distribution"],
             "tf_xla": self.xla,
+            # 0 = TensorFlow's default (as many as cores), recorded as empty
             "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or None,
+            "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or None,
         }
 
 
@@ -233,11 +235,17 @@ def _hide_gpus(tf: Any) -> None:
 
 
 def _set_threads(tf: Any, threads: Optional[int]) -> None:
+    """`--threads N` as in torch: each op parallel over N threads, ops one at a time
+    (inter-op 1), so at most N cores work. TF's default runs independent ops
+    concurrently on a second pool as large as the machine."""
     if threads is None:
         return
+    threading = tf.config.threading
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        threading.set_intra_op_parallelism_threads(threads)
+        threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:  # settable only before TensorFlow's runtime starts
-        if tf.config.threading.get_intra_op_parallelism_threads() != threads:
-            raise UserError("TensorFlow's thread count can be set only once per process; "
+        if (threading.get_intra_op_parallelism_threads(),
+                threading.get_inter_op_parallelism_threads()) != (threads, 1):
+            raise UserError("TensorFlow's thread counts can be set only once per process; "
                             "run each --threads value in its own process") from None

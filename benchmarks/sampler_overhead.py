@@ -52,7 +52,8 @@ def main() -> int:
     parser.add_argument("--trial-s", type=float, default=0.25)
     parser.add_argument("--workload", default="mnist")
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's)")
     args = parser.parse_args()
 
     lib = load_double()

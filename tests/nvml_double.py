@@ -93,38 +93,22 @@ class RunResult:
 
 FAST = ("--trials", "2", "--warmup-s", "0.1", "--min-trial-s", "0.2")
 
-# `gpubench` with one more backend, `fake-cuda`: torch on the CPU whose step says it
-# runs on CUDA GPU --device, registered through the public register_backend API. It
-# lets `--telemetry auto` take the GPU path on a machine without a GPU.
-FAKE_CUDA_MAIN = """
-import sys
-from gpubench.backends import DeviceInfo, register_backend
-from gpubench.backends.torch_backend import TorchBackend
-
-class FakeCuda(TorchBackend):
-    def __init__(self):
-        super().__init__("cpu")
-        self.name = "fake-cuda"
-
-    def prepare(self, workload, config):
-        step = super().prepare(workload, config)
-        step.device = DeviceInfo("cuda", config.device_index, "fake GPU", None)
-        return step
-
-register_backend("fake-cuda", FakeCuda)
-from gpubench.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+# `fake_cuda=True` adds backend `fake-cuda` (tests/native/fake_cuda_plugin.py) through
+# GPUBENCH_PLUGINS, which gpubench's isolated run workers inherit.
+FAKE_CUDA_PLUGIN = "fake_cuda_plugin"
 
 
 def run_cli(lib_dir: Path, out: Path, args: Sequence[str], timeout: float = 120,
             quiet: bool = True, fake_cuda: bool = False, **fake: Any) -> RunResult:
     """`gpubench run ARGS --out OUT -q` in a subprocess with the double loaded;
     `fake_cuda` adds the fake-cuda backend."""
-    main = ["-c", FAKE_CUDA_MAIN] if fake_cuda else ["-m", "gpubench"]
-    cmd = [sys.executable, *main, "run", *args, "--out", str(out), *(["-q"] if quiet else [])]
-    proc = subprocess.run(cmd, env=double_env(lib_dir, **fake), capture_output=True,
-                          text=True, timeout=timeout)
+    cmd = [sys.executable, "-m", "gpubench", "run", *args, "--out", str(out),
+           *(["-q"] if quiet else [])]
+    env = double_env(lib_dir, **fake)
+    if fake_cuda:
+        env["PYTHONPATH"] = os.pathsep.join((str(SOURCE.parent), env["PYTHONPATH"]))
+        env["GPUBENCH_PLUGINS"] = FAKE_CUDA_PLUGIN
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     folder = None
     lines = proc.stdout.strip().splitlines()
     if proc.returncode in (0, 4) and lines:

@@ -116,7 +116,8 @@ def test_cuda_ordinals_map_to_nvml_devices(fake_nvml_dir):
         print(json.dumps(out))
         """, GPUS=3)
     assert out[:4] == [2, 2, 0, 1]
-    assert out[4] == "no GPU with index 1 with CUDA_VISIBLE_DEVICES='1,7,0' (GPUs: 0: NVIDIA Fake H100)"
+    assert out[4] == ("no GPU with index 1 with CUDA_VISIBLE_DEVICES='1,7,0' "
+                      "(GPUs: 0: NVIDIA Fake H100)")
     assert out[5].startswith("no GPU with index 0")  # an ambiguous UUID prefix ends the list
     assert out[6] == 2  # the backend's UUID wins over the ordinal
     assert out[7] == "no GPU with index 3 with CUDA_VISIBLE_DEVICES='0' (GPUs: 0: NVIDIA Fake H100)"

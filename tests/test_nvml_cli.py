@@ -14,6 +14,9 @@ import pytest
 from nvml_double import FAST, call_log, double_env, fake_nvml_dir, run_cli  # noqa: F401
 
 LINREG = ("--workload", "linreg", "--backend", "torch-cpu")
+# In process (one interpreter less per run, for speed); the NVML failure tests below go
+# through the isolated worker, the default, to show its warnings and errors reach the user.
+IN_PROCESS = ("--no-isolate",)
 SAMPLING_CALLS = {"nvmlDeviceGetFieldValues", "nvmlDeviceGetTotalEnergyConsumption",
                   "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetClockInfo"}
 
@@ -28,7 +31,7 @@ def ok(result):
 def test_constant_power_on_gpu_1_only(fake_nvml_dir, tmp_path):
     log = tmp_path / "nvml-calls.log"
     result = run_cli(fake_nvml_dir, tmp_path / "out",
-                     [*LINREG, *FAST, "--telemetry", "nvml", "--device", "1"],
+                     [*LINREG, *IN_PROCESS, *FAST, "--telemetry", "nvml", "--device", "1"],
                      GPUS=2, POWER_W=50, POWER_W_1=150, CALL_LOG=log)
     trials = ok(result)
     assert result.proc.stderr == ""
@@ -55,14 +58,16 @@ def test_constant_power_on_gpu_1_only(fake_nvml_dir, tmp_path):
 
 
 def test_no_energy_counter_integrates_power_and_warns_of_throttling(fake_nvml_dir, tmp_path):
-    result = run_cli(fake_nvml_dir, tmp_path, [*LINREG, *FAST, "--telemetry", "nvml"],
-                     quiet=False, POWER_W=120, NO_ENERGY=1, CLOCK_REASONS="0x5")  # idle + power cap
+    result = run_cli(fake_nvml_dir, tmp_path,
+                     [*LINREG, *IN_PROCESS, *FAST, "--telemetry", "nvml"], quiet=False,
+                     POWER_W=120, NO_ENERGY=1, CLOCK_REASONS="0x5")  # idle + power cap
     trials = ok(result)
     for _, row in trials.iterrows():
         assert row["energy_source"] == "integrated"
         assert row["energy_j"] == pytest.approx(120 * row["duration_s"], rel=0.02)
         assert row["throttled"] == True  # noqa: E712
-    assert "energy counter: Not Supported" in result.run_json["telemetry"]["unavailable"]["energy counter"]
+    unavailable = result.run_json["telemetry"]["unavailable"]
+    assert "energy counter: Not Supported" in unavailable["energy counter"]
     out = result.proc.stdout
     assert "J/sample" in out and "120.0" in out
     assert "warning: GPU clocks were throttled during trial(s) 0, 1 of 2" in out
@@ -85,8 +90,8 @@ def test_stepped_power_lands_in_the_right_trials(fake_nvml_dir, tmp_path):
     text, energy_between = schedule(levels, 0.5)
     epoch = time.monotonic()  # CLOCK_MONOTONIC, shared with the subprocess
     result = run_cli(fake_nvml_dir, tmp_path,
-                     [*LINREG, "--trials", "6", "--warmup-s", "0.1", "--min-trial-s", "0.2",
-                      "--telemetry", "nvml", "--sample-hz", "20"],
+                     [*LINREG, *IN_PROCESS, "--trials", "6", "--warmup-s", "0.1",
+                      "--min-trial-s", "0.2", "--telemetry", "nvml", "--sample-hz", "20"],
                      EPOCH_S=repr(epoch), POWER_W=text)
     trials = ok(result)
     notes = result.run_json["telemetry"]
@@ -103,7 +108,8 @@ def test_stepped_power_lands_in_the_right_trials(fake_nvml_dir, tmp_path):
 
 
 def test_nvml_init_failure_with_auto_runs_without_gpu_columns(fake_nvml_dir, tmp_path):
-    result = run_cli(fake_nvml_dir, tmp_path, ["--workload", "linreg", "--backend", "fake-cuda", *FAST],
+    result = run_cli(fake_nvml_dir, tmp_path,
+                     ["--workload", "linreg", "--backend", "fake-cuda", *FAST],
                      fake_cuda=True, INIT_FAIL=1)
     trials = ok(result)
     why = "NVML could not be initialised: Driver Not Loaded (NVML error 9)"
@@ -133,8 +139,8 @@ def test_forced_nvml_that_cannot_run_is_exit_2(fake_nvml_dir, tmp_path, args, fa
 
 def test_driver_errors_mid_run_leave_a_gap_and_the_run_goes_on(fake_nvml_dir, tmp_path):
     result = run_cli(fake_nvml_dir, tmp_path,
-                     [*LINREG, "--trials", "4", "--warmup-s", "0.1", "--min-trial-s", "0.2",
-                      "--telemetry", "nvml", "--sample-hz", "20"],
+                     [*LINREG, *IN_PROCESS, "--trials", "4", "--warmup-s", "0.1",
+                      "--min-trial-s", "0.2", "--telemetry", "nvml", "--sample-hz", "20"],
                      POWER_W=100, FAIL_AFTER_S=0.3, FAIL_FOR_S=0.3)
     trials = ok(result)
     assert len(trials) == 4

@@ -13,8 +13,8 @@ from gpubench.telemetry.base import (
     TRIAL_TELEMETRY_COLUMNS, NullSampler, Sampler, UnavailableSampler,
 )
 
-__all__ = ["MAX_SAMPLE_HZ", "check_request", "TELEMETRY_KINDS", "TRIAL_TELEMETRY_COLUMNS", "NullSampler",
-           "Sampler", "UnavailableSampler", "make_sampler"]
+__all__ = ["MAX_SAMPLE_HZ", "TELEMETRY_KINDS", "TRIAL_TELEMETRY_COLUMNS", "NullSampler", "Sampler",
+           "UnavailableSampler", "check_request", "make_sampler"]
 
 TELEMETRY_KINDS = ("auto", "nvml", "cpu", "none")
 # NVML calls are serialising and most values refresh every 10-100 ms or slower; a rate

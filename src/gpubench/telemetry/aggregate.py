@@ -70,7 +70,8 @@ def energy_columns(window: Window, samples: Sequence[Mapping[str, Any]], power_k
             set_aside = (f"trial {window.trial} lasted {window.duration_s:.3f} s, less than the "
                          f"energy counter's update period ({counter_period_s:.3f} s)")
         elif delta_j <= 0:
-            set_aside = f"trial {window.trial}: the energy counter did not advance ({delta_j:.3f} J)"
+            set_aside = (f"trial {window.trial}: the energy counter did not advance "
+                         f"({delta_j:.3f} J)")
         elif window.duration_s > 0:
             return ({"energy_j": delta_j, "energy_source": "counter",
                      "power_avg_w": delta_j / window.duration_s}, None)
@@ -88,7 +89,8 @@ def energy_columns(window: Window, samples: Sequence[Mapping[str, Any]], power_k
             set_aside)
 
 
-def gauge_means(samples: Sequence[Mapping[str, Any]], gauges: Mapping[str, str]) -> Dict[str, float]:
+def gauge_means(samples: Sequence[Mapping[str, Any]],
+                gauges: Mapping[str, str]) -> Dict[str, float]:
     """Mean of each gauge over the trial's samples, leaving out the one taken as the trial
     began (utilisation there describes the time before the trial)."""
     inside = [s for s in samples if s.get("sample_kind") != KIND_BEGIN]

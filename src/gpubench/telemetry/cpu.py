@@ -45,7 +45,8 @@ def find_rapl_domains(root: Path = POWERCAP_ROOT) -> Tuple[List[RaplDomain], Opt
     for zone in zones:
         try:
             name = (zone / "name").read_text().strip() if (zone / "name").exists() else zone.name
-            domains.append(RaplDomain(name, zone / "energy_uj", _read_int(zone / "max_energy_range_uj"),
+            domains.append(RaplDomain(name, zone / "energy_uj",
+                                      _read_int(zone / "max_energy_range_uj"),
                                       _read_int(zone / "energy_uj")))
         except PermissionError:
             return [], (f"RAPL energy is not readable ({zone / 'energy_uj'}: permission denied; "

@@ -71,7 +71,8 @@ class Nvml:
             if code == _LIBRARY_NOT_FOUND:
                 raise TelemetryUnavailable(
                     "no NVIDIA driver: NVML (libnvidia-ml.so.1) could not be loaded") from None
-            raise TelemetryUnavailable(f"NVML could not be initialised: {exc} (NVML error {code})") from None
+            raise TelemetryUnavailable(
+                f"NVML could not be initialised: {exc} (NVML error {code})") from None
         self._open = True
 
     @property
@@ -179,7 +180,8 @@ class NvmlDevice:
 
     @property
     def power_source(self) -> Optional[str]:
-        return {True: "field:power_instant", False: "power_usage", None: None}[self._power_via_field]
+        sources = {True: "field:power_instant", False: "power_usage", None: None}
+        return sources[self._power_via_field]
 
     def _field_mw(self, field_id: int) -> float:
         values = self._call("power field", self._nv.nvmlDeviceGetFieldValues, [field_id])

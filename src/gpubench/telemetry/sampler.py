@@ -215,7 +215,8 @@ class PollingSampler(Sampler):
             self._poll(KIND_END)
             self._window, self._trial = None, None
             samples = [s for s in self._samples if s["trial"] == window.trial]
-            covered = not self._window_gap and {KIND_BEGIN, KIND_END} <= {s["sample_kind"] for s in samples}
+            kinds = {s["sample_kind"] for s in samples}
+            covered = not self._window_gap and {KIND_BEGIN, KIND_END} <= kinds
             columns, set_aside = energy_columns(window, samples, self.source.power_key,
                                                 self._counter_period[0], covered)
             if set_aside:

@@ -129,8 +129,8 @@ def test_build_facts_match_the_installed_package():
 
 @needs_tf
 def test_cli_run_tf_cpu_writes_rows(tmp_path):
-    out = gpubench("run", "-w", "mnist", "-b", "tf-cpu", *QUICK, "--out", "res", "--quiet",
-                   cwd=tmp_path)
+    out = gpubench("run", "-w", "mnist", "-b", "tf-cpu", *QUICK, "--threads", "1",
+                   "--out", "res", "--quiet", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "oneDNN custom operations" not in out.stderr  # start-up noise filtered
     (run_dir,) = (tmp_path / "res").iterdir()
@@ -141,6 +141,7 @@ def test_cli_run_tf_cpu_writes_rows(tmp_path):
     env = json.loads((run_dir / "run.json").read_text())["environment"]
     assert env["framework_version"] == tfb.tf_build_facts()["version"].split("+")[0]
     assert env["tf_xla"] is False and env["keras_version"]
+    assert (env["tf_intra_op_threads"], env["tf_inter_op_threads"]) == (1, 1)
 
 
 def run_steps(step, n: int) -> list:

@@ -92,6 +92,75 @@ def test_tf_gpu_reasons(monkeypatch):
     assert get_backend("tf-cpu").is_available() == (True, "")  # the CPU needs neither
 
 
+class FakeTFConfig:
+    """Just enough of tf.config for TFBackend._gpu: GPUs with compute capabilities."""
+
+    def __init__(self, capabilities, initialised=False):
+        self.gpus = [f"PhysicalDevice(GPU:{i})" for i in range(len(capabilities))]
+        self.capabilities = capabilities
+        self.initialised = initialised
+        self.visible = list(self.gpus)
+        self.growth = {}
+        self.experimental = self
+
+    def list_physical_devices(self, kind):
+        return list(self.gpus)
+
+    def get_device_details(self, gpu):
+        return {"compute_capability": self.capabilities[self.gpus.index(gpu)],
+                "device_name": "Fake GPU"}
+
+    def set_visible_devices(self, devices, kind):
+        if self.initialised:
+            raise RuntimeError("Visible devices cannot be modified after being initialized")
+        self.visible = list(devices)
+
+    def get_visible_devices(self, kind):
+        return list(self.visible)
+
+    def set_memory_growth(self, gpu, on):
+        if self.initialised:
+            raise RuntimeError("Physical devices cannot be modified after being initialized")
+        self.growth[gpu] = on
+
+
+def fake_tf(capabilities, initialised=False):
+    from types import SimpleNamespace
+    return SimpleNamespace(__version__="2.99", config=FakeTFConfig(capabilities, initialised))
+
+
+def test_gpu_selection_precision_and_memory_growth():
+    backend = get_backend("tf-gpu")
+    tf = fake_tf([(7, 0), (9, 0)])
+    device, info = backend._gpu(tf, StepConfig("train", "bf16", 8, device_index=1))
+    assert device == "/GPU:0" and tf.config.visible == [tf.config.gpus[1]]
+    assert tf.config.growth == {tf.config.gpus[1]: True}  # not all of its memory
+    assert (info.kind, info.index, info.name) == ("cuda", 1, "Fake GPU")
+    for precision in ("tf32", "bf16"):
+        with pytest.raises(Unsupported, match=f"precision {precision} is unsupported on GPU 0 "
+                           "because it needs compute capability 8.0 or newer and the GPU has 7.0"):
+            backend._gpu(fake_tf([(7, 0)]), StepConfig("train", precision, 8))
+    backend._gpu(fake_tf([(7, 0)]), StepConfig("train", "fp16", 8))  # fp16 runs pre-Ampere
+
+
+def test_gpu_errors():
+    from gpubench.errors import BackendUnavailable, UserError
+
+    backend = get_backend("tf-gpu")
+    with pytest.raises(BackendUnavailable, match=r"sees no GPU.*tensorflow\[and-cuda\]"):
+        backend._gpu(fake_tf([]), StepConfig("infer", "fp32", 8))
+    with pytest.raises(UserError, match=r"no GPU with index 2 \(TensorFlow sees 2\)"):
+        backend._gpu(fake_tf([(8, 0)] * 2), StepConfig("infer", "fp32", 8, device_index=2))
+    # Initialised earlier with every GPU visible: the step uses the logical index.
+    device, _ = backend._gpu(fake_tf([(8, 0)] * 2, initialised=True),
+                             StepConfig("infer", "fp32", 8, device_index=1))
+    assert device == "/GPU:1"
+    tf = fake_tf([(8, 0)] * 2, initialised=True)
+    tf.config.visible = tf.config.gpus[:1]
+    with pytest.raises(UserError, match="initialised without this GPU"):
+        backend._gpu(tf, StepConfig("infer", "fp32", 8, device_index=1))
+
+
 @pytest.mark.parametrize("precision, because", [
     ("tf32", "because TF32 is a tensor-core mode"),
     ("fp16", "because TensorFlow has no fast float16 CPU kernels"),

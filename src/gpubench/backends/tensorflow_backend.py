@@ -177,12 +177,14 @@ class TFBackend(Backend):
             tf.config.set_visible_devices([gpu], "GPU")
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # the runtime was initialised earlier in this process
-            if tf.config.get_visible_devices("GPU") != [gpu]:
-                raise UserError("TensorFlow was initialised with other GPUs earlier in this "
-                                "process; run each GPU configuration in its own process") from None
+            pass
+        visible = tf.config.get_visible_devices("GPU")
+        if gpu not in visible:
+            raise UserError("TensorFlow was initialised without this GPU earlier in this "
+                            "process; run each GPU configuration in its own process")
         name = details.get("device_name") or gpu.name
-        return "/GPU:0", DeviceInfo("cuda", config.device_index, name,
-                                    cuda_device_uuid(config.device_index))
+        return f"/GPU:{visible.index(gpu)}", DeviceInfo(
+            "cuda", config.device_index, name, cuda_device_uuid(config.device_index))
 
     def environment(self) -> Dict[str, Any]:
         facts = tf_build_facts()

@@ -18,7 +18,7 @@ from gpubench.errors import UserError
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_RUN_FAILED = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
 
-SUBCOMMANDS = ("run", "suite", "export", "list", "env")
+SUBCOMMANDS = ("run", "suite", "export", "compare", "report", "list", "env")
 
 
 def error_line(message: str) -> None:

@@ -147,3 +147,15 @@ def test_a_failure_mid_run_is_a_row(tmp_path):
     assert "CUDA out of memory (simulated)" in t["error"].iloc[-1]
     assert read_run(outcome.path).summary["status"].iloc[0] == "failed"
     assert get_backend("exploding-cpu").name == "exploding-cpu"
+
+
+def test_result_files_get_the_usual_mode(tmp_path):
+    import os
+    import stat
+
+    outcome = _run(tmp_path, workload="linreg", backend="torch-cpu")
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("trials.csv", "summary.csv", "run.json"):
+        mode = stat.S_IMODE((outcome.path / name).stat().st_mode)
+        assert mode == 0o666 & ~umask, (name, oct(mode))

@@ -8,15 +8,24 @@ import tempfile
 from pathlib import Path
 
 
+def _read_umask() -> int:
+    # Read once at import: os.umask can only be read by setting it, which is not
+    # thread-safe while a suite's threads write files.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp makes the file 0600; results are shared files, so give them the mode
         # an ordinary open() would (0666 less the umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
             f.flush()

@@ -227,3 +227,11 @@ def test_importing_gpubench_and_listing_loads_no_pynvml_or_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_sampler_never_polls_faster_than_asked():
+    sampler = PollingSampler(ScriptedSource(), sample_hz=40)
+    with sampler:
+        time.sleep(0.5)
+    achieved = sampler.notes()["achieved_hz"]
+    assert 0 < achieved <= 40 * 1.05  # a late tick is skipped, never made up in a burst

@@ -86,7 +86,7 @@ class PollingSampler(Sampler):
         self._failure: Optional[BaseException] = None
         self._t0 = clock()
         self._samples: List[Dict[str, Any]] = []
-        self._polls = 0  # the thread's regular polls (not the trial-edge readings)
+        self._poll_times: List[float] = []  # the thread's regular polls (not trial edges)
         self._trial: Optional[int] = None
         self._window: Optional[Window] = None
         self._window_gap = False  # a read failed during the current trial
@@ -158,7 +158,8 @@ class PollingSampler(Sampler):
     # --- readings (called with the lock held) -----------------------------------------
     def _poll(self, kind: str) -> None:
         t = clock()
-        self._polls += kind == KIND_POLL
+        if kind == KIND_POLL:
+            self._poll_times.append(t)
         try:
             values = self.source.read()
         except TelemetryError as exc:
@@ -235,11 +236,10 @@ class PollingSampler(Sampler):
 
     def notes(self) -> Dict[str, Any]:
         with self._lock:
-            end = self._stopped_at or clock()
             period, lower_bound = self._counter_period
             notes: Dict[str, Any] = {
                 "sampler": self.name, "sample_hz": self.sample_hz,
-                "achieved_hz": round(self._polls / (end - self._t0), 2) if end > self._t0 else None,
+                "achieved_hz": _rate_hz(self._poll_times),
                 "samples": len(self._samples),
                 "clock": "CLOCK_MONOTONIC", "t0_monotonic_s": self._t0,
                 **self.source.notes(),
@@ -264,3 +264,10 @@ class PollingSampler(Sampler):
 
     def environment(self) -> Dict[str, Any]:
         return self.source.environment()
+
+
+def _rate_hz(times: List[float]) -> Optional[float]:
+    """Polls per second between the first and the last poll (the rate kept)."""
+    if len(times) < 2 or times[-1] <= times[0]:
+        return None
+    return round((len(times) - 1) / (times[-1] - times[0]), 2)

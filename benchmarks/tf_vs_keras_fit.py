@@ -15,11 +15,12 @@ tf.data pipeline, callbacks) is spread over a whole trial; it is traced before t
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -70,6 +71,28 @@ def gpubench_rate(backend: str, batch_size: int, trial_s: float, trials: int,
     return float(outcome.summary["throughput_samples_per_s_median"].iloc[0])
 
 
+def _busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy (Linux /proc/stat), for telling how
+    much of a measurement other processes took; nan elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return float("nan")
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(fn, *args) -> Tuple[float, float]:
+    """(fn's result, cores other processes kept busy meanwhile). An OpenMP runtime such as
+    torch's collapses when a core is taken from it, so disturbed rounds are shown."""
+    wall, own, busy = time.perf_counter(), time.process_time(), _busy_cpu_s()
+    result = fn(*args)
+    wall = time.perf_counter() - wall
+    others = (_busy_cpu_s() - busy) - (time.process_time() - own)
+    return result, max(0.0, others / wall)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -87,20 +110,24 @@ def main() -> None:
           f"of {args.trials} x {args.trial_s} s trials")
     contenders = ["gpubench tf-cpu", "keras fit", "gpubench torch-cpu", "gpubench tf-cpu-xla"]
     rates: Dict[str, List[float]] = {name: [] for name in contenders}
+    others: Dict[str, List[float]] = {name: [] for name in contenders}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
             for name in order:  # rotate who goes first
                 if name == "keras fit":
-                    rate = keras_fit_rate(args.batch_size, args.trial_s, args.trials)
+                    rate, load = measured(keras_fit_rate, args.batch_size, args.trial_s,
+                                          args.trials)
                 else:
-                    rate = gpubench_rate(name.split()[1], args.batch_size, args.trial_s,
-                                         args.trials, args.warmup_s, Path(tmp))
+                    rate, load = measured(gpubench_rate, name.split()[1], args.batch_size,
+                                          args.trial_s, args.trials, args.warmup_s, Path(tmp))
                 rates[name].append(rate)
+                others[name].append(load)
     med = {name: statistics.median(v) for name, v in rates.items()}
     for name in contenders:
         print(f"  {name:20s} {med[name]:>10,.0f} samples/s   "
-              f"(rounds: {', '.join(f'{v:,.0f}' for v in rates[name])})")
+              f"(rounds: {', '.join(f'{v:,.0f}' for v in rates[name])}; cores busy with "
+              f"other processes: {', '.join(f'{v:.1f}' for v in others[name])})")
 
     def ratio(a: str, b: str) -> str:
         per_round = [x / y for x, y in zip(rates[a], rates[b])]

@@ -86,7 +86,11 @@ class RunWriter:
 
     def write_samples(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
-            self._write_csv("samples.csv", pd.DataFrame(list(rows)))
+            frame = pd.DataFrame(list(rows))
+            for column in ("trial", "device_index"):  # integers with gaps: not 0.0
+                if column in frame:
+                    frame[column] = frame[column].astype("Int64")
+            self._write_csv("samples.csv", frame)
 
     def write_run_json(self, meta: Mapping[str, Any]) -> None:
         text = json.dumps(_clean(dict(meta)), indent=2, sort_keys=True, default=_json_default)

@@ -68,11 +68,17 @@ class TFStep(Step):
             # tf.identity under the device scope copies each batch onto the device now.
             self.data = [(tf.identity(tf.constant(to_channels_last(x))), tf.identity(tf.constant(y)))
                          for x, y in batches]
+            x0, y0 = self.data[0]
             if config.mode == "train":
-                self._step = self._make_train_step(workload, config.precision, xla)
+                fn = self._make_train_step(workload, config.precision, xla)
+                concrete = fn.get_concrete_function(x0, y0)
             else:
                 model = self.model
-                self._step = tf.function(lambda x: model(x, training=False), jit_compile=xla)
+                fn = tf.function(lambda x: model(x, training=False), jit_compile=xla)
+                concrete = fn.get_concrete_function(x0)
+            # Every batch has one signature: calling its concrete function (the same graph)
+            # skips tf.function's per-call argument matching, 10-25% of a small step here.
+            self._step = concrete
 
     @property
     def _mem_device(self) -> str:

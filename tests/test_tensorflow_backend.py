@@ -173,6 +173,7 @@ def test_cpu_refuses_what_it_cannot_do(precision, because, mode):
     get_backend("tf-gpu").check_config(mode, precision)  # the GPU decides in prepare()
 
 
+@needs_tf  # without it, "not available" comes first
 def test_cli_unsupported_precision_exits_2(tmp_path):
     out = gpubench("run", "-w", "mnist", "-b", "tf-cpu", "--precision", "fp16", "--out", "res",
                    cwd=tmp_path)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
+
+from gpubench.atomic_io import write_bytes_atomic
 
 ENV_VAR = "GPUBENCH_CACHE_DIR"
 _CHUNK_BYTES = 1 << 20
@@ -45,25 +46,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(_CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Writes `data` to `path` through a temp file in the same folder and a rename; on
-    failure (full disk) removes the temp file and raises OSError."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache or export is for everyone to read
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class ArtifactCache:

@@ -6,7 +6,7 @@ forward pass. XLA, precision and loss scaling are decided once here, never per s
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Optional
 
 import keras
 import numpy as np

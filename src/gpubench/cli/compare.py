@@ -86,7 +86,7 @@ def execute(args: argparse.Namespace) -> int:
 
 def write_output(path: Path, text: str) -> None:
     from gpubench.errors import UserError
-    from gpubench.results.atomic import write_text_atomic
+    from gpubench.atomic_io import write_text_atomic
 
     try:
         write_text_atomic(path, text)

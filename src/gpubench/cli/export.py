@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from gpubench.backends.artifact_cache import write_bytes_atomic
+    from gpubench.atomic_io import write_bytes_atomic
     from gpubench.backends.onnx_export import TRACE_BATCH, export_workload, graph_dtype
     from gpubench.errors import UserError
     from gpubench.workloads import parse_param_args, resolve_workload

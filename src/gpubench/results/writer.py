@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Sequence
 import pandas as pd
 
 from gpubench.errors import UserError
-from gpubench.results.atomic import write_text_atomic
+from gpubench.atomic_io import write_text_atomic
 from gpubench.results.schema import TRIAL_COLUMNS
 
 

@@ -15,18 +15,18 @@ import subprocess
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import pandas as pd
 
-from gpubench.backends import all_backends, backend_names
+from gpubench.backends import backend_names
 from gpubench.environment import host_name
 from gpubench.errors import UserError
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.runner import RunRequest
-from gpubench.results.atomic import write_text_atomic
+from gpubench.atomic_io import write_text_atomic
 from gpubench.results.reader import read_trials
 from gpubench.results.schema import SCHEMA_VERSION, TRIAL_COLUMNS
 from gpubench.results.summary import summarize

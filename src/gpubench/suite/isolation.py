@@ -18,7 +18,7 @@ import pandas as pd
 from gpubench import __version__
 from gpubench.environment import host_name
 from gpubench.measure.runner import RunRequest
-from gpubench.results.atomic import write_text_atomic
+from gpubench.atomic_io import write_text_atomic
 from gpubench.results.schema import SCHEMA_VERSION, TRIAL_COLUMNS
 from gpubench.results.summary import summarize
 from gpubench.suite.worker import (

@@ -1,5 +1,6 @@
 """Atomic file writes: a temporary file in the same folder, fsync, then rename, so a
-crash or Ctrl-C leaves either the old file or the new one, never half of one."""
+crash or Ctrl-C leaves either the old file or the new one, never half of one.
+A leaf module: results, exports and caches all write through it."""
 
 from __future__ import annotations
 
@@ -19,15 +20,16 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """On failure (a full disk, say) removes the temporary file and raises OSError."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        # mkstemp makes the file 0600; results are shared files, so give them the mode
-        # an ordinary open() would (0666 less the umask).
+        # mkstemp makes the file 0600; results and caches are shared files, so give
+        # them the mode an ordinary open() would (0666 less the umask).
         os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -37,3 +39,7 @@ def write_text_atomic(path: Path, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode())

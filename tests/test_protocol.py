@@ -148,3 +148,30 @@ def test_target_ci_stops_at_time_cap():
     _, stop = measure(SleepStep(0.0005, noise=1.0), config, results.append)
     assert stop == STOP_TIME_CAP
     assert 2 <= len(results) < 50
+
+
+class SyncTimedStep(SleepStep):
+    """A step whose per-step timing would synchronise the device (as TF on a GPU)."""
+
+    latency_timing_syncs = True
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.runs = []
+
+    def run(self, iterations, timer=None):
+        self.runs.append((iterations, timer is not None))
+        super().run(iterations, timer)
+
+
+def test_latency_in_a_separate_pass_when_timing_would_sync():
+    step = SyncTimedStep(cost_s=0.0002)
+    results = []
+    measure(step, ProtocolConfig(trials=2, warmup_s=0.02, min_trial_s=0.1, record_latency=True),
+            results.append)
+    trials = [r for r in step.runs if r[0] == results[0].iterations and not r[1]]
+    passes = [r for r in step.runs if r[1]]
+    assert results[0].iterations > 200  # the pass is shorter than the trial
+    assert len(trials) == 2 and len(passes) == 2  # throughput untimed, then a timed pass
+    assert all(n == 200 for n, _ in passes)
+    assert all(len(r.latencies_s) == 200 and (r.latencies_s >= 0.0002).all() for r in results)

@@ -80,6 +80,7 @@ def test_infer_records_latency_percentiles(tmp_path):
     assert (t["latency_p50_ms"] <= t["latency_p90_ms"]).all()
     assert (t["latency_p90_ms"] <= t["latency_p99_ms"]).all()
     assert t["loss"].isna().all()  # no loss in inference
+    assert read_run(outcome.path).meta["latency_timing"] == "in_trial"
 
 
 def test_resnet50_small_image_runs(tmp_path):

@@ -48,6 +48,10 @@ class Step(ABC):
     """One prepared (workload, mode, precision, batch size) on a device."""
 
     device: DeviceInfo
+    # True when timing one step means waiting for the device after it (no device
+    # events to record instead): the protocol then times latency in a separate pass,
+    # so that the throughput trial keeps steps in flight.
+    latency_timing_syncs: bool = False
 
     @abstractmethod
     def run(self, iterations: int, timer: Optional[StepTimer] = None) -> None:

@@ -57,6 +57,7 @@ class TFStep(Step):
         self.device = device
         self.tf_device = tf_device
         self.is_gpu = device.kind == "cuda"
+        self.latency_timing_syncs = self.is_gpu  # TF has no device events to time with
         self._last_loss: Optional[tf.Tensor] = None
         keras.utils.set_random_seed(config.seed)
         if self.is_gpu:

@@ -5,7 +5,9 @@
 2. Calibrate iterations per trial so one trial lasts at least `min_trial_s`.
 3. Run `trials` trials, each bracketed by a device synchronisation and a monotonic
    clock, with the telemetry sampler bracketed to the same interval. In infer mode each
-   step's latency is recorded too (device events where the device has them).
+   step's latency is recorded too: in the same trial where the device has events (or
+   the step is synchronous anyway), else in a pass of up to LATENCY_PASS_STEPS steps
+   right after the trial, so that waiting for each step never lowers throughput.
 4. Optionally keep adding trials until the 95% CI of the median throughput is within
    `target_rel_ci` of it, up to a time and trial cap, and say why it stopped.
 
@@ -96,9 +98,13 @@ def iterations_for(min_trial_s: float, seconds_per_iteration: float) -> int:
     return max(1, math.ceil(min_trial_s / max(seconds_per_iteration, 1e-9)))
 
 
+LATENCY_PASS_STEPS = 200  # steps timed one by one when timing would slow the trial
+
+
 def run_trial(step: Step, trial: int, iterations: int, record_latency: bool,
               sampler: Sampler) -> TrialResult:
-    timer = step.make_timer(iterations) if record_latency else None
+    separate_pass = record_latency and step.latency_timing_syncs
+    timer = step.make_timer(iterations) if record_latency and not separate_pass else None
     step.synchronize()
     sampler.begin_trial(trial)
     t0 = clock()
@@ -106,6 +112,10 @@ def run_trial(step: Step, trial: int, iterations: int, record_latency: bool,
     step.synchronize()
     duration = clock() - t0
     telemetry = sampler.end_trial()
+    if separate_pass:  # after the trial's bracket: its throughput is not disturbed
+        timer = step.make_timer(min(iterations, LATENCY_PASS_STEPS))
+        step.run(min(iterations, LATENCY_PASS_STEPS), timer)
+        step.synchronize()
     return TrialResult(trial, iterations, duration,
                        timer.latencies_s() if timer is not None else None,
                        telemetry, step.loss())

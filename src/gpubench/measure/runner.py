@@ -209,6 +209,9 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
                 step, protocol, lambda r: run.writer.append_trial(run.trial_row(r, step)),
                 sampler, progress)
         extra = {"calibration": asdict(calibration)}
+        if protocol.record_latency:
+            extra["latency_timing"] = ("separate_pass" if step.latency_timing_syncs
+                                       else "in_trial")
     except KeyboardInterrupt:
         run.writer.write_samples(sampler.samples())
         run.finish(STOP_INTERRUPTED, {"telemetry": sampler.notes()})

@@ -207,3 +207,39 @@ def test_run_no_isolate_runs_in_process(tmp_path):
     folder = _folder(proc)
     assert not (folder / "worker.log").exists()
     assert read_trials(folder / "trials.csv")["status"].eq("ok").all()
+
+
+def test_ctrl_c_stops_the_suite_after_writing_what_finished(tmp_path):
+    config = _suite_file(tmp_path, """defaults:
+  trials: 3
+  warmup_s: 0.05
+  min_trial_s: 0.3
+  telemetry: none
+runs:
+  - workloads: linreg
+    backends: test-ok
+    batch_sizes: [1, 2, 3, 4, 5, 6]
+""")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "gpubench", "suite", str(config), "--out", str(out)],
+                            cwd=REPO, env={**os.environ, **PLUGIN_ENV}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline, folder = time.time() + 60, None
+    while time.time() < deadline:
+        found = list(out.glob("*/trials.csv"))
+        if found and len(pd.read_csv(found[0])) >= 3:
+            folder = found[0].parent
+            break
+        time.sleep(0.05)
+    assert folder is not None, "no run finished in time"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    trials = read_trials(folder / "trials.csv")
+    assert len(trials) >= 3 and set(trials["status"]) <= {"ok"}
+    assert len(trials) < 18  # it stopped before the end
+    assert len(trials) % 3 == 0  # whole runs only: an interrupted run is run again by --resume
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["stop_reason"] == "interrupted"
+    pd.read_csv(folder / "summary.csv")

@@ -59,7 +59,6 @@ class SuiteOutcome:
     trials: pd.DataFrame
     summary: pd.DataFrame
     statuses: Dict[str, int]  # status -> runs executed now
-    interrupted: bool = False
 
 
 def resolved_key(run: SuiteRun, source: Path) -> Tuple[str, ...]:
@@ -218,7 +217,13 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
             progress("run_start", index=index, label=planned.run.label(), device=device)
             result = run_in_worker(req, timeout_s, on_start=lambda p: active.__setitem__(index, p))
             active.pop(index, None)
-            if result.outcome == "finished" or result.outcome == "interrupted":
+            if stop.is_set() and result.outcome in ("failed", "interrupted"):
+                # We interrupted it (perhaps before its own handler was in place): not a
+                # failure. Its finished trials stay in its own folder, but the suite's
+                # tables hold whole runs only, so --resume runs it again.
+                progress("run_done", index=index, label=planned.run.label(), status="interrupted")
+                return
+            if result.outcome == "finished":
                 rows = read_folder_trials(folder)
             elif result.outcome == "refused":
                 status = "unsupported" if result.refused_kind == "unsupported" else "failed"
@@ -226,11 +231,10 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
             else:  # failed | timeout
                 rows = record_status(req, "timeout" if result.outcome == "timeout" else "failed",
                                      result.message or "")
-            status = _run_status(rows, result.outcome)
-            if result.outcome != "interrupted" or len(rows):
-                suite.add_run(folder, rows, {"run_id": run_id, "label": planned.run.label(),
-                                             "folder": str(folder.relative_to(suite.path)),
-                                             "status": status, "device": device})
+            status = _run_status(rows)
+            suite.add_run(folder, rows, {"run_id": run_id, "label": planned.run.label(),
+                                         "folder": str(folder.relative_to(suite.path)),
+                                         "status": status, "device": device})
             statuses[status] = statuses.get(status, 0) + 1
             progress("run_done", index=index, label=planned.run.label(), status=status)
         finally:
@@ -259,9 +263,7 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
     return SuiteOutcome(suite.path, suite.trials, summarize(suite.trials), statuses)
 
 
-def _run_status(rows: pd.DataFrame, outcome: str) -> str:
-    if outcome == "interrupted":
-        return "interrupted"
+def _run_status(rows: pd.DataFrame) -> str:
     statuses = set(rows["status"]) if len(rows) else {"failed"}
     for status in ("timeout", "failed", "unsupported"):
         if status in statuses:

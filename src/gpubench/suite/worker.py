@@ -15,11 +15,16 @@ GPUBENCH_EVENT_FD. Its exit code says how it ended:
 
 from __future__ import annotations
 
-import ctypes
-import json
 import os
 import signal
-import sys
+
+if __name__ == "__main__":
+    # Interrupted while still importing: nothing measured, nothing to keep.
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
+
+import ctypes  # noqa: E402 (after the handler above, which must come first)
+import json  # noqa: E402
+import sys  # noqa: E402
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, Optional, TextIO

@@ -60,3 +60,21 @@ FAST_RUN = ("--trials", "2", "--warmup-s", "0.05", "--min-trial-s", "0.05")
 @pytest.fixture
 def fast_run_args():
     return FAST_RUN
+
+
+def wait_for_trials(root: Path, at_least: int, below: int | None = None,
+                    timeout_s: float = 60) -> Path:
+    """Polls `root/*/trials.csv` until one holds at least `at_least` rows (and fewer
+    than `below`); returns its folder. For tests that interrupt a run mid-way."""
+    import time
+
+    import pandas as pd
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        for path in root.glob("*/trials.csv"):
+            rows = len(pd.read_csv(path))
+            if rows >= at_least and (below is None or rows < below):
+                return path.parent
+        time.sleep(0.02)
+    raise AssertionError(f"no trials.csv under {root} reached {at_least} rows in {timeout_s:g} s")

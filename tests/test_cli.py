@@ -6,13 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from conftest import FAST_RUN, REPO, gpu_missing_reason, run_cli
+from conftest import FAST_RUN, REPO, gpu_missing_reason, run_cli, wait_for_trials
 from gpubench.results.reader import read_run
 
 
@@ -112,20 +110,12 @@ def test_ctrl_c_keeps_finished_trials(tmp_path):
         [sys.executable, "-m", "gpubench", "run", "-w", "mnist", "--out", str(tmp_path),
          "--trials", "1000", "--warmup-s", "0.05", "--min-trial-s", "0.1", "--telemetry", "none"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    trials = None
-    while time.time() < deadline:
-        found = list(tmp_path.glob("*/trials.csv"))
-        if found and len(pd.read_csv(found[0])) >= 2:
-            trials = found[0]
-            break
-        time.sleep(0.05)
-    assert trials is not None, "no trial finished in time"
+    folder = wait_for_trials(tmp_path, at_least=2)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
-    data = read_run(trials.parent)
+    data = read_run(folder)
     assert len(data.trials) >= 2 and data.trials["status"].eq("ok").all()
     assert data.meta["stop_reason"] == "interrupted"
     assert data.summary["n_ok"].iloc[0] == len(data.trials)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, wait_for_trials
 from gpubench.results.reader import read_trials
 
 TESTS = Path(__file__).resolve().parent
@@ -99,14 +99,7 @@ runs:
     env = {**os.environ, **PLUGIN_ENV}
     proc = subprocess.Popen([sys.executable, "-m", "gpubench", "suite", str(config), "--out", str(out)],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline, folder = time.time() + 60, None
-    while time.time() < deadline:
-        found = list(out.glob("*/trials.csv"))
-        if found and 2 <= len(pd.read_csv(found[0])) < 10:
-            folder = found[0].parent
-            break
-        time.sleep(0.02)
-    assert folder is not None, "no run finished in time"
+    folder = wait_for_trials(out, at_least=2, below=10)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     time.sleep(0.5)
@@ -224,14 +217,7 @@ runs:
     proc = subprocess.Popen([sys.executable, "-m", "gpubench", "suite", str(config), "--out", str(out)],
                             cwd=REPO, env={**os.environ, **PLUGIN_ENV}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    deadline, folder = time.time() + 60, None
-    while time.time() < deadline:
-        found = list(out.glob("*/trials.csv"))
-        if found and len(pd.read_csv(found[0])) >= 3:
-            folder = found[0].parent
-            break
-        time.sleep(0.05)
-    assert folder is not None, "no run finished in time"
+    folder = wait_for_trials(out, at_least=3)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

@@ -229,3 +229,25 @@ runs:
     meta = json.loads((folder / "run.json").read_text())
     assert meta["stop_reason"] == "interrupted"
     pd.read_csv(folder / "summary.csv")
+
+
+def test_repeats_are_interleaved_and_resume_tops_them_up(tmp_path):
+    body = FAST + """runs:
+  - workloads: linreg
+    backends: test-ok
+    batch_sizes: [1, 2]
+    repeats: {repeats}
+"""
+    config = _suite_file(tmp_path, body.format(repeats=3), name="rep.yaml")
+    dry = _suite(str(config), "--dry-run")
+    assert dry.stdout.splitlines()[:-1] == [
+        f"linreg test-ok train fp32 batch {b} (run {r}/3)" for r in (1, 2, 3) for b in (1, 2)]
+    config.write_text(body.format(repeats=1))
+    first = _suite(str(config), "--out", str(tmp_path / "out"), "-q")
+    assert first.returncode == 0, first.stderr
+    config.write_text(body.format(repeats=3))
+    again = _suite(str(config), "--out", str(tmp_path / "out"), "--resume", "-q")
+    assert again.returncode == 0, again.stderr
+    trials = read_trials(_folder(again) / "trials.csv")
+    runs_per_batch = trials.groupby("batch_size")["run_id"].nunique()
+    assert runs_per_batch.to_dict() == {1: 3, 2: 3}  # 1 from the first call, 2 topped up

@@ -125,7 +125,7 @@ def print_run(outcome: Any, fmt: str, quiet: bool) -> None:
 def print_suite_plan(plan: Any) -> None:
     """--dry-run: the expanded matrix, one run a line."""
     for planned in plan.runs:
-        print(planned.run.label())
+        print(planned.label())
     skipped = f", {len(plan.skipped)} already ok (skipped by --resume)" if plan.skipped else ""
     print(f"{len(plan.runs)} runs from {plan.config_path}{skipped}")
 

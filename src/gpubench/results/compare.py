@@ -9,6 +9,13 @@ rule is in results/compare_stats.py); beside it the change in joules per sample 
 in SM clock, and the share of throttled trials, so that a slowdown caused by
 throttling shows as such. A configuration on one side only is listed with verdict
 `base_only` / `new_only`, never dropped.
+
+The statistical unit: trials of one run share its conditions (clocks, placement,
+neighbours), so with one run a side the test sees only within-run noise and can call
+a run-to-run wobble a regression. When both sides hold at least MIN_RUNS_PER_SIDE runs
+of a configuration, the statistics are taken over per-run medians instead (`unit` =
+run), which carries the run-to-run variation; otherwise over trials (`unit` = trial),
+with a note when a side has a single run.
 """
 
 from __future__ import annotations
@@ -30,12 +37,15 @@ DEFAULT_METRIC = "throughput_samples_per_s"
 # Environment columns whose mixing within one side of a match is worth a note.
 WATCHED_ENV = ("driver_version", "cuda_version", "cudnn_version", "framework_version", "host")
 ONE_SIDED = ("base_only", "new_only")
+# Four runs a side is the fewest at which a two-sided Mann-Whitney test can reach
+# p < 0.05 (4 vs 4: p >= 0.029; 3 vs 3: p >= 0.1), i.e. can call a change at all.
+MIN_RUNS_PER_SIDE = 4
 RESULT_COLUMNS = (
     "base", "new", *MATCH_COLUMNS, "metric", "better", "n_base", "n_new", "median_base",
     "median_new", "ratio", "ci_low", "ci_high", "change_pct", "p_value", "verdict",
     "j_per_sample_base", "j_per_sample_new", "j_per_sample_change_pct",
     "sm_clock_base_mhz", "sm_clock_new_mhz", "sm_clock_change_pct",
-    "throttled_base_frac", "throttled_new_frac", "note",
+    "throttled_base_frac", "throttled_new_frac", "unit", "note",
 )
 
 
@@ -110,17 +120,22 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
         row.update(base=labels[0], new=labels[1], metric=metric, better=DIRECTIONS[metric])
         notes: List[str] = []
         present = []
+        oks = {}
         for name in ("base", "new"):
             frame, positions, ok_mask = sides[name]
             where = positions.get(config, [])
             here = frame.iloc[where]
-            ok = here[ok_mask[where]]
+            ok = oks[name] = here[ok_mask[where]]
             present.append(bool(where))
-            values[name].append(ok[metric].to_numpy(dtype=float))
             row[f"j_per_sample_{name}"] = _median(ok[load.DERIVED])
             row[f"sm_clock_{name}_mhz"] = _median(ok["sm_clock_mhz"]) if "sm_clock_mhz" in ok else np.nan
             row[f"throttled_{name}_frac"] = _throttled_frac(ok)
             notes += _side_note(name, here, ok, by)
+        unit, side_values, unit_notes = _unit_values(oks, metric)
+        row["unit"] = unit
+        notes += unit_notes
+        for name in ("base", "new"):
+            values[name].append(side_values[name])
         row["_present"] = tuple(present)
         row["j_per_sample_change_pct"] = _change_pct(row["j_per_sample_base"], row["j_per_sample_new"])
         row["sm_clock_change_pct"] = _change_pct(row["sm_clock_base_mhz"], row["sm_clock_new_mhz"])
@@ -141,6 +156,21 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
     table["n_base"] = table["n_base"].astype(int)
     table["n_new"] = table["n_new"].astype(int)
     return table
+
+
+def _unit_values(oks: Dict[str, pd.DataFrame], metric: str) -> Tuple[str, Dict[str, np.ndarray], List[str]]:
+    """The values the statistics run on: per-run medians when both sides have enough
+    runs, else the trials themselves (see the module docstring)."""
+    runs = {name: ok["run_id"].nunique() if "run_id" in ok.columns else 0 for name, ok in oks.items()}
+    if min(runs.values()) >= MIN_RUNS_PER_SIDE:
+        values = {name: ok.groupby("run_id")[metric].median().to_numpy(dtype=float)
+                  for name, ok in oks.items()}
+        return "run", values, [f"statistics over per-run medians ({runs['base']} vs {runs['new']} runs)"]
+    notes = []
+    if all(len(ok) for ok in oks.values()) and min(runs.values()) == 1:
+        notes.append("one run on a side: run-to-run variation is not measured "
+                     f"(repeat runs, {MIN_RUNS_PER_SIDE}+ a side, to include it)")
+    return "trial", {name: ok[metric].to_numpy(dtype=float) for name, ok in oks.items()}, notes
 
 
 def _padded(arrays: List[np.ndarray]) -> np.ndarray:

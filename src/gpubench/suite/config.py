@@ -12,6 +12,8 @@ workloads x backends x modes x precisions x batch sizes x params.
         precisions: [fp32]
         batch_sizes: [64, 1024]     # null = the workload's default
         params: {hidden: [64, 128]}  # each key's values are crossed too
+        repeats: 4                   # runs per configuration, interleaved: compare then
+                                     # tests per-run medians (run-to-run noise included)
 """
 
 from __future__ import annotations
@@ -32,14 +34,14 @@ MATRIX_KEYS = {"workloads": str, "backends": str, "modes": str, "precisions": st
 SETTING_KEYS = {"trials": int, "warmup_s": float, "min_trial_s": float,
                 "target_rel_ci": float, "max_time_s": float, "telemetry": str,
                 "sample_hz": float, "timeout_s": float, "seed": int, "threads": int,
-                "device": int}
+                "device": int, "repeats": int}
 ENTRY_KEYS = set(MATRIX_KEYS) | set(SETTING_KEYS) | {"params"}
 TOP_KEYS = {"defaults", "runs"}
 DEFAULT_SETTINGS: Dict[str, Any] = {"trials": 5, "warmup_s": 1.0, "min_trial_s": 1.0,
                                     "target_rel_ci": None, "max_time_s": 120.0,
                                     "telemetry": "auto", "sample_hz": 10.0,
                                     "timeout_s": 600.0, "seed": 0, "threads": None,
-                                    "device": 0}
+                                    "device": 0, "repeats": 1}
 DEFAULT_MATRIX: Dict[str, List[Any]] = {"modes": ["train"], "precisions": ["fp32"],
                                         "batch_sizes": [None]}
 FILTER_KEYS = ("workload", "backend", "mode", "precision", "batch_size", "params")

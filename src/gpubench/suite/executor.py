@@ -15,9 +15,9 @@ import subprocess
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
@@ -43,6 +43,11 @@ FAILING = ("failed", "timeout")
 class PlannedRun:
     run: SuiteRun
     key: Tuple[str, ...]  # (workload, backend, mode, precision, batch size, params) resolved
+    repeat: int = 0  # which of the configuration's `repeats` runs this is
+
+    def label(self) -> str:
+        repeats = self.run.setting("repeats")
+        return self.run.label() + (f" (run {self.repeat + 1}/{repeats})" if repeats > 1 else "")
 
 
 @dataclass
@@ -105,22 +110,32 @@ def plan_suite(config_path: Path, out_dir: Path, filter_expr: Optional[str] = No
         planned = [p for p in planned if matches(p.run, conditions)]
         if not planned:
             raise UserError(f"--filter {filter_expr!r} matches no run of {config_path}")
-    plan = SuitePlan(Path(config_path), planned)
+    plan = SuitePlan(Path(config_path), [])
+    done: Dict[Tuple[str, ...], int] = {}
     if resume:
         plan.folder = find_resumable(out_dir, Path(config_path).stem)
-        done = _ok_keys(plan.folder)
-        plan.skipped = [p for p in planned if p.key in done]
-        plan.runs = [p for p in planned if p.key not in done]
+        done = _ok_runs(plan.folder)
+    # Repeats are interleaved (every configuration once, then again), so a slow drift
+    # of the machine spreads over all configurations instead of hitting one.
+    for repeat in range(max(p.run.setting("repeats") for p in planned)):
+        for p in planned:
+            if repeat < p.run.setting("repeats"):
+                target = plan.runs if repeat >= done.get(p.key, 0) else plan.skipped
+                target.append(replace(p, repeat=repeat))
     return plan
 
 
-def _ok_keys(folder: Path) -> Set[Tuple[str, ...]]:
+def _ok_runs(folder: Path) -> Dict[Tuple[str, ...], int]:
+    """Configuration key -> number of its runs whose every row is ok."""
     path = folder / "trials.csv"
     if not path.exists():
-        return set()
-    trials = read_trials(path)
-    ok = trials[trials["status"] == "ok"]
-    return {row_key(row) for _, row in ok.iterrows()}
+        return {}
+    counts: Dict[Tuple[str, ...], int] = {}
+    for _, rows in read_trials(path).groupby("run_id"):
+        if (rows["status"] == "ok").all():
+            key = row_key(rows.iloc[0])
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def request_for(run: SuiteRun, folder: Path, device: int, timeout_override: Optional[float]) -> Tuple[RunRequest, float]:
@@ -214,14 +229,14 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
             run_id = new_run_id()
             folder = suite.path / "runs" / run_folder_name(host_name(), run_id)
             req, timeout_s = request_for(planned.run, folder, device, timeout_override)
-            progress("run_start", index=index, label=planned.run.label(), device=device)
+            progress("run_start", index=index, label=planned.label(), device=device)
             result = run_in_worker(req, timeout_s, on_start=lambda p: active.__setitem__(index, p))
             active.pop(index, None)
             if stop.is_set() and result.outcome in ("failed", "interrupted"):
                 # We interrupted it (perhaps before its own handler was in place): not a
                 # failure. Its finished trials stay in its own folder, but the suite's
                 # tables hold whole runs only, so --resume runs it again.
-                progress("run_done", index=index, label=planned.run.label(), status="interrupted")
+                progress("run_done", index=index, label=planned.label(), status="interrupted")
                 return
             if result.outcome == "finished":
                 rows = read_folder_trials(folder)
@@ -232,11 +247,11 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
                 rows = record_status(req, "timeout" if result.outcome == "timeout" else "failed",
                                      result.message or "")
             status = _run_status(rows)
-            suite.add_run(folder, rows, {"run_id": run_id, "label": planned.run.label(),
+            suite.add_run(folder, rows, {"run_id": run_id, "label": planned.label(),
                                          "folder": str(folder.relative_to(suite.path)),
                                          "status": status, "device": device})
             statuses[status] = statuses.get(status, 0) + 1
-            progress("run_done", index=index, label=planned.run.label(), status=status)
+            progress("run_done", index=index, label=planned.label(), status=status)
         finally:
             free.put(device)
 

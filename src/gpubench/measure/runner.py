@@ -20,6 +20,7 @@ from gpubench.errors import UserError
 from gpubench.measure.protocol import (
     STOP_FAILED, STOP_INTERRUPTED, ProtocolConfig, TrialResult, measure, no_progress,
 )
+from gpubench.peaks import peak_tflops
 from gpubench.results.schema import SCHEMA_VERSION
 from gpubench.results.summary import summarize
 from gpubench.results.writer import RunWriter
@@ -72,6 +73,7 @@ class _Run:
     def __init__(self, req: RunRequest, workload: Workload, backend: Backend) -> None:
         self.req, self.workload, self.backend = req, workload, backend
         self.batch_size = req.batch_size or workload.default_batch_size
+        self.peak_tflops: Optional[float] = None  # known once the device is
         self.env = {**machine_environment(), **backend.environment()}
         self.writer = RunWriter(req.out_dir, self.env["host"], folder=req.folder)
         self.started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -94,6 +96,9 @@ class _Run:
         self.env.update(self.backend.environment())
         self.base_row.update(device_index=step.device.index, device_name=step.device.name,
                              device_uuid=step.device.uuid)
+        self.peak_tflops = (peak_tflops(step.device.name, self.req.precision)
+                            if step.device.kind == "cuda" else None)
+        self.env["peak_tflops"] = self.peak_tflops  # datasheet, dense: the MFU denominator
 
     def trial_row(self, result: TrialResult, step: Step) -> Dict[str, Any]:
         samples = result.iterations * self.batch_size
@@ -102,6 +107,8 @@ class _Run:
                "samples": samples, "duration_s": result.duration_s,
                "throughput_samples_per_s": samples / result.duration_s,
                "tflops": flops / result.duration_s / 1e12,
+               "mfu": (flops / result.duration_s / 1e12 / self.peak_tflops
+                       if self.peak_tflops else None),
                "peak_mem_bytes": step.peak_mem_bytes(), "loss": result.loss, "status": "ok"}
         row.update(_percentiles_ms(result.latencies_s))
         row.update(result.telemetry)

@@ -50,11 +50,16 @@ def _cuda_device_info(index: int) -> DeviceInfo:
         import pynvml
 
         pynvml.nvmlInit()
+    except Exception:
+        return DeviceInfo("cuda", index, f"CUDA device {index}")
+    try:  # NVML counts GPUs in PCI order, as CUDA does unless CUDA_DEVICE_ORDER says otherwise
         handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         return DeviceInfo("cuda", index, str(pynvml.nvmlDeviceGetName(handle)),
                           str(pynvml.nvmlDeviceGetUUID(handle)))
     except Exception:
         return DeviceInfo("cuda", index, f"CUDA device {index}")
+    finally:
+        pynvml.nvmlShutdown()
 
 
 def _load_cuda_libraries() -> None:

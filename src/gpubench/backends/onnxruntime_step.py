@@ -52,7 +52,10 @@ def _cuda_device_info(index: int) -> DeviceInfo:
         pynvml.nvmlInit()
     except Exception:
         return DeviceInfo("cuda", index, f"CUDA device {index}")
-    try:  # NVML counts GPUs in PCI order, as CUDA does unless CUDA_DEVICE_ORDER says otherwise
+    # Best effort without torch: NVML counts GPUs in PCI bus order, CUDA by default
+    # fastest first and after CUDA_VISIBLE_DEVICES, so on a mixed box the name may be
+    # another GPU's (torch above, when installed, gives the right one).
+    try:
         handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         return DeviceInfo("cuda", index, str(pynvml.nvmlDeviceGetName(handle)),
                           str(pynvml.nvmlDeviceGetUUID(handle)))

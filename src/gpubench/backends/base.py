@@ -44,6 +44,17 @@ class StepTimer(ABC):
     def latencies_s(self) -> np.ndarray: ...
 
 
+class HostTimer(StepTimer):
+    """Per-step latency from the host's clock, for steps that are synchronous (the CPU)
+    or have no device events. The backend's loop stores into `times_s[i]`."""
+
+    def __init__(self, iterations: int) -> None:
+        self.times_s = [0.0] * iterations  # a list: cheaper to store into than an array
+
+    def latencies_s(self) -> np.ndarray:
+        return np.asarray(self.times_s)
+
+
 class Step(ABC):
     """One prepared (workload, mode, precision, batch size) on a device."""
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import onnxruntime as ort
 
-from gpubench.backends.base import DeviceInfo, Step, StepConfig, StepTimer
+from gpubench.backends.base import DeviceInfo, HostTimer, Step, StepConfig, StepTimer
 from gpubench.backends.onnx_export import OnnxModel
 from gpubench.data.synthetic import make_batches
 from gpubench.errors import BackendUnavailable, UserError
@@ -25,14 +25,6 @@ CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
                 "tensor(double)": np.float64, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
 _ORT_ERROR_LEVEL = 3  # ORT logs warnings to stderr itself; nothing below the CLI prints
-
-
-class _HostTimer(StepTimer):
-    def __init__(self, iterations: int) -> None:
-        self.times_s = [0.0] * iterations
-
-    def latencies_s(self) -> np.ndarray:
-        return np.asarray(self.times_s)
 
 
 def _cuda_device_info(index: int) -> DeviceInfo:
@@ -163,7 +155,7 @@ class OrtStep(Step):
 
     # -- the timed interface -----------------------------------------------------------
     def make_timer(self, iterations: int) -> StepTimer:
-        return _HostTimer(iterations)
+        return HostTimer(iterations)
 
     def run(self, iterations: int, timer: Optional[StepTimer] = None) -> None:
         run, bindings, k = self.session.run_with_iobinding, self.bindings, len(self.bindings)

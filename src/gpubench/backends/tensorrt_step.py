@@ -14,6 +14,7 @@ import torch
 
 from gpubench.backends.artifact_cache import ArtifactCache
 from gpubench.backends.base import DeviceInfo, Step, StepConfig, StepTimer
+from gpubench.backends.cuda_events import CudaEventTimer
 from gpubench.backends.onnx_export import OnnxModel
 from gpubench.backends.tensorrt_engine import (
     EngineBuildError, build_serialized_engine, check_batch, engine_facts, engine_key,
@@ -24,15 +25,6 @@ from gpubench.errors import UserError
 from gpubench.workloads import Workload
 
 LOG_LINES_KEPT = 20
-
-
-class _StreamEventTimer(StepTimer):
-    def __init__(self, iterations: int) -> None:
-        self.starts = [torch.cuda.Event(enable_timing=True) for _ in range(iterations)]
-        self.ends = [torch.cuda.Event(enable_timing=True) for _ in range(iterations)]
-
-    def latencies_s(self) -> np.ndarray:
-        return np.array([s.elapsed_time(e) for s, e in zip(self.starts, self.ends)]) / 1e3
 
 
 def _torch_dtype(trt: Any, trt_dtype: Any) -> torch.dtype:
@@ -134,7 +126,7 @@ class TrtStep(Step):
 
     # -- the timed interface -----------------------------------------------------------
     def make_timer(self, iterations: int) -> StepTimer:
-        return _StreamEventTimer(iterations)
+        return CudaEventTimer(iterations)
 
     def run(self, iterations: int, timer: Optional[StepTimer] = None) -> None:
         set_address, execute = self.context.set_tensor_address, self.context.execute_async_v3

@@ -9,27 +9,15 @@ import time
 from typing import Any, Callable, Optional
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from gpubench.backends.base import DeviceInfo, Step, StepConfig, StepTimer
+from gpubench.backends.base import DeviceInfo, HostTimer, Step, StepConfig, StepTimer
 from gpubench.backends.keras_model import build_keras_model, to_channels_last
 from gpubench.data.synthetic import make_batches
 from gpubench.workloads import Workload
 
 DTYPE_POLICIES = {"fp32": "float32", "tf32": "float32",
                   "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
-
-
-class _HostTimer(StepTimer):
-    """TensorFlow exposes no device events: each step is timed on the host clock,
-    synchronised at its end on a GPU, so a latency is the whole step's."""
-
-    def __init__(self, iterations: int) -> None:
-        self.times_s = np.empty(iterations)
-
-    def latencies_s(self) -> np.ndarray:
-        return self.times_s
 
 
 def make_optimizer(workload: Workload) -> keras.optimizers.Optimizer:
@@ -108,7 +96,7 @@ class TFStep(Step):
 
     # -- the timed interface -----------------------------------------------------------
     def make_timer(self, iterations: int) -> StepTimer:
-        return _HostTimer(iterations)
+        return HostTimer(iterations)
 
     def run(self, iterations: int, timer: Optional[StepTimer] = None) -> None:
         step, data, k = self._step, self.data, len(self.data)
@@ -128,7 +116,7 @@ class TFStep(Step):
             self._last_loss = out
 
     def _run_timed(self, iterations: int, timer: StepTimer, train: bool) -> Any:
-        assert isinstance(timer, _HostTimer)
+        assert isinstance(timer, HostTimer)
         step, data, k = self._step, self.data, len(self.data)
         times, clock, sync = timer.times_s, time.perf_counter, self.synchronize
         out = None

@@ -7,34 +7,15 @@ from __future__ import annotations
 import time
 from typing import Callable, List, Optional, Tuple
 
-import numpy as np
 import torch
 
-from gpubench.backends.base import DeviceInfo, Step, StepConfig, StepTimer
+from gpubench.backends.base import DeviceInfo, HostTimer, Step, StepConfig, StepTimer
+from gpubench.backends.cuda_events import CudaEventTimer
 from gpubench.backends.torch_model import build_module
 from gpubench.data.synthetic import make_batches
 from gpubench.workloads import Workload
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-class _CpuTimer(StepTimer):
-    def __init__(self, iterations: int) -> None:
-        self.times_s = [0.0] * iterations  # a list: cheaper to store into than an array
-
-    def latencies_s(self) -> np.ndarray:
-        return np.asarray(self.times_s)
-
-
-class _CudaEventTimer(StepTimer):
-    """Latency from the GPU's own events: a start and end event around every step."""
-
-    def __init__(self, iterations: int) -> None:
-        self.starts = [torch.cuda.Event(enable_timing=True) for _ in range(iterations)]
-        self.ends = [torch.cuda.Event(enable_timing=True) for _ in range(iterations)]
-
-    def latencies_s(self) -> np.ndarray:
-        return np.array([s.elapsed_time(e) for s, e in zip(self.starts, self.ends)]) / 1e3
 
 
 def _optimizer(workload: Workload, params) -> torch.optim.Optimizer:
@@ -123,7 +104,7 @@ class TorchStep(Step):
 
     # -- the timed interface -----------------------------------------------------------
     def make_timer(self, iterations: int) -> StepTimer:
-        return _CudaEventTimer(iterations) if self.is_cuda else _CpuTimer(iterations)
+        return CudaEventTimer(iterations) if self.is_cuda else HostTimer(iterations)
 
     def run(self, iterations: int, timer: Optional[StepTimer] = None) -> None:
         if self._step is not None:
@@ -152,7 +133,7 @@ class TorchStep(Step):
         if timer is None:
             for i in range(iterations):
                 model(inputs[i % k])
-        elif isinstance(timer, _CpuTimer):
+        elif isinstance(timer, HostTimer):
             # Inlined rather than through _run_with_timer: at ~10k small steps a second
             # a call per step would be visible in the throughput.
             times, clock = timer.times_s, time.perf_counter
@@ -166,7 +147,7 @@ class TorchStep(Step):
     @staticmethod
     def _run_with_timer(iterations: int, timer: StepTimer, one: Callable):
         out = None
-        if isinstance(timer, _CudaEventTimer):
+        if isinstance(timer, CudaEventTimer):
             starts, ends = timer.starts, timer.ends
             for i in range(iterations):
                 starts[i].record()

@@ -35,7 +35,7 @@ def compare(workload_name: str, batch_size: int, args: argparse.Namespace) -> No
     steps, iterations = {}, {}
     for name in BACKENDS:
         steps[name] = get_backend(name).prepare(workload, config)
-        _, _, per_iter = warm_up(steps[name], args.warmup_s)
+        per_iter = warm_up(steps[name], args.warmup_s).seconds_per_iteration
         iterations[name] = iterations_for(args.trial_s, per_iter)
     rates = {name: [] for name in BACKENDS}
     for r in range(args.rounds):

@@ -9,8 +9,8 @@ import pytest
 
 from gpubench.backends import DeviceInfo, Step, StepTimer
 from gpubench.measure.protocol import (
-    STOP_FIXED, STOP_TARGET_MET, STOP_TIME_CAP, STOP_TRIAL_CAP, ProtocolConfig, measure,
-    warm_up,
+    DISCARD_FRACTION, MAX_DISCARDED_TRIALS, MIN_WARMUP_STEPS, STOP_FIXED, STOP_TARGET_MET,
+    STOP_TIME_CAP, STOP_TRIAL_CAP, WARMUP_CAP_FACTOR, ProtocolConfig, measure, warm_up,
 )
 from gpubench.telemetry import Sampler
 
@@ -73,18 +73,62 @@ class RecordingSampler(Sampler):
 
 def test_warm_up_respects_budget_and_estimates_cost():
     step = SleepStep(cost_s=0.001)
-    n, seconds, per_iter = warm_up(step, 0.1)
-    assert n == step.iterations_run and n >= 1
-    # The budget bounds the warm-up from below; a loaded machine may stretch the last
-    # chunk, so the upper bound is loose. A busy-wait step never costs less than asked.
-    assert 0.1 <= seconds < 1.0
-    assert 0.001 <= per_iter < 0.01
+    warm = warm_up(step, 0.1)
+    assert warm.iterations == step.iterations_run and warm.iterations >= 1 + MIN_WARMUP_STEPS
+    # The budget bounds the warm-up from below; a loaded machine may stretch it up to
+    # its cap, so the upper bound is loose. A busy-wait step never costs less than asked.
+    assert 0.1 <= warm.seconds < 1.0
+    assert 0.001 <= warm.seconds_per_iteration < 0.01
+    assert 0.001 <= warm.first_step_s
 
 
-def test_warm_up_runs_at_least_one_iteration():
-    step = SleepStep(cost_s=0.01)
-    n, _, per_iter = warm_up(step, 1e-6)
-    assert n == 1 and per_iter >= 0.01
+class SlowStartStep(SleepStep):
+    """The first `slow_steps` steps cost `first_cost_s` each (compilation, cuDNN
+    autotuning), the rest `cost_s`."""
+
+    def __init__(self, first_cost_s, slow_steps=1, **kw):
+        super().__init__(**kw)
+        self.first_cost_s, self.slow_steps = first_cost_s, slow_steps
+
+    def run(self, iterations, timer=None):
+        for _ in range(iterations):
+            cost = self.first_cost_s if self.iterations_run < self.slow_steps else self.cost_s
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < cost:
+                pass
+            self.iterations_run += 1
+
+
+def test_a_slow_first_step_is_not_the_estimate():
+    # The first step takes longer than the whole warm-up budget: warm-up must go on,
+    # leave it out of the per-step estimate, and size trials from the steady steps.
+    step = SlowStartStep(first_cost_s=0.3, cost_s=0.0005)
+    results = []
+    config = ProtocolConfig(trials=3, warmup_s=0.05, min_trial_s=0.05)
+    calibration, _ = measure(step, config, results.append)
+    assert calibration.first_step_s >= 0.3
+    assert calibration.warmup_iterations >= 1 + MIN_WARMUP_STEPS
+    assert calibration.seconds_per_iteration < 0.005
+    assert calibration.iterations_per_trial >= 50  # 0.05 s / 0.5 ms = 100
+    assert [r.iterations > 1 for r in results] == [True] * 3
+    assert all(r.duration_s >= DISCARD_FRACTION * config.min_trial_s for r in results)
+
+
+def test_warm_up_goes_on_until_steps_are_steady():
+    # Five slow steps after the first (autotuning several shapes): a warm-up that stopped
+    # at the budget would still be in them.
+    step = SlowStartStep(first_cost_s=0.01, slow_steps=6, cost_s=0.001)
+    warm = warm_up(step, 0.03)
+    assert warm.steady
+    assert warm.iterations > 6
+    assert warm.seconds_per_iteration < 0.002
+
+
+def test_warm_up_that_never_settles_stops_at_its_cap():
+    step = SleepStep(cost_s=0.0005, noise=3.0)
+    warm = warm_up(step, 0.02, min_steps=10**9)
+    assert not warm.steady
+    assert warm.seconds < WARMUP_CAP_FACTOR * 0.02 + 0.5
 
 
 def test_trials_are_calibrated_and_bracketed():
@@ -107,21 +151,60 @@ def test_trials_are_calibrated_and_bracketed():
     assert [e[1] for e in sampler.events if e[0] == "begin"] == [0, 1, 2]
 
 
+def _speed_up_at_first_trial(step, factor):
+    def progress(event, **fields):
+        if event == "trial":
+            step.cost_s = 0.0008 / factor
+    return progress
+
+
 def test_short_trials_are_lengthened():
-    # The warm-up sees a slow step, then the step gets 4x faster: trial 0 comes out
-    # too short, so later trials get more iterations to last min_trial_s again.
+    # The warm-up sees a slow step, then the step gets 1.8x faster: trial 0 comes out
+    # short (kept: not far too short), so later trials get more iterations.
     step = SleepStep(cost_s=0.0008)
+    results = []
+    config = ProtocolConfig(trials=3, warmup_s=0.05, min_trial_s=0.05)
+    calibration, _ = measure(step, config, results.append,
+                             progress=_speed_up_at_first_trial(step, 1.8))
+    assert DISCARD_FRACTION * config.min_trial_s < results[0].duration_s < 0.8 * config.min_trial_s
+    assert results[1].iterations > 1.3 * results[0].iterations
+    assert results[1].duration_s >= 0.8 * config.min_trial_s
+    assert calibration.discarded_trials == []
+
+
+def test_a_far_too_short_trial_is_run_again():
+    # 4x faster once trials start: trial 0 lasts a quarter of min_trial_s. It is not
+    # kept: recorded, its samples released, and trial 0 run again with more iterations.
+    step = SleepStep(cost_s=0.0008)
+    sampler = RecordingSampler()
+    discarded = []
+    sampler.discard_trial = discarded.append
+    results = []
+    config = ProtocolConfig(trials=3, warmup_s=0.05, min_trial_s=0.05)
+    with sampler:
+        calibration, _ = measure(step, config, results.append, sampler,
+                                 progress=_speed_up_at_first_trial(step, 4))
+    assert [r.trial for r in results] == [0, 1, 2]
+    assert all(r.duration_s >= DISCARD_FRACTION * config.min_trial_s for r in results)
+    assert discarded == [0]
+    [record] = calibration.discarded_trials
+    assert record["trial"] == 0 and record["duration_s"] < DISCARD_FRACTION * config.min_trial_s
+    assert results[0].iterations > 3 * record["iterations"]
+
+
+def test_discarding_is_bounded():
+    # A step that gets faster before every trial: at most MAX_DISCARDED_TRIALS re-runs.
+    step = SleepStep(cost_s=0.004)
     results = []
 
     def progress(event, **fields):
         if event == "trial":
-            step.cost_s = 0.0002
+            step.cost_s /= 4
 
-    config = ProtocolConfig(trials=3, warmup_s=0.05, min_trial_s=0.05)
-    measure(step, config, results.append, progress=progress)
-    assert results[0].duration_s < 0.8 * config.min_trial_s
-    assert results[1].iterations > 2 * results[0].iterations
-    assert results[1].duration_s >= 0.8 * config.min_trial_s
+    calibration, _ = measure(step, ProtocolConfig(trials=2, warmup_s=0.02, min_trial_s=0.05),
+                             results.append, progress=progress)
+    assert len(results) == 2
+    assert len(calibration.discarded_trials) == MAX_DISCARDED_TRIALS
 
 
 def test_target_ci_met_on_a_steady_step():

@@ -58,6 +58,10 @@ def test_train_run_writes_documented_files(tmp_path):
     assert meta["schema_version"] == 1 and meta["stop_reason"] == "fixed_trials"
     assert meta["environment"]["framework_version"].startswith("2.")
     assert meta["workload"]["param_count"] == 101_770
+    calibration = meta["calibration"]  # warm-up is data too
+    assert calibration["warmup_iterations"] >= 2 and calibration["first_step_s"] > 0
+    assert calibration["iterations_per_trial"] >= 1 and calibration["discarded_trials"] == []
+    assert isinstance(calibration["warmup_steady"], bool)
 
 
 def test_reader_round_trips(tmp_path):

@@ -102,6 +102,24 @@ def test_trials_are_bracketed_and_energy_matches_power_times_time():
     sampler.stop()  # twice is fine
 
 
+def test_a_discarded_trial_leaves_its_number_to_the_rerun():
+    # The protocol runs a far-too-short trial again under the same number: the rerun's
+    # columns must come from its own samples only, and samples.csv must not give the
+    # discarded attempt's samples to any trial.
+    source = ScriptedSource(power_w=100.0)
+    sampler = PollingSampler(source, sample_hz=50)
+    with sampler:
+        run_trial(sampler, 0, 0.1)
+        sampler.discard_trial(0)
+        source.power_w = 200.0
+        cols = run_trial(sampler, 0, 0.15)
+    assert cols["power_avg_w"] == pytest.approx(200.0, rel=0.02)
+    kept = [s for s in sampler.samples() if s["trial"] == 0]
+    assert kept and all(s["power_w"] == 200.0 for s in kept)
+    windows = sampler.notes()["trial_windows"]
+    assert [w.get("discarded", False) for w in windows] == [True, False]
+
+
 def test_without_a_counter_power_is_integrated():
     sampler = PollingSampler(ScriptedSource(power_w=80.0, counter=False), sample_hz=20)
     with sampler:

@@ -1,8 +1,11 @@
 """The measurement protocol (design.md, Core concepts):
 
-1. Warm up for a time budget, in chunks that double (each chunk synchronised), which
-   also estimates the time per iteration.
-2. Calibrate iterations per trial so one trial lasts at least `min_trial_s`.
+1. Warm up: the first step alone (compilation, autotuning), then chunks that double
+   (each synchronised) until the time budget has passed, a minimum number of steps has
+   run and the per-step time is steady; the last chunk estimates the time per step.
+2. Calibrate iterations per trial so one trial lasts at least `min_trial_s`. A trial
+   that comes out far shorter (the estimate was wrong) is not kept: it is recorded in
+   the calibration, the iterations are recalibrated from it, and it is run again.
 3. Run `trials` trials, each bracketed by a device synchronisation and a monotonic
    clock, with the telemetry sampler bracketed to the same interval. In infer mode each
    step's latency is recorded too: in the same trial where the device has events (or
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -61,10 +64,15 @@ class TrialResult:
 
 @dataclass
 class Calibration:
-    warmup_iterations: int
-    warmup_s: float
-    seconds_per_iteration: float
+    """What warm-up and calibration found (run.json's `calibration`)."""
+
+    warmup_iterations: int  # every step warm-up ran, the first included
+    warmup_s: float  # all of warm-up, the first step included
+    first_step_s: float  # the first step alone (compilation, autotuning): never an estimate
+    warmup_steady: bool  # False: warm-up hit its cap before two chunks agreed
+    seconds_per_iteration: float  # from the last warm-up chunk, the first step left out
     iterations_per_trial: int
+    discarded_trials: List[dict] = field(default_factory=list)  # far too short, run again
 
 
 Progress = Callable[..., None]
@@ -74,29 +82,62 @@ def no_progress(event: str, **fields: object) -> None:
     """The default progress callback: nothing."""
 
 
-def warm_up(step: Step, budget_s: float) -> tuple[int, float, float]:
-    """Runs doubling chunks until `budget_s` has passed (at least one iteration).
-    Returns (iterations, seconds, seconds per iteration from the largest chunk)."""
+MIN_WARMUP_STEPS = 10  # steps after the first before warm-up may end
+STEADY_REL = 0.10  # two chunks agree when their per-step times are within this
+WARMUP_CAP_FACTOR = 4.0  # warm-up never runs past this many budgets (after the first step)
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    iterations: int
+    seconds: float
+    first_step_s: float
+    seconds_per_iteration: float
+    steady: bool
+
+
+def warm_up(step: Step, budget_s: float, min_steps: int = MIN_WARMUP_STEPS) -> WarmUp:
+    """Runs the first step alone (its cost may be compilation or autotuning: cuDNN
+    benchmark, XLA, PTX JIT, ONNX Runtime's search), then doubling chunks, each
+    synchronised, until `budget_s` has passed, `min_steps` more steps have run and the
+    last two chunks agree within STEADY_REL per step; or until WARMUP_CAP_FACTOR x
+    `budget_s`, and then it says it was not steady. The per-step estimate is the last
+    chunk's: the first step never enters it."""
+    t0 = clock()
+    step.run(1)
+    step.synchronize()
     start = clock()
-    chunk, total, best_chunk, per_iter = 1, 0, 0, 0.0
+    first_s = start - t0
+    cap_s = WARMUP_CAP_FACTOR * budget_s
+    n, chunk, largest = 0, 1, 0
+    previous: Optional[float] = None
     while True:
-        t0 = clock()
+        t = clock()
         step.run(chunk)
         step.synchronize()
-        dt = clock() - t0
-        total += chunk
-        if chunk >= best_chunk:
-            best_chunk, per_iter = chunk, dt / chunk
-        remaining = budget_s - (clock() - start)
-        if remaining <= 0:
-            return total, clock() - start, per_iter
-        # Grow, but never past what the remaining budget holds.
-        chunk = max(1, min(chunk * 2, int(remaining / max(per_iter, 1e-9))))
+        per_iter = (clock() - t) / chunk
+        n += chunk
+        largest = max(largest, chunk)
+        elapsed = clock() - start
+        steady = (elapsed >= budget_s and n >= min_steps and previous is not None
+                  and abs(per_iter - previous) <= STEADY_REL * previous)
+        if steady or elapsed >= cap_s:
+            return WarmUp(n + 1, clock() - t0, first_s, per_iter, steady)
+        previous = per_iter
+        if elapsed < budget_s:  # grow, but never past what the remaining budget holds
+            chunk = max(1, min(chunk * 2, int((budget_s - elapsed) / max(per_iter, 1e-9))))
+        else:  # past the budget: chunks as large as any so far, so they compare like with like
+            chunk = largest
 
 
 def iterations_for(min_trial_s: float, seconds_per_iteration: float) -> int:
     return max(1, math.ceil(min_trial_s / max(seconds_per_iteration, 1e-9)))
 
+
+# A trial shorter than this fraction of min_trial_s is run again (at most
+# MAX_DISCARDED_TRIALS times in a run, so a step that keeps speeding up cannot loop).
+DISCARD_FRACTION = 0.5
+MAX_DISCARDED_TRIALS = 3
 
 LATENCY_PASS_STEPS = 200  # steps timed one by one when timing would slow the trial
 
@@ -123,13 +164,14 @@ def run_trial(step: Step, trial: int, iterations: int, record_latency: bool,
 
 def measure(step: Step, config: ProtocolConfig, on_trial: Callable[[TrialResult], None],
             sampler: Optional[Sampler] = None, progress: Progress = no_progress) -> tuple[Calibration, str]:
-    """Runs the protocol; calls `on_trial` after every trial (so results are written as
-    they come). Returns the calibration and the stop reason."""
+    """Runs the protocol; calls `on_trial` after every kept trial (so results are written
+    as they come). Returns the calibration and the stop reason."""
     sampler = sampler or NullSampler()
     progress("warmup", seconds=config.warmup_s)
-    n_warm, warm_s, per_iter = warm_up(step, config.warmup_s)
-    iterations = iterations_for(config.min_trial_s, per_iter)
-    calibration = Calibration(n_warm, warm_s, per_iter, iterations)
+    warm = warm_up(step, config.warmup_s)
+    iterations = iterations_for(config.min_trial_s, warm.seconds_per_iteration)
+    calibration = Calibration(warm.iterations, warm.seconds, warm.first_step_s, warm.steady,
+                              warm.seconds_per_iteration, iterations)
     throughputs: List[float] = []
     started = clock()
     trial = 0
@@ -149,11 +191,20 @@ def measure(step: Step, config: ProtocolConfig, on_trial: Callable[[TrialResult]
                 break
         progress("trial", trial=trial, trials=config.trials, iterations=iterations)
         result = run_trial(step, trial, iterations, config.record_latency, sampler)
+        per_iter = result.duration_s / result.iterations
+        if (result.duration_s < DISCARD_FRACTION * config.min_trial_s
+                and len(calibration.discarded_trials) < MAX_DISCARDED_TRIALS):
+            # A trial this short measures the estimate's error, not the step: run it again.
+            sampler.discard_trial(trial)
+            calibration.discarded_trials.append(
+                {"trial": trial, "iterations": result.iterations, "duration_s": result.duration_s})
+            iterations = iterations_for(config.min_trial_s, per_iter)
+            continue
         throughputs.append(result.iterations / result.duration_s)
         on_trial(result)
-        # The warm-up estimate can be off (a slow first chunk, a clock change): keep
-        # later trials at least min_trial_s long.
+        # The warm-up estimate can be off (a clock change): keep later trials at least
+        # min_trial_s long.
         if result.duration_s < 0.8 * config.min_trial_s:
-            iterations = iterations_for(config.min_trial_s, result.duration_s / result.iterations)
+            iterations = iterations_for(config.min_trial_s, per_iter)
         trial += 1
     return calibration, stop

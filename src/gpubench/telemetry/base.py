@@ -48,6 +48,10 @@ class Sampler(ABC):
     def end_trial(self) -> Dict[str, Any]:
         """Telemetry columns of the trial just ended (keys from TRIAL_TELEMETRY_COLUMNS)."""
 
+    def discard_trial(self, trial: int) -> None:
+        """The trial just ended is not kept (the protocol runs it again under the same
+        number): its samples no longer belong to it."""
+
     def samples(self) -> List[Dict[str, Any]]:
         """The time series for samples.csv: dicts with `t_s`, `device_index`, `trial`
         and one key per quantity."""

@@ -229,6 +229,15 @@ class PollingSampler(Sampler):
                 self._record_gap(clock(), exc)
             return columns
 
+    def discard_trial(self, trial: int) -> None:
+        with self._lock:
+            for sample in self._samples:  # between trials now, as far as samples.csv says
+                if sample["trial"] == trial:
+                    sample["trial"] = None
+            for window in self._windows:
+                if window["trial"] == trial:
+                    window["discarded"] = True
+
     # --- results ----------------------------------------------------------------------
     def samples(self) -> List[Dict[str, Any]]:
         with self._lock:

@@ -44,3 +44,19 @@ def test_resnet50_trains_on_gpu(tmp_path):
                                      params={"image_size": "64"}, precision="bf16",
                                      protocol=FAST, out_dir=tmp_path))
     assert outcome.status == "ok", outcome.error
+
+
+def test_infer_latency_is_timed_on_the_runs_gpu(tmp_path):
+    # Events recorded on another GPU's (idle) stream read near zero: on the last GPU,
+    # the per-step device time must account for a real share of the trial.
+    import torch
+
+    index = torch.cuda.device_count() - 1
+    outcome = execute_run(RunRequest(workload="lenet5", backend="torch-cuda", mode="infer",
+                                     batch_size=1024, device_index=index, protocol=FAST,
+                                     out_dir=tmp_path, telemetry="none"))
+    assert outcome.status == "ok", outcome.error
+    t = outcome.trials
+    assert (t["device_index"] == index).all()
+    busy = t["latency_p50_ms"] * t["iterations"] / (t["duration_s"] * 1e3)
+    assert (busy > 0.3).all(), busy.tolist()

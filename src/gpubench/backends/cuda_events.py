@@ -1,7 +1,18 @@
 """Per-step latency from CUDA events (through torch), shared by the backends that run
-on torch's CUDA streams (torch-cuda, tensorrt)."""
+on torch's CUDA streams (torch-cuda, tensorrt).
+
+Two things make events honest:
+- They are recorded on the stream the step's work runs on, named explicitly. A bare
+  `Event.record()` records on the current stream of the *current* device, which is GPU 0
+  unless set: with `--device 1` the events would time an idle GPU and read near zero.
+- torch creates the CUDA event lazily, on its first `record()`. A pool creates (and
+  first records) every event before a trial's clock starts, and trials reuse them, so no
+  cudaEventCreate is ever timed.
+"""
 
 from __future__ import annotations
+
+from typing import Any, List
 
 import numpy as np
 import torch
@@ -10,11 +21,32 @@ from gpubench.backends.base import StepTimer
 
 
 class CudaEventTimer(StepTimer):
-    """A start and an end event around every step, read after synchronising."""
+    """A start and an end event around every step, all on `stream`; read after
+    synchronising."""
 
-    def __init__(self, iterations: int) -> None:
-        self.starts = [torch.cuda.Event(enable_timing=True) for _ in range(iterations)]
-        self.ends = [torch.cuda.Event(enable_timing=True) for _ in range(iterations)]
+    def __init__(self, starts: List[Any], ends: List[Any], stream: Any) -> None:
+        self.starts, self.ends, self.stream = starts, ends, stream
 
     def latencies_s(self) -> np.ndarray:
         return np.array([s.elapsed_time(e) for s, e in zip(self.starts, self.ends)]) / 1e3
+
+
+class CudaEventPool:
+    """The timing events of one step, on its stream, created before any trial and
+    reused by every trial (a trial's latencies are read before the next one starts)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self._starts: List[Any] = []
+        self._ends: List[Any] = []
+
+    def timer(self, iterations: int) -> CudaEventTimer:
+        missing = iterations - len(self._starts)
+        if missing > 0:
+            fresh = [torch.cuda.Event(enable_timing=True) for _ in range(2 * missing)]
+            for event in fresh:  # the first record creates the CUDA event: do it now
+                event.record(self.stream)
+            self.stream.synchronize()
+            self._starts += fresh[:missing]
+            self._ends += fresh[missing:]
+        return CudaEventTimer(self._starts[:iterations], self._ends[:iterations], self.stream)

@@ -14,7 +14,7 @@ import torch
 
 from gpubench.backends.artifact_cache import ArtifactCache
 from gpubench.backends.base import DeviceInfo, Step, StepConfig, StepTimer
-from gpubench.backends.cuda_events import CudaEventTimer
+from gpubench.backends.cuda_events import CudaEventPool
 from gpubench.backends.onnx_export import OnnxModel
 from gpubench.backends.tensorrt_engine import (
     EngineBuildError, build_serialized_engine, check_batch, engine_facts, engine_key,
@@ -122,11 +122,12 @@ class TrtStep(Step):
                 raise RuntimeError(f"TensorRT refused the buffer for output {out!r}")
             self.output_buffers.append(buf)
         self.stream = torch.cuda.Stream(dev)
+        self.events = CudaEventPool(self.stream)
         torch.cuda.synchronize(dev)  # the copies above ran on the default stream
 
     # -- the timed interface -----------------------------------------------------------
     def make_timer(self, iterations: int) -> StepTimer:
-        return CudaEventTimer(iterations)
+        return self.events.timer(iterations)
 
     def run(self, iterations: int, timer: Optional[StepTimer] = None) -> None:
         set_address, execute = self.context.set_tensor_address, self.context.execute_async_v3

@@ -10,7 +10,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 
 from gpubench.backends.base import DeviceInfo, HostTimer, Step, StepConfig, StepTimer
-from gpubench.backends.cuda_events import CudaEventTimer
+from gpubench.backends.cuda_events import CudaEventPool, CudaEventTimer
 from gpubench.backends.torch_model import build_module
 from gpubench.data.synthetic import make_batches
 from gpubench.workloads import Workload
@@ -37,6 +37,10 @@ class TorchStep(Step):
         self.is_cuda = device.type == "cuda"
         torch.manual_seed(config.seed)
         if self.is_cuda:
+            # One run per process: making the run's GPU current is safe, and it is where
+            # cuDNN handles, autocast and GradScaler look when not told.
+            torch.cuda.set_device(device)
+            self.events = CudaEventPool(torch.cuda.current_stream(device))
             allow = config.precision == "tf32"
             torch.backends.cuda.matmul.allow_tf32 = allow
             torch.backends.cudnn.allow_tf32 = allow
@@ -104,7 +108,7 @@ class TorchStep(Step):
 
     # -- the timed interface -----------------------------------------------------------
     def make_timer(self, iterations: int) -> StepTimer:
-        return CudaEventTimer(iterations) if self.is_cuda else HostTimer(iterations)
+        return self.events.timer(iterations) if self.is_cuda else HostTimer(iterations)
 
     def run(self, iterations: int, timer: Optional[StepTimer] = None) -> None:
         if self._step is not None:
@@ -148,11 +152,11 @@ class TorchStep(Step):
     def _run_with_timer(iterations: int, timer: StepTimer, one: Callable):
         out = None
         if isinstance(timer, CudaEventTimer):
-            starts, ends = timer.starts, timer.ends
+            starts, ends, stream = timer.starts, timer.ends, timer.stream
             for i in range(iterations):
-                starts[i].record()
+                starts[i].record(stream)
                 out = one(i)
-                ends[i].record()
+                ends[i].record(stream)
         else:
             times, clock = timer.times_s, time.perf_counter
             for i in range(iterations):

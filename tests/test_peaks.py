@@ -29,6 +29,9 @@ def test_known_gpus(name, precision, peak):
     ("NVIDIA A10G", "fp32"),          # not the A10: other figures, not in the table
     ("NVIDIA GH200 480GB", "bf16"),   # not an H200
     ("NVIDIA H100 NVL", "bf16"),      # another H100 variant
+    ("NVIDIA H200 NVL", "bf16"),      # the NVL board: lower peaks than the H200 SXM
+    ("NVIDIA H200 NVL", "fp32"),
+    ("Tesla V100-SXM3-32GB", "fp16"),  # other clocks than the SXM2
     ("Tesla V100-SXM2-16GB", "bf16"),  # Volta has no bf16
     ("NVIDIA GeForce RTX 4090", "fp32"),
     (None, "fp32"),

@@ -13,10 +13,14 @@ import re
 from typing import Dict, Optional, Tuple
 
 # (model name, {precision: dense peak TFLOP/s}), matched as whole words of the CUDA
-# device name, first match wins: "H100 PCIe" before "H100". An empty dict marks a
-# variant whose figures differ and are not in the table (so: no MFU, not a wrong one).
+# device name, first match wins: a variant comes before its family ("H200 NVL" before
+# "H200", "H100 PCIe" before "H100"). An empty dict marks a variant whose figures differ
+# from its family's and are not in the table (so: no MFU, not a wrong one): the NVL
+# boards (PCIe, 350-600 W) have lower peaks than the SXM parts, and the V100 SXM3 and
+# FHHL boards run other clocks than the SXM2 and PCIe ones.
 PEAK_TFLOPS: Tuple[Tuple[str, Dict[str, float]], ...] = (
-    ("H200", {"fp32": 67.0, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4}),
+    ("H200 NVL", {}),
+    ("H200", {"fp32": 67.0, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4}),  # SXM
     ("H100 NVL", {}),
     ("H100 PCIe", {"fp32": 51.0, "tf32": 378.0, "fp16": 756.0, "bf16": 756.0}),
     ("H100", {"fp32": 67.0, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4}),  # SXM5
@@ -25,6 +29,8 @@ PEAK_TFLOPS: Tuple[Tuple[str, Dict[str, float]], ...] = (
     ("L40", {"fp32": 90.5, "tf32": 90.5, "fp16": 181.05, "bf16": 181.05}),
     ("A10", {"fp32": 31.2, "tf32": 62.5, "fp16": 125.0, "bf16": 125.0}),
     ("L4", {"fp32": 30.3, "tf32": 60.0, "fp16": 121.0, "bf16": 121.0}),
+    ("V100-SXM3", {}),
+    ("V100-FHHL", {}),
     ("V100S", {"fp32": 16.4, "fp16": 130.0}),
     ("V100-PCIE", {"fp32": 14.0, "fp16": 112.0}),
     ("V100", {"fp32": 15.7, "fp16": 125.0}),  # SXM2

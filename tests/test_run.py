@@ -164,3 +164,24 @@ def test_result_files_get_the_usual_mode(tmp_path):
     for name in ("trials.csv", "summary.csv", "run.json"):
         mode = stat.S_IMODE((outcome.path / name).stat().st_mode)
         assert mode == 0o666 & ~umask, (name, oct(mode))
+
+
+class _Fp16OnCpu(TorchBackend):
+    """torch-cpu that lets fp16 through (autocast and GradScaler work on the CPU too):
+    the fp16 training path, as torch-cuda takes it."""
+
+    def __init__(self):
+        super().__init__("cpu")
+        self.name = "fp16-on-cpu"
+
+    def check_config(self, mode, precision):
+        pass
+
+
+@pytest.mark.parametrize("precision, syncs", [("fp16", True), ("bf16", False)])
+def test_run_json_says_when_the_step_syncs_the_host(tmp_path, precision, syncs):
+    register_backend("fp16-on-cpu", _Fp16OnCpu)
+    outcome = _run(tmp_path, workload="linreg", backend="fp16-on-cpu", precision=precision)
+    assert outcome.status == "ok", outcome.error
+    env = json.loads((outcome.path / "run.json").read_text())["environment"]
+    assert ("GradScaler" in env.get("step_syncs_host", "")) == syncs

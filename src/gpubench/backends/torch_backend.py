@@ -52,6 +52,7 @@ class TorchBackend(Backend):
         assert device_kind in ("cpu", "cuda")
         self.device_kind = device_kind
         self.name = f"torch-{device_kind}"
+        self._run_facts: Dict[str, Any] = {}  # what the last prepare() set up
 
     def is_available(self) -> Tuple[bool, str]:
         facts = _torch_build_facts()
@@ -82,7 +83,9 @@ class TorchBackend(Backend):
         else:
             device = torch.device("cpu")
         from gpubench.backends.torch_step import TorchStep
-        return TorchStep(workload, config, device)
+        step = TorchStep(workload, config, device)
+        self._run_facts = step.facts
+        return step
 
     def _cuda_device(self, torch: Any, config: StepConfig) -> Any:
         if not torch.cuda.is_available():
@@ -116,4 +119,5 @@ class TorchBackend(Backend):
             env["torch_flush_denormal"] = True  # set by TorchStep, see there
         if torch.backends.cudnn.is_available():
             env["cudnn_version"] = str(torch.backends.cudnn.version())
+        env.update(self._run_facts)
         return env

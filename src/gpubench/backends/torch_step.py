@@ -16,6 +16,11 @@ from gpubench.data.synthetic import make_batches
 from gpubench.workloads import Workload
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# GradScaler keeps its API (the way people train in fp16) and its cost, said in run.json.
+FP16_TRAIN_SYNC = ("fp16 training uses GradScaler, whose step() reads the inf/NaN check "
+                   "with .item(): the host waits for the device after every step (fp32 and "
+                   "bf16 steps do not), which slows small models in fp16 beyond what the "
+                   "kernels alone would, and biases fp16-vs-bf16 comparisons of them")
 
 
 def _optimizer(workload: Workload, params) -> torch.optim.Optimizer:
@@ -66,6 +71,8 @@ class TorchStep(Step):
         self.inputs = [x for x, _ in self.data]
         self._last_loss: Optional[torch.Tensor] = None
         self._autocast_dtype = AUTOCAST_DTYPES.get(config.precision)
+        fp16_train = config.mode == "train" and self._autocast_dtype is torch.float16
+        self.facts = {"step_syncs_host": FP16_TRAIN_SYNC} if fp16_train else {}
         if config.mode == "train":
             self.model.train()
             self._step = self._make_train_step(workload)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -63,6 +63,9 @@ class Step(ABC):
     # events to record instead): the protocol then times latency in a separate pass,
     # so that the throughput trial keeps steps in flight.
     latency_timing_syncs: bool = False
+    # One-line warnings about how this step runs (ONNX Runtime nodes left on the CPU):
+    # run.json keeps them and the CLI repeats them.
+    warnings: Sequence[str] = ()
 
     @abstractmethod
     def run(self, iterations: int, timer: Optional[StepTimer] = None) -> None:

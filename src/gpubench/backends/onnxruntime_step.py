@@ -9,13 +9,14 @@ each call, on the GPU as on the CPU."""
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import onnxruntime as ort
 
 from gpubench.backends.base import DeviceInfo, HostTimer, Step, StepConfig, StepTimer
 from gpubench.backends.onnx_export import OnnxModel
+from gpubench.backends.onnxruntime_placement import cpu_nodes, profile_placement
 from gpubench.data.synthetic import make_batches
 from gpubench.errors import BackendUnavailable, UserError
 from gpubench.workloads import Workload
@@ -57,15 +58,44 @@ def _cuda_device_info(index: int) -> DeviceInfo:
         pynvml.nvmlShutdown()
 
 
-def _load_cuda_libraries() -> None:
-    """Importing torch (a CUDA build) first loads the CUDA and cuDNN libraries of the
-    `nvidia-*` wheels into the process, where ORT's CUDA provider then finds them: the
-    way ONNX Runtime documents to share them with PyTorch. Without torch, ORT searches
-    the library path; either way a provider that does not load is caught below."""
+def _load_cuda_libraries() -> str:
+    """Loads the CUDA and cuDNN libraries ORT's CUDA provider needs, and says how.
+    `onnxruntime.preload_dlls()` (ORT 1.21+) takes them from a compatible torch already
+    imported, else from the `nvidia-*` wheels, else the library path. Older ORT: importing
+    a CUDA torch first loads them into the process, the way ORT documents to share
+    them. Either way a provider that still does not load is caught after the session."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        try:
+            preload()
+            return "onnxruntime.preload_dlls"
+        except Exception as exc:  # a missing library: the provider check below says so
+            return f"onnxruntime.preload_dlls failed: {_first_line(exc)}"
     try:
         import torch  # noqa: F401
     except ImportError:
-        pass
+        return "library path"
+    return "torch"
+
+
+def _built_for() -> str:
+    """The CUDA and cuDNN this onnxruntime-gpu build needs, as its build info says."""
+    try:
+        from onnxruntime.capi import build_and_package_info as info
+    except ImportError:
+        return "the CUDA and cuDNN libraries"
+    cuda, cudnn = getattr(info, "cuda_version", None), getattr(info, "cudnn_version", None)
+    return f"CUDA {cuda or '?'} and cuDNN {cudnn or '?'} libraries"
+
+
+def _session_options(config: StepConfig) -> Any:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION)
+    options.intra_op_num_threads = config.threads or 0  # 0: ORT's default, one per physical core
+    options.inter_op_num_threads = 1  # one graph at a time: no inter-op parallelism to use
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = _ORT_ERROR_LEVEL
+    return options
 
 
 def _first_line(exc: BaseException) -> str:
@@ -78,23 +108,22 @@ class OrtStep(Step):
         self.config = config
         self.is_cuda = device_kind == "cuda"
         ort.set_default_logger_severity(_ORT_ERROR_LEVEL)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION)
-        options.intra_op_num_threads = config.threads or 0  # 0: ORT's default, one per physical core
-        options.inter_op_num_threads = 1  # one graph at a time: no inter-op parallelism to use
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = _ORT_ERROR_LEVEL
         provider_options: Dict[str, str] = {}
+        cuda_libraries = None
         if self.is_cuda:
-            _load_cuda_libraries()
+            cuda_libraries = _load_cuda_libraries()
             # fp32 means fp32: ORT's CUDA provider allows TF32 unless told not to.
             provider_options = {"device_id": str(config.device_index),
                                 "use_tf32": "1" if config.precision == "tf32" else "0"}
             providers: List[Any] = [(CUDA_PROVIDER, provider_options), CPU_PROVIDER]
         else:
             providers = [CPU_PROVIDER]
+
+        def make_session(options: Any) -> Any:
+            return ort.InferenceSession(model.ort_source(), options, providers=providers)
+
         try:
-            self.session = ort.InferenceSession(model.ort_source(), options, providers=providers)
+            self.session = make_session(_session_options(config))
         except Exception as exc:
             if model.source == "file":  # the user's file: a clear refusal, not a traceback
                 raise UserError(f"onnxruntime cannot load {model.path}: {_first_line(exc)}") from None
@@ -105,16 +134,18 @@ class OrtStep(Step):
             # (missing CUDA/cuDNN libraries, a driver too old): timing that would be a lie.
             raise BackendUnavailable(
                 "onnxruntime-cuda is not available: ONNX Runtime's CUDA provider did not load "
-                f"and the session fell back to {', '.join(active)} (are the CUDA 12 and cuDNN 9 "
-                "libraries onnxruntime-gpu needs installed and on the library path?)")
+                f"and the session fell back to {', '.join(active)} (are the {_built_for()} "
+                f"onnxruntime-gpu needs installed? loaded through: {cuda_libraries})")
         self.session_facts: Dict[str, Any] = {
             "onnxruntime_session_providers": active,
             "onnxruntime_provider_options": provider_options or None,
+            "onnxruntime_cuda_libraries": cuda_libraries,
             "onnxruntime_graph_optimization_level": GRAPH_OPTIMIZATION,
             "onnxruntime_intra_op_threads": config.threads or "default (one per physical core)",
             "onnxruntime_inter_op_threads": 1,
             "onnxruntime_execution_mode": "ORT_SEQUENTIAL",
         }
+        self.warnings: List[str] = []
         self._device = "cuda" if self.is_cuda else "cpu"
         self._device_id = config.device_index if self.is_cuda else 0
         if self.is_cuda:
@@ -123,6 +154,20 @@ class OrtStep(Step):
             from gpubench.environment import cpu_model
             self.device = DeviceInfo("cpu", None, cpu_model())
         self._bind(workload, config, model)
+        if self.is_cuda:
+            self._check_placement(make_session, config)
+
+    def _check_placement(self, make_session: Callable[[Any], Any], config: StepConfig) -> None:
+        """Records which provider runs each node; nodes on the CPU are named, and warned of."""
+        placement = profile_placement(make_session, _session_options(config),
+                                      {self.session.get_inputs()[0].name: self.host_inputs[0]})
+        on_cpu = cpu_nodes(placement, CPU_PROVIDER)
+        self.session_facts.update(onnxruntime_nodes_per_provider=placement["providers"],
+                                  onnxruntime_cpu_nodes=on_cpu)
+        if on_cpu:
+            shown = ", ".join(on_cpu[:5]) + (f" and {len(on_cpu) - 5} more" if len(on_cpu) > 5 else "")
+            self.warnings.append(f"ONNX Runtime runs {len(on_cpu)} node(s) of this graph on the CPU, "
+                                 f"not the GPU: {shown}; the timing includes them and their copies")
 
     def _bind(self, workload: Workload, config: StepConfig, model: OnnxModel) -> None:
         dtype = np.dtype(model.signature.input_dtype)

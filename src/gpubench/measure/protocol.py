@@ -131,7 +131,8 @@ def warm_up(step: Step, budget_s: float, min_steps: int = MIN_WARMUP_STEPS) -> W
 
 
 def iterations_for(min_trial_s: float, seconds_per_iteration: float) -> int:
-    return max(1, math.ceil(min_trial_s / max(seconds_per_iteration, 1e-9)))
+    # The tolerance keeps clock rounding (0.05 / 0.000999999...) from adding a step.
+    return max(1, math.ceil(min_trial_s / max(seconds_per_iteration, 1e-9) - 1e-6))
 
 
 # A trial shorter than this fraction of min_trial_s is run again (at most

@@ -19,7 +19,11 @@
  *                                  max_clocks, temperature, clock_events (answers
  *                                  FUNCTION_NOT_FOUND, as an old driver would),
  *                                  throttle_reasons, memory, power_limit, bus_width,
- *                                  cuda_version
+ *                                  cuda_version, processes (both process lists),
+ *                                  graphics_processes, processes_v3 (the _v3 process
+ *                                  lists answer FUNCTION_NOT_FOUND, as a driver without
+ *                                  them would), persistence, app_clocks (current and
+ *                                  default application clocks)
  *   FAKE_NVML_GPU_UTIL_PCT, FAKE_NVML_MEM_UTIL_PCT, FAKE_NVML_SM_CLOCK_MHZ,
  *   FAKE_NVML_MEM_CLOCK_MHZ, FAKE_NVML_MAX_SM_CLOCK_MHZ, FAKE_NVML_MAX_MEM_CLOCK_MHZ,
  *   FAKE_NVML_TEMP_C, FAKE_NVML_CLOCK_REASONS (a bitmask, e.g. 0x4; schedules allowed),
@@ -28,13 +32,24 @@
  *   FAKE_NVML_GPM_DRAM_BW_PCT=<schedule> GPM is supported and reports this DRAM
  *                                  bandwidth utilisation (default: GPM unsupported)
  *   FAKE_NVML_NAME, FAKE_NVML_DRIVER_VERSION, FAKE_NVML_CUDA_VERSION (e.g. 12040)
+ *   FAKE_NVML_PROCESSES=pid:bytes,...  compute processes on the GPU and their GPU memory
+ *                                  ("1234:1048576,5678:2097152"; pid "self" is the process
+ *                                  that loaded the double; bytes "-" or left out: not
+ *                                  available, as on Windows WDDM). Default: none
+ *   FAKE_NVML_GRAPHICS_PROCESSES=pid:bytes,...  graphics processes, the same way
+ *   FAKE_NVML_PERSISTENCE=0|1      persistence mode (default 1, on)
+ *   FAKE_NVML_APP_CLOCK_MHZ, FAKE_NVML_APP_MEM_CLOCK_MHZ  application clocks, graphics
+ *                                  and memory (default: the default application clocks)
+ *   FAKE_NVML_DEFAULT_APP_CLOCK_MHZ, FAKE_NVML_DEFAULT_APP_MEM_CLOCK_MHZ  default
+ *                                  application clocks (default 1755 and 2619)
  *   FAKE_NVML_FAIL_AFTER_S=<s>     from <s> after the epoch, device queries fail with
  *   FAKE_NVML_FAIL_CODE=<code>     <code> (default 15, NVML_ERROR_GPU_IS_LOST) ...
  *   FAKE_NVML_FAIL_FOR_S=<s>       ... for <s> seconds (default: for ever)
  *   FAKE_NVML_CALL_LOG=<path>      appends "<function> <gpu index>" per device call
  *
  * The per-device variables (power, energy support, the values, FAKE_NVML_UNSUPPORTED,
- * FAKE_NVML_GPM_DRAM_BW_PCT) can be given per GPU as <NAME>_<index>
+ * FAKE_NVML_GPM_DRAM_BW_PCT, the process lists, persistence, application clocks) can be
+ * given per GPU as <NAME>_<index>
  * (FAKE_NVML_POWER_W_1=250 overrides FAKE_NVML_POWER_W for GPU 1).
  * Build: gcc -shared -fPIC -O2 -Wl,-soname,libnvidia-ml.so.1 -o libnvidia-ml.so.1 \
  *        fake_nvml.c -lpthread
@@ -47,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -69,6 +85,7 @@ enum {
 
 #define MAX_GPUS 16
 #define MAX_STEPS 64
+#define MAX_PROCS 32
 #define NVML_FI_DEV_POWER_AVERAGE 185
 #define NVML_FI_DEV_POWER_INSTANT 186
 #define NVML_GPM_METRIC_DRAM_BW_UTIL 10
@@ -80,11 +97,31 @@ typedef struct {
     double start_s[MAX_STEPS]; /* seconds since the epoch, ascending */
 } schedule_t;
 
+/* nvmlProcessInfo_v2_t, which pynvml passes to both the _v2 and the _v3 process-list
+ * calls (c_nvmlProcessInfo_v3_t = c_nvmlProcessInfo_v2_t): 24 bytes, natural alignment. */
+typedef struct {
+    unsigned int pid;
+    unsigned long long usedGpuMemory;
+    unsigned int gpuInstanceId;
+    unsigned int computeInstanceId;
+} nvmlProcessInfo_t;
+#define NVML_VALUE_NOT_AVAILABLE_ULL 0xFFFFFFFFFFFFFFFFULL
+#define NO_INSTANCE 0xFFFFFFFFu /* the instance ids of a process on a GPU without MIG */
+
+typedef struct {
+    int n;
+    unsigned int pid[MAX_PROCS];
+    unsigned long long used_bytes[MAX_PROCS];
+} proc_list_t;
+
 typedef struct fake_device {
     int index;
     schedule_t power_w, gpu_util, mem_util, sm_clock, mem_clock, max_sm_clock, max_mem_clock,
-        temp_c, reasons, mem_total, mem_used, power_limit_w, bus_width, gpm_dram_pct;
+        temp_c, reasons, mem_total, mem_used, power_limit_w, bus_width, gpm_dram_pct,
+        app_clock, app_mem_clock, default_app_clock, default_app_mem_clock;
     int gpm_supported;
+    int persistence;
+    proc_list_t compute, graphics;
     char unsupported[512]; /* ",name,name," */
 } fake_device_t;
 
@@ -213,6 +250,39 @@ static double env_double(const char *name, double fallback) {
     return v && *v ? strtod(v, NULL) : fallback;
 }
 
+/* "1234:1048576,self:-,5678" -> pids and used bytes ("-" or missing: not available). */
+static void parse_processes(proc_list_t *list, const char *text) {
+    list->n = 0;
+    const char *p = text;
+    while (p && *p && list->n < MAX_PROCS) {
+        char *end;
+        unsigned long pid;
+        if (strncmp(p, "self", 4) == 0) {
+            pid = (unsigned long)getpid();
+            end = (char *)p + 4;
+        } else {
+            pid = strtoul(p, &end, 10);
+            if (end == p) break;
+        }
+        p = end;
+        unsigned long long used = NVML_VALUE_NOT_AVAILABLE_ULL;
+        if (*p == ':') {
+            p++;
+            if (*p == '-') {
+                p++;
+            } else {
+                used = strtoull(p, &end, 10);
+                p = end;
+            }
+        }
+        list->pid[list->n] = (unsigned int)pid;
+        list->used_bytes[list->n] = used;
+        list->n++;
+        if (*p == ',') p++;
+        else break;
+    }
+}
+
 static void copy_env(char *dst, size_t size, const char *name) {
     const char *v = getenv(name);
     if (v) snprintf(dst, size, "%s", v);
@@ -252,6 +322,17 @@ static void configure(void) {
         parse_schedule(&d->mem_used, env_for("FAKE_NVML_MEM_USED_BYTES", i), 1073741824.0);
         parse_schedule(&d->power_limit_w, env_for("FAKE_NVML_POWER_LIMIT_W", i), 700);
         parse_schedule(&d->bus_width, env_for("FAKE_NVML_BUS_WIDTH_BITS", i), 5120);
+        parse_schedule(&d->default_app_clock, env_for("FAKE_NVML_DEFAULT_APP_CLOCK_MHZ", i), 1755);
+        parse_schedule(&d->default_app_mem_clock,
+                       env_for("FAKE_NVML_DEFAULT_APP_MEM_CLOCK_MHZ", i), 2619);
+        parse_schedule(&d->app_clock, env_for("FAKE_NVML_APP_CLOCK_MHZ", i),
+                       d->default_app_clock.value[0]);
+        parse_schedule(&d->app_mem_clock, env_for("FAKE_NVML_APP_MEM_CLOCK_MHZ", i),
+                       d->default_app_mem_clock.value[0]);
+        const char *persistence = env_for("FAKE_NVML_PERSISTENCE", i);
+        d->persistence = persistence && *persistence ? atoi(persistence) != 0 : 1;
+        parse_processes(&d->compute, env_for("FAKE_NVML_PROCESSES", i));
+        parse_processes(&d->graphics, env_for("FAKE_NVML_GRAPHICS_PROCESSES", i));
         const char *gpm = env_for("FAKE_NVML_GPM_DRAM_BW_PCT", i);
         d->gpm_supported = gpm && *gpm;
         parse_schedule(&d->gpm_dram_pct, gpm, 0);
@@ -554,6 +635,83 @@ EXPORT int nvmlDeviceGetCudaComputeCapability(fake_device_t *d, int *major, int 
     *major = 9;
     *minor = 0;
     return NVML_SUCCESS;
+}
+
+/* ---- pre-run state: processes, persistence mode, application clocks ------------- */
+
+/* NVML's two-call protocol: with too small a buffer (or none) the count needed is
+ * returned with NVML_ERROR_INSUFFICIENT_SIZE; no processes at all is success. */
+static int list_processes(const proc_list_t *list, unsigned int *count, nvmlProcessInfo_t *infos) {
+    unsigned int n = (unsigned int)list->n;
+    if (!infos || *count < n) {
+        *count = n;
+        return n ? NVML_ERROR_INSUFFICIENT_SIZE : NVML_SUCCESS;
+    }
+    for (unsigned int i = 0; i < n; i++) {
+        infos[i].pid = list->pid[i];
+        infos[i].usedGpuMemory = list->used_bytes[i];
+        infos[i].gpuInstanceId = NO_INSTANCE;
+        infos[i].computeInstanceId = NO_INSTANCE;
+    }
+    *count = n;
+    return NVML_SUCCESS;
+}
+
+EXPORT int nvmlDeviceGetComputeRunningProcesses_v3(fake_device_t *d, unsigned int *count,
+                                                   nvmlProcessInfo_t *infos) {
+    DEVICE_CALL("nvmlDeviceGetComputeRunningProcesses_v3", d, "processes", count);
+    if (unsupported(d, "processes_v3")) return NVML_ERROR_FUNCTION_NOT_FOUND;
+    return list_processes(&d->compute, count, infos);
+}
+
+EXPORT int nvmlDeviceGetComputeRunningProcesses_v2(fake_device_t *d, unsigned int *count,
+                                                   nvmlProcessInfo_t *infos) {
+    DEVICE_CALL("nvmlDeviceGetComputeRunningProcesses_v2", d, "processes", count);
+    return list_processes(&d->compute, count, infos);
+}
+
+static int graphics_processes(const char *fn, int v3, fake_device_t *d, unsigned int *count,
+                              nvmlProcessInfo_t *infos) {
+    DEVICE_CALL(fn, d, "processes", count);
+    if (v3 && unsupported(d, "processes_v3")) return NVML_ERROR_FUNCTION_NOT_FOUND;
+    if (unsupported(d, "graphics_processes")) return NVML_ERROR_NOT_SUPPORTED;
+    return list_processes(&d->graphics, count, infos);
+}
+
+EXPORT int nvmlDeviceGetGraphicsRunningProcesses_v3(fake_device_t *d, unsigned int *count,
+                                                    nvmlProcessInfo_t *infos) {
+    return graphics_processes("nvmlDeviceGetGraphicsRunningProcesses_v3", 1, d, count, infos);
+}
+
+EXPORT int nvmlDeviceGetGraphicsRunningProcesses_v2(fake_device_t *d, unsigned int *count,
+                                                    nvmlProcessInfo_t *infos) {
+    return graphics_processes("nvmlDeviceGetGraphicsRunningProcesses_v2", 0, d, count, infos);
+}
+
+EXPORT int nvmlDeviceGetPersistenceMode(fake_device_t *d, unsigned int *mode) {
+    DEVICE_CALL("nvmlDeviceGetPersistenceMode", d, "persistence", mode);
+    *mode = (unsigned int)d->persistence; /* nvmlEnableState_t: 0 disabled, 1 enabled */
+    return NVML_SUCCESS;
+}
+
+/* Application clocks by clock type: 0 graphics, 1 SM (as graphics here), 2 memory. */
+static int app_clock(const schedule_t *graphics, const schedule_t *memory, int type,
+                     unsigned int *clock) {
+    double t = elapsed_s();
+    if (type == 0 || type == 1) *clock = (unsigned int)llround(at(graphics, t));
+    else if (type == 2) *clock = (unsigned int)llround(at(memory, t));
+    else return NVML_ERROR_NOT_SUPPORTED;
+    return NVML_SUCCESS;
+}
+
+EXPORT int nvmlDeviceGetApplicationsClock(fake_device_t *d, int type, unsigned int *clock) {
+    DEVICE_CALL("nvmlDeviceGetApplicationsClock", d, "app_clocks", clock);
+    return app_clock(&d->app_clock, &d->app_mem_clock, type, clock);
+}
+
+EXPORT int nvmlDeviceGetDefaultApplicationsClock(fake_device_t *d, int type, unsigned int *clock) {
+    DEVICE_CALL("nvmlDeviceGetDefaultApplicationsClock", d, "app_clocks", clock);
+    return app_clock(&d->default_app_clock, &d->default_app_mem_clock, type, clock);
 }
 
 /* ---- GPM (GPU performance monitoring, Hopper and newer) ------------------------- */

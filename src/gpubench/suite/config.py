@@ -14,6 +14,7 @@ workloads x backends x modes x precisions x batch sizes x params.
         params: {hidden: [64, 128]}  # each key's values are crossed too
         repeats: 4                   # runs per configuration, interleaved: compare then
                                      # tests per-run medians (run-to-run noise included)
+        require_idle_gpu: true       # refuse a run when other processes use its GPU
 """
 
 from __future__ import annotations
@@ -34,14 +35,14 @@ MATRIX_KEYS = {"workloads": str, "backends": str, "modes": str, "precisions": st
 SETTING_KEYS = {"trials": int, "warmup_s": float, "min_trial_s": float,
                 "target_rel_ci": float, "max_time_s": float, "telemetry": str,
                 "sample_hz": float, "timeout_s": float, "seed": int, "threads": int,
-                "device": int, "repeats": int}
+                "device": int, "repeats": int, "require_idle_gpu": bool}
 ENTRY_KEYS = set(MATRIX_KEYS) | set(SETTING_KEYS) | {"params"}
 TOP_KEYS = {"defaults", "runs"}
 DEFAULT_SETTINGS: Dict[str, Any] = {"trials": 5, "warmup_s": 1.0, "min_trial_s": 1.0,
                                     "target_rel_ci": None, "max_time_s": 120.0,
                                     "telemetry": "auto", "sample_hz": 10.0,
                                     "timeout_s": 600.0, "seed": 0, "threads": None,
-                                    "device": 0, "repeats": 1}
+                                    "device": 0, "repeats": 1, "require_idle_gpu": False}
 DEFAULT_MATRIX: Dict[str, List[Any]] = {"modes": ["train"], "precisions": ["fp32"],
                                         "batch_sizes": [None]}
 FILTER_KEYS = ("workload", "backend", "mode", "precision", "batch_size", "params")
@@ -82,13 +83,15 @@ def _where(source: Path, path: str) -> str:
 
 
 def _scalar(value: Any, kind: type, source: Path, path: str) -> Any:
-    """A value of `kind` (int accepts integral numbers, float accepts ints)."""
-    ok = (isinstance(value, kind) and not isinstance(value, bool)) or (
+    """A value of `kind` (int accepts integral numbers, float accepts ints; only bool
+    takes true/false)."""
+    ok = (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))) or (
         kind is float and isinstance(value, int) and not isinstance(value, bool))
     if kind is float and ok and not math.isfinite(value):
         ok = False
     if not ok:
-        expected = {int: "an integer", float: "a number", str: "a string"}[kind]
+        expected = {int: "an integer", float: "a number", str: "a string",
+                    bool: "true or false"}[kind]
         raise UserError(f"{_where(source, path)}: expected {expected}, got {value!r}")
     return float(value) if kind is float else value
 
@@ -114,7 +117,7 @@ def _positive(name: str, value: Any, source: Path, path: str) -> None:
             raise UserError(f"{_where(source, path)}: expected one of "
                             f"{', '.join(TELEMETRY_KINDS)}, got {value!r}")
         return
-    if value is None:
+    if value is None or isinstance(value, bool):
         return
     lower_ok = value >= 0 if name in ("seed", "device") else value > 0
     if not lower_ok or (name == "target_rel_ci" and value >= 1):

@@ -147,7 +147,8 @@ def request_for(run: SuiteRun, folder: Path, device: int, timeout_override: Opti
                      precision=run.precision, batch_size=run.batch_size,
                      params=dict(run.params), device_index=device, threads=s["threads"],
                      seed=s["seed"], protocol=protocol, telemetry=s["telemetry"],
-                     sample_hz=s["sample_hz"], out_dir=folder.parent, folder=folder)
+                     sample_hz=s["sample_hz"], out_dir=folder.parent, folder=folder,
+                     require_idle_gpu=s["require_idle_gpu"])
     return req, timeout_override or s["timeout_s"]
 
 

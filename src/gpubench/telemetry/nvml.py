@@ -27,7 +27,7 @@ UNAVAILABLE_CODES = frozenset({_DRIVER_NOT_LOADED, _LIBRARY_NOT_FOUND, _LIB_RM_V
 
 FI_POWER_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT: instantaneous board power, mW
 GPM_DRAM_BW_UTIL = 10  # NVML_GPM_METRIC_DRAM_BW_UTIL: % of the theoretical peak
-CLOCK_SM, CLOCK_MEM = 1, 2
+CLOCK_GRAPHICS, CLOCK_SM, CLOCK_MEM = 0, 1, 2
 TEMPERATURE_GPU = 0
 
 
@@ -222,6 +222,42 @@ class NvmlDevice:
             except NotAvailable:
                 self._reasons_fn = self._nv.nvmlDeviceGetCurrentClocksThrottleReasons
         return int(self._call("clock event reasons", self._reasons_fn))
+
+    # --- state before a run (gpu_state.py) -------------------------------------------
+    def compute_processes(self) -> List[Tuple[int, Optional[int]]]:
+        """(pid, used GPU memory in bytes or None where the driver does not say) of each
+        process with a compute (CUDA) context on this GPU."""
+        return self._processes("compute processes", "nvmlDeviceGetComputeRunningProcesses")
+
+    def graphics_processes(self) -> List[Tuple[int, Optional[int]]]:
+        """The same for graphics (OpenGL, Vulkan, X) contexts."""
+        return self._processes("graphics processes", "nvmlDeviceGetGraphicsRunningProcesses")
+
+    def _processes(self, what: str, function: str) -> List[Tuple[int, Optional[int]]]:
+        # The versioned calls: pynvml's unversioned wrappers call _v3 and turn a missing
+        # symbol (an older driver) into a non-NVML error; _v2 takes the same struct
+        # (nvmlProcessInfo_v2_t) and is what older drivers export.
+        try:
+            infos = self._call(what, getattr(self._nv, function + "_v3"))
+        except NotAvailable:
+            infos = self._call(what, getattr(self._nv, function + "_v2"))
+        return [(int(p.pid), None if p.usedGpuMemory is None else int(p.usedGpuMemory))
+                for p in infos]
+
+    def persistence_mode(self) -> bool:
+        """Whether the driver keeps the GPU initialised with no process using it (Linux;
+        not supported on Windows)."""
+        return int(self._call("persistence mode", self._nv.nvmlDeviceGetPersistenceMode)) == 1
+
+    def applications_clock_mhz(self, clock: int) -> int:
+        """The application clock (`nvidia-smi -ac`) of CLOCK_GRAPHICS or CLOCK_MEM. NVML
+        marks the call deprecated: when a driver drops it, it is "not available"."""
+        return int(self._call("application clocks",
+                              self._nv.nvmlDeviceGetApplicationsClock, clock))
+
+    def default_applications_clock_mhz(self, clock: int) -> int:
+        return int(self._call("default application clocks",
+                              self._nv.nvmlDeviceGetDefaultApplicationsClock, clock))
 
     # --- GPM (Hopper and newer) ----------------------------------------------------
     def gpm_supported(self) -> bool:

@@ -5,8 +5,14 @@ CUDA_VISIBLE_DEVICES. NVML numbers every GPU in PCI bus order and ignores
 CUDA_VISIBLE_DEVICES. So: match the UUID the backend reports when it has one; else map
 the ordinal through CUDA_VISIBLE_DEVICES (indices or GPU-UUID prefixes, read the way
 CUDA reads them: up to the first invalid entry). Without CUDA_VISIBLE_DEVICES the
-ordinal is taken as the NVML index, which matches CUDA when CUDA_DEVICE_ORDER=PCI_BUS_ID
-or when the GPUs are alike (CUDA's default order puts the fastest first).
+ordinal is taken as the NVML index.
+
+Both mappings assume CUDA enumerates in PCI bus order, NVML's order. CUDA's default
+order puts the fastest GPU first, so gpubench sets CUDA_DEVICE_ORDER=PCI_BUS_ID before
+CUDA is initialised: in the run worker's environment (suite/isolation.py) and at the
+start of an in-process run (measure/runner.py). A user's own CUDA_DEVICE_ORDER stands and
+is recorded in run.json (`environment.cuda_device_order`); with FASTEST_FIRST on a box
+of unlike GPUs only the UUID match is certain.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from gpubench.telemetry.aggregate import throttled
 from gpubench.telemetry.errors import NotAvailable, TelemetryError
+from gpubench.telemetry.gpu_state import GpuState, read_gpu_state
 from gpubench.telemetry.nvml import GpmWindow, Nvml, NvmlDevice, driver_facts, static_facts
 from gpubench.telemetry.nvml_select import select_device
 from gpubench.telemetry.sampler import Source
@@ -135,6 +136,14 @@ class NvmlSource(Source):
 
     def unavailable(self) -> Dict[str, str]:
         return dict(self._unavailable)
+
+    def gpu_state(self, own_pid: Optional[int] = None) -> GpuState:
+        """The watched GPU's state now (call it before measuring): other processes,
+        persistence mode, application clocks; see gpu_state.py."""
+        name = f"GPU {self.device_index}"
+        if self.device_index != self.device.index:
+            name += f" (NVML index {self.device.index})"
+        return read_gpu_state(self.device, name, own_pid)
 
     def notes(self) -> Dict[str, Any]:
         return {

@@ -1,6 +1,6 @@
 """Backends registered only for the tests (through GPUBENCH_PLUGINS, so suite workers
 see them too): one that succeeds with real numbers, and ones that abort the process,
-hang, raise, or refuse a precision."""
+hang, raise, refuse a precision, or warn about how it runs."""
 
 import os
 import time
@@ -28,6 +28,8 @@ class MatmulStep(Step):
         self.behaviour = behaviour
         self.a = np.random.default_rng(0).standard_normal((64, 64))
         self.calls = 0
+        if behaviour == "warn":  # as a step whose graph partly runs elsewhere says so
+            self.warnings = ["test-warn: 2 node(s) of this graph run on the CPU"]
 
     def make_timer(self, iterations):
         return _Timer(iterations)
@@ -73,5 +75,5 @@ class BehaviourBackend(Backend):
         return {"framework": "numpy", "framework_version": np.__version__}
 
 
-for _behaviour in ("ok", "hang", "raise", "abort", "unsupported"):
+for _behaviour in ("ok", "hang", "raise", "abort", "unsupported", "warn"):
     register_backend(f"test-{_behaviour}", lambda b=_behaviour: BehaviourBackend(b))

@@ -156,3 +156,17 @@ def test_list_table_and_env_json():
     data = json.loads(env.stdout)
     assert data["machine"]["python_version"].count(".") == 2
     assert data["frameworks"]["torch"]["framework_version"].startswith("2.")
+
+
+def test_a_steps_warning_reaches_stderr_and_run_json(tmp_path):
+    # Through the isolated worker, as every run goes: the step's own warning (ONNX
+    # Runtime nodes left on the CPU, say) is printed once and kept in run.json.
+    from test_suite import PLUGIN_ENV
+
+    done = run_cli("run", "-w", "linreg", "-b", "test-warn", *FAST_RUN, "--telemetry", "none",
+                   "--out", str(tmp_path), "--quiet", env_extra=PLUGIN_ENV)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "gpubench: warning: test-warn: 2 node(s) of this graph run on the CPU"]
+    meta = json.loads((Path(done.stdout.strip()) / "run.json").read_text())
+    assert meta["warnings"] == ["test-warn: 2 node(s) of this graph run on the CPU"]

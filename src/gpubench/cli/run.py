@@ -44,6 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(psutil, RAPL); nvml: watch GPU --device whatever the backend")
     p.add_argument("--sample-hz", type=positive_float, default=10.0,
                    help="telemetry sampling rate (default 10 Hz, at most 1000)")
+    p.add_argument("--require-idle-gpu", action="store_true",
+                   help="refuse to run (exit 2) when other processes use the GPU, or when NVML "
+                        "cannot tell (without it, they are a warning)")
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default results/)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the run folder")
@@ -72,7 +75,8 @@ def execute(args: argparse.Namespace) -> int:
         params=parse_param_args(args.param), device_index=args.device, threads=args.threads,
         seed=args.seed, protocol=protocol, telemetry=args.telemetry,
         sample_hz=args.sample_hz, out_dir=args.out,
-        onnx_path=str(args.onnx.absolute()) if args.onnx else None)
+        onnx_path=str(args.onnx.absolute()) if args.onnx else None,
+        require_idle_gpu=args.require_idle_gpu)
     show_progress = not args.quiet and sys.stderr.isatty()
     with run_progress(show_progress) as progress:
         if args.no_isolate:
@@ -80,7 +84,7 @@ def execute(args: argparse.Namespace) -> int:
         else:  # the path suites take: a fresh process, a clean CUDA context
             from gpubench.suite.isolation import run_isolated
             outcome = run_isolated(request, args.timeout, progress)
-    for warning in outcome.telemetry.get("warnings", []):  # also in run.json
+    for warning in outcome.warnings:  # also in run.json
         print(f"gpubench: warning: {warning}", file=sys.stderr)
     print_run(outcome, args.format, args.quiet)
     return EXIT_OK if outcome.status == "ok" else EXIT_RUN_FAILED

@@ -5,11 +5,12 @@ unavailable backend) is a UserError for the CLI."""
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,11 @@ from gpubench.peaks import peak_tflops
 from gpubench.results.schema import SCHEMA_VERSION
 from gpubench.results.summary import summarize
 from gpubench.results.writer import RunWriter
-from gpubench.telemetry import check_request as check_telemetry_request, make_sampler
+from gpubench.telemetry import (
+    check_request as check_telemetry_request, make_sampler, pin_cuda_device_order,
+    pre_run_gpu_state,
+)
+from gpubench.telemetry.gpu_state import with_gpu_state
 from gpubench.workloads import Workload, resolve_workload
 
 ERROR_TAIL_CHARS = 2000
@@ -47,6 +52,7 @@ class RunRequest:
     out_dir: Path = Path("results")
     folder: Optional[Path] = None  # the run folder itself (suites name it); else made in out_dir
     onnx_path: Optional[str] = None  # a user's ONNX file for onnxruntime-*/tensorrt (--onnx)
+    require_idle_gpu: bool = False  # refuse when other processes use the GPU (or NVML can't tell)
 
 
 @dataclass
@@ -58,6 +64,7 @@ class RunOutcome:
     summary: pd.DataFrame
     error: Optional[str] = None
     telemetry: Dict[str, Any] = field(default_factory=dict)  # the sampler's notes()
+    warnings: List[str] = field(default_factory=list)  # the step's and telemetry's, for the CLI
 
 
 def _percentiles_ms(latencies_s: Optional[np.ndarray]) -> Dict[str, float]:
@@ -149,9 +156,10 @@ class _Run:
         })
         status = "ok" if (trials["status"] == "ok").all() and len(trials) else "failed"
         errors = trials["error"].dropna()
+        telemetry = dict(extra.get("telemetry") or {})
         return RunOutcome(self.writer.path, status, stop_reason, trials, summary,
-                          errors.iloc[-1] if len(errors) else None,
-                          dict(extra.get("telemetry") or {}))
+                          errors.iloc[-1] if len(errors) else None, telemetry,
+                          [*extra.get("warnings", []), *telemetry.get("warnings", [])])
 
 
 def validate_request(req: RunRequest) -> None:
@@ -181,8 +189,10 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
     """Runs one configuration and writes its folder. Raises UserError (bad input,
     unavailable backend, unsupported configuration) before anything is written;
     KeyboardInterrupt after writing what finished."""
+    cuda_device_order = pin_cuda_device_order(os.environ)  # before any framework starts CUDA
     workload, backend = preflight(req)
     run = _Run(req, workload, backend)
+    run.env["cuda_device_order"] = cuda_device_order
     config = StepConfig(req.mode, req.precision, run.batch_size, req.device_index,
                         req.threads, req.seed,
                         onnx_path=req.onnx_path)
@@ -205,27 +215,35 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
         step.close()
         run.writer.remove_if_empty()
         raise
+    try:  # before measuring: other processes on the GPU, persistence mode, clocks
+        gpu_state = pre_run_gpu_state(sampler, req.require_idle_gpu)
+    except BaseException:
+        sampler.stop()
+        step.close()
+        run.writer.remove_if_empty()
+        raise
     # NVML knows the driver: run.json's environment and every row get it.
     run.env.update({k: v for k, v in sampler.environment().items() if run.env.get(k) is None})
     run.base_row["driver_version"] = run.env.get("driver_version")
     protocol = replace(req.protocol, record_latency=req.mode == "infer")
-    stop, extra = STOP_FAILED, {}
+    stop, extra = STOP_FAILED, {"warnings": list(step.warnings)}
     try:
         with sampler:
             calibration, stop = measure(
                 step, protocol, lambda r: run.writer.append_trial(run.trial_row(r, step)),
                 sampler, progress)
-        extra = {"calibration": asdict(calibration)}
+        extra["calibration"] = asdict(calibration)
         if protocol.record_latency:
             extra["latency_timing"] = ("separate_pass" if step.latency_timing_syncs
                                        else "in_trial")
     except KeyboardInterrupt:
         run.writer.write_samples(sampler.samples())
-        run.finish(STOP_INTERRUPTED, {"telemetry": sampler.notes()})
+        run.finish(STOP_INTERRUPTED,
+                   {**extra, "telemetry": with_gpu_state(sampler.notes(), gpu_state)})
         raise
     except Exception:
         run.writer.append_trial(run.failed_row(traceback.format_exc()))
     finally:
         step.close()
     run.writer.write_samples(sampler.samples())
-    return run.finish(stop, {**extra, "telemetry": sampler.notes()})
+    return run.finish(stop, {**extra, "telemetry": with_gpu_state(sampler.notes(), gpu_state)})

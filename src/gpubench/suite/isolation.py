@@ -24,6 +24,7 @@ from gpubench.results.summary import summarize
 from gpubench.suite.worker import (
     EVENT_FD_ENV, EXIT_FINISHED, EXIT_INTERRUPTED, EXIT_REFUSED, request_to_json,
 )
+from gpubench.telemetry import pin_cuda_device_order
 from gpubench.workloads import resolve_workload
 
 LOG_NAME = "worker.log"
@@ -42,8 +43,15 @@ class WorkerResult:
 
     @property
     def telemetry(self) -> Dict[str, Any]:
+        return self._finished().get("telemetry") or {}
+
+    @property
+    def warnings(self) -> List[str]:
+        return list(self._finished().get("warnings") or [])
+
+    def _finished(self) -> Dict[str, Any]:
         finished = [e for e in self.events if e["event"] == "finished"]
-        return finished[-1].get("telemetry") or {} if finished else {}
+        return finished[-1] if finished else {}
 
 
 def _tail(path: Path) -> str:
@@ -80,6 +88,7 @@ def run_in_worker(req: RunRequest, timeout_s: Optional[float],
     folder.mkdir(parents=True, exist_ok=True)
     read_fd, write_fd = os.pipe()
     env = {**os.environ, EVENT_FD_ENV: str(write_fd)}
+    pin_cuda_device_order(env)  # the worker's CUDA ordinals are then NVML's indices
     events: List[Dict[str, Any]] = []
     with open(folder / LOG_NAME, "wb") as log:
         proc = subprocess.Popen(
@@ -214,4 +223,5 @@ def run_isolated(req: RunRequest, timeout_s: Optional[float] = None,
     errors = trials["error"].dropna()
     stop = data.meta.get("stop_reason") or result.outcome
     return RunOutcome(folder, status, stop, trials, data.summary,
-                      errors.iloc[-1] if len(errors) else None, result.telemetry)
+                      errors.iloc[-1] if len(errors) else None, result.telemetry,
+                      result.warnings)

@@ -93,7 +93,7 @@ def main() -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     events("finished", path=str(outcome.path), status=outcome.status,
-           telemetry=outcome.telemetry)
+           telemetry=outcome.telemetry, warnings=outcome.warnings)
     return EXIT_FINISHED
 
 

@@ -85,7 +85,8 @@ def test_tf_gpu_reasons(monkeypatch):
                 "cuda_version": None}
     monkeypatch.setattr(tfb, "tf_build_facts", lambda: cpu_only)
     assert backend.is_available() == (
-        False, "tensorflow-cpu 2.21.0 is a CPU-only build (pip install 'tensorflow[and-cuda]')")
+        False, "tensorflow-cpu 2.21.0 is a CPU-only build (make install-tf: "
+               "tensorflow[and-cuda] in its own environment, .venv-tf)")
     monkeypatch.setattr(tfb, "tf_build_facts", lambda: {**cpu_only, "cuda_build": True})
     monkeypatch.setattr(tfb, "nvidia_driver_problem", lambda: "no NVIDIA driver: nope")
     assert backend.is_available() == (False, "no NVIDIA driver: nope")

@@ -28,7 +28,8 @@ from gpubench.errors import BackendUnavailable, Unsupported, UserError
 from gpubench.workloads import Workload
 
 INSTALL_HINT = "pip install 'gpubench[tf]'"
-GPU_INSTALL_HINT = "pip install 'tensorflow[and-cuda]'"
+# TensorFlow's CUDA 12 wheels would overwrite torch's CUDA 13 ones: its own environment.
+GPU_INSTALL_HINT = "make install-tf: tensorflow[and-cuda] in its own environment, .venv-tf"
 AMPERE = (8, 0)  # tf32 and fast bf16 start with compute capability 8.0
 DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tf-nightly", "tf-nightly-cpu")
 

@@ -15,8 +15,9 @@ from gpubench.backends.tensorrt_engine import ENGINE_PRECISIONS
 from gpubench.errors import BackendUnavailable, Unsupported
 from gpubench.workloads import Workload
 
-INSTALL_HINT = ("on a machine with an NVIDIA GPU: pip install 'gpubench[tensorrt]' "
-                "(NVIDIA's tensorrt wheels, with torch built for CUDA)")
+INSTALL_HINT = ("on a machine with an NVIDIA GPU: make install-tensorrt, or pip install "
+                "--extra-index-url https://pypi.nvidia.com 'gpubench[tensorrt]' (NVIDIA's "
+                "wheels for CUDA 13, as torch's)")
 TRAIN_REASON = ("tensorrt runs inference only: an engine is a compiled forward graph, with no "
                 "backward pass or optimizer (use --mode infer)")
 AMPERE = (8, 0)

@@ -36,7 +36,7 @@ class MatmulStep(Step):
 
     def run(self, iterations, timer=None):
         self.calls += 1
-        if self.calls > 2:  # past warm-up: misbehave in the first trial
+        if self.calls > 2:  # past the first step and a warm-up chunk: misbehave
             if self.behaviour == "hang":
                 time.sleep(3600)
             elif self.behaviour == "raise":

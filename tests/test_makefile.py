@@ -39,8 +39,10 @@ def machine(tmp_path):
             (venv / ".installed").touch()
         path = _path_without_nvidia_smi()
         env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{path}" if gpu else path}
-        env.pop("MAKEFLAGS", None)
-        proc = subprocess.run([MAKE, "-n", target, f"VENV={venv}", f"VENV_TF={venv_tf}"], cwd=REPO,
+        for inherited in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS"):  # under `make test`: a sub-make
+            env.pop(inherited, None)
+        proc = subprocess.run([MAKE, "-n", "--no-print-directory", target, f"VENV={venv}",
+                               f"VENV_TF={venv_tf}"], cwd=REPO,
                               env=env, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.splitlines()

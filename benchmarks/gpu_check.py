@@ -53,17 +53,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+REPO = Path(__file__).resolve().parent.parent
+SRC = REPO / "src"
+if str(SRC) not in sys.path:  # gpubench itself, without an install (make gpu-check sets it too)
+    sys.path.insert(0, str(SRC))
+
+from gpubench.atomic_io import write_text_atomic as write_atomic  # noqa: E402
+from gpubench.peaks import peak_tflops  # noqa: E402 (no framework: the datasheet table)
+
 # The script's own modules beside it (benchmarks/ is on sys.path when it runs as a script).
-from gpu_check_kernels import measure_kernels
-from gpu_check_rows import (
+from gpu_check_kernels import measure_kernels  # noqa: E402
+from gpu_check_rows import (  # noqa: E402
     FAIL, PASS, SKIP, Check, _fmt, _num, check_energy_integrated, check_kernel, check_pytest,
     check_run, energy_vs_integrated, gpm_expected_for, gpu_state_of, gpu_state_text,
     parse_junit, parse_pytest_tail, run_table_row,
 )
-from gpu_check_summary import Report, Step, render_summary, write_atomic
-
-REPO = Path(__file__).resolve().parent.parent
-SRC = REPO / "src"
+from gpu_check_summary import Report, Step, render_summary  # noqa: E402
 DEFAULT_OUT = "gpu-check-out"
 OUT_FILES = ("summary.md", "log.txt", "trials.csv", "samples.csv", "suite.yaml", "env.json",
              "results.json")  # never more than 8: only that many come back from a device run
@@ -386,13 +391,13 @@ class Checker:
                                 f"{_last_line(r.stderr)}")
         k = json.loads(r.stdout.strip().splitlines()[-1])
         self.capability = k.get("capability")
-        peak_tflops = _peak_tflops(k.get("device_name"), "bf16")
+        peak_bf16 = peak_tflops(k.get("device_name"), "bf16")
         gpus = ((self.env_json or {}).get("gpus") or {}).get("gpus") or [{}]
         peak_bw = _num(gpus[0].get("peak_mem_bw_gbs"))
-        self.report.kernels = {**k, "peak_bf16_tflops": peak_tflops, "peak_mem_bw_gbs": peak_bw}
+        self.report.kernels = {**k, "peak_bf16_tflops": peak_bf16, "peak_mem_bw_gbs": peak_bw}
         self.report.machine["compute capability"] = ".".join(map(str, k.get("capability") or []))
-        self.report.machine["peak bf16 TFLOP/s (datasheet, dense)"] = peak_tflops
-        self.report.add([check_kernel("bf16 GEMM TFLOP/s", _num(k.get("gemm_tflops")), peak_tflops, "TFLOP/s"),
+        self.report.machine["peak bf16 TFLOP/s (datasheet, dense)"] = peak_bf16
+        self.report.add([check_kernel("bf16 GEMM TFLOP/s", _num(k.get("gemm_tflops")), peak_bf16, "TFLOP/s"),
                          check_kernel("device copy GB/s", _num(k.get("copy_gbs")), peak_bw, "GB/s")])
 
     def step_pytest(self) -> None:
@@ -550,14 +555,6 @@ def _last_line(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _peak_tflops(device_name: Optional[str], precision: str) -> Optional[float]:
-    try:
-        from gpubench.peaks import peak_tflops
-    except ImportError:
-        return None
-    return peak_tflops(device_name, precision)
-
-
 
 # ==========================================================================================
 # main
@@ -582,8 +579,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not present:
         print(f"gpu-check: error: no NVIDIA GPU here: {why}", file=sys.stderr)
         return 2
-    if str(SRC) not in sys.path:
-        sys.path.insert(0, str(SRC))  # gpubench.peaks for the datasheet peaks
     out = args.out or Path(os.environ.get("OUT") or DEFAULT_OUT)
     out.mkdir(parents=True, exist_ok=True)
     for name in OUT_FILES:  # nothing stale from an earlier check

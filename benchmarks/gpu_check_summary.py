@@ -3,9 +3,7 @@ from them (rewritten after every step, so a kill keeps what was done)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, Iterable, List
 
 from gpu_check_kernels import GEMM_N
@@ -121,9 +119,3 @@ def render_summary(report: Report) -> str:
     lines += [f"| {_md(s.name)} | {s.verdict} | {s.seconds:.1f} | {_md(s.detail)} |" for s in report.steps]
     lines.append("")
     return "\n".join(lines)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

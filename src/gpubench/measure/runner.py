@@ -206,19 +206,17 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
         run.writer.append_trial(run.failed_row(traceback.format_exc()))
         return run.finish(STOP_FAILED, {})
     run.prepared(step)
+    sampler = None
     try:  # the GPU to watch: the step's, else --device (a CPU step watched with --telemetry nvml)
         sampler = make_sampler(
             req.telemetry, step.device.kind,
             req.device_index if step.device.index is None else step.device.index,
             req.sample_hz, step.device.uuid)
-    except BaseException:
-        step.close()
-        run.writer.remove_if_empty()
-        raise
-    try:  # before measuring: other processes on the GPU, persistence mode, clocks
+        # before measuring: other processes on the GPU, persistence mode, clocks
         gpu_state = pre_run_gpu_state(sampler, req.require_idle_gpu)
-    except BaseException:
-        sampler.stop()
+    except BaseException:  # a refusal: nothing measured, nothing left behind
+        if sampler is not None:
+            sampler.stop()  # never started: this closes its NVML session
         step.close()
         run.writer.remove_if_empty()
         raise

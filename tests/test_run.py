@@ -15,7 +15,7 @@ from gpubench.errors import Unsupported, UserError
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.runner import RunRequest, execute_run
 from gpubench.results.reader import read_run
-from gpubench.results.schema import TRIAL_COLUMNS
+from gpubench.results.schema import SCHEMA_VERSION, TRIAL_COLUMNS
 from gpubench.results.summary import SUMMARY_COLUMNS
 from gpubench.workloads import resolve_workload
 
@@ -49,13 +49,20 @@ def test_train_run_writes_documented_files(tmp_path):
     for column in ("mfu", "power_avg_w", "energy_j", "latency_p50_ms", "peak_mem_bytes"):
         assert trials[column].isna().all(), column
     assert trials["framework"].iloc[0] == "torch"
-    assert trials["schema_version"].iloc[0] == 1
+    assert trials["schema_version"].iloc[0] == SCHEMA_VERSION == 2
+    # v2: today's runs are single-process throughput runs, eager, in the default environment
+    first = trials.iloc[0]
+    assert (first["scenario"], first["exec"], first["world_size"], first["environment"],
+            first["rank"]) == ("throughput", "eager", 1, "default", 0)
     summary = pd.read_csv(outcome.path / "summary.csv")
     assert tuple(summary.columns) == SUMMARY_COLUMNS and len(summary) == 1
     assert summary["throughput_samples_per_s_median"].iloc[0] == pytest.approx(
         trials["throughput_samples_per_s"].median())
     meta = json.loads((outcome.path / "run.json").read_text())
-    assert meta["schema_version"] == 1 and meta["stop_reason"] == "fixed_trials"
+    assert meta["schema_version"] == SCHEMA_VERSION and meta["stop_reason"] == "fixed_trials"
+    # history needs a time and a commit on every row, the same as run.json's
+    assert (trials["started_utc"] == meta["started_utc"]).all()
+    assert trials["git_commit"].fillna("").eq(meta["environment"]["git_commit"] or "").all()
     assert meta["environment"]["framework_version"].startswith("2.")
     assert meta["workload"]["param_count"] == 101_770
     calibration = meta["calibration"]  # warm-up is data too

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from gpubench.workloads import Workload
 
 MODES = ("train", "infer")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+# What a prepared step can do, named so that a scenario can say what it needs and
+# preflight can refuse a backend that lacks it: `run` = Step.run(iterations, timer).
+STEP_CAPABILITIES = ("run",)
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class StepConfig:
     seed: int = 0
     data_batches: int = 4  # distinct batches cycled through, all resident on the device
     onnx_path: Optional[str] = None  # a user's ONNX file to run (backends with accepts_onnx)
+    exec_mode: Optional[str] = None  # one of Backend.exec_modes; None = the backend's default
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,14 @@ class Backend(ABC):
     framework: str  # the import name of the framework: "torch", "tensorflow", ...
     device_kind: str  # "cpu" | "cuda"
     accepts_onnx: bool = False  # runs a user's ONNX file (StepConfig.onnx_path)
+    # Execution modes this backend runs (StepConfig.exec_mode), its default first:
+    # `eager` is the framework's ordinary execution, no whole-step compiler.
+    exec_modes: Tuple[str, ...] = ("eager",)
+
+    def capabilities(self, mode: str) -> FrozenSet[str]:
+        """What its steps can do in `mode` (STEP_CAPABILITIES); a scenario needing
+        more is refused before anything is prepared."""
+        return frozenset({"run"})
 
     @abstractmethod
     def is_available(self) -> Tuple[bool, str]:

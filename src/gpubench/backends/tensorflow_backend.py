@@ -1,10 +1,11 @@
 """TensorFlow (Keras 3) on the CPU or an NVIDIA GPU, optionally compiled with XLA: one
 class, the device and XLA parameters, so the CPU path that CI tests is the GPU path.
 
-XLA is part of the backend's name (`tf-gpu-xla`, `tf-cpu-xla`), not a workload
-parameter: it is a compiler choice of the framework, not a property of the model, and
-in the name it lands in the `backend` identity column of every row, so `compare`
-never pairs an XLA row with a non-XLA one and a suite sweeps it like any backend.
+XLA is an execution mode (StepConfig.exec_mode `xla`, the `exec` identity column), not
+a workload parameter: it is a compiler choice of the framework, not a property of the
+model. The backend names `tf-gpu-xla` and `tf-cpu-xla` stay (their only mode is
+`xla`), so suites and result files that name them keep working, and `compare` never
+pairs an XLA row with a non-XLA one.
 
 TensorFlow is imported only in prepare() and environment() (it takes ~3 s).
 """
@@ -114,6 +115,7 @@ class TFBackend(Backend):
         self.device_kind = device_kind
         self.xla = xla
         self.name = ("tf-gpu" if device_kind == "cuda" else "tf-cpu") + ("-xla" if xla else "")
+        self.exec_modes = ("xla",) if xla else ("eager",)
 
     def is_available(self) -> Tuple[bool, str]:
         facts = tf_build_facts()
@@ -153,7 +155,8 @@ class TFBackend(Backend):
         # TF turns TF32 on by default on Ampere+: fp32 must mean full fp32 matmuls.
         tf.config.experimental.enable_tensor_float_32_execution(config.precision == "tf32")
         from gpubench.backends.tf_step import TFStep
-        return TFStep(workload, config, tf_device, info, xla=self.xla)
+        exec_mode = config.exec_mode or self.exec_modes[0]
+        return TFStep(workload, config, tf_device, info, xla=exec_mode == "xla")
 
     def _gpu(self, tf: Any, config: StepConfig) -> Tuple[str, DeviceInfo]:
         gpus = tf.config.list_physical_devices("GPU")

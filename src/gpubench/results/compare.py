@@ -1,7 +1,7 @@
 """Compare: a pure function from two result tables to a table of verdicts (no printing,
 no exit codes: the CLI renders the table and picks the exit code).
 
-Rows are matched on MATCH_COLUMNS (minus the `--by` column, the one being compared);
+Rows are matched on the configuration declared in results/schema.py (minus the `--by` column, the one being compared);
 runs, devices and hosts of one side holding the same configuration are pooled. Only
 trials with status ok and a value of the metric count. Per match: medians, ratio
 new/base, bootstrap 95% CI of the ratio, Mann-Whitney U p-value and a verdict (the
@@ -29,10 +29,9 @@ import pandas as pd
 
 from gpubench.errors import UserError
 from gpubench.results import compare_load as load
+from gpubench.results import schema
 from gpubench.results.compare_stats import DIRECTIONS, assess_batch
 
-MATCH_COLUMNS = ("workload", "backend", "mode", "precision", "batch_size", "params",
-                 "device_name")
 DEFAULT_METRIC = "throughput_samples_per_s"
 # Environment columns whose mixing within one side of a match is worth a note.
 WATCHED_ENV = ("driver_version", "cuda_version", "cudnn_version", "framework_version", "host")
@@ -40,8 +39,8 @@ ONE_SIDED = ("base_only", "new_only")
 # Four runs a side is the fewest at which a two-sided Mann-Whitney test can reach
 # p < 0.05 (4 vs 4: p >= 0.029; 3 vs 3: p >= 0.1), i.e. can call a change at all.
 MIN_RUNS_PER_SIDE = 4
-RESULT_COLUMNS = (
-    "base", "new", *MATCH_COLUMNS, "metric", "better", "n_base", "n_new", "median_base",
+VERDICT_COLUMNS = (
+    "metric", "better", "n_base", "n_new", "median_base",
     "median_new", "ratio", "ci_low", "ci_high", "change_pct", "p_value", "verdict",
     "j_per_sample_base", "j_per_sample_new", "j_per_sample_change_pct",
     "sm_clock_base_mhz", "sm_clock_new_mhz", "sm_clock_change_pct",
@@ -49,15 +48,19 @@ RESULT_COLUMNS = (
 )
 
 
-def _keys(frame: pd.DataFrame, key: Sequence[str]) -> pd.Series:
+def result_columns() -> Tuple[str, ...]:
+    """The verdict table's columns: the two labels, the match columns, the verdict."""
+    return ("base", "new", *schema.match_columns()) + VERDICT_COLUMNS
+
+
+RESULT_COLUMNS = result_columns()  # as declared at import
+
+
+def _keys(frame: pd.DataFrame, key: Sequence[str]) -> List[Tuple[str, ...]]:
     """One tuple per row of the match columns, as text (batch 64 == 64.0)."""
-    parts = []
-    for c in key:
-        col = frame[c] if c in frame.columns else pd.Series("", index=frame.index)
-        if c == "batch_size":
-            col = col.map(lambda v: "" if pd.isna(v) else str(int(v)))
-        parts.append(col.fillna("").astype(str))
-    return pd.Series(list(zip(*parts)) if parts else [()] * len(frame), index=frame.index)
+    present = [c for c in key if c in frame.columns]
+    return [schema.configuration_key(dict(zip(present, values)), key)
+            for values in frame[present].itertuples(index=False, name=None)]
 
 
 def _median(values: pd.Series) -> float:
@@ -98,7 +101,7 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
     configuration found on either side. `by` is left out of the match."""
     if metric not in DIRECTIONS:
         raise UserError(f"--metric {metric}: not a comparable metric (valid: {', '.join(DIRECTIONS)})")
-    key = [c for c in MATCH_COLUMNS if c != by]
+    key = list(schema.match_columns(by))
     sides = {}
     for name, frame in (("base", base), ("new", new)):
         frame = load.with_derived(frame)
@@ -111,7 +114,7 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
         sides[name] = (frame, positions, ok_mask)
     order = list(dict.fromkeys(list(sides["base"][1]) + list(sides["new"][1])))
     if not order:
-        return pd.DataFrame(columns=list(RESULT_COLUMNS))
+        return pd.DataFrame(columns=list(result_columns()))
 
     rows: List[Dict[str, object]] = []
     values: Dict[str, List[np.ndarray]] = {"base": [], "new": []}
@@ -152,7 +155,7 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
             row["verdict"] = "base_only"
         elif not in_base:
             row["verdict"] = "new_only"
-    table = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(result_columns()))
     table["n_base"] = table["n_base"].astype(int)
     table["n_new"] = table["n_new"].astype(int)
     return table
@@ -232,7 +235,7 @@ def _require_match(table: pd.DataFrame, base: str, new: str) -> None:
                             for r in rows.itertuples()})
             return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         raise UserError(f"nothing matches between {base} ({configs('base')}) and {new} "
-                        f"({configs('new')}) on {', '.join(MATCH_COLUMNS)}")
+                        f"({configs('new')}) on {', '.join(schema.match_columns())}")
 
 
 def counts(table: pd.DataFrame) -> Dict[str, int]:

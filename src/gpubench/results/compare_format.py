@@ -11,6 +11,7 @@ from typing import Any, Dict, List
 
 import pandas as pd
 
+from gpubench.results import schema
 from gpubench.results.compare import Comparison, counts
 from gpubench.results.compare_stats import ALPHA, MIN_TRIALS
 
@@ -38,13 +39,15 @@ def signed_pct(value: Any) -> str:
 
 
 def config_label(row: pd.Series) -> str:
-    """workload [params] backend mode precision batch N (device), skipping blanks."""
+    """workload [params] backend mode precision batch N, the other identity columns
+    that are not their default (`exec=xla`), then (device); blanks skipped."""
     def text(column: str) -> str:
         v = row.get(column)
         return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
     parts = [text("workload") + (f" [{text('params')}]" if text("params") else ""),
              text("backend"), text("mode"), text("precision"),
              f"batch {text('batch_size')}" if text("batch_size") else "",
+             *(f"{c}={v}" for c, v in schema.non_default_configuration(row)),
              f"({text('device_name')})" if text("device_name") else ""]
     return " ".join(p for p in parts if p)
 

@@ -32,12 +32,13 @@ import pandas as pd
 
 from gpubench.errors import UserError
 from gpubench.results.reader import read_trials
+from gpubench.results import schema
 from gpubench.results.schema import (
     ENVIRONMENT_COLUMNS, IDENTITY_COLUMNS, MEASURED_COLUMNS, TEXT_COLUMNS, TRIAL_COLUMNS,
 )
 
 NUMERIC_COLUMNS = tuple(
-    c for c in ("batch_size", "device_index") + MEASURED_COLUMNS
+    c for c in ("batch_size", "world_size", "device_index", "rank") + MEASURED_COLUMNS
     if c not in TEXT_COLUMNS and c != "throttled")
 # Unit suffixes a column name may end in (the schema's and their usual relatives).
 UNITS = ("s", "ms", "us", "ns", "min", "h", "w", "mw", "kw", "j", "mj", "kj", "wh", "kwh",
@@ -45,9 +46,7 @@ UNITS = ("s", "ms", "us", "ns", "min", "h", "w", "mw", "kw", "j", "mj", "kj", "w
          "bs", "kbs", "mbs", "gbs", "tbs", "gibs", "pct", "frac", "c", "f", "k")
 _UNIT_RE = re.compile(r"^(?P<stem>.+)_(?P<unit>" + "|".join(sorted(UNITS, key=len, reverse=True)) + r")$")
 DERIVED = "energy_j_per_sample"  # energy_j / samples, added on reading
-DEDUP_COLUMNS = ("run_id", "workload", "backend", "mode", "precision", "batch_size",
-                 "params", "device_index", "trial", "status")
-GROUPABLE = tuple(dict.fromkeys(IDENTITY_COLUMNS + ENVIRONMENT_COLUMNS))
+GROUPABLE = tuple(dict.fromkeys(IDENTITY_COLUMNS + ("git_commit",) + ENVIRONMENT_COLUMNS))
 
 
 def split_unit(column: str) -> Optional[Tuple[str, str]]:
@@ -146,7 +145,7 @@ def read_files(files: Sequence[Path]) -> pd.DataFrame:
     """The checked rows of `files` together; rows repeated across files count once."""
     frames = [read_checked(f) for f in files]
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    keys = [c for c in DEDUP_COLUMNS if c in frame.columns]
+    keys = [c for c in schema.dedup_columns() if c in frame.columns]
     return frame.drop_duplicates(subset=keys, keep="first").reset_index(drop=True)
 
 

@@ -1,4 +1,5 @@
-"""Result schema: the columns of trials.csv, summary.csv and samples.csv.
+"""Result schema: the columns of trials.csv, summary.csv and samples.csv, and the one
+declaration of what identifies a configuration.
 
 The schema version is kept apart from the package version: it changes only when the
 files change, and readers migrate older versions step by step (results/reader.py).
@@ -6,14 +7,38 @@ files change, and readers migrate older versions step by step (results/reader.py
 History:
   1 (gpubench 0.1): first version. trials.csv with identity, environment and measured
     columns (units in the names); summary.csv one row per configuration; run.json.
+  2: identity columns `scenario`, `exec`, `world_size`, `environment` (what the coming
+    launchers and scenarios vary), and per-row context `rank`, `started_utc`,
+    `git_commit` (a history needs a time axis and a commit on every row). A v1 row
+    reads as a single-process `throughput` run in the `default` environment, `exec`
+    `xla` for the tf-*-xla backends and `eager` otherwise.
 """
 
-SCHEMA_VERSION = 1
+from __future__ import annotations
 
-IDENTITY_COLUMNS = (
-    "run_id", "workload", "backend", "mode", "precision", "batch_size", "params",
-    "device_index", "device_name", "device_uuid",
+import math
+from typing import Any, Mapping, Optional, Sequence, Tuple
+
+SCHEMA_VERSION = 2
+
+# The configuration: what a user asks to measure, declared once. compare's matching,
+# the suite's resume key, de-duplication of rows read twice, the summary's groups and
+# the labels shown to people all derive from it (read at call time, so one edit here
+# changes them all together).
+CONFIGURATION_COLUMNS: Tuple[str, ...] = (
+    "workload", "backend", "mode", "precision", "batch_size", "params",
+    "scenario", "exec", "world_size", "environment",
 )
+# What today's runs hold, and what a row written before the column existed means.
+CONFIGURATION_DEFAULTS = {"scenario": "throughput", "exec": "eager", "world_size": 1,
+                          "environment": "default"}
+# Where a configuration ran: compare matches on the kind of device, not on which one.
+PLACEMENT_COLUMNS = ("device_index", "device_name", "device_uuid")
+MATCHED_PLACEMENT = ("device_name",)
+
+IDENTITY_COLUMNS = ("run_id",) + CONFIGURATION_COLUMNS + PLACEMENT_COLUMNS
+# Per-row context: which rank wrote the row, when its run started, the code measured.
+CONTEXT_COLUMNS = ("rank", "started_utc", "git_commit")
 ENVIRONMENT_COLUMNS = (
     "driver_version", "cuda_version", "cudnn_version", "framework", "framework_version",
     "gpubench_version", "schema_version", "host",
@@ -27,13 +52,19 @@ MEASURED_COLUMNS = (
     "loss",  # training loss after the trial's last step: a broken step shows as flat loss
     "status", "error",
 )
-TRIAL_COLUMNS = IDENTITY_COLUMNS + ENVIRONMENT_COLUMNS + MEASURED_COLUMNS
 
-# Columns that identify a configuration within one run (summary rows group by these).
-CONFIG_COLUMNS = ("run_id", "workload", "backend", "mode", "precision", "batch_size",
-                  "params", "device_index", "device_name")
+
+def trial_columns() -> Tuple[str, ...]:
+    """trials.csv's columns, in order."""
+    return (("run_id",) + CONFIGURATION_COLUMNS + PLACEMENT_COLUMNS + CONTEXT_COLUMNS
+            + ENVIRONMENT_COLUMNS + MEASURED_COLUMNS)
+
+
+TRIAL_COLUMNS = trial_columns()  # as declared at import
+
 TEXT_COLUMNS = ("run_id", "workload", "backend", "mode", "precision", "params",
-                "device_name", "device_uuid", "driver_version", "cuda_version",
+                "scenario", "exec", "environment", "device_name", "device_uuid",
+                "started_utc", "git_commit", "driver_version", "cuda_version",
                 "cudnn_version", "framework", "framework_version", "gpubench_version",
                 "host", "energy_source", "mem_bw_source", "status", "error")
 
@@ -49,3 +80,57 @@ MEDIAN_METRICS = (
 STAT_NAMES = ("median", "iqr", "mean", "std", "cv", "ci_low", "ci_high")
 
 RUN_FILES = ("trials.csv", "summary.csv", "run.json")
+
+
+# Everything below derives from CONFIGURATION_COLUMNS when called.
+
+def match_columns(by: Optional[str] = None) -> Tuple[str, ...]:
+    """compare: rows of the two sides are the same configuration when these agree
+    (`by`, the column being compared, left out)."""
+    return tuple(c for c in CONFIGURATION_COLUMNS + MATCHED_PLACEMENT if c != by)
+
+
+def group_columns() -> Tuple[str, ...]:
+    """summary.csv: one row per configuration and device of a run."""
+    return ("run_id",) + CONFIGURATION_COLUMNS + ("device_index", "device_name")
+
+
+def dedup_columns() -> Tuple[str, ...]:
+    """A row read twice (a run folder copied beside its suite) is the same row."""
+    return ("run_id",) + CONFIGURATION_COLUMNS + ("device_index", "rank", "trial", "status")
+
+
+def key_text(value: Any) -> str:
+    """A value as it takes part in a key: empty for missing, 64.0 and "64" alike."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "item"):  # numpy scalars
+        return key_text(value.item())
+    text = str(value).strip()
+    if text.endswith(".0") and text[:-2].lstrip("-").isdigit():
+        return text[:-2]
+    return text
+
+
+def configuration_key(values: Mapping[str, Any],
+                      columns: Optional[Sequence[str]] = None) -> Tuple[str, ...]:
+    """The configuration of a row or a request as a tuple of texts (the suite's resume
+    key; compare's match key with `columns=match_columns(by)`)."""
+    columns = CONFIGURATION_COLUMNS if columns is None else columns
+    return tuple(key_text(values.get(c)) for c in columns)
+
+
+def non_default_configuration(values: Mapping[str, Any]) -> Tuple[Tuple[str, str], ...]:
+    """The identity columns beyond the classic six whose value is not today's default,
+    for labels (`exec=xla`, `world_size=8`); nothing for an ordinary run."""
+    classic = ("workload", "backend", "mode", "precision", "batch_size", "params")
+    out = []
+    for column in CONFIGURATION_COLUMNS:
+        if column in classic:
+            continue
+        text = key_text(values.get(column))
+        if text and text != key_text(CONFIGURATION_DEFAULTS.get(column)):
+            out.append((column, text))
+    return tuple(out)

@@ -7,18 +7,23 @@ from typing import Dict, List, Optional
 import numpy as np
 import pandas as pd
 
-from gpubench.results.schema import (
-    CONFIG_COLUMNS, DESCRIBED_METRICS, MEDIAN_METRICS, STAT_NAMES,
-)
+from gpubench.results import schema
+from gpubench.results.schema import DESCRIBED_METRICS, MEDIAN_METRICS, STAT_NAMES
 from gpubench.stats import describe
 
-SUMMARY_COLUMNS = (
-    CONFIG_COLUMNS
-    + ("n_trials", "n_ok", "status", "stop_reason")
+STAT_COLUMNS = (
+    ("n_trials", "n_ok", "status", "stop_reason")
     + tuple(f"{m}_{s}" for m in DESCRIBED_METRICS for s in STAT_NAMES)
     + tuple(f"{m}_median" for m in MEDIAN_METRICS)
     + ("throttled_any", "error")
 )
+
+
+def summary_columns() -> tuple:
+    return schema.group_columns() + STAT_COLUMNS
+
+
+SUMMARY_COLUMNS = summary_columns()  # as declared at import
 
 
 def _status(group: pd.DataFrame) -> str:
@@ -34,11 +39,13 @@ def _status(group: pd.DataFrame) -> str:
 def summarize(trials: pd.DataFrame, stop_reason: Optional[str] = None) -> pd.DataFrame:
     """One row per configuration in `trials` (statistics over its ok trials)."""
     rows: List[Dict[str, object]] = []
+    columns = summary_columns()
     if trials.empty:
-        return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
-    for key, group in trials.groupby(list(CONFIG_COLUMNS), dropna=False, sort=False):
+        return pd.DataFrame(columns=list(columns))
+    groups = list(schema.group_columns())
+    for key, group in trials.groupby(groups, dropna=False, sort=False):
         ok = group[group["status"] == "ok"]
-        row: Dict[str, object] = dict(zip(CONFIG_COLUMNS, key))
+        row: Dict[str, object] = dict(zip(groups, key))
         row.update(n_trials=len(group), n_ok=len(ok), status=_status(group),
                    stop_reason=stop_reason)
         for metric in DESCRIBED_METRICS:
@@ -53,4 +60,4 @@ def summarize(trials: pd.DataFrame, stop_reason: Optional[str] = None) -> pd.Dat
         errors = group["error"].dropna()
         row["error"] = errors.iloc[-1] if len(errors) else np.nan
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    return pd.DataFrame(rows, columns=list(columns))

@@ -17,7 +17,7 @@ import pandas as pd
 
 from gpubench.errors import UserError
 from gpubench.atomic_io import write_text_atomic
-from gpubench.results.schema import TRIAL_COLUMNS
+from gpubench.results.schema import trial_columns
 
 
 def new_run_id() -> str:
@@ -73,13 +73,13 @@ class RunWriter:
         self.trial_rows: List[Dict[str, Any]] = []
 
     def append_trial(self, row: Mapping[str, Any]) -> None:
-        unknown = set(row) - set(TRIAL_COLUMNS)
+        unknown = set(row) - set(trial_columns())
         assert not unknown, f"columns outside the schema: {sorted(unknown)}"
         self.trial_rows.append(dict(row))
-        self._write_csv("trials.csv", pd.DataFrame(self.trial_rows, columns=list(TRIAL_COLUMNS)))
+        self._write_csv("trials.csv", pd.DataFrame(self.trial_rows, columns=list(trial_columns())))
 
     def trials_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.trial_rows, columns=list(TRIAL_COLUMNS))
+        return pd.DataFrame(self.trial_rows, columns=list(trial_columns()))
 
     def write_summary(self, summary: pd.DataFrame) -> None:
         self._write_csv("summary.csv", summary)

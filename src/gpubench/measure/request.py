@@ -1,0 +1,121 @@
+"""What one run is asked to do (RunRequest), the checks that need no framework
+(preflight), and the request's identity as its result rows will hold it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+from gpubench.backends import MODES, PRECISIONS, Backend, get_backend, resolve_backend
+from gpubench.errors import Unsupported, UserError
+from gpubench.measure.protocol import ProtocolConfig
+from gpubench.measure.scenario import Scenario, resolve_scenario
+from gpubench.results import schema
+from gpubench.telemetry import check_request as check_telemetry_request
+from gpubench.workloads import Workload, resolve_workload
+
+DEFAULT_ENVIRONMENT = schema.CONFIGURATION_DEFAULTS["environment"]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    workload: str
+    backend: str
+    mode: str = "train"
+    precision: str = "fp32"
+    batch_size: Optional[int] = None  # None = the workload's default
+    params: Mapping[str, str] = field(default_factory=dict)
+    device_index: int = 0
+    threads: Optional[int] = None
+    seed: int = 0
+    protocol: ProtocolConfig = ProtocolConfig()  # record_latency follows from mode
+    telemetry: str = "auto"
+    sample_hz: float = 10.0
+    out_dir: Path = Path("results")
+    folder: Optional[Path] = None  # the run folder itself (suites name it); else made in out_dir
+    onnx_path: Optional[str] = None  # a user's ONNX file for onnxruntime-*/tensorrt (--onnx)
+    require_idle_gpu: bool = False  # refuse when other processes use the GPU (or NVML can't tell)
+    scenario: str = "throughput"  # the loop that measures (measure/scenario.py)
+    exec: Optional[str] = None  # execution mode; None = the backend's default (eager)
+    world_size: int = 1  # processes the run spans (a launcher's business)
+    environment: str = DEFAULT_ENVIRONMENT  # the name of the Python environment it runs in
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What preflight resolved: the run's workload, backend, scenario and exec mode."""
+
+    workload: Workload
+    backend: Backend
+    scenario: Scenario
+    exec_mode: str
+
+
+def validate_request(req: RunRequest) -> None:
+    if req.mode not in MODES:
+        raise UserError(f"unknown mode {req.mode!r} (valid: {', '.join(MODES)})")
+    if req.precision not in PRECISIONS:
+        raise UserError(f"unknown precision {req.precision!r} (valid: {', '.join(PRECISIONS)})")
+    if req.batch_size is not None and req.batch_size < 1:
+        raise UserError(f"batch size must be a positive integer, got {req.batch_size}")
+    if req.world_size != 1:
+        raise UserError(f"world size {req.world_size}: runs of more than one process need a "
+                        "launcher that starts ranks, which this gpubench does not have yet")
+    if not req.environment.strip():
+        raise UserError("the environment name is empty")
+    check_telemetry_request(req.telemetry, req.sample_hz)
+
+
+def exec_mode_of(req: RunRequest, backend: Backend) -> str:
+    exec_mode = req.exec or backend.exec_modes[0]
+    if exec_mode not in backend.exec_modes:
+        raise Unsupported(f"exec mode {exec_mode!r} is unsupported on {backend.name} "
+                          f"(it runs: {', '.join(backend.exec_modes)})")
+    return exec_mode
+
+
+def preflight(req: RunRequest) -> Preflight:
+    """The checks that need no framework: bad input, an unknown or unavailable backend,
+    a configuration the backend cannot run, a scenario needing what its steps cannot
+    do. Raises UserError (or a subclass)."""
+    validate_request(req)
+    scenario = resolve_scenario(req.scenario)
+    workload = resolve_workload(req.workload, req.params)
+    backend = resolve_backend(req.backend)
+    backend.check_config(req.mode, req.precision)
+    exec_mode = exec_mode_of(req, backend)
+    missing = sorted(scenario.needs - backend.capabilities(req.mode))
+    if missing:
+        raise Unsupported(f"scenario {scenario.name} needs steps that can "
+                          f"{', '.join(missing)}; {backend.name} {req.mode} steps cannot")
+    if req.onnx_path is not None and not backend.accepts_onnx:
+        raise UserError(f"--onnx is for backends that run ONNX files (onnxruntime-cpu, "
+                        f"onnxruntime-cuda, tensorrt); {backend.name} builds its own model")
+    return Preflight(workload, backend, scenario, exec_mode)
+
+
+def run_identity(req: RunRequest, workload: Workload, backend: Backend,
+                 exec_mode: str) -> Dict[str, Any]:
+    """The configuration columns (schema.CONFIGURATION_COLUMNS) of the request's rows:
+    defaults resolved; a column the declaration adds is the request field of its name."""
+    resolved = {"workload": workload.name, "backend": backend.name,
+                "batch_size": req.batch_size or workload.default_batch_size,
+                "params": workload.params_str, "exec": exec_mode}
+    return {c: resolved[c] if c in resolved else getattr(req, c, None)
+            for c in schema.CONFIGURATION_COLUMNS}
+
+
+def request_identity(req: RunRequest) -> Dict[str, Any]:
+    """run_identity without preflight's availability checks (the suite's resume key,
+    the row of a run that never produced one); a name that does not resolve stays as
+    the request spelled it."""
+    try:
+        workload = resolve_workload(req.workload, req.params)
+        backend = resolve_backend(req.backend) if req.backend == "auto" else get_backend(req.backend)
+        return run_identity(req, workload, backend, req.exec or backend.exec_modes[0])
+    except UserError:
+        spelled = {"params": ";".join(f"{k}={v}" for k, v in sorted(req.params.items())),
+                   "exec": req.exec or schema.CONFIGURATION_DEFAULTS["exec"]}
+        return {c: spelled[c] if c in spelled else getattr(req, c, None)
+                for c in schema.CONFIGURATION_COLUMNS}

@@ -1,0 +1,111 @@
+"""The record of one run while it executes: its folder, the identity and context every
+row carries, the environment for run.json, and the outcome it ends with."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import pandas as pd
+
+from gpubench.backends import Step
+from gpubench.environment import machine_environment
+from gpubench.measure.request import Preflight, RunRequest, run_identity
+from gpubench.peaks import peak_tflops
+from gpubench.results.schema import ENVIRONMENT_COLUMNS, SCHEMA_VERSION
+from gpubench.results.summary import summarize
+from gpubench.results.writer import RunWriter
+
+ERROR_TAIL_CHARS = 2000
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass
+class RunOutcome:
+    path: Path
+    status: str  # ok | failed
+    stop_reason: str
+    trials: pd.DataFrame
+    summary: pd.DataFrame
+    error: Optional[str] = None
+    telemetry: Dict[str, Any] = field(default_factory=dict)  # the sampler's notes()
+    warnings: List[str] = field(default_factory=list)  # the step's and telemetry's, for the CLI
+
+
+class RunRecord:
+    def __init__(self, req: RunRequest, plan: Preflight) -> None:
+        self.req, self.plan, self.workload = req, plan, plan.workload
+        self.identity = run_identity(req, plan.workload, plan.backend, plan.exec_mode)
+        self.peak_tflops: Optional[float] = None  # known once the device is
+        self.env = {**machine_environment(), **plan.backend.environment()}
+        self.writer = RunWriter(req.out_dir, self.env["host"], folder=req.folder)
+        self.started_utc = utc_now()
+        self.base_row: Dict[str, Any] = {
+            "run_id": self.writer.run_id, **self.identity, "rank": 0,
+            "started_utc": self.started_utc, "git_commit": self.env.get("git_commit"),
+            **{c: self.env.get(c) for c in ENVIRONMENT_COLUMNS},
+            "schema_version": SCHEMA_VERSION,
+        }
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.identity.get("batch_size") or self.req.batch_size
+                   or self.workload.default_batch_size)
+
+    def prepared(self, step: Step) -> None:
+        """Records what only a prepared step knows: the device, and framework settings
+        that prepare() changed (threads, say)."""
+        self.env.update(self.plan.backend.environment())
+        self.base_row.update(device_index=step.device.index, device_name=step.device.name,
+                             device_uuid=step.device.uuid)
+        self.peak_tflops = (peak_tflops(step.device.name, self.req.precision)
+                            if step.device.kind == "cuda" else None)
+        self.env["peak_tflops"] = self.peak_tflops  # datasheet, dense: the MFU denominator
+
+    def learned_environment(self, facts: Mapping[str, Any]) -> None:
+        """Facts found later (NVML knows the driver): run.json and every row get them."""
+        self.env.update({k: v for k, v in facts.items() if self.env.get(k) is None})
+        self.base_row.update({c: self.env.get(c) for c in ENVIRONMENT_COLUMNS
+                              if c != "schema_version"})
+
+    def emit(self, measured: Mapping[str, Any]) -> None:
+        unknown = set(measured) - set(self.plan.scenario.columns)
+        assert not unknown, f"{self.plan.scenario.name} fills columns it did not declare: {sorted(unknown)}"
+        self.writer.append_trial({**self.base_row, **measured, "status": "ok"})
+
+    def failed(self, error: str) -> None:
+        self.writer.append_trial({**self.base_row, "trial": len(self.writer.trial_rows),
+                                  "status": "failed", "error": error[-ERROR_TAIL_CHARS:]})
+
+    def finish(self, stop_reason: str, extra: Mapping[str, Any]) -> RunOutcome:
+        trials = self.writer.trials_frame()
+        summary = summarize(trials, stop_reason)
+        self.writer.write_summary(summary)
+        self.writer.write_run_json({
+            "schema_version": SCHEMA_VERSION, "run_id": self.writer.run_id,
+            "started_utc": self.started_utc, "finished_utc": utc_now(),
+            "config": {**{k: v for k, v in asdict(self.req).items() if k != "protocol"},
+                       "batch_size": self.batch_size, "params": dict(self.workload.params),
+                       "out_dir": str(self.req.out_dir), "exec": self.plan.exec_mode},
+            "protocol": {**asdict(self.req.protocol), "record_latency": self.req.mode == "infer"},
+            "scenario": self.plan.scenario.name,
+            "stop_reason": stop_reason,
+            "workload": {"name": self.workload.name, "task": self.workload.task,
+                         "input_shape": list(self.workload.input_shape),
+                         "param_count": self.workload.stats.param_count,
+                         "forward_flops_per_sample": self.workload.stats.forward_flops_per_sample,
+                         "optimizer": self.workload.optimizer,
+                         "optimizer_args": dict(self.workload.optimizer_args)},
+            "environment": self.env, **extra,
+        })
+        status = "ok" if (trials["status"] == "ok").all() and len(trials) else "failed"
+        errors = trials["error"].dropna()
+        telemetry = dict(extra.get("telemetry") or {})
+        return RunOutcome(self.writer.path, status, stop_reason, trials, summary,
+                          errors.iloc[-1] if len(errors) else None, telemetry,
+                          [*extra.get("warnings", []), *telemetry.get("warnings", [])])

@@ -1,0 +1,70 @@
+"""Scenarios: what a run measures, and how. A scenario owns its loop and declares the
+measured columns it fills and the step capabilities it needs (backends/base.py
+STEP_CAPABILITIES); preflight refuses a backend whose steps lack one, so no scenario
+ever names a backend. Today's protocol is the `throughput` scenario
+(measure/throughput.py); a new scenario is a new module registered here.
+
+A scenario gets the prepared step and a context, writes its rows through
+`ctx.emit(measured columns)` as they come (the run record adds the identity and
+writes them atomically), and returns its stop reason and what run.json should keep.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Dict, FrozenSet, List, Optional, Tuple
+
+from gpubench.backends import Step
+from gpubench.errors import UserError
+from gpubench.telemetry import Sampler
+from gpubench.workloads import Workload
+
+Progress = Callable[..., None]
+
+
+@dataclass
+class ScenarioContext:
+    step: Step
+    request: Any  # the RunRequest (measure/request.py)
+    workload: Workload
+    batch_size: int
+    peak_tflops: Optional[float]  # the device's datasheet peak at this precision, if known
+    sampler: Sampler  # already started; bracket each measured interval with it
+    progress: Progress
+    emit: Callable[[Dict[str, Any]], None]  # one row of measured columns, written at once
+
+
+class Scenario(ABC):
+    name: ClassVar[str]
+    needs: ClassVar[FrozenSet[str]] = frozenset({"run"})
+    columns: ClassVar[Tuple[str, ...]]  # the measured columns its rows may fill
+
+    @abstractmethod
+    def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
+        """Measures, emitting rows as it goes; returns (stop reason, run.json extras).
+        Rows emitted before an exception or a KeyboardInterrupt are kept."""
+
+
+def _throughput() -> Scenario:
+    from gpubench.measure.throughput import ThroughputScenario
+    return ThroughputScenario()
+
+
+_SCENARIOS: Dict[str, Callable[[], Scenario]] = {"throughput": _throughput}
+
+
+def register_scenario(name: str, factory: Callable[[], Scenario]) -> None:
+    """Adds a scenario for this process (tests, plugins)."""
+    _SCENARIOS[name] = factory
+
+
+def scenario_names() -> List[str]:
+    return sorted(_SCENARIOS)
+
+
+def resolve_scenario(name: str) -> Scenario:
+    factory = _SCENARIOS.get(name)
+    if factory is None:
+        raise UserError(f"unknown scenario {name!r} (valid: {', '.join(scenario_names())})")
+    return factory()

@@ -1,0 +1,61 @@
+"""The `throughput` scenario: warm up, calibrate, and time back-to-back steps in
+trials (the protocol of measure/protocol.py); one row per kept trial with samples/s,
+TFLOP/s and MFU, per-step latency percentiles in infer mode, and the trial's
+telemetry."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from gpubench.measure.protocol import TrialResult, measure
+from gpubench.measure.scenario import Scenario, ScenarioContext
+from gpubench.results.schema import MEASURED_COLUMNS
+
+
+def percentiles_ms(latencies_s: Optional[np.ndarray]) -> Dict[str, float]:
+    if latencies_s is None or len(latencies_s) == 0:
+        return {}
+    p50, p90, p99 = np.percentile(latencies_s, [50, 90, 99]) * 1e3
+    return {"latency_p50_ms": p50, "latency_p90_ms": p90, "latency_p99_ms": p99}
+
+
+class ThroughputScenario(Scenario):
+    name = "throughput"
+    columns = tuple(c for c in MEASURED_COLUMNS if c not in ("status", "error"))
+
+    def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
+        req = ctx.request
+        protocol = replace(req.protocol, record_latency=req.mode == "infer")
+        calibration, stop = measure(ctx.step, protocol, lambda r: ctx.emit(self.trial_row(ctx, r)),
+                                    ctx.sampler, ctx.progress)
+        extra: Dict[str, Any] = {"calibration": asdict(calibration)}
+        if protocol.record_latency:
+            extra["latency_timing"] = ("separate_pass" if ctx.step.latency_timing_syncs
+                                       else "in_trial")
+        return stop, extra
+
+    @staticmethod
+    def trial_row(ctx: ScenarioContext, result: TrialResult) -> Dict[str, Any]:
+        mode, precision = ctx.request.mode, ctx.request.precision
+        stats = ctx.workload.stats
+        samples = result.iterations * ctx.batch_size
+        tflops = stats.flops_per_sample(mode) * samples / result.duration_s / 1e12
+        row = {"trial": result.trial, "iterations": result.iterations, "samples": samples,
+               "duration_s": result.duration_s,
+               "throughput_samples_per_s": samples / result.duration_s, "tflops": tflops,
+               "mfu": tflops / ctx.peak_tflops if ctx.peak_tflops else None,
+               "peak_mem_bytes": ctx.step.peak_mem_bytes(), "loss": result.loss}
+        row.update(percentiles_ms(result.latencies_s))
+        row.update(result.telemetry)
+        if row.get("mem_bw_gbs") is None:  # no measured bandwidth: the workload's own bytes
+            dtype_bytes = 2 if precision in ("fp16", "bf16") else 4
+            moved = stats.bytes_per_step(ctx.batch_size, mode, dtype_bytes)
+            row.update(mem_bw_gbs=moved * result.iterations / result.duration_s / 1e9,
+                       mem_bw_source="analytic")
+        energy = row.get("energy_j")
+        if energy:
+            row["samples_per_joule"] = samples / energy
+        return row

@@ -1,6 +1,6 @@
 """What isolating each run in a fresh worker process costs: the wall time of a short
-torch-cpu run through a worker (process start + imports + the run) against the same
-run in-process, interleaved; plus the bare costs of starting Python with gpubench's
+torch-cpu run through the process launcher (process start + imports + the run)
+against the same run through the inline launcher (in this process), interleaved; plus the bare costs of starting Python with gpubench's
 worker module and of importing torch.
 
     .venv/bin/python benchmarks/isolation_overhead.py [--rounds 5]
@@ -16,18 +16,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from gpubench.launch import make_launcher
 from gpubench.measure.protocol import ProtocolConfig
-from gpubench.measure.runner import RunRequest, execute_run
+from gpubench.measure.runner import RunRequest
 from gpubench.results.writer import new_run_id
-from gpubench.suite.isolation import run_in_worker
 
 PROTOCOL = ProtocolConfig(trials=1, warmup_s=0.05, min_trial_s=0.05)
 
 
-def _request(out: Path, isolated: bool) -> RunRequest:
-    folder = out / f"bench-{new_run_id()}" if isolated else None
+def _request(out: Path) -> RunRequest:
     return RunRequest(workload="linreg", backend="torch-cpu", protocol=PROTOCOL,
-                      telemetry="none", out_dir=out, folder=folder, threads=1)
+                      telemetry="none", out_dir=out, folder=out / f"bench-{new_run_id()}",
+                      threads=1)
 
 
 def _wall(fn) -> float:
@@ -47,12 +47,13 @@ def main() -> None:
     isolated, in_process, bare, worker_import, torch_import = [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        execute_run(_request(out, False))  # torch imported in this process once, as a suite parent would not
+        process, inline = make_launcher("process"), make_launcher("inline")
+        inline.launch(_request(out))  # torch imported in this process once, as a suite parent would not
         for _ in range(args.rounds):
-            isolated.append(_wall(lambda: run_in_worker(_request(out, True), timeout_s=120)))
-            in_process.append(_wall(lambda: execute_run(_request(out, False))))
+            isolated.append(_wall(lambda: process.launch(_request(out), timeout_s=120)))
+            in_process.append(_wall(lambda: inline.launch(_request(out))))
             bare.append(_python("pass"))
-            worker_import.append(_python("import gpubench.suite.worker"))
+            worker_import.append(_python("import gpubench.launch.worker"))
             torch_import.append(_python("import torch"))
     med = statistics.median
     print(f"{args.rounds} interleaved rounds, linreg on torch-cpu, 1 trial of 0.05 s")

@@ -62,7 +62,8 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.cli.progress import run_progress
     from gpubench.cli.render import print_run
     from gpubench.measure.protocol import ProtocolConfig
-    from gpubench.measure.runner import RunRequest, execute_run
+    from gpubench.launch import make_launcher, run_one
+    from gpubench.measure.runner import RunRequest
     from gpubench.workloads import parse_param_args
 
     protocol = ProtocolConfig(
@@ -78,12 +79,10 @@ def execute(args: argparse.Namespace) -> int:
         onnx_path=str(args.onnx.absolute()) if args.onnx else None,
         require_idle_gpu=args.require_idle_gpu)
     show_progress = not args.quiet and sys.stderr.isatty()
+    # process (default): a fresh worker, a clean CUDA context, the path suites take
+    launcher = make_launcher("inline" if args.no_isolate else "process")
     with run_progress(show_progress) as progress:
-        if args.no_isolate:
-            outcome = execute_run(request, progress)
-        else:  # the path suites take: a fresh process, a clean CUDA context
-            from gpubench.suite.isolation import run_isolated
-            outcome = run_isolated(request, args.timeout, progress)
+        outcome = run_one(request, launcher, args.timeout, progress)
     for warning in outcome.warnings:  # also in run.json
         print(f"gpubench: warning: {warning}", file=sys.stderr)
     print_run(outcome, args.format, args.quiet)

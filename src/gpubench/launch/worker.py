@@ -1,4 +1,5 @@
-"""The worker: one run in a fresh process (`python -m gpubench.suite.worker`).
+"""The worker: one run in a fresh process (`python -m gpubench.launch.worker`), started
+by the process launcher with the Python of the run's environment.
 
 A fresh process per run gives every run a clean CUDA context, and confines a segfault,
 an out-of-memory kill or a hang to that run. The parent sends the request as JSON on
@@ -11,6 +12,9 @@ GPUBENCH_EVENT_FD. Its exit code says how it ended:
          the configuration is unsupported here (an unavailable backend, a precision
          the device cannot do) or bad input
     130  interrupted (SIGINT from the parent); finished trials are written
+
+With `--preflight` it only runs preflight (in this Python: are the framework and the
+backend there, is the configuration possible) and exits 0 or 2 the same way.
 """
 
 from __future__ import annotations
@@ -80,9 +84,12 @@ def main() -> int:
     fd = os.environ.get(EVENT_FD_ENV)
     events = _Events(os.fdopen(int(fd), "w", buffering=1) if fd else None)
     request = request_from_json(json.loads(sys.stdin.read()))
-    from gpubench.measure.runner import execute_run
+    from gpubench.measure.runner import execute_run, preflight
 
     try:
+        if "--preflight" in sys.argv[1:]:
+            preflight(request)
+            return EXIT_FINISHED
         outcome = execute_run(request, events)
     except (Unsupported, BackendUnavailable) as exc:
         events("refused", kind="unsupported", message=str(exc))

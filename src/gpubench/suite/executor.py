@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import queue
-import subprocess
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -24,15 +23,15 @@ import pandas as pd
 from gpubench.backends import backend_names
 from gpubench.environment import host_name
 from gpubench.errors import UserError
+from gpubench.launch import Launcher, make_launcher, settle
 from gpubench.measure.protocol import ProtocolConfig
-from gpubench.measure.runner import RunRequest
+from gpubench.measure.request import RunRequest, request_identity
 from gpubench.atomic_io import write_text_atomic
 from gpubench.results.reader import read_trials
-from gpubench.results.schema import SCHEMA_VERSION, TRIAL_COLUMNS
+from gpubench.results.schema import SCHEMA_VERSION, configuration_key, trial_columns
 from gpubench.results.summary import summarize
 from gpubench.results.writer import new_run_id, run_folder_name
 from gpubench.suite.config import SuiteRun, load_suite, matches, parse_filter
-from gpubench.suite.isolation import read_folder_trials, record_status, run_in_worker
 from gpubench.workloads import resolve_workload
 
 Progress = Callable[..., None]
@@ -42,7 +41,7 @@ FAILING = ("failed", "timeout")
 @dataclass(frozen=True)
 class PlannedRun:
     run: SuiteRun
-    key: Tuple[str, ...]  # (workload, backend, mode, precision, batch size, params) resolved
+    key: Tuple[str, ...]  # the configuration (schema.CONFIGURATION_COLUMNS) as rows hold it
     repeat: int = 0  # which of the configuration's `repeats` runs this is
 
     def label(self) -> str:
@@ -67,19 +66,18 @@ class SuiteOutcome:
 
 
 def resolved_key(run: SuiteRun, source: Path) -> Tuple[str, ...]:
-    """The key as it will stand in result rows: default batch size and default
-    parameters filled in (validates the workload and its params too)."""
+    """The configuration as it will stand in result rows: default batch size and
+    default parameters filled in (validates the workload and its params too)."""
     try:
-        workload = resolve_workload(run.workload, dict(run.params))
+        resolve_workload(run.workload, dict(run.params))
     except UserError as exc:
         raise UserError(f"{source}: {exc}") from None
-    batch = run.batch_size or workload.default_batch_size
-    return (run.workload, run.backend, run.mode, run.precision, str(batch), workload.params_str)
+    req, _ = request_for(run, Path("unused"), run.setting("device"), None)
+    return configuration_key(request_identity(req))
 
 
 def row_key(row: pd.Series) -> Tuple[str, ...]:
-    return (str(row["workload"]), str(row["backend"]), str(row["mode"]), str(row["precision"]),
-            str(int(row["batch_size"])), str(row["params"] or ""))
+    return configuration_key(row)
 
 
 def find_resumable(out_dir: Path, suite_name: str) -> Path:
@@ -160,7 +158,7 @@ class SuiteFolder:
         self.lock = threading.Lock()
         (path / "runs").mkdir(parents=True, exist_ok=True)
         self.trials = read_trials(path / "trials.csv") if (path / "trials.csv").exists() \
-            else pd.DataFrame(columns=list(TRIAL_COLUMNS))
+            else pd.DataFrame(columns=list(trial_columns()))
         samples_path = path / "samples.csv"
         self.samples = pd.read_csv(samples_path) if samples_path.exists() else pd.DataFrame()
         self.meta = meta
@@ -174,7 +172,7 @@ class SuiteFolder:
 
     def add_run(self, run_folder: Path, rows: pd.DataFrame, entry: Dict[str, Any]) -> None:
         with self.lock:
-            frames = [f for f in (self.trials, rows[list(TRIAL_COLUMNS)]) if len(f)]
+            frames = [f for f in (self.trials, rows[list(trial_columns())]) if len(f)]
             self.trials = pd.concat(frames, ignore_index=True) if frames else self.trials
             write_text_atomic(self.path / "trials.csv", self.trials.to_csv(index=False))
             samples_path = run_folder / "samples.csv"
@@ -213,11 +211,14 @@ def open_suite_folder(plan: SuitePlan, out_dir: Path, options: Dict[str, Any]) -
 
 
 def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
-                  timeout_override: Optional[float] = None, progress: Progress = lambda e, **f: None) -> SuiteOutcome:
-    """Runs every planned run in a worker, `len(devices)` at a time (one per device)."""
+                  timeout_override: Optional[float] = None, progress: Progress = lambda e, **f: None,
+                  launcher: Optional[Launcher] = None) -> SuiteOutcome:
+    """Runs every planned run through the launcher (a worker process each, by default),
+    `len(devices)` at a time (one per device)."""
+    launcher = launcher or make_launcher("process")
     statuses: Dict[str, int] = {}
     stop = threading.Event()
-    active: Dict[int, subprocess.Popen] = {}
+    active: Dict[int, Callable[[], None]] = {}  # run index -> interrupt it
     free: "queue.Queue[int]" = queue.Queue()
     for device in devices:
         free.put(device)
@@ -231,7 +232,8 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
             folder = suite.path / "runs" / run_folder_name(host_name(), run_id)
             req, timeout_s = request_for(planned.run, folder, device, timeout_override)
             progress("run_start", index=index, label=planned.label(), device=device)
-            result = run_in_worker(req, timeout_s, on_start=lambda p: active.__setitem__(index, p))
+            result = launcher.launch(req, timeout_s,
+                                     on_start=lambda interrupt: active.__setitem__(index, interrupt))
             active.pop(index, None)
             if stop.is_set() and result.outcome in ("failed", "interrupted"):
                 # We interrupted it (perhaps before its own handler was in place): not a
@@ -239,14 +241,7 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
                 # tables hold whole runs only, so --resume runs it again.
                 progress("run_done", index=index, label=planned.label(), status="interrupted")
                 return
-            if result.outcome == "finished":
-                rows = read_folder_trials(folder)
-            elif result.outcome == "refused":
-                status = "unsupported" if result.refused_kind == "unsupported" else "failed"
-                rows = record_status(req, status, result.message or "")
-            else:  # failed | timeout
-                rows = record_status(req, "timeout" if result.outcome == "timeout" else "failed",
-                                     result.message or "")
+            rows = settle(req, result)  # refusals, crashes and timeouts become rows
             status = _run_status(rows)
             suite.add_run(folder, rows, {"run_id": run_id, "label": planned.label(),
                                          "folder": str(folder.relative_to(suite.path)),
@@ -267,9 +262,9 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
         except KeyboardInterrupt:
             interrupted = True
             stop.set()
-            for proc in list(active.values()):
+            for interrupt in list(active.values()):
                 try:
-                    proc.send_signal(2)  # SIGINT: the worker writes what finished
+                    interrupt()  # SIGINT: the worker writes what finished
                 except ProcessLookupError:
                     pass
             wait(pending)

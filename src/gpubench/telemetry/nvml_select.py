@@ -9,7 +9,7 @@ ordinal is taken as the NVML index.
 
 Both mappings assume CUDA enumerates in PCI bus order, NVML's order. CUDA's default
 order puts the fastest GPU first, so gpubench sets CUDA_DEVICE_ORDER=PCI_BUS_ID before
-CUDA is initialised: in the run worker's environment (suite/isolation.py) and at the
+CUDA is initialised: in the run worker's environment (launch/process.py) and at the
 start of an in-process run (measure/runner.py). A user's own CUDA_DEVICE_ORDER stands and
 is recorded in run.json (`environment.cuda_device_order`); with FASTEST_FIRST on a box
 of unlike GPUs only the UUID match is certain.

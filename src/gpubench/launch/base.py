@@ -1,0 +1,83 @@
+"""The launcher interface: how a run's process(es) are started, with which Python.
+
+A launcher takes a RunRequest whose `folder` is set and runs it to the end, reporting
+progress events and saying how it ended (LaunchResult). What to make of that ending
+(a refusal, a crash, a timeout) is decided in one place for every launcher
+(launch/status_rows.py, launch/__init__.py). Backends never learn which launcher ran
+them.
+
+- `inline`: in this process (debugging; no timeout, no clean CUDA context);
+- `process`: one fresh worker process per run (`python -m gpubench.launch.worker`),
+  the default: a clean CUDA context, and a segfault, OOM kill or hang stays in it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Dict, List, Optional
+
+from gpubench.errors import UserError
+from gpubench.measure.protocol import Progress, no_progress  # noqa: F401 (re-exported)
+
+# A launcher hands its caller a way to interrupt the run (SIGINT: write what finished).
+OnStart = Callable[[Callable[[], None]], None]
+
+
+@dataclass
+class LaunchResult:
+    """How a run ended: finished | refused | failed | timeout | interrupted."""
+
+    outcome: str
+    message: Optional[str] = None
+    refused_kind: Optional[str] = None  # unsupported | usage
+    events: List[Dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def telemetry(self) -> Dict[str, Any]:
+        return self._finished().get("telemetry") or {}
+
+    @property
+    def warnings(self) -> List[str]:
+        return list(self._finished().get("warnings") or [])
+
+    def _finished(self) -> Dict[str, Any]:
+        finished = [e for e in self.events if e["event"] == "finished"]
+        return finished[-1] if finished else {}
+
+
+def check_python(python: str) -> str:
+    """`python` as a usable interpreter path, or a UserError saying what is wrong."""
+    path = os.path.abspath(os.path.expanduser(python))
+    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+        raise UserError(f"{python}: not an executable Python interpreter")
+    return path
+
+
+def is_this_python(python: str) -> bool:
+    try:
+        return os.path.samefile(python, sys.executable)
+    except OSError:
+        return False
+
+
+class Launcher(ABC):
+    name: ClassVar[str]
+    isolated: ClassVar[bool]  # a fresh process per run (timeouts and crashes contained)
+
+    def __init__(self, python: Optional[str] = None) -> None:
+        self.python = sys.executable if python is None else check_python(python)
+
+    @abstractmethod
+    def preflight(self, req: Any) -> None:
+        """The checks that need no framework, run by the interpreter the run will run
+        in. Raises UserError (or Unsupported / BackendUnavailable)."""
+
+    @abstractmethod
+    def launch(self, req: Any, timeout_s: Optional[float] = None,
+               progress: Progress = no_progress,
+               on_start: OnStart = lambda interrupt: None) -> LaunchResult:
+        """Runs `req` (its `folder` set) to the end. KeyboardInterrupt propagates after
+        the run wrote its finished trials."""

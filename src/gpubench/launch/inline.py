@@ -1,0 +1,41 @@
+"""The `inline` launcher: the run in this process (`gpubench run --no-isolate`). No
+timeout can be enforced and a crash takes this process with it: for debugging."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from gpubench.errors import BackendUnavailable, Unsupported, UserError
+from gpubench.launch.base import (
+    LaunchResult, Launcher, OnStart, Progress, is_this_python, no_progress,
+)
+
+
+class InlineLauncher(Launcher):
+    name = "inline"
+    isolated = False
+
+    def __init__(self, python: Optional[str] = None) -> None:
+        super().__init__(python)
+        if python is not None and not is_this_python(self.python):
+            raise UserError(f"{python}: the inline launcher runs in this interpreter "
+                            "only; another Python needs a worker process (leave out "
+                            "--no-isolate)")
+
+    def preflight(self, req: Any) -> None:
+        from gpubench.measure.runner import preflight
+        preflight(req)
+
+    def launch(self, req: Any, timeout_s: Optional[float] = None,
+               progress: Progress = no_progress,
+               on_start: OnStart = lambda interrupt: None) -> LaunchResult:
+        from gpubench.measure.runner import execute_run
+        try:
+            outcome = execute_run(req, progress)
+        except (Unsupported, BackendUnavailable) as exc:
+            return LaunchResult("refused", str(exc), "unsupported")
+        except UserError as exc:
+            return LaunchResult("refused", str(exc), "usage")
+        return LaunchResult("finished", events=[{
+            "event": "finished", "path": str(outcome.path), "status": outcome.status,
+            "telemetry": outcome.telemetry, "warnings": outcome.warnings}])

@@ -1,0 +1,81 @@
+"""A run that produced no rows of its own (refused, crashed, timed out) still becomes
+rows: its identity from the request (the same declaration as every row), measured
+columns empty, status and error said. The same for every launcher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict
+
+import pandas as pd
+
+from gpubench import __version__
+from gpubench.atomic_io import write_text_atomic
+from gpubench.environment import git_commit, host_name
+from gpubench.launch.base import LaunchResult
+from gpubench.launch.worker import request_to_json
+from gpubench.measure.request import RunRequest, request_identity
+from gpubench.measure.run_record import ERROR_TAIL_CHARS, utc_now
+from gpubench.results.schema import (
+    CONFIGURATION_COLUMNS, CONTEXT_COLUMNS, ENVIRONMENT_COLUMNS, PLACEMENT_COLUMNS,
+    SCHEMA_VERSION, trial_columns,
+)
+from gpubench.results.summary import summarize
+
+# What the rows a worker wrote before it died know better than the request does.
+KEPT_FROM_ROWS = (("run_id",) + PLACEMENT_COLUMNS + CONTEXT_COLUMNS
+                  + tuple(c for c in ENVIRONMENT_COLUMNS if c != "schema_version")
+                  + ("batch_size", "params"))
+
+
+def status_row(req: RunRequest, status: str, error: str, trial: int) -> Dict[str, Any]:
+    """A row for a run that produced none of its own: identity from the request,
+    measured columns empty."""
+    run_id = Path(req.folder).name.rsplit("-", 1)[-1] if req.folder else ""
+    return {"run_id": run_id, **request_identity(req), "rank": 0,
+            "started_utc": utc_now(), "git_commit": git_commit(),
+            "gpubench_version": __version__, "schema_version": SCHEMA_VERSION,
+            "host": host_name(), "trial": trial, "status": status,
+            "error": error[-ERROR_TAIL_CHARS:]}
+
+
+def read_folder_trials(folder: Path) -> pd.DataFrame:
+    path = Path(folder) / "trials.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=list(trial_columns()))
+    return pd.read_csv(path, dtype={"params": "object", "error": "object", "status": "object"},
+                       keep_default_na=True).assign(params=lambda f: f["params"].fillna(""))
+
+
+def record_status(req: RunRequest, status: str, error: str) -> pd.DataFrame:
+    """Appends a status row to the run folder's trials.csv (keeping the rows the worker
+    wrote before it died) and rewrites summary.csv. Returns all rows."""
+    folder = Path(req.folder)
+    trials = read_folder_trials(folder)
+    row = status_row(req, status, error, trial=len(trials))
+    if len(trials):  # the worker got as far as a device: keep what it knew
+        for column in KEPT_FROM_ROWS + CONFIGURATION_COLUMNS:
+            if column in trials.columns:
+                row[column] = trials[column].iloc[-1]
+    rows = pd.concat([trials, pd.DataFrame([row])], ignore_index=True)[list(trial_columns())]
+    write_text_atomic(folder / "trials.csv", rows.to_csv(index=False))
+    write_text_atomic(folder / "summary.csv", summarize(rows).to_csv(index=False))
+    if not (folder / "run.json").exists():
+        write_text_atomic(folder / "run.json", json.dumps(
+            {"schema_version": SCHEMA_VERSION, "run_id": row["run_id"], "status": status,
+             "config": request_to_json(req), "error": error[-ERROR_TAIL_CHARS:]}, indent=2) + "\n")
+    return rows
+
+
+def settle(req: RunRequest, result: LaunchResult) -> pd.DataFrame:
+    """The rows a launched run leaves: its own when it finished; else its rows so far
+    and a status row (unsupported for a refusal the backend cannot help, failed for bad
+    input or a crash, timeout)."""
+    if result.outcome in ("finished", "interrupted"):
+        return read_folder_trials(Path(req.folder))
+    if result.outcome == "refused":
+        status = "unsupported" if result.refused_kind == "unsupported" else "failed"
+    else:
+        status = "timeout" if result.outcome == "timeout" else "failed"
+    return record_status(req, status, result.message or "")

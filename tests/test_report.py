@@ -136,3 +136,54 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert dom.returncode == 0 and _console_lines(dom.stderr) == []
     assert "<script" not in dom.stdout.lower()  # the injected workload stayed text
     assert "&lt;script&gt;console.error" in dom.stdout
+
+
+def _svg_after(html: str, heading: str):
+    """The first inline SVG after `heading`, parsed."""
+    import xml.etree.ElementTree as ET
+    start = html.index(heading)
+    return ET.fromstring(html[html.index("<svg", start):html.index("</svg>", start) + 6])
+
+
+def _visible_text(element) -> str:
+    """A <text>'s own words and its <tspan>s', without <title> tooltips."""
+    parts = [element.text or ""]
+    for child in element:
+        if not child.tag.endswith("title"):
+            parts.append(child.text or "")
+        parts.append(child.tail or "")
+    return " ".join(p.strip() for p in parts if p.strip())
+
+
+def test_bars_share_one_scale_and_labels_are_whole(tmp_path):
+    """Issue 12: every configuration had its own scale (all bars full length) and its
+    label was cut at 42 characters."""
+    long_params = ";".join(f"parameter_{i}=value_{i}" for i in range(8))  # no spaces
+    long_device = "NVIDIA H100 80GB HBM3 in a machine with a rather long product name"
+    values = {("before", "mnist"): 1000.0, ("before", "linreg"): 250.0,
+              ("after", "mnist"): 800.0, ("after", "linreg"): 200.0}
+    for group in ("before", "after"):
+        write_run(tmp_path / group, pd.concat([
+            make_trials([values[(group, "mnist")]] * 4, run_id=f"{group}1"),
+            make_trials([values[(group, "linreg")]] * 4, run_id=f"{group}2", workload="linreg",
+                        params=long_params, device_name=long_device)]))
+    html = _report(tmp_path, tmp_path / "before", tmp_path / "after")
+    svg = _svg_after(html, "<h2>Throughput per configuration")
+    ns = "{http://www.w3.org/2000/svg}"
+
+    widths = {}
+    for rect in svg.iter(f"{ns}rect"):
+        title = rect.find(f"{ns}title")
+        if title is not None:  # the bars carry their tooltip; legend swatches do not
+            config, group = title.text.split(": median")[0].rsplit(" · ", 1)
+            widths[(group, config.split(" ")[0])] = float(rect.get("width"))
+    assert set(widths) == set(values)
+    per_unit = [widths[k] / values[k] for k in values]
+    assert max(per_unit) / min(per_unit) < 1.01, widths  # one scale: width ∝ value
+
+    label = (f"linreg [{long_params}] torch-cuda train fp32 batch 64 ({long_device})")
+    assert len(label) > 150  # longer than a line: wrapped
+    texts = [_visible_text(t) for t in svg.iter(f"{ns}text")]
+    whole = [t for t in texts if t.replace(" ", "") == label.replace(" ", "")]
+    assert whole, texts  # every character of the label is shown, in one <text>
+    assert "…" not in "".join(texts)

@@ -31,15 +31,9 @@ import numpy as np
 import pandas as pd
 
 from gpubench.errors import UserError
-from gpubench.results.reader import read_trials
+from gpubench.results.reader import NUMERIC_COLUMNS, check_numeric, read_meta, read_trials
 from gpubench.results import schema
-from gpubench.results.schema import (
-    ENVIRONMENT_COLUMNS, IDENTITY_COLUMNS, MEASURED_COLUMNS, TEXT_COLUMNS, TRIAL_COLUMNS,
-)
-
-NUMERIC_COLUMNS = tuple(
-    c for c in ("batch_size", "world_size", "device_index", "rank") + MEASURED_COLUMNS
-    if c not in TEXT_COLUMNS and c != "throttled")
+from gpubench.results.schema import ENVIRONMENT_COLUMNS, IDENTITY_COLUMNS, TRIAL_COLUMNS
 # Unit suffixes a column name may end in (the schema's and their usual relatives).
 UNITS = ("s", "ms", "us", "ns", "min", "h", "w", "mw", "kw", "j", "mj", "kj", "wh", "kwh",
          "hz", "khz", "mhz", "ghz", "bytes", "b", "kb", "mb", "gb", "kib", "mib", "gib",
@@ -70,23 +64,6 @@ def check_units(columns: Iterable[str], expected: Sequence[str], path: Path) -> 
                             "the file mixes units: convert the column and name it so")
 
 
-def check_numeric(frame: pd.DataFrame, columns: Iterable[str], path: Path) -> pd.DataFrame:
-    """Makes `columns` numeric, refusing text that is not a number (names the line)."""
-    for column in columns:
-        if column not in frame.columns or pd.api.types.is_numeric_dtype(frame[column]):
-            continue
-        raw = frame[column]
-        values = pd.to_numeric(raw, errors="coerce")
-        bad = values.isna() & raw.notna() & raw.astype(str).str.strip().ne("")
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            text = str(raw.iloc[i])[:40]
-            raise UserError(f"{path}: column {column} holds a value that is not a number, "
-                            f"{text!r} on line {i + 2}")
-        frame[column] = values
-    return frame
-
-
 def find_trial_files(path: Path) -> List[Path]:
     path = Path(path)
     if path.is_file():
@@ -110,7 +87,10 @@ def find_trial_files(path: Path) -> List[Path]:
 
 def read_checked(file: Path) -> pd.DataFrame:
     """One trials file, read (migrated), unit-checked and made numeric; `source` column
-    says where each row came from, and energy_j_per_sample is derived."""
+    says where each row came from, and energy_j_per_sample is derived. A run or suite
+    folder's run.json must parse too (a corrupt one is not silently passed over)."""
+    if Path(file).name == "trials.csv":
+        read_meta(Path(file).parent)
     frame = read_trials(file)
     if frame.empty:
         raise UserError(f"{file}: no trial rows (only a header)")

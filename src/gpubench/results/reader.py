@@ -1,18 +1,25 @@
 """Reading result files. Readers refuse a newer schema with a clear message and migrate
-older ones step by step (MIGRATIONS[v] turns a version-v frame into version v+1)."""
+older ones step by step (MIGRATIONS[v] turns a version-v frame into version v+1).
+Malformed input is refused here, so that every reader (compare, report, --resume) does:
+a row whose field count is not the header's (a file cut mid-line), text in a numeric
+column, a row without a status, and a run.json that does not parse."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
 import pandas as pd
 
 from gpubench.errors import UserError
 from gpubench.results.schema import (
-    CONFIGURATION_DEFAULTS, IDENTITY_COLUMNS, SCHEMA_VERSION, TEXT_COLUMNS, trial_columns,
+    CONFIGURATION_DEFAULTS, IDENTITY_COLUMNS, MEASURED_COLUMNS, SCHEMA_VERSION, TEXT_COLUMNS,
+    trial_columns,
 )
 
 
@@ -40,6 +47,9 @@ REQUIRED_V1_COLUMNS = ("run_id", "workload", "backend", "mode", "precision", "ba
                        "params", "device_index", "device_name", "device_uuid",
                        "schema_version", "trial", "duration_s", "throughput_samples_per_s",
                        "status")
+NUMERIC_COLUMNS = tuple(
+    c for c in ("batch_size", "world_size", "device_index", "rank") + MEASURED_COLUMNS
+    if c not in TEXT_COLUMNS and c != "throttled")
 
 
 @dataclass
@@ -51,15 +61,76 @@ class RunData:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    return _read_table(path)[0]
+
+
+def _read_table(path: Path) -> Tuple[pd.DataFrame, List[int]]:
+    """The rows of a CSV and the line each starts on (for messages)."""
     try:
         frame = pd.read_csv(path, dtype={c: "object" for c in TEXT_COLUMNS})
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            text = fh.read()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    return frame, _record_lines(path, text)
+
+
+def _record_lines(path: Path, text: str) -> List[int]:
+    """The line each data record starts on, refusing a record whose field count is not
+    the header's: pandas pads a short row (a file cut mid-line) with empty cells and
+    reads on, so a cut row would count as a trial with its last columns unmeasured."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, [])
+        starts: List[int] = []
+        start = reader.line_num + 1
+        for record in reader:
+            if record:  # pandas skips blank lines too
+                if len(record) != len(header):
+                    raise UserError(_bad_record(path, start, len(record), len(header),
+                                                cut=reader.line_num == text.count("\n") + 1))
+                starts.append(start)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise UserError(f"{path}: not a readable CSV (line {reader.line_num}: {exc})") from None
+    return starts
+
+
+def _bad_record(path: Path, line: int, fields: int, expected: int, cut: bool) -> str:
+    if cut and fields < expected:  # the last line, with no newline after it
+        return (f"{path}: line {line} is cut short ({fields} of {expected} fields, no newline "
+                "at the end): the file was truncated mid-line; repair or remove that line")
+    return (f"{path}: line {line} has {fields} fields, the header {expected}: a malformed row; "
+            "repair or remove it")
+
+
+def check_numeric(frame: pd.DataFrame, columns: Iterable[str], path: Path,
+                  lines: Optional[Sequence[int]] = None) -> pd.DataFrame:
+    """Makes `columns` numeric, refusing text that is not a number (names the line:
+    `lines[i]` for row i, else the row's place after the header)."""
+    for column in columns:
+        if column not in frame.columns or pd.api.types.is_numeric_dtype(frame[column]):
+            continue
+        raw = frame[column]
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = values.isna() & raw.notna() & raw.astype(str).str.strip().ne("")
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            text = str(raw.iloc[i])[:40]
+            raise UserError(f"{path}: column {column} holds a value that is not a number, "
+                            f"{text!r} on line {_line(lines, i)}")
+        frame[column] = values
     return frame
+
+
+def _line(lines: Optional[Sequence[int]], i: int) -> int:
+    return lines[i] if lines is not None and i < len(lines) else i + 2
 
 
 def migrate(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
@@ -86,7 +157,7 @@ def migrate(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
 
 def read_trials(path: Path) -> pd.DataFrame:
     path = Path(path)
-    frame = _read_csv(path)
+    frame, lines = _read_table(path)
     missing = [c for c in REQUIRED_V1_COLUMNS if c not in frame.columns]
     if missing:
         raise UserError(f"{path}: missing required column(s) {', '.join(missing)}")
@@ -95,7 +166,12 @@ def read_trials(path: Path) -> pd.DataFrame:
     if missing:
         raise UserError(f"{path}: missing required column(s) {', '.join(missing)}")
     frame["params"] = frame["params"].fillna("")
-    return frame
+    status = frame["status"]
+    no_status = status.isna() | status.astype(str).str.strip().eq("")
+    if no_status.any():  # every writer gives each row one; without it a row cannot count
+        i = int(np.flatnonzero(no_status.to_numpy())[0])
+        raise UserError(f"{path}: line {_line(lines, i)} has no status")
+    return check_numeric(frame, NUMERIC_COLUMNS, path, lines)
 
 
 def read_run(folder: Path) -> RunData:
@@ -105,15 +181,37 @@ def read_run(folder: Path) -> RunData:
     trials = read_trials(folder / "trials.csv")
     summary_path = folder / "summary.csv"
     summary = _read_csv(summary_path) if summary_path.exists() else None
-    meta: Dict[str, Any] = {}
-    meta_path = folder / "run.json"
-    if meta_path.exists():
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{meta_path}: not valid JSON ({exc})") from None
-        if int(meta.get("schema_version", SCHEMA_VERSION)) > SCHEMA_VERSION:
-            raise UserError(
-                f"{meta_path}: written with result schema version {meta['schema_version']}, "
-                f"newer than this gpubench reads ({SCHEMA_VERSION}); upgrade gpubench")
-    return RunData(folder, trials, summary, meta)
+    return RunData(folder, trials, summary, read_meta(folder))
+
+
+def load_json(path: Path) -> Dict[str, Any]:
+    """A JSON object from `path`; a file that does not parse is corrupt, said so (a
+    reader that skipped it would act as if the run were absent)."""
+    try:
+        value = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: corrupt, not valid JSON ({str(exc).splitlines()[0]})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: corrupt, a JSON {type(value).__name__} where an object belongs")
+    return value
+
+
+def read_meta(folder: Path) -> Dict[str, Any]:
+    """`folder`'s run.json ({} when it has none), checked: it parses, and its schema
+    is one this gpubench reads."""
+    meta_path = Path(folder) / "run.json"
+    if not meta_path.exists():
+        return {}
+    meta = load_json(meta_path)
+    try:
+        version = float(meta.get("schema_version", SCHEMA_VERSION))
+    except (TypeError, ValueError):
+        raise UserError(f"{meta_path}: schema_version {meta['schema_version']!r} is not a "
+                        "number") from None
+    if version > SCHEMA_VERSION:
+        raise UserError(
+            f"{meta_path}: written with result schema version {meta['schema_version']}, "
+            f"newer than this gpubench reads ({SCHEMA_VERSION}); upgrade gpubench")
+    return meta

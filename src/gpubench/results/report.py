@@ -174,6 +174,12 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], text_cols: int
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def label_html(label: str) -> str:
+    """An escaped configuration label that may break after a `;` (a params list has no
+    spaces: unbroken, it would widen the table past the page)."""
+    return ";<wbr>".join(esc(part) for part in str(label).split(";"))
+
+
 def _summary_section(rows: List[Dict[str, object]]) -> str:
     headers = ("group", "configuration", "ok trials", "median samples/s", "95% CI", "CV",
                "p50 ms", "J/sample", "W", "SM MHz", "throttled", "status", "error (last line)")
@@ -181,7 +187,7 @@ def _summary_section(rows: List[Dict[str, object]]) -> str:
     for r in rows:
         ci = f"{value_text(r['ci_low'])}–{value_text(r['ci_high'])}" if num(r["ci_low"], "g") else ""
         status = esc(r["status"])
-        cells.append([esc(r["group"]), esc(r["config"]), esc(r["trials"]), value_text(r["median"]),
+        cells.append([esc(r["group"]), label_html(r["config"]), esc(r["trials"]), value_text(r["median"]),
                       ci, num(r["cv"], ".1%"), num(r["p50_ms"], ".4g"), num(r["j_per_sample"], ".4g"),
                       num(r["power_w"], ".1f"), num(r["sm_clock_mhz"], ".0f"),
                       "yes" if r["throttled"] else "",
@@ -223,7 +229,7 @@ def _comparison_section(data: ReportData, threshold: float) -> str:
         table = compare(base, data.trials[data.trials["group"] == group], THR, threshold,
                         by=data.by, labels=(data.groups[0], group))
         tally = ", ".join(f"{n} {v.replace('_', ' ')}" for v, n in counts(table).items())
-        cells = [[esc(config_label(r)), f'<span class="{esc(r["verdict"])}">{esc(r["verdict"].replace("_", " "))}</span>',
+        cells = [[label_html(config_label(r)), f'<span class="{esc(r["verdict"])}">{esc(r["verdict"].replace("_", " "))}</span>',
                   f"{r['n_base']}/{r['n_new']}", value_text(r["median_base"]), value_text(r["median_new"]),
                   signed_pct(r["change_pct"]), ci_text(r), num(r["p_value"], ".2g"),
                   signed_pct(r["j_per_sample_change_pct"]), esc(clock_text(r)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from typing import Dict, List, Sequence, Tuple
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -47,47 +48,53 @@ Bar = Tuple[float, float, float]  # median, CI low, CI high (NaN where unknown)
 
 
 def bar_chart(title: str, unit: str, configs: Sequence[str], groups: Sequence[str],
-              values: Dict[Tuple[str, str], Bar], width: int = 900) -> str:
-    """Horizontal grouped bars: one block per configuration, one bar per group, the
-    95% CI as an error bar and the median written beside it. Each block has its own
-    scale (configurations differ by orders of magnitude; the groups within one are
-    what is compared)."""
-    label_w, bar_h, gap, top, bottom, value_w = 280, 16, 10, 48, 10, 120
-    rows = [(c, g) for c in configs for g in groups if (c, g) in values]
-    height = top + 14 * len(groups) + bottom + len(configs) * gap + len(rows) * bar_h
-    plot_w = width - label_w - value_w
+              values: Dict[Tuple[str, str], Bar], width: int = 960) -> str:
+    """Horizontal grouped bars: one block per configuration (its full label on its own
+    lines above the bars, wrapped, never cut), one bar per group, the 95% CI as an
+    error bar and the median written beside it. Every bar shares one linear scale from
+    0 (they share a unit): bar lengths compare across configurations, not only within
+    one; a bar too small to see still has its value written beside it."""
+    left, bar_h, gap, line_h, value_w = 8, 16, 12, 15, 110
+    plot_w = width - left - value_w
+    finite = [v for bar in values.values() for v in bar if math.isfinite(v)]
+    ticks = nice_ticks(0.0, max(finite + [0.0]) or 1.0)
+    scale = ticks[-1] or 1.0
+
+    def x(v: float) -> float:
+        return left + plot_w * min(max(v, 0.0), scale) / scale
+
+    legend = [wrap(g, width - left - 20) for g in groups]
+    blocks = [(c, wrap(c, width - 2 * left), [g for g in groups if (c, g) in values]) for c in configs]
+    blocks = [b for b in blocks if b[2]]
+    axis_y = 52 + line_h * sum(len(lines) for lines in legend) + 8
+    height = axis_y + 10 + sum(len(lines) * line_h + len(present) * bar_h + gap
+                               for _, lines, present in blocks)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" {FONT}>',
            f'<title>{esc(title)}</title>',
            f'<text x="4" y="16" font-size="14" font-weight="bold">{esc(title)}</text>',
-           f'<text x="4" y="32" fill="#666">{esc(unit)}; each configuration on its own scale from 0; '
+           f'<text x="4" y="32" fill="#666">{esc(unit)}; one scale from 0 for every configuration; '
            f'whiskers: 95% CI of the median</text>']
-    for i, g in enumerate(groups):  # legend, one group a line
-        ly = top + i * 14
-        out.append(f'<rect x="{label_w}" y="{ly - 9}" width="10" height="10" fill="{color(i)}"/>'
-                   f'<text x="{label_w + 14}" y="{ly}">{esc(_short(g, 90))}</text>')
-    y = top + 14 * len(groups)
-    for c in configs:
-        present = [g for g in groups if (c, g) in values]
-        if not present:
-            continue
-        finite = [v for g in present for v in values[(c, g)] if math.isfinite(v)]
-        c_max = max(finite + [0.0]) or 1.0
-
-        def x(v: float) -> float:
-            return label_w + plot_w * max(v, 0.0) / c_max
-
-        block = len(present) * bar_h
-        out.append(f'<line x1="{label_w}" x2="{label_w}" y1="{y}" y2="{y + block}" stroke="#999"/>'
-                   f'<text x="{label_w - 6}" y="{y + block / 2 + 4:.1f}" text-anchor="end">'
-                   f'<title>{esc(c)}</title>{esc(_short(c, 42))}</text>')
+    y = 52.0
+    for i, lines in enumerate(legend):  # one group a line (or more, wrapped)
+        out.append(f'<rect x="{left}" y="{y - 9:.0f}" width="10" height="10" fill="{color(i)}"/>'
+                   + text_lines(left + 14, y, lines, line_h))
+        y += line_h * len(lines)
+    for t in ticks:  # axis: tick values above, grid lines through every block
+        out.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{axis_y + 4}" y2="{height}" stroke="#eee"/>'
+                   f'<text x="{x(t):.1f}" y="{axis_y}" text-anchor="middle" fill="#666">{esc(fmt_tick(t))}</text>')
+    y = axis_y + 10 + line_h - 3
+    for c, lines, present in blocks:
+        out.append(text_lines(left, y, lines, line_h, 'class="config"'))
+        y += line_h * (len(lines) - 1) + 5
+        out.append(f'<line x1="{left}" x2="{left}" y1="{y}" y2="{y + len(present) * bar_h}" stroke="#999"/>')
         for g in present:
             med, lo, hi = values[(c, g)]
             i = list(groups).index(g)
             tip = f"{c} · {g}: median {med:,.4g}" + (f", 95% CI {lo:,.4g}–{hi:,.4g}" if math.isfinite(lo) else "")
             cy = y + bar_h / 2
             if math.isfinite(med):
-                out.append(f'<rect x="{label_w}" y="{y + 2}" width="{x(med) - label_w:.1f}" '
+                out.append(f'<rect x="{left}" y="{y + 2}" width="{x(med) - left:.2f}" '
                            f'height="{bar_h - 4}" fill="{color(i)}"><title>{esc(tip)}</title></rect>'
                            f'<text x="{max(x(med), x(hi) if math.isfinite(hi) else 0) + 6:.1f}" '
                            f'y="{cy + 4:.1f}">{esc(fmt_value(med))}</text>')
@@ -95,9 +102,41 @@ def bar_chart(title: str, unit: str, configs: Sequence[str], groups: Sequence[st
                 out.append(f'<path d="M{x(lo):.1f},{cy:.1f}H{x(hi):.1f}M{x(lo):.1f},{cy - 4:.1f}V{cy + 4:.1f}'
                            f'M{x(hi):.1f},{cy - 4:.1f}V{cy + 4:.1f}" stroke="#222" stroke-width="1.5" fill="none"/>')
             y += bar_h
-        y += gap
+        y += gap + line_h - 5
     out.append("</svg>")
     return "\n".join(out)
+
+
+CHAR_W = 7.0  # a generous average advance of the 12 px sans-serif font, for wrapping
+
+
+def wrap(text: object, width_px: float) -> List[str]:
+    """`text` in lines that fit `width_px`, broken at spaces or after a `;` or `,`
+    (a params list has no spaces), a piece longer than a line at the limit; every
+    character is kept: labels are wrapped, never cut."""
+    limit = max(8, int(width_px // CHAR_W))
+    lines: List[str] = []
+    line = ""
+    for i, word in enumerate(str(text).split(" ")):
+        for j, piece in enumerate(re.split(r"(?<=[;,])", word)):
+            glue = " " if i and not j else ""  # a space before the word's first piece
+            if line and len(line) + len(glue) + len(piece) > limit:
+                lines.append(line)
+                line, glue = "", ""
+            while len(line) + len(glue) + len(piece) > limit:
+                room = limit - len(line) - len(glue)
+                lines.append(line + glue + piece[:room])
+                line, glue, piece = "", "", piece[room:]
+            line += glue + piece
+    lines.append(line)
+    return lines
+
+
+def text_lines(x: float, y: float, lines: Sequence[str], line_h: float, attrs: str = "") -> str:
+    """A <text> of one <tspan> a line, the first on baseline `y`."""
+    spans = "".join(f'<tspan x="{x:.1f}" dy="{0 if i == 0 else line_h}">{esc(line)}</tspan>'
+                    for i, line in enumerate(lines))
+    return f'<text x="{x:.1f}" y="{y:.1f}"{" " + attrs if attrs else ""}>{spans}</text>'
 
 
 def fmt_value(v: float) -> str:
@@ -115,7 +154,8 @@ def line_chart(title: str, x_label: str, y_label: str, series: Sequence[Series],
     ys = [v for _, _, sy in series for v in sy if math.isfinite(v)]
     x_ticks = nice_ticks(min(xs, default=0.0), max(xs, default=1.0))
     y_ticks = nice_ticks(min(min(ys, default=0.0), 0.0), max(ys, default=1.0))
-    legend_rows = len(series)  # one entry a line: labels are long
+    legends = [wrap(label, width - left - 14) for label, _, _ in series]  # long: wrapped, not cut
+    legend_rows = sum(len(lines) for lines in legends)
     height += legend_rows * 14
     pw, ph = width - left - right, height - top - bottom - legend_rows * 14
 
@@ -139,15 +179,16 @@ def line_chart(title: str, x_label: str, y_label: str, series: Sequence[Series],
     out.append(f'<text x="{left + pw / 2:.0f}" y="{top + ph + 32}" text-anchor="middle">{esc(x_label)}</text>')
     out.append(f'<text transform="translate(14,{top + ph / 2:.0f}) rotate(-90)" text-anchor="middle">'
                f'{esc(y_label)}</text>')
+    ly = top + ph + 50
     for i, (label, sx, sy) in enumerate(series):
         points = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(sx, sy)
                           if math.isfinite(a) and math.isfinite(b))
         if points:
             out.append(f'<polyline points="{points}" fill="none" stroke="{color(i)}" stroke-width="1.5">'
                        f'<title>{esc(label)}</title></polyline>')
-        ly = top + ph + 50 + i * 14
         out.append(f'<rect x="{left}" y="{ly - 9}" width="10" height="10" fill="{color(i)}"/>'
-                   f'<text x="{left + 14}" y="{ly}"><title>{esc(label)}</title>{esc(_short(label, 110))}</text>')
+                   + text_lines(left + 14, ly, legends[i], 14))
+        ly += 14 * len(legends[i])
     out.append("</svg>")
     return "\n".join(out)
 
@@ -156,8 +197,3 @@ def downsample(xs: Sequence[float], ys: Sequence[float], limit: int = 400) -> Tu
     """Every k-th point so a trace has at most `limit` (keeps the file small)."""
     step = max(1, math.ceil(len(xs) / limit))
     return list(xs[::step]), list(ys[::step])
-
-
-def _short(text: str, limit: int) -> str:
-    text = str(text)
-    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -289,3 +289,12 @@ def test_bad_inputs_are_one_line_with_exit_2(two_runs, tmp_path, cli_here):
     one_error_line(cli_here("compare", str(base), str(new), "--threshold", "abc"), "--threshold")
     one_error_line(cli_here("compare", str(base), str(new), "--output", str(tmp_path / "no" / "x.md")),
                    "--output", "cannot write")
+
+
+def test_a_modelled_bandwidth_is_labelled_in_compare():
+    base = make_trials([10.0] * 5, mem_bw_gbs=10.0, mem_bw_source="analytic")
+    new = make_trials([10.0] * 5, run_id="r2", mem_bw_gbs=11.0, mem_bw_source="gpm")
+    note = compare(base, new, metric="mem_bw_gbs")["note"].iloc[0]
+    assert "base GB/s: the model (bytes the workload moves / time), not measured" in note
+    assert "new GB/s: measured (GPM DRAM bandwidth)" in note
+    assert "GB/s" not in compare(base, new)["note"].iloc[0]  # only where bandwidth is compared

@@ -44,14 +44,61 @@ def host_name() -> str:
     return socket.gethostname()
 
 
+# Instruction-set extensions that decide which CPU kernels a framework can use.
+CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16",
+             "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
+# Variables that change how frameworks place and thread work (as collect_env lists them).
+ENV_VARIABLES = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "OMP_NUM_THREADS",
+                 "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "KMP_AFFINITY", "KMP_BLOCKTIME",
+                 "OMP_PROC_BIND", "PYTORCH_CUDA_ALLOC_CONF", "CUBLAS_WORKSPACE_CONFIG",
+                 "NVIDIA_TF32_OVERRIDE", "TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS",
+                 "TF_FORCE_GPU_ALLOW_GROWTH", "NCCL_DEBUG", "LD_LIBRARY_PATH")
+
+
+@lru_cache(maxsize=None)
+def cpu_flags() -> Optional[str]:
+    """The CPU_FLAGS this CPU has, space-separated (None where /proc/cpuinfo is not)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    have = set(line.split(":", 1)[1].split())
+                    return " ".join(flag for flag in CPU_FLAGS if flag in have)
+    except OSError:
+        pass
+    return None
+
+
+def package_version(*distributions: str) -> Optional[str]:
+    """The installed version of the first of `distributions` present (package
+    metadata: nothing is imported)."""
+    import importlib.metadata
+    for name in distributions:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def machine_environment() -> Dict[str, Any]:
+    import psutil
+
+    memory = psutil.virtual_memory()
+    libc, libc_version = platform.libc_ver()
     return {
         "host": host_name(),
         "os": platform.platform(),
+        "libc": f"{libc} {libc_version}".strip() or None,
         "python_version": platform.python_version(),
         "python_executable": sys.executable,
+        "numpy_version": package_version("numpy"),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        "ram_total_bytes": memory.total,
+        "ram_available_bytes": memory.available,
+        "env_variables": {k: os.environ[k] for k in ENV_VARIABLES if k in os.environ},
         "gpubench_version": gpubench.__version__,
         "git_commit": git_commit(),
     }

@@ -122,6 +122,16 @@ class Backend(ABC):
         """Builds the model, optimizer and data on the device. Raises
         BackendUnavailable or Unsupported with the reason."""
 
+    # Package distributions that may provide the framework, in the order to look.
+    distributions: Tuple[str, ...] = ()
+
+    def build_facts(self) -> Dict[str, Any]:
+        """The framework and its version from package metadata, without importing it
+        (`gpubench env` without --frameworks); backends add their build (CUDA) cheaply."""
+        from gpubench.environment import package_version
+        return {"framework": self.framework,
+                "framework_version": package_version(*(self.distributions or (self.framework,)))}
+
     @abstractmethod
     def environment(self) -> Dict[str, Any]:
         """Framework facts for run.json and the result rows (`framework_version`,

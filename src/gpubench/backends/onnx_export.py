@@ -21,9 +21,13 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Union
 
 from gpubench.backends.artifact_cache import ArtifactCache, content_key, sha256_bytes
+from gpubench.backends.onnx_graph_check import (
+    ONNX_FLOAT_TYPES, OnnxSignature, check_against_workload, check_graph, graph_dtype,
+    read_onnx_bytes, read_signature,
+)
 from gpubench.errors import BackendUnavailable, UserError
 from gpubench.workloads import Workload
 
@@ -33,24 +37,6 @@ EXPORT_FORMAT = 1  # bump when the export code changes what it writes
 TRACE_BATCH = 2  # the example batch traced; the exported batch dimension is dynamic
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 BATCH_DIM = "batch"
-# The graph's float type for each --precision: fp16 is an fp16 graph (weights and
-# activations), so an engine runs fp16 kernels because the model is fp16, not by a hint.
-GRAPH_DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16"}
-_ONNX_FLOAT_TYPES = {1: "float32", 10: "float16"}  # onnx.TensorProto.FLOAT, FLOAT16
-
-Dim = Optional[int]  # None: symbolic (dynamic)
-
-
-@dataclass(frozen=True)
-class OnnxSignature:
-    input_name: str
-    input_dtype: str  # "float32" | "float16"
-    input_dims: Tuple[Dim, ...]  # batch first
-    output_names: Tuple[str, ...]
-
-    @property
-    def static_batch(self) -> Optional[int]:
-        return self.input_dims[0]
 
 
 @dataclass
@@ -86,14 +72,6 @@ class OnnxModel:
                 "onnx_input_dtype": self.signature.input_dtype}
 
 
-def graph_dtype(precision: str) -> str:
-    try:
-        return GRAPH_DTYPES[precision]
-    except KeyError:
-        raise UserError(f"no ONNX graph type for precision {precision} "
-                        f"(exports are {', '.join(sorted(set(GRAPH_DTYPES)))})") from None
-
-
 def _torch_version() -> str:
     """torch's version, without importing it; refuses when the exporter cannot run."""
     if importlib.util.find_spec("torch") is None:
@@ -120,12 +98,13 @@ def export_workload(workload: Workload, seed: int = 0, dtype: str = "float32",
                     trace_batch: int = TRACE_BATCH, cache: Optional[ArtifactCache] = None) -> OnnxModel:
     """The workload as an ONNX model: from the cache when it holds this export, else
     exported now and stored (or kept in memory when the cache cannot be written)."""
-    if dtype not in _ONNX_FLOAT_TYPES.values():
+    if dtype not in ONNX_FLOAT_TYPES.values():
         raise UserError(f"ONNX export dtype must be float32 or float16, got {dtype!r}")
     facts = export_facts(workload, seed, dtype, trace_batch)
     key = content_key(facts)
     cache = cache or ArtifactCache("onnx", ".onnx")
-    signature = OnnxSignature(INPUT_NAME, dtype, (None,) + tuple(workload.input_shape), (OUTPUT_NAME,))
+    signature = OnnxSignature(INPUT_NAME, dtype, (None,) + tuple(workload.input_shape), (OUTPUT_NAME,),
+                              (None, workload.num_outputs))
     hit = cache.lookup(key)
     if hit is not None:
         path, meta = hit
@@ -158,81 +137,25 @@ def _export_bytes(workload: Workload, seed: int, dtype: str, trace_batch: int) -
     return buffer.getvalue()
 
 
-# -- user-supplied files ------------------------------------------------------------------
-def _dims(value_info: Any) -> Tuple[Dim, ...]:
-    shape = value_info.type.tensor_type.shape
-    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-                 for d in shape.dim)
-
-
-def read_signature(data: bytes, label: str) -> OnnxSignature:
-    """Parses and checks an ONNX file; UserError (one line) when it is not a usable,
-    self-contained single-input float model."""
-    if importlib.util.find_spec("onnx") is None:
-        raise BackendUnavailable("reading an ONNX file needs the onnx package (pip install 'gpubench[onnx]')")
-    import onnx
-
-    try:
-        model = onnx.load_model_from_string(data)
-        onnx.checker.check_model(model)
-    except Exception as exc:  # DecodeError, ValidationError, ...: the file is not ONNX
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"{label} is not a valid ONNX model ({type(exc).__name__}: {first})") from None
-    graph = model.graph
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer):
-        raise UserError(f"{label} keeps its weights in external data files; gpubench needs a "
-                        "self-contained ONNX file (weights inside)")
-    initializers = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        raise UserError(f"{label} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
-                        "gpubench feeds models with exactly one input")
-    (inp,) = inputs
-    dtype = _ONNX_FLOAT_TYPES.get(inp.type.tensor_type.elem_type)
-    if dtype is None:
-        raise UserError(f"{label}: input {inp.name!r} is not float32 or float16 "
-                        f"(ONNX element type {inp.type.tensor_type.elem_type})")
-    if not graph.output:
-        raise UserError(f"{label} has no outputs")
-    return OnnxSignature(inp.name, dtype, _dims(inp), tuple(o.name for o in graph.output))
-
-
-def check_against_workload(sig: OnnxSignature, workload: Workload, label: str) -> None:
-    """A file made for another model (other input shape) is refused, not run."""
-    want = tuple(workload.input_shape)
-    dims = sig.input_dims
-    text = "x".join("?" if d is None else str(d) for d in dims)
-    if len(dims) != len(want) + 1 or any(d is not None and d != w for d, w in zip(dims[1:], want)):
-        raise UserError(f"{label}: input {sig.input_name!r} has shape {text}, but workload "
-                        f"{workload.name} feeds batch x {'x'.join(map(str, want))} "
-                        "(an ONNX file for another model?)")
-
-
-def load_onnx_file(path: Union[str, Path], workload: Workload) -> OnnxModel:
+# -- user-supplied files (checked in onnx_graph_check) ------------------------------------
+def load_onnx_file(path: Union[str, Path], workload: Workload, precision: Optional[str] = None,
+                   batch_size: Optional[int] = None) -> OnnxModel:
+    """A user's file, checked to be the workload's model (and, given a precision and a
+    batch size, runnable at them: the same check as preflight's)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read ONNX file {path}: {exc.strerror or exc}") from None
+    data, digest = read_onnx_bytes(path)
     sig = read_signature(data, str(path))
-    check_against_workload(sig, workload, str(path))
-    return OnnxModel(sig, sha256_bytes(data), "file", "user file", path=path, data=data)
+    if precision is None or batch_size is None:
+        check_against_workload(sig, workload, str(path))
+    else:
+        check_graph(sig, workload, precision, batch_size, str(path))
+    return OnnxModel(sig, digest, "file", "user file", path=path, data=data)
 
 
 def onnx_model_for(workload: Workload, precision: str, batch_size: int, seed: int,
                    onnx_path: Optional[str] = None, cache: Optional[ArtifactCache] = None) -> OnnxModel:
-    """The model a step runs: the user's file (checked) or the workload's export in the
-    graph type `precision` needs."""
-    dtype = graph_dtype(precision)
+    """The model a step runs (onnxruntime-*, tensorrt): the user's file, checked as
+    preflight checks it, or the workload's export in the graph type `precision` needs."""
     if onnx_path is None:
-        return export_workload(workload, seed, dtype, cache=cache)
-    model = load_onnx_file(onnx_path, workload)
-    sig = model.signature
-    if sig.input_dtype != dtype:
-        raise UserError(f"{onnx_path} is a {sig.input_dtype} model; --precision {precision} needs "
-                        f"a {dtype} one (the graph's type is the precision it runs at)")
-    if sig.static_batch is not None and sig.static_batch != batch_size:
-        raise UserError(f"{onnx_path} has a fixed batch size of {sig.static_batch}; "
-                        f"asked for --batch-size {batch_size}")
-    return model
-
+        return export_workload(workload, seed, graph_dtype(precision), cache=cache)
+    return load_onnx_file(onnx_path, workload, precision, batch_size)

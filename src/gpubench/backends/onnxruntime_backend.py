@@ -36,6 +36,7 @@ def _ort_package_dir() -> Optional[Path]:
 
 class OnnxRuntimeBackend(Backend):
     framework = "onnxruntime"
+    distributions = ("onnxruntime-gpu", "onnxruntime")
     accepts_onnx = True
 
     def __init__(self, device_kind: str) -> None:

@@ -190,6 +190,12 @@ class TFBackend(Backend):
         return f"/GPU:{visible.index(gpu)}", DeviceInfo(
             "cuda", config.device_index, name, cuda_device_uuid(config.device_index))
 
+    def build_facts(self) -> Dict[str, Any]:
+        facts = tf_build_facts() or {}
+        return {"framework": "tensorflow", "framework_version": facts.get("version"),
+                "cuda_version": facts.get("cuda_version") or None,
+                "tf_package": facts.get("distribution")}
+
     def environment(self) -> Dict[str, Any]:
         facts = tf_build_facts()
         if facts is None:

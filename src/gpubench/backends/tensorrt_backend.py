@@ -46,6 +46,7 @@ def _problems() -> List[str]:
 class TensorRTBackend(Backend):
     name = "tensorrt"
     framework = "tensorrt"
+    distributions = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12")
     device_kind = "cuda"
     accepts_onnx = True
 

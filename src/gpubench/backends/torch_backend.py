@@ -103,6 +103,11 @@ class TorchBackend(Backend):
                 f"GPU {config.device_index} has {capability[0]}.{capability[1]}")
         return torch.device("cuda", config.device_index)
 
+    def build_facts(self) -> Dict[str, Any]:
+        facts = _torch_build_facts() or {}
+        return {"framework": "torch", "framework_version": facts.get("version"),
+                "cuda_version": facts.get("cuda")}
+
     def environment(self) -> Dict[str, Any]:
         facts = _torch_build_facts()
         if facts is None:

@@ -73,6 +73,7 @@ class Calibration:
     seconds_per_iteration: float  # from the last warm-up chunk, the first step left out
     iterations_per_trial: int
     discarded_trials: List[dict] = field(default_factory=list)  # far too short, run again
+    first_loss: Optional[float] = None  # after the first step: where training started from
 
 
 Progress = Callable[..., None]
@@ -94,6 +95,7 @@ class WarmUp:
     first_step_s: float
     seconds_per_iteration: float
     steady: bool
+    first_loss: Optional[float] = None
 
 
 def warm_up(step: Step, budget_s: float, min_steps: int = MIN_WARMUP_STEPS) -> WarmUp:
@@ -108,6 +110,7 @@ def warm_up(step: Step, budget_s: float, min_steps: int = MIN_WARMUP_STEPS) -> W
     step.synchronize()
     start = clock()
     first_s = start - t0
+    first_loss = step.loss()  # already synchronised: reading it costs no timed work
     cap_s = WARMUP_CAP_FACTOR * budget_s
     n, chunk, largest = 0, 1, 0
     previous: Optional[float] = None
@@ -122,7 +125,7 @@ def warm_up(step: Step, budget_s: float, min_steps: int = MIN_WARMUP_STEPS) -> W
         steady = (elapsed >= budget_s and n >= min_steps and previous is not None
                   and abs(per_iter - previous) <= STEADY_REL * previous)
         if steady or elapsed >= cap_s:
-            return WarmUp(n + 1, clock() - t0, first_s, per_iter, steady)
+            return WarmUp(n + 1, clock() - t0, first_s, per_iter, steady, first_loss)
         previous = per_iter
         if elapsed < budget_s:  # grow, but never past what the remaining budget holds
             chunk = max(1, min(chunk * 2, int((budget_s - elapsed) / max(per_iter, 1e-9))))
@@ -172,11 +175,13 @@ def measure(step: Step, config: ProtocolConfig, on_trial: Callable[[TrialResult]
     warm = warm_up(step, config.warmup_s)
     iterations = iterations_for(config.min_trial_s, warm.seconds_per_iteration)
     calibration = Calibration(warm.iterations, warm.seconds, warm.first_step_s, warm.steady,
-                              warm.seconds_per_iteration, iterations)
+                              warm.seconds_per_iteration, iterations,
+                              first_loss=warm.first_loss)
     throughputs: List[float] = []
     started = clock()
     trial = 0
     stop = STOP_FIXED
+    per_iter = warm.seconds_per_iteration  # the warm-up's estimate, then the last trial's
     while True:
         if trial >= config.trials:
             if config.target_rel_ci is None:
@@ -190,7 +195,9 @@ def measure(step: Step, config: ProtocolConfig, on_trial: Callable[[TrialResult]
             if clock() - started >= config.max_time_s:
                 stop = STOP_TIME_CAP
                 break
-        progress("trial", trial=trial, trials=config.trials, iterations=iterations)
+        # seconds_per_iteration and target_rel_ci: for the progress display's ETA
+        progress("trial", trial=trial, trials=config.trials, iterations=iterations,
+                 seconds_per_iteration=per_iter, target_rel_ci=config.target_rel_ci)
         result = run_trial(step, trial, iterations, config.record_latency, sampler)
         per_iter = result.duration_s / result.iterations
         if (result.duration_s < DISCARD_FRACTION * config.min_trial_s

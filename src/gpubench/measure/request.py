@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 from gpubench.backends import MODES, PRECISIONS, Backend, get_backend, resolve_backend
+from gpubench.backends.onnx_graph_check import check_onnx_file, file_sha256
 from gpubench.errors import Unsupported, UserError
+from gpubench.measure.memory_check import check_memory
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.scenario import Scenario, resolve_scenario
 from gpubench.results import schema
@@ -92,6 +94,12 @@ def preflight(req: RunRequest) -> Preflight:
     if req.onnx_path is not None and not backend.accepts_onnx:
         raise UserError(f"--onnx is for backends that run ONNX files (onnxruntime-cpu, "
                         f"onnxruntime-cuda, tensorrt); {backend.name} builds its own model")
+    if req.onnx_path is not None:  # the workload's model, or its FLOPs would be fiction
+        check_onnx_file(req.onnx_path, workload, req.precision,
+                        req.batch_size or workload.default_batch_size)
+    check_memory(workload, backend, req.mode, req.precision,  # a lower bound that cannot fit
+                 req.batch_size or workload.default_batch_size, req.device_index,
+                 user_model=req.onnx_path is not None)
     return Preflight(workload, backend, scenario, exec_mode)
 
 
@@ -101,9 +109,16 @@ def run_identity(req: RunRequest, workload: Workload, backend: Backend,
     defaults resolved; a column the declaration adds is the request field of its name."""
     resolved = {"workload": workload.name, "backend": backend.name,
                 "batch_size": req.batch_size or workload.default_batch_size,
-                "params": workload.params_str, "exec": exec_mode}
+                "params": workload.params_str, "exec": exec_mode,
+                "onnx_sha256": onnx_identity(req)}
     return {c: resolved[c] if c in resolved else getattr(req, c, None)
             for c in schema.CONFIGURATION_COLUMNS}
+
+
+def onnx_identity(req: RunRequest) -> str:
+    """The `onnx_sha256` column: the SHA-256 of the user's --onnx file (hashed once per
+    process; UserError when unreadable), empty for the workload's own model."""
+    return file_sha256(req.onnx_path) if req.onnx_path is not None else ""
 
 
 def request_identity(req: RunRequest) -> Dict[str, Any]:
@@ -117,5 +132,9 @@ def request_identity(req: RunRequest) -> Dict[str, Any]:
     except UserError:
         spelled = {"params": ";".join(f"{k}={v}" for k, v in sorted(req.params.items())),
                    "exec": req.exec or schema.CONFIGURATION_DEFAULTS["exec"]}
+        try:
+            spelled["onnx_sha256"] = onnx_identity(req)
+        except UserError:  # an unreadable file: no hash to record
+            spelled["onnx_sha256"] = ""
         return {c: spelled[c] if c in spelled else getattr(req, c, None)
                 for c in schema.CONFIGURATION_COLUMNS}

@@ -35,6 +35,7 @@ class RunOutcome:
     error: Optional[str] = None
     telemetry: Dict[str, Any] = field(default_factory=dict)  # the sampler's notes()
     warnings: List[str] = field(default_factory=list)  # the step's and telemetry's, for the CLI
+    loss: Dict[str, Any] = field(default_factory=dict)  # train: first step, last trial, fell
 
 
 class RunRecord:
@@ -83,7 +84,7 @@ class RunRecord:
                                   "status": "failed", "error": error[-ERROR_TAIL_CHARS:]})
 
     def finish(self, stop_reason: str, extra: Mapping[str, Any]) -> RunOutcome:
-        trials = self.writer.trials_frame()
+        trials = self.writer.write_trials()
         summary = summarize(trials, stop_reason)
         self.writer.write_summary(summary)
         self.writer.write_run_json({
@@ -108,4 +109,5 @@ class RunRecord:
         telemetry = dict(extra.get("telemetry") or {})
         return RunOutcome(self.writer.path, status, stop_reason, trials, summary,
                           errors.iloc[-1] if len(errors) else None, telemetry,
-                          [*extra.get("warnings", []), *telemetry.get("warnings", [])])
+                          [*extra.get("warnings", []), *telemetry.get("warnings", [])],
+                          dict(extra.get("loss") or {}))

@@ -77,6 +77,7 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
     try:
         with sampler:
             stop, found = plan.scenario.run(context)
+        extra["warnings"] += found.pop("warnings", [])
         extra.update(found)
     except KeyboardInterrupt:
         finish(STOP_INTERRUPTED)

@@ -6,13 +6,22 @@ telemetry."""
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from gpubench.measure.protocol import TrialResult, measure
 from gpubench.measure.scenario import Scenario, ScenarioContext
 from gpubench.results.schema import MEASURED_COLUMNS
+
+
+def loss_check(first: Optional[float], last: Optional[float]) -> Dict[str, Any]:
+    """Whether training ran the right way. On resident synthetic batches the loss
+    soon reaches ~0 (the model memorises them, whatever the labels), so its value says
+    nothing about accuracy; that it fell from the first step says the step trains."""
+    known = first is not None and last is not None and np.isfinite([first, last]).all()
+    return {"first_step": first, "last_trial": last,
+            "fell": bool(last < first) if known else None}
 
 
 def percentiles_ms(latencies_s: Optional[np.ndarray]) -> Dict[str, float]:
@@ -29,12 +38,24 @@ class ThroughputScenario(Scenario):
     def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
         req = ctx.request
         protocol = replace(req.protocol, record_latency=req.mode == "infer")
-        calibration, stop = measure(ctx.step, protocol, lambda r: ctx.emit(self.trial_row(ctx, r)),
-                                    ctx.sampler, ctx.progress)
+        last_loss: List[Optional[float]] = [None]
+
+        def on_trial(result: TrialResult) -> None:
+            last_loss[0] = result.loss
+            ctx.emit(self.trial_row(ctx, result))
+
+        calibration, stop = measure(ctx.step, protocol, on_trial, ctx.sampler, ctx.progress)
         extra: Dict[str, Any] = {"calibration": asdict(calibration)}
         if protocol.record_latency:
             extra["latency_timing"] = ("separate_pass" if ctx.step.latency_timing_syncs
                                        else "in_trial")
+        if req.mode == "train":
+            extra["loss"] = loss_check(calibration.first_loss, last_loss[0])
+            if extra["loss"]["fell"] is False:
+                extra["warnings"] = [
+                    f"the training loss did not fall ({extra['loss']['first_step']:.4g} at the "
+                    f"first step, {extra['loss']['last_trial']:.4g} after the last trial): "
+                    "the step may not be training"]
         return stop, extra
 
     @staticmethod

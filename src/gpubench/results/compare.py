@@ -94,6 +94,18 @@ def _side_note(name: str, rows: pd.DataFrame, ok: pd.DataFrame, by: Optional[str
     return notes
 
 
+BANDWIDTH_SOURCES = {"analytic": "the model (bytes the workload moves / time), not measured",
+                     "gpm": "measured (GPM DRAM bandwidth)",
+                     "util_estimate": "estimated (NVML memory utilisation x peak)"}
+
+
+def _bandwidth_note(name: str, ok: pd.DataFrame) -> List[str]:
+    if "mem_bw_source" not in ok.columns:
+        return []
+    sources = sorted(set(ok["mem_bw_source"].dropna().astype(str)))
+    return [f"{name} GB/s: " + ", ".join(BANDWIDTH_SOURCES.get(s, s) for s in sources)] if sources else []
+
+
 def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
             threshold: float = 0.05, by: Optional[str] = None, labels: Tuple[str, str] = ("base", "new"),
             seed: int = 0) -> pd.DataFrame:
@@ -134,6 +146,8 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
             row[f"sm_clock_{name}_mhz"] = _median(ok["sm_clock_mhz"]) if "sm_clock_mhz" in ok else np.nan
             row[f"throttled_{name}_frac"] = _throttled_frac(ok)
             notes += _side_note(name, here, ok, by)
+            if metric == "mem_bw_gbs":  # a modelled bandwidth must never pass for a measured one
+                notes += _bandwidth_note(name, ok)
         unit, side_values, unit_notes = _unit_values(oks, metric)
         row["unit"] = unit
         notes += unit_notes

@@ -11,7 +11,9 @@ History:
     launchers and scenarios vary), and per-row context `rank`, `started_utc`,
     `git_commit` (a history needs a time axis and a commit on every row). A v1 row
     reads as a single-process `throughput` run in the `default` environment, `exec`
-    `xla` for the tf-*-xla backends and `eager` otherwise.
+    `xla` for the tf-*-xla backends and `eager` otherwise. Identity column
+    `onnx_sha256`: the SHA-256 of a user's ONNX file (`--onnx`), empty for the
+    workload's own model (every v1 row).
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ SCHEMA_VERSION = 2
 CONFIGURATION_COLUMNS: Tuple[str, ...] = (
     "workload", "backend", "mode", "precision", "batch_size", "params",
     "scenario", "exec", "world_size", "environment",
+    "onnx_sha256",  # a user's ONNX file (--onnx) is not the workload's own model
 )
 # What today's runs hold, and what a row written before the column existed means.
 CONFIGURATION_DEFAULTS = {"scenario": "throughput", "exec": "eager", "world_size": 1,
-                          "environment": "default"}
+                          "environment": "default", "onnx_sha256": ""}
+# How a label shows a long identity value: `onnx=ab12cd34` (the row keeps all of it).
+LABEL_NAMES = {"onnx_sha256": ("onnx", 8)}
 # Where a configuration ran: compare matches on the kind of device, not on which one.
 PLACEMENT_COLUMNS = ("device_index", "device_name", "device_uuid")
 MATCHED_PLACEMENT = ("device_name",)
@@ -63,7 +68,7 @@ def trial_columns() -> Tuple[str, ...]:
 TRIAL_COLUMNS = trial_columns()  # as declared at import
 
 TEXT_COLUMNS = ("run_id", "workload", "backend", "mode", "precision", "params",
-                "scenario", "exec", "environment", "device_name", "device_uuid",
+                "scenario", "exec", "environment", "onnx_sha256", "device_name", "device_uuid",
                 "started_utc", "git_commit", "driver_version", "cuda_version",
                 "cudnn_version", "framework", "framework_version", "gpubench_version",
                 "host", "energy_source", "mem_bw_source", "status", "error")
@@ -124,7 +129,7 @@ def configuration_key(values: Mapping[str, Any],
 
 def non_default_configuration(values: Mapping[str, Any]) -> Tuple[Tuple[str, str], ...]:
     """The identity columns beyond the classic six whose value is not today's default,
-    for labels (`exec=xla`, `world_size=8`); nothing for an ordinary run."""
+    for labels (`exec=xla`, `world_size=8`, `onnx=ab12cd34`); nothing for an ordinary run."""
     classic = ("workload", "backend", "mode", "precision", "batch_size", "params")
     out = []
     for column in CONFIGURATION_COLUMNS:
@@ -132,5 +137,6 @@ def non_default_configuration(values: Mapping[str, Any]) -> Tuple[Tuple[str, str
             continue
         text = key_text(values.get(column))
         if text and text != key_text(CONFIGURATION_DEFAULTS.get(column)):
-            out.append((column, text))
+            name, width = LABEL_NAMES.get(column, (column, None))
+            out.append((name, text[:width]))
     return tuple(out)

@@ -13,6 +13,10 @@ from typing import List
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+TESTS = REPO / "tests"
+# Test backends (tests/suite_plugins.py) for every gpubench process a test starts.
+PLUGIN_ENV = {"GPUBENCH_PLUGINS": "suite_plugins",
+              "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
 
 
 @lru_cache(maxsize=None)
@@ -42,8 +46,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
 def run_cli(*args: str, env_extra: dict | None = None, timeout: float = 300,
             cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Runs the real `gpubench` command (python -m gpubench) in a subprocess."""
-    env = {**os.environ, **(env_extra or {})}
-    env.pop("COLUMNS", None)
+    env = dict(os.environ)
+    env.pop("COLUMNS", None)  # the terminal's width is not the test's: unless it asks for one
+    env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "gpubench", *args], capture_output=True,
                           text=True, timeout=timeout, env=env, cwd=cwd or REPO)
 

@@ -7,6 +7,7 @@ import stat
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import suite_plugins  # noqa: F401 (registers the test-* backends in this process)
@@ -118,3 +119,28 @@ def test_every_ending_becomes_a_row_with_the_requests_identity(result, status, t
     assert (row["run_id"], row["scenario"], row["exec"], row["environment"]) == \
         ("abcdef12", "throughput", "eager", "default")
     assert (folder / "summary.csv").exists() and (folder / "run.json").exists()
+
+
+def test_a_suite_run_refused_here_starts_no_worker(plugins_in_workers, tmp_path):
+    from conftest import run_cli
+    config = tmp_path / "s.yaml"
+    config.write_text("defaults: {trials: 2, warmup_s: 0.05, min_trial_s: 0.05, telemetry: none}\n"
+                      "runs:\n  - {workloads: [linreg], backends: [test-unsupported, test-ok]}\n")
+    proc = run_cli("suite", str(config), "--out", str(tmp_path / "out"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    runs = sorted((tmp_path / "out").glob("*/runs/*"))
+    statuses = {}
+    for run in runs:
+        rows = pd.read_csv(run / "trials.csv")
+        statuses[rows["backend"].iloc[0]] = (rows["status"].iloc[-1], (run / "worker.log").exists())
+    # the refusal is a row, known without a worker; the other run had its worker
+    assert statuses == {"test-unsupported": ("unsupported", False), "test-ok": ("ok", True)}
+
+
+def test_refusal_is_known_only_where_preflight_is_local(other_python, plugins_in_workers, tmp_path):
+    req = RunRequest("linreg", "test-unsupported", folder=tmp_path / "run")
+    refused = make_launcher("process").refusal(req)
+    assert refused.outcome == "refused" and refused.refused_kind == "unsupported"
+    assert make_launcher("process").refusal(RunRequest("linreg", "test-ok", folder=tmp_path / "r2")) is None
+    python, marker = other_python  # another Python: only its own preflight can tell
+    assert ProcessLauncher(python=str(python)).refusal(req) is None and not marker.exists()

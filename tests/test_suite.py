@@ -12,12 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, run_cli, wait_for_trials
+from conftest import PLUGIN_ENV, REPO, run_cli, wait_for_trials
 from gpubench.results.reader import read_trials
 
-TESTS = Path(__file__).resolve().parent
-PLUGIN_ENV = {"GPUBENCH_PLUGINS": "suite_plugins",
-              "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
 FAST = """defaults:
   trials: 2
   warmup_s: 0.05
@@ -183,7 +180,10 @@ def test_smoke_suite(tmp_path):
     ("test-hang", "timeout", "timed out after 2 s"),
 ])
 def test_run_goes_through_the_same_worker(tmp_path, backend, status, fragment):
-    proc = run_cli("run", "-w", "linreg", "-b", backend, "--out", str(tmp_path), "--timeout", "2",
+    # Only the hang needs the short timeout: under load a worker's start alone can take
+    # 2 s, and the crashing ones must crash, not time out.
+    timeout = "2" if status == "timeout" else "60"
+    proc = run_cli("run", "-w", "linreg", "-b", backend, "--out", str(tmp_path), "--timeout", timeout,
                    "--trials", "2", "--warmup-s", "0.05", "--min-trial-s", "0.05", "--telemetry", "none",
                    env_extra=PLUGIN_ENV)
     assert proc.returncode == 4, proc.stderr

@@ -51,7 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fail-on", choices=FAIL_ON, default="regression",
                    help="exit 1 on a regression (default); 'inconclusive' also exits 3 when "
                         "a row cannot be decided; 'never' always exits 0")
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="table (default, for a terminal), markdown (for a CI page) or json")
     p.add_argument("--output", "-o", type=Path, metavar="FILE",
                    help="write the output to FILE (atomically) instead of standard output")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")

@@ -11,10 +11,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("env", help="show the environment a run records",
                        description="Show the machine, framework and GPU facts a run records.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--frameworks", action="store_true",
+                   help="import each framework for the facts only it knows (threads, cuDNN, "
+                        "providers); slow: TensorFlow alone takes seconds")
     p.set_defaults(execute=execute)
 
 
-def collect() -> Dict[str, Any]:
+def collect(frameworks: bool = False) -> Dict[str, Any]:
+    """Machine facts, each framework's version and build (from package metadata unless
+    `frameworks`: then imported, as a run records them), and the GPUs through NVML."""
     from gpubench.backends import all_backends
     from gpubench.environment import machine_environment
 
@@ -24,8 +29,13 @@ def collect() -> Dict[str, Any]:
         if backend.framework in env["frameworks"]:
             continue
         ok, why = backend.is_available()
-        if ok or backend.device_kind == "cpu":
-            env["frameworks"][backend.framework] = backend.environment() if ok else {"available": False, "reason": why}
+        if not ok and backend.device_kind != "cpu":
+            continue  # the framework's CPU backend says whether it is installed
+        if not ok:
+            env["frameworks"][backend.framework] = {"available": False, "reason": why}
+        else:
+            env["frameworks"][backend.framework] = (backend.environment() if frameworks
+                                                    else backend.build_facts())
     from gpubench.telemetry.nvml import gpu_inventory
 
     env["gpus"] = gpu_inventory()  # driver, CUDA driver, and each GPU, through NVML
@@ -55,24 +65,30 @@ def _text(value: Any) -> str:
 
 
 def execute(args: argparse.Namespace) -> int:
-    env = collect()
+    env = collect(args.frameworks)
     if args.json:
         print(json.dumps(env, indent=2, default=str))
         return 0
-    import sys
-
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    from gpubench.cli.render import stdout_console
+
+    # Piped: as wide as the longest value; on a terminal, long values wrap (never cut).
+    # Values are plain text, never rich markup.
     table = Table(show_header=False, title="Environment", title_justify="left")
-    table.add_column("key", style="bold")
-    table.add_column("value")
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
     for key, value in env["machine"].items():
-        table.add_row(key, "" if value is None else str(value))
+        if isinstance(value, dict):  # env_variables: one row each, none when none are set
+            for name, text in value.items():
+                table.add_row(f"${name}", Text(str(text)))
+            continue
+        table.add_row(key, Text("" if value is None else str(value)))
     for framework, facts in env["frameworks"].items():
         for key, value in facts.items():
-            table.add_row(f"{framework}.{key}", "" if value is None else str(value))
+            table.add_row(f"{framework}.{key}", Text("" if value is None else str(value)))
     for key, value in gpu_rows(env["gpus"]):
-        table.add_row(key, value)
-    Console(file=sys.stdout).print(table)
+        table.add_row(key, Text(value))
+    stdout_console().print(table)
     return 0

@@ -47,28 +47,45 @@ def execute(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    import sys
-
-    from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
-    wt = Table(title="Workloads", title_justify="left")
-    for col in ("name", "input", "params (default)", "parameters", "GFLOP/sample (fwd)", "batch", "description"):
-        wt.add_column(col)
+    from gpubench.cli.render import stdout_console
+
+    # Piped: as wide as the tables need; on a terminal, text wraps (folds) and numbers are
+    # whole, never cut. Cells are plain text: install hints hold brackets (gpubench[tf])
+    # that rich would take as markup.
+    console = stdout_console()
+    headers = ("name", "input", "params (default)", "parameters", "FLOP/sample (fwd)", "batch")
+    rows = []
     for w in data["workloads"]:
         params = ", ".join(f"{k}={v['default']}" for k, v in w["params"].items()) or "-"
-        wt.add_row(w["name"], "x".join(map(str, w["input_shape"])), params, f"{w['param_count']:,}",
-                   f"{w['forward_flops_per_sample'] / 1e9:.4g}", str(w["default_batch_size"]),
-                   w["description"])
+        rows.append((w["name"], "x".join(map(str, w["input_shape"])), params,
+                     f"{w['param_count']:,}", f"{w['forward_flops_per_sample']:,}",
+                     str(w["default_batch_size"])))
+
+    def workload_table(with_description: bool) -> Table:
+        table = Table(title="Workloads", title_justify="left")
+        for col in headers + (("description",) if with_description else ()):
+            number = col in ("parameters", "FLOP/sample (fwd)", "batch")
+            table.add_column(col, justify="right" if number else "left", overflow="fold",
+                             no_wrap=col not in ("params (default)", "description"))
+        for row, w in zip(rows, data["workloads"]):
+            table.add_row(*map(Text, row + ((w["description"],) if with_description else ())))
+        return table
+
+    # A terminal too narrow for a readable description column: descriptions go below.
+    narrow = console.measure(workload_table(False)).maximum + 3 + 24 > console.width
+    wt = workload_table(not narrow)
     bt = Table(title="Backends", title_justify="left")
     for col in ("name", "device", "available", "why not / note"):
-        bt.add_column(col)
+        bt.add_column(col, overflow="fold", no_wrap=col != "why not / note")
     for b in data["backends"]:
-        # escape: install hints hold brackets (gpubench[tf]) that rich would take as markup
-        bt.add_row(b["name"], b["device"] or "", "yes" if b["available"] else "[red]no[/red]",
-                   escape(b["reason"] or ""))
+        bt.add_row(Text(b["name"]), Text(b["device"] or ""),
+                   Text("yes") if b["available"] else Text("no", style="red"), Text(b["reason"] or ""))
     console.print(wt)
+    if narrow:
+        for w in data["workloads"]:
+            console.print(Text(f"{w['name']}: {w['description']}"))
     console.print(bt)
     return 0

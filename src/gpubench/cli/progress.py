@@ -1,42 +1,91 @@
-"""Progress on stderr while a run works (rich), only when stderr is a terminal."""
+"""Progress on stderr while a run or a suite works (rich), only when stderr is a terminal.
+
+A run shows what it is doing (building, warming up, trial k of n) and, once warm-up has
+calibrated the trials, an ETA: the trials left x iterations per trial x seconds per
+iteration (the progress events carry all three). Labels are plain text: a suite label
+such as `mnist [hidden=64] ...` is never read as rich markup.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Callable, Iterator
+import time
+from typing import Any, Callable, Iterator, Optional
+
+Clock = Callable[[], float]
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def trial_description(fields: dict) -> str:
+    """'trial 2/5 (1,000 iterations)', or past the planned trials (chasing
+    --target-rel-ci): 'trial 7 (1,000 iterations, until the 95% CI is within 1%)'."""
+    trial, trials = int(fields["trial"]) + 1, int(fields["trials"])
+    iterations = _plural(int(fields["iterations"]), "iteration")
+    if trial <= trials:
+        return f"trial {trial}/{trials} ({iterations})"
+    target = fields.get("target_rel_ci")
+    until = f", until the 95% CI is within {float(target) * 100:.3g}%" if target else ""
+    return f"trial {trial} ({iterations}{until})"
+
+
+def trials_left_s(fields: dict) -> Optional[float]:
+    """Seconds the planned trials still need from this trial on (None: not known)."""
+    per_iteration = fields.get("seconds_per_iteration")
+    trial, trials = int(fields["trial"]), int(fields["trials"])
+    if per_iteration is None or trial >= trials:
+        return None
+    return (trials - trial) * int(fields["iterations"]) * float(per_iteration)
 
 
 @contextlib.contextmanager
-def run_progress(enabled: bool) -> Iterator[Callable[..., None]]:
+def run_progress(enabled: bool, console: Any = None,
+                 clock: Clock = time.monotonic) -> Iterator[Callable[..., None]]:
     if not enabled:
         yield lambda event, **fields: None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.text import Text
 
-    console = Console(file=sys.stderr)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("starting", total=None)
+    class ETAColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            deadline = task.fields.get("deadline")
+            return Text("" if deadline is None else f"ETA {_duration(deadline - clock())}",
+                        style="progress.remaining")
+
+    console = console or Console(file=sys.stderr)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
+                  TimeElapsedColumn(), ETAColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("starting", total=None, deadline=None)
 
         def progress(event: str, **fields: object) -> None:
             if event == "prepare":
                 bar.update(task, description=f"building {fields['workload']} on {fields['backend']}")
             elif event == "warmup":
-                bar.update(task, description=f"warming up ({fields['seconds']:g} s)")
+                bar.update(task, description=f"warming up ({float(fields['seconds']):g} s)")
             elif event == "trial":
                 total = max(int(fields["trials"]), int(fields["trial"]) + 1)
-                bar.update(task, description=f"trial {int(fields['trial']) + 1} "
-                           f"({fields['iterations']} iterations)",
-                           completed=int(fields["trial"]), total=total)
+                left = trials_left_s(fields)
+                bar.update(task, description=trial_description(fields), completed=int(fields["trial"]),
+                           total=total, deadline=None if left is None else clock() + left)
+            else:
+                return
+            bar.refresh()
 
         yield progress
 
 
 @contextlib.contextmanager
-def suite_progress(enabled: bool, total_runs: int) -> Iterator[Callable[..., None]]:
+def suite_progress(enabled: bool, total_runs: int, console: Any = None) -> Iterator[Callable[..., None]]:
     """Progress over the whole matrix: runs done of total, the current run, an ETA."""
     if not enabled:
         yield lambda event, **fields: None
@@ -46,9 +95,10 @@ def suite_progress(enabled: bool, total_runs: int) -> Iterator[Callable[..., Non
         BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.text import Text
 
-    console = Console(file=sys.stderr)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    console = console or Console(file=sys.stderr)
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                   console=console) as bar:
         task = bar.add_task("suite", total=total_runs)
@@ -61,7 +111,10 @@ def suite_progress(enabled: bool, total_runs: int) -> Iterator[Callable[..., Non
                 status = fields["status"]
                 failed[0] += status in ("failed", "timeout")
                 if status != "ok":
-                    console.print(f"{status}: {fields['label']}")
+                    console.print(Text(f"{status}: {fields['label']}"))
                 bar.update(task, advance=1, description=f"{failed[0]} failed" if failed[0] else "suite")
+            else:
+                return
+            bar.refresh()
 
         yield progress

@@ -1,88 +1,63 @@
-"""Terminal rendering of results (rich tables) and JSON output."""
+"""Terminal rendering of results and JSON output: the run's and the suite's closing
+output, the suite plan. The tables themselves (numbers never cut, columns fitted to the
+width, bandwidth labelled with its source) are made in cli/result_table.py.
+Output that is not a terminal is as wide as the table needs, or COLUMNS wide when that
+is set.
+"""
 
 from __future__ import annotations
 
 import json
-import math
+import os
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-import pandas as pd
+from gpubench.cli.result_table import UNLIMITED_WIDTH, summary_table, workload_label
 
-
-def _num(value: Any, fmt: str) -> str:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return ""
-    return "" if math.isnan(v) else format(v, fmt)
+if TYPE_CHECKING:  # pandas only when a table is made: `gpubench list` imports this module
+    import pandas as pd
 
 
-def _console():
+def stdout_width() -> Optional[int]:
+    """The width to render stdout at: None on a terminal (rich asks it, COLUMNS first);
+    else COLUMNS when set; else no limit, so piped output is never cut or wrapped."""
+    if sys.stdout.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "").strip()
+    return int(columns) if columns.isdigit() and int(columns) > 0 else UNLIMITED_WIDTH
+
+
+def stdout_console():
     from rich.console import Console
-    # Piped output keeps a wide table on one line per row rather than wrapping at 80.
-    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
+    return Console(file=sys.stdout, width=stdout_width())
 
 
-def _rel_ci(row: Any, metric: str) -> str:
-    """The CI of the median as +/- its largest distance from the median, in percent."""
-    try:
-        med, low, high = (float(row[f"{metric}_{k}"]) for k in ("median", "ci_low", "ci_high"))
-    except (TypeError, ValueError):
-        return ""
-    if any(math.isnan(v) for v in (med, low, high)) or not med:
-        return ""
-    return f"±{max(med - low, high - med) / abs(med):.1%}"
+def run_losses(folder: Any) -> Dict[str, Dict[str, Any]]:
+    """run_id -> run.json's `loss` (training runs) for a run folder or a suite's runs."""
+    from pathlib import Path
+
+    losses: Dict[str, Dict[str, Any]] = {}
+    folder = Path(folder)
+    for path in [folder / "run.json", *sorted(folder.glob("runs/*/run.json"))]:
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # the table is still worth showing; readers report corrupt files
+        if isinstance(meta, dict) and isinstance(meta.get("loss"), dict) and meta.get("run_id"):
+            losses[str(meta["run_id"])] = meta["loss"]
+    return losses
 
 
-def _j_per_sample(row: Any) -> str:
-    spj = _num(row.get("samples_per_joule_median"), "g")
-    return _num(1.0 / float(spj), ".3g") if spj and float(spj) else ""
+def print_table(console: Any, summary: "pd.DataFrame", title: Optional[str] = None,
+                trials: Optional["pd.DataFrame"] = None, folder: Any = None) -> None:
+    losses = run_losses(folder) if folder is not None else None
+    table, note = summary_table(summary, title, trials, console.width, losses)
+    console.print(table)
+    if note:
+        console.print(note, style="dim", markup=False)
 
 
-THR = "throughput_samples_per_s"
-# (header, cell) pairs; a column that is empty in every row is left out of the table.
-COLUMNS = (
-    ("workload", lambda r: str(r["workload"]) + (f" [{r['params']}]" if isinstance(r["params"], str) and r["params"] else "")),
-    ("backend", lambda r: str(r["backend"])),
-    ("mode", lambda r: str(r["mode"])),
-    ("precision", lambda r: str(r["precision"])),
-    ("batch", lambda r: str(r["batch_size"])),
-    ("trials", lambda r: f"{r['n_ok']}/{r['n_trials']}"),
-    ("samples/s", lambda r: _num(r[f"{THR}_median"], ",.0f")),
-    ("95% CI", lambda r: _rel_ci(r, THR)),
-    ("CV", lambda r: _num(r[f"{THR}_cv"], ".1%")),
-    ("p50 ms", lambda r: _num(r["latency_p50_ms_median"], ".3f")),
-    ("p90 ms", lambda r: _num(r["latency_p90_ms_median"], ".3f")),
-    ("p99 ms", lambda r: _num(r["latency_p99_ms_median"], ".3f")),
-    ("TFLOP/s", lambda r: _num(r["tflops_median"], ".4g")),
-    ("MFU", lambda r: _num(r["mfu_median"], ".1%")),
-    ("W", lambda r: _num(r["power_avg_w_median"], ".1f")),
-    ("J/sample", _j_per_sample),
-    ("GB/s", lambda r: _num(r["mem_bw_gbs_median"], ".1f")),
-    ("SM MHz", lambda r: _num(r["sm_clock_mhz_median"], ".0f")),
-    ("loss", lambda r: _num(r["loss_median"], ".4g")),
-    ("status", lambda r: str(r["status"]) if r["status"] == "ok" else f"[red]{r['status']}[/red]"),
-)
-
-
-def summary_table(summary: pd.DataFrame, title: Optional[str] = None):
-    """A rich table of summary.csv rows (medians, CI, latency percentiles, energy)."""
-    from rich.table import Table
-
-    cells = [[cell(r) for _, cell in COLUMNS] for _, r in summary.iterrows()]
-    keep = [i for i in range(len(COLUMNS)) if any(row[i] for row in cells) or i < 6]
-    table = Table(title=title, title_justify="left")
-    for i in keep:
-        table.add_column(COLUMNS[i][0], justify="left" if i < 4 or COLUMNS[i][0] == "status" else "right")
-    from rich.markup import escape
-
-    for row in cells:  # values from result files are text, never markup
-        table.add_row(*(row[i] if COLUMNS[i][0] == "status" else escape(row[i]) for i in keep))
-    return table
-
-
-def throttle_warning(trials: pd.DataFrame) -> Optional[str]:
+def throttle_warning(trials: "pd.DataFrame") -> Optional[str]:
     """One line naming the trials whose GPU clocks were throttled (power, thermal or
     hardware slowdown), or None."""
     if "throttled" not in trials.columns:
@@ -101,45 +76,112 @@ def escape_text(text: str) -> str:
     return escape(text)
 
 
+def _records(frame: "pd.DataFrame") -> List[Dict[str, Any]]:
+    return json.loads(frame.to_json(orient="records"))
+
+
 def print_run(outcome: Any, fmt: str, quiet: bool) -> None:
     """The run folder's path, then the summary (table or JSON) unless quiet."""
     if fmt == "json":
         payload = {"path": str(outcome.path), "status": outcome.status,
                    "stop_reason": outcome.stop_reason, "error": outcome.error,
-                   "summary": json.loads(outcome.summary.to_json(orient="records"))}
+                   "summary": _records(outcome.summary)}
+        loss = getattr(outcome, "loss", None) or run_losses(outcome.path).get(
+            str(outcome.trials["run_id"].iloc[0]) if len(outcome.trials) else "")
+        if loss:  # training: the loss from the first step to the last trial
+            payload["loss"] = loss
         print(json.dumps(payload, indent=2))
         return
     print(outcome.path)
     if quiet:
         return
-    console = _console()
-    console.print(summary_table(outcome.summary))
+    console = stdout_console()
+    print_table(console, outcome.summary, trials=outcome.trials, folder=outcome.path)
     warning = throttle_warning(outcome.trials)
     if warning:
         console.print(f"[yellow]warning:[/yellow] {escape_text(warning)}")
     if outcome.error:
         last = outcome.error.strip().splitlines()[-1]
-        console.print(f"[red]run failed:[/red] {last} (full error in {outcome.path / 'trials.csv'})")
+        console.print(f"[red]run failed:[/red] {escape_text(last)} "
+                      f"(full error in {escape_text(str(outcome.path / 'trials.csv'))})")
 
 
-def print_suite_plan(plan: Any) -> None:
-    """--dry-run: the expanded matrix, one run a line."""
+def print_suite_plan(plan: Any, fmt: str = "table", estimate: Any = None) -> None:
+    """--dry-run: the expanded matrix, one run a line (or JSON); with a SuiteEstimate
+    (suite/estimate.py), each run known to be refused here says why, the count line
+    counts them, and stderr gets the estimated wall time and a warning when it is large."""
+    if fmt == "json":
+        doc = {"config": str(plan.config_path), "runs": [p.label() for p in plan.runs],
+               "skipped": [p.label() for p in plan.skipped]}
+        if estimate is not None:
+            doc["estimate"] = estimate.as_dict(plan)
+        print(json.dumps(doc, indent=2))
+        return
+    refused = estimate.refused if estimate is not None else {}
     for planned in plan.runs:
-        print(planned.label())
+        refusal = refused.get(planned.key)
+        print(planned.label() + (f"  {refusal[0]}: {refusal[1]}" if refusal else ""))
     skipped = f", {len(plan.skipped)} already ok (skipped by --resume)" if plan.skipped else ""
+    if estimate is not None and estimate.refused_runs:
+        kinds = " or ".join(sorted({status for status, _ in refused.values()}))
+        skipped += f", {estimate.refused_runs} of them {kinds} here"
     print(f"{len(plan.runs)} runs from {plan.config_path}{skipped}")
+    if estimate is not None:
+        _print_estimate(estimate)
 
 
-def print_suite(outcome: Any, plan: Any) -> None:
-    """The final table of every row of the suite folder, then the failures' last lines."""
-    console = _console()
-    console.print(summary_table(outcome.summary, title=f"Suite {plan.config_path.name}"))
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items()))
-    console.print(f"this invocation: {counts or 'nothing to run'}")
-    from rich.markup import escape
+def _print_estimate(estimate: Any) -> None:
+    """--dry-run's wall-time estimate (suite/estimate.py) and its warnings, on stderr:
+    stdout stays the matrix, one run a line, and the count."""
+    from gpubench.suite.estimate import REFUSAL_S, WORKER_START_S, format_duration
 
-    for _, row in outcome.summary[outcome.summary["status"] != "ok"].iterrows():
+    capped = estimate.max_seconds > estimate.seconds * 1.05
+    text = f"estimated wall time: {format_duration(estimate.seconds)}"
+    if capped:
+        text += f" (up to {format_duration(estimate.max_seconds)} if every target_rel_ci run reaches its cap)"
+    if estimate.devices > 1:
+        text += f"; over {estimate.devices} devices: {format_duration(estimate.wall_s)}"
+        text += f" (up to {format_duration(estimate.max_wall_s)})" if capped else ""
+    print(text, file=sys.stderr)
+    print(f"  (per run: {WORKER_START_S:g} s to start its worker + warmup_s + trials x min_trial_s, "
+          f"{REFUSAL_S:g} s for a refused one; building the model and its data not counted)",
+          file=sys.stderr)
+    for warning in estimate.warnings():
+        print(f"gpubench: warning: {warning}", file=sys.stderr)
+
+
+def suite_json(path: Any, summary: "pd.DataFrame", statuses: Dict[str, int],
+               config: Optional[str]) -> str:
+    return json.dumps({"path": str(path), "kind": "suite", "config": config,
+                       "statuses": dict(sorted(statuses.items())),
+                       "summary": _records(summary)}, indent=2)
+
+
+def print_suite_result(path: Any, summary: "pd.DataFrame", trials: Optional["pd.DataFrame"],
+                       title: str, counts_line: str) -> None:
+    """The table of every row of a suite folder, a line of counts, then the failures'
+    last lines."""
+    console = stdout_console()
+    print_table(console, summary, title=title, trials=trials, folder=path)
+    console.print(counts_line, markup=False)
+    for _, row in summary[summary["status"] != "ok"].iterrows():
         error = row["error"] if isinstance(row["error"], str) else ""
         last = error.strip().splitlines()[-1] if error.strip() else ""
-        console.print(f"[red]{row['status']}[/red] {escape(str(row['workload']))} "
-                      f"{escape(str(row['backend']))} {row['mode']} {row['precision']}: {escape(last)}")
+        console.print(f"[red]{escape_text(str(row['status']))}[/red] "
+                      + escape_text(f"{workload_label(row)} {row['backend']} {row['mode']} "
+                                    f"{row['precision']}: {last}"))
+
+
+def counts_text(statuses: Dict[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+
+
+def print_suite(outcome: Any, plan: Any, fmt: str = "table") -> None:
+    """The final table of every row of the suite folder, then the failures' last lines
+    (or the same as JSON)."""
+    if fmt == "json":
+        print(suite_json(outcome.path, outcome.summary, outcome.statuses, str(plan.config_path)))
+        return
+    print_suite_result(outcome.path, outcome.summary, outcome.trials,
+                       f"Suite {plan.config_path.name}",
+                       f"this invocation: {counts_text(outcome.statuses) or 'nothing to run'}")

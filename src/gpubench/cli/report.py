@@ -12,7 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("report", help="write a self-contained HTML report of results",
                        description="Write one self-contained HTML file: summary tables, throughput "
-                                   "and energy per configuration with 95%% CIs, a comparison "
+                                   "and energy per configuration with 95% CIs, a comparison "
                                    "against the first group, and power/clock traces.")
     p.add_argument("results", type=Path, nargs="+", metavar="RESULTS",
                    help="run folders, suite folders, trials.csv files or folders of them; "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
 from gpubench.cli.argtypes import fraction, nonnegative_int, positive_float, positive_int
 
@@ -19,9 +20,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Benchmark one workload on one backend and write a run folder.")
     p.add_argument("--workload", "-w", required=True, help="workload name (see gpubench list)")
     p.add_argument("--backend", "-b", default="auto", help="backend name, or auto (default)")
-    p.add_argument("--mode", choices=MODES, default="train")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
-    p.add_argument("--batch-size", type=positive_int, help="default: the workload's own")
+    p.add_argument("--mode", choices=MODES, default="train",
+                   help="train (default): forward, backward and optimizer step; infer: forward "
+                        "only, with per-step latency percentiles")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default); tf32 (TensorFloat-32 matmuls, NVIDIA Ampere and newer); "
+                        "fp16 or bf16 (mixed precision)")
+    p.add_argument("--batch-size", type=positive_int,
+                   help="samples per step (default: the workload's own, see gpubench list)")
     p.add_argument("--trials", type=positive_int, default=5, help="timed trials (default 5)")
     p.add_argument("--warmup-s", type=positive_float, default=1.0, help="warm-up budget (default 1 s)")
     p.add_argument("--min-trial-s", type=positive_float, default=1.0,
@@ -38,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "own export; the workload still sets the input shape and FLOPs")
     p.add_argument("--threads", type=positive_int, help="CPU threads for the framework")
     p.add_argument("--device", type=nonnegative_int, default=0, help="GPU index (default 0)")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seed for the weights and the synthetic data (default 0)")
     p.add_argument("--telemetry", choices=TELEMETRY, default="auto",
                    help="auto (default): NVML when the backend runs on an NVIDIA GPU, else CPU "
                         "(psutil, RAPL); nvml: watch GPU --device whatever the backend")
@@ -48,7 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="refuse to run (exit 2) when other processes use the GPU, or when NVML "
                         "cannot tell (without it, they are a warning)")
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default results/)")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="table (default): the run folder, then a table of the results; json: "
+                        "one JSON document (path, status, stop reason, summary rows)")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the run folder")
     p.add_argument("--timeout", type=positive_float, metavar="S",
                    help="stop the run after S seconds (a row with status=timeout)")
@@ -62,7 +71,7 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.cli.progress import run_progress
     from gpubench.cli.render import print_run
     from gpubench.measure.protocol import ProtocolConfig
-    from gpubench.launch import make_launcher, run_one
+    from gpubench.launch import RunInterrupted, make_launcher, run_one
     from gpubench.measure.runner import RunRequest
     from gpubench.workloads import parse_param_args
 
@@ -81,9 +90,41 @@ def execute(args: argparse.Namespace) -> int:
     show_progress = not args.quiet and sys.stderr.isatty()
     # process (default): a fresh worker, a clean CUDA context, the path suites take
     launcher = make_launcher("inline" if args.no_isolate else "process")
-    with run_progress(show_progress) as progress:
-        outcome = run_one(request, launcher, args.timeout, progress)
+    try:
+        with run_progress(show_progress) as progress:
+            outcome = run_one(request, launcher, args.timeout, progress)
+    except RunInterrupted as exc:  # Ctrl-C or SIGTERM: the run wrote what finished
+        raise KeyboardInterrupt(show_kept(exc.folder, args.format, args.quiet)) from None
     for warning in outcome.warnings:  # also in run.json
         print(f"gpubench: warning: {warning}", file=sys.stderr)
     print_run(outcome, args.format, args.quiet)
     return EXIT_OK if outcome.status == "ok" else EXIT_RUN_FAILED
+
+
+def show_kept(folder: Optional[Path], fmt: str, quiet: bool) -> str:
+    """After Ctrl-C or SIGTERM: the run folder and its kept trials' summary, shown as a
+    finished run's are; returns what the CLI's one closing line on stderr says."""
+    if folder is None:
+        return "no trial had finished; nothing was kept"
+    from gpubench.cli.render import print_run
+    from gpubench.errors import UserError
+    from gpubench.measure.run_record import RunOutcome
+    from gpubench.results.reader import read_run
+    from gpubench.results.summary import summarize
+
+    try:
+        data = read_run(folder)
+    except (UserError, OSError, ValueError):  # a worker killed while writing
+        print(folder, flush=True)
+        return f"the trials that finished are in {folder}"
+    trials = data.trials
+    summary = data.summary if data.summary is not None else summarize(trials, "interrupted")
+    print_run(RunOutcome(folder, "interrupted", "interrupted", trials, summary), fmt, quiet)
+    ok = trials[trials["status"] == "ok"]
+    if not len(ok):
+        return f"no trial had finished; the run's record is in {folder}"
+    column = "throughput_samples_per_s_median"
+    median = (summary[column].iloc[0] if len(summary) == 1 and column in summary
+              else ok["throughput_samples_per_s"].median())
+    return (f"{len(ok)} finished trial{'' if len(ok) == 1 else 's'} kept in {folder} "
+            f"(median {median:,.0f} samples/s), with run.json and summary.csv")

@@ -1,10 +1,12 @@
 """`gpubench suite CONFIG.yaml`: a matrix of runs, each in an isolated worker; one run
-never stops the others. Exit 4 when a run failed or timed out (unsupported is not a
-failure), 0 otherwise."""
+never stops the others. Exit 4 when a run failed or timed out, or when every run was
+unsupported here (a GPU suite on a machine without a GPU); unsupported runs beside ok
+ones are not a failure. 0 otherwise."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -24,7 +26,13 @@ def _devices(text: str) -> List[int]:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("suite", help="run a YAML matrix of benchmarks in isolated workers",
-                       description=__doc__.splitlines()[0])
+                       description="Run every configuration a suite file expands to "
+                                   "(workloads x backends x modes x precisions x batch sizes x "
+                                   "params), each in a fresh worker process, and merge the "
+                                   "results into one suite folder. A run that fails, crashes or "
+                                   "times out becomes a row and the others go on. Exit 4 when a "
+                                   "run failed or timed out, or when every run was unsupported "
+                                   "here; 0 otherwise.")
     p.add_argument("config", type=Path, help="suite file (see configs/)")
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default results/)")
     p.add_argument("--resume", action="store_true",
@@ -36,6 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", type=_devices, metavar="0,1,...",
                    help="GPUs to spread runs over, one run per GPU at a time (default: each run's own device)")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the suite folder")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="table (default): the suite folder, then a table of every run; json: "
+                        "one JSON document (path, run counts, summary rows) and nothing else "
+                        "on standard output")
     p.set_defaults(execute=execute)
 
 
@@ -47,17 +59,58 @@ def execute(args: argparse.Namespace) -> int:
 
     plan = plan_suite(args.config, args.out, args.filter, args.resume)
     if args.dry_run:
-        print_suite_plan(plan)
+        from gpubench.suite.estimate import estimate_suite
+        print_suite_plan(plan, args.format, estimate=estimate_suite(plan, args.devices, args.timeout))
         return EXIT_OK
     devices: Optional[List[int]] = args.devices
     if devices is None:
         devices = [0]
+    else:
+        check_devices(devices)
     options = {"filter": args.filter, "timeout_s": args.timeout, "devices": devices}
     suite = open_suite_folder(plan, args.out, options)
-    print(suite.path, flush=True)
+    if args.format != "json":  # JSON: standard output holds one document
+        print(suite.path, flush=True)
     with suite_progress(not args.quiet and sys.stderr.isatty(), len(plan.runs)) as progress:
         outcome = execute_suite(plan, suite, devices, args.timeout, progress)
-    if not args.quiet:
-        print_suite(outcome, plan)
+    if not args.quiet or args.format == "json":
+        print_suite(outcome, plan, args.format)
     failing = sum(outcome.statuses.get(s, 0) for s in ("failed", "timeout"))
+    if not failing and set(outcome.statuses) == {"unsupported"} and not plan.skipped:
+        from gpubench.cli import error_line
+        error_line("every run of the suite was unsupported here: "
+                   + outcome.first_errors.get("unsupported", "no reason recorded"))
+        return EXIT_RUN_FAILED
     return EXIT_RUN_FAILED if failing else EXIT_OK
+
+
+def check_devices(devices: List[int]) -> None:
+    """An explicit --devices names GPUs this machine has, as CUDA numbers them (after
+    CUDA_VISIBLE_DEVICES), counted through NVML (no framework import). `--devices 0` is
+    the default and where CPU runs go, so it is always accepted; without a usable NVIDIA
+    driver every other index is refused, with the reason."""
+    from gpubench.errors import UserError
+    from gpubench.telemetry.errors import TelemetryError
+    from gpubench.telemetry.nvml import Nvml
+    from gpubench.telemetry.nvml_select import visible_devices
+
+    if devices == [0]:
+        return
+    shown = ",".join(str(d) for d in devices)
+    try:
+        with Nvml() as nvml:
+            gpus = nvml.devices()
+    except TelemetryError as exc:
+        raise UserError(f"--devices {shown}: the GPUs here cannot be counted ({exc}); "
+                        "without a usable NVIDIA driver only device 0, the default, runs") from None
+    spec = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        count = len(visible_devices(gpus, spec))
+    except TelemetryError:  # MIG instances: CUDA numbers them, NVML cannot tell how
+        return
+    missing = [str(d) for d in devices if d >= count]
+    if missing:
+        where = f" with CUDA_VISIBLE_DEVICES={spec!r}" if spec is not None else ""
+        have = f"indices 0-{count - 1}" if count > 1 else "index 0" if count else "none"
+        raise UserError(f"--devices {shown}: no GPU {', '.join(missing)} here "
+                        f"({count} GPU{'' if count == 1 else 's'}{where}: {have})")

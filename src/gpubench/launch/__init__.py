@@ -1,66 +1,27 @@
-"""Launchers: how a run's process(es) are started (launch/base.py), and what every
-launcher's ending becomes (`run_one` for `gpubench run`, `settle` for suites)."""
+"""Launchers: how a run's process(es) are started (launch/base.py: `inline`,
+`process`), and what every launcher's ending becomes (`run_one` for `gpubench run`,
+`settle` for suites).
+
+The names below are imported on first use: `python -m gpubench.launch.worker` imports
+this package first, and the worker must start light (its early signal handlers) and
+must not be imported twice (once by the package, once as __main__).
+"""
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import replace
-from pathlib import Path
-from typing import Dict, Optional, Type
+import importlib
+from typing import Any
 
-from gpubench.errors import Unsupported, UserError
-from gpubench.launch.base import LaunchResult, Launcher, Progress, no_progress
-from gpubench.launch.inline import InlineLauncher
-from gpubench.launch.process import ProcessLauncher
-from gpubench.launch.status_rows import read_folder_trials, record_status, settle
-
-__all__ = ["LAUNCHERS", "LaunchResult", "Launcher", "make_launcher", "read_folder_trials",
-           "record_status", "run_one", "settle"]
-
-LAUNCHERS: Dict[str, Type[Launcher]] = {"inline": InlineLauncher, "process": ProcessLauncher}
+_HOMES = {
+    "LAUNCHERS": "launchers", "RunInterrupted": "launchers", "make_launcher": "launchers",
+    "run_one": "launchers", "LaunchResult": "base", "Launcher": "base",
+    "read_folder_trials": "status_rows", "record_status": "status_rows", "settle": "status_rows",
+}
+__all__ = sorted(_HOMES)
 
 
-def make_launcher(name: str = "process", python: Optional[str] = None) -> Launcher:
-    if name not in LAUNCHERS:
-        raise UserError(f"unknown launcher {name!r} (valid: {', '.join(LAUNCHERS)})")
-    return LAUNCHERS[name](python)
-
-
-def run_one(req, launcher: Optional[Launcher] = None, timeout_s: Optional[float] = None,
-            progress: Progress = no_progress):
-    """`gpubench run`: the same rows, folder and errors whatever the launcher (a refusal
-    raises its UserError and leaves no folder; a crash or a timeout is a failed row).
-    Returns the RunOutcome."""
-    from gpubench.environment import host_name
-    from gpubench.measure.run_record import RunOutcome
-    from gpubench.results.reader import read_run
-    from gpubench.results.writer import new_run_id, run_folder_name
-
-    launcher = launcher or ProcessLauncher()
-    launcher.preflight(req)  # bad input fails here, fast, before any folder or worker
-    folder = Path(req.out_dir) / run_folder_name(host_name(), new_run_id())
-    try:
-        folder.mkdir(parents=True)
-    except OSError as exc:
-        raise UserError(f"cannot write results to {req.out_dir}: {exc.strerror or exc}") from None
-    req = replace(req, folder=folder)
-    try:
-        result = launcher.launch(req, timeout_s, progress)
-    except BaseException:
-        if not (folder / "trials.csv").exists():
-            shutil.rmtree(folder, ignore_errors=True)
-        raise
-    if result.outcome == "interrupted":
-        raise KeyboardInterrupt
-    if result.outcome == "refused":
-        shutil.rmtree(folder, ignore_errors=True)
-        raise (Unsupported if result.refused_kind == "unsupported" else UserError)(result.message)
-    settle(req, result)
-    data = read_run(folder)
-    trials = data.trials
-    status = "ok" if len(trials) and (trials["status"] == "ok").all() else "failed"
-    errors = trials["error"].dropna()
-    stop = data.meta.get("stop_reason") or result.outcome
-    return RunOutcome(folder, status, stop, trials, data.summary,
-                      errors.iloc[-1] if len(errors) else None, result.telemetry,
-                      result.warnings)
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

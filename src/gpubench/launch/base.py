@@ -75,6 +75,22 @@ class Launcher(ABC):
         """The checks that need no framework, run by the interpreter the run will run
         in. Raises UserError (or Unsupported / BackendUnavailable)."""
 
+    def refusal(self, req: Any) -> Optional[LaunchResult]:
+        """The refusal preflight gives `req`, when it can be known without starting a
+        process (the launcher runs this interpreter); None when it passes or only the
+        launched run can tell. The run's folder is made, for its status row."""
+        if not is_this_python(self.python):
+            return None
+        from gpubench.errors import BackendUnavailable, Unsupported
+        try:
+            self.preflight(req)
+            return None
+        except UserError as exc:
+            kind = "unsupported" if isinstance(exc, (Unsupported, BackendUnavailable)) else "usage"
+            message = str(exc)
+        os.makedirs(req.folder, exist_ok=True)
+        return LaunchResult("refused", message, kind)
+
     @abstractmethod
     def launch(self, req: Any, timeout_s: Optional[float] = None,
                progress: Progress = no_progress,

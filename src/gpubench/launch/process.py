@@ -1,8 +1,10 @@
 """The `process` launcher: each run in a fresh worker process of the launcher's Python
 (launch/worker.py). It relays the worker's progress, enforces the timeout by killing
-the worker's whole process group, and hands Ctrl-C on as SIGINT so the worker writes
-what finished. Preflight runs in that same Python: in this process when it is this
-interpreter, else in a worker started with --preflight."""
+the worker's whole process group, and hands Ctrl-C (and SIGTERM, which the CLI turns
+into the same KeyboardInterrupt) on as SIGINT so the worker writes what finished: the
+worker runs in its own session, so no signal sent to this process reaches it.
+Preflight runs in that same Python: in this process when it is this interpreter, else
+in a worker started with --preflight."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from gpubench.launch.base import (
     LaunchResult, Launcher, OnStart, Progress, is_this_python, no_progress,
 )
 from gpubench.launch.worker import (
-    EVENT_FD_ENV, EXIT_FINISHED, EXIT_INTERRUPTED, EXIT_REFUSED, request_to_json,
+    EVENT_FD_ENV, EXIT_FINISHED, EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_TERMINATED,
+    request_to_json,
 )
 from gpubench.telemetry import pin_cuda_device_order
 
@@ -118,7 +121,18 @@ class ProcessLauncher(Launcher):
         folder.mkdir(parents=True, exist_ok=True)
         events: List[Dict[str, Any]] = []
         proc, relay = self._start([], req, folder / LOG_NAME, events, progress)
-        on_start(lambda: proc.send_signal(signal.SIGINT))  # the worker writes what finished
+        deadlines: List[threading.Timer] = []
+
+        def interrupt() -> None:
+            """SIGINT: the worker writes what finished and exits; one still there after
+            INTERRUPT_GRACE_S (stuck in native code) is killed with its group."""
+            proc.send_signal(signal.SIGINT)
+            deadline = threading.Timer(INTERRUPT_GRACE_S, _kill_group, args=(proc,))
+            deadline.daemon = True
+            deadlines.append(deadline)
+            deadline.start()
+
+        on_start(interrupt)
         try:
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -127,18 +141,25 @@ class ProcessLauncher(Launcher):
             return LaunchResult("timeout", f"timed out after {timeout_s:g} s; last output:\n"
                                 + tail(folder / LOG_NAME), events=events)
         except KeyboardInterrupt:
-            # Let the worker write what finished, then stop too.
+            # Ctrl-C or SIGTERM here: let the worker write what finished, then stop too.
             proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(timeout=INTERRUPT_GRACE_S)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
             raise
+        finally:
+            for deadline in deadlines:
+                deadline.cancel()
         relay.join(timeout=5)
         if code == EXIT_FINISHED:
             return LaunchResult("finished", events=events)
         if code == EXIT_INTERRUPTED:
             return LaunchResult("interrupted", events=events)
+        if code == EXIT_TERMINATED:  # SIGTERM sent to the worker, not by gpubench
+            return LaunchResult("failed", "worker stopped by SIGTERM (not sent by gpubench); "
+                                "the trials it finished are kept; last output:\n"
+                                + tail(folder / LOG_NAME), events=events)
         refused = [e for e in events if e["event"] == "refused"]
         if code == EXIT_REFUSED and refused:
             return LaunchResult("refused", refused[-1]["message"], refused[-1]["kind"], events)

@@ -11,7 +11,10 @@ GPUBENCH_EVENT_FD. Its exit code says how it ended:
     2    the run was refused before measuring; the last event says why and whether
          the configuration is unsupported here (an unavailable backend, a precision
          the device cannot do) or bad input
-    130  interrupted (SIGINT from the parent); finished trials are written
+    130  interrupted (SIGINT from the parent); finished trials, run.json and
+         summary.csv are written
+    143  terminated (SIGTERM sent to the worker itself, not by gpubench); the same
+         written first
 
 With `--preflight` it only runs preflight (in this Python: are the framework and the
 backend there, is the configuration possible) and exits 0 or 2 the same way.
@@ -25,6 +28,7 @@ import signal
 if __name__ == "__main__":
     # Interrupted while still importing: nothing measured, nothing to keep.
     signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(143))
 
 import ctypes  # noqa: E402 (after the handler above, which must come first)
 import json  # noqa: E402
@@ -38,7 +42,7 @@ from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.runner import RunRequest
 
 EVENT_FD_ENV = "GPUBENCH_EVENT_FD"
-EXIT_FINISHED, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 2, 130
+EXIT_FINISHED, EXIT_REFUSED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 130, 143
 PR_SET_PDEATHSIG = 1
 
 
@@ -105,10 +109,21 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    # A second Ctrl-C while finished trials are being written must not cut that short.
-    def _interrupt(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise KeyboardInterrupt
+    # SIGINT (the parent: write what finished) and SIGTERM (sent to this process itself)
+    # end the run the same way. A second signal while finished trials are being written
+    # must not cut that short: only the first one counts.
+    _received = []
 
-    signal.signal(signal.SIGINT, _interrupt)
-    sys.exit(main())
+    def _interrupt(signum: int, frame: Any) -> None:
+        if not _received:
+            _received.append(signum)
+            raise KeyboardInterrupt
+
+    for _signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_signum, _interrupt)
+    try:
+        code = main()
+    except KeyboardInterrupt:  # before the run started: nothing to keep
+        code = EXIT_INTERRUPTED
+    sys.exit(EXIT_TERMINATED if code == EXIT_INTERRUPTED and _received == [signal.SIGTERM]
+             else code)

@@ -63,6 +63,9 @@ class SuiteOutcome:
     trials: pd.DataFrame
     summary: pd.DataFrame
     statuses: Dict[str, int]  # status -> runs executed now
+    # status -> the last line of the error of the first run executed now that ended so
+    # (e.g. why a run was unsupported here)
+    first_errors: Dict[str, str] = field(default_factory=dict)
 
 
 def resolved_key(run: SuiteRun, source: Path) -> Tuple[str, ...]:
@@ -81,12 +84,17 @@ def row_key(row: pd.Series) -> Tuple[str, ...]:
 
 
 def find_resumable(out_dir: Path, suite_name: str) -> Path:
+    from gpubench.results.reader import load_json
+
     candidates = []
     for meta_path in sorted(Path(out_dir).glob("*/run.json")):
+        # A run.json that does not parse may be this suite's: skipping it would start
+        # afresh and say there was nothing to resume.
         try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
+            meta = load_json(meta_path)
+        except UserError as exc:
+            raise UserError(f"--resume: {exc}; repair it or move its folder out of "
+                            f"{out_dir}") from None
         if meta.get("kind") == "suite" and meta.get("suite_name") == suite_name:
             candidates.append(meta_path.parent)
     if not candidates:
@@ -217,6 +225,7 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
     `len(devices)` at a time (one per device)."""
     launcher = launcher or make_launcher("process")
     statuses: Dict[str, int] = {}
+    first_errors: Dict[str, str] = {}
     stop = threading.Event()
     active: Dict[int, Callable[[], None]] = {}  # run index -> interrupt it
     free: "queue.Queue[int]" = queue.Queue()
@@ -232,8 +241,10 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
             folder = suite.path / "runs" / run_folder_name(host_name(), run_id)
             req, timeout_s = request_for(planned.run, folder, device, timeout_override)
             progress("run_start", index=index, label=planned.label(), device=device)
-            result = launcher.launch(req, timeout_s,
-                                     on_start=lambda interrupt: active.__setitem__(index, interrupt))
+            # A run refused by preflight here needs no worker (a 10,000-run matrix on a
+            # machine without a GPU would spend hours starting workers that refuse).
+            result = launcher.refusal(req) or launcher.launch(
+                req, timeout_s, on_start=lambda interrupt: active.__setitem__(index, interrupt))
             active.pop(index, None)
             if stop.is_set() and result.outcome in ("failed", "interrupted"):
                 # We interrupted it (perhaps before its own handler was in place): not a
@@ -247,6 +258,8 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
                                          "folder": str(folder.relative_to(suite.path)),
                                          "status": status, "device": device})
             statuses[status] = statuses.get(status, 0) + 1
+            if status != "ok":
+                first_errors.setdefault(status, _last_error_line(rows, status))
             progress("run_done", index=index, label=planned.label(), status=status)
         finally:
             free.put(device)
@@ -271,7 +284,14 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
     suite.finish(interrupted)
     if interrupted:
         raise KeyboardInterrupt
-    return SuiteOutcome(suite.path, suite.trials, summarize(suite.trials), statuses)
+    return SuiteOutcome(suite.path, suite.trials, summarize(suite.trials), statuses,
+                        first_errors)
+
+
+def _last_error_line(rows: pd.DataFrame, status: str) -> str:
+    errors = rows.loc[rows["status"] == status, "error"].dropna() if len(rows) else []
+    lines = str(errors.iloc[-1]).strip().splitlines() if len(errors) else []
+    return lines[-1].strip() if lines else "no error recorded"
 
 
 def _run_status(rows: pd.DataFrame) -> str:

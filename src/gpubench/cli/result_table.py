@@ -1,0 +1,289 @@
+"""The results table (summary.csv rows) as rich renders it, fitted to a width.
+
+A table never cuts a number. Numbers have 3-4 significant digits (6.49, 0.0123,
+12,345), never an exponent: FLOP/s and J/sample pick a unit that fits the column. When
+the table is wider than the terminal, headers and text wrap at their spaces, identity
+columns holding one value for every row move into the title, and then low-priority
+columns are left out (named under the table). Bandwidth headers say where the number
+came from: `GB/s (model)` (the workload's analytic bytes / time), `GB/s (GPM)` (the
+GPU's DRAM counters), `GB/s (est.)` (NVML memory utilisation x peak). A configuration
+that a suite ran more than once (`repeats`) shows which run a row is (`2/3`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:  # pandas only when a table is made
+    import pandas as pd
+
+UNLIMITED_WIDTH = 100_000  # piped without COLUMNS: as wide as the table needs
+
+
+def sig(value: float) -> str:
+    """3-4 significant digits, no exponent: 12,345  123  12.3  6.49  0.0123."""
+    a = abs(value)
+    if a >= 999.5:
+        return f"{value:,.0f}"
+    if a >= 99.95:
+        return f"{value:.0f}"
+    if a >= 9.995:
+        return f"{value:.1f}"
+    if a >= 0.9995:
+        return f"{value:.2f}"
+    if a == 0:
+        return "0"
+    return f"{value:.{min(2 - math.floor(math.log10(a)), 15)}f}"
+
+
+def _float(value: Any) -> Optional[float]:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) or math.isinf(v) else v
+
+
+def _num(value: Any, scale: float = 1.0) -> str:
+    v = _float(value)
+    return "" if v is None else sig(v * scale)
+
+
+def _fixed(value: Any, decimals: int) -> str:
+    v = _float(value)
+    return "" if v is None else f"{v:,.{decimals}f}"
+
+
+def _pct(value: Any) -> str:
+    v = _float(value)
+    return "" if v is None else sig(v * 100) + "%"
+
+
+def _int(value: Any) -> str:
+    v = _float(value)
+    return str(value) if v is None else f"{v:.0f}"
+
+
+def _rel_ci(row: Any, metric: str) -> str:
+    """The CI of the median as +/- its largest distance from the median, in percent."""
+    med, low, high = (_float(row.get(f"{metric}_{k}")) for k in ("median", "ci_low", "ci_high"))
+    if med is None or low is None or high is None or not med:
+        return ""
+    return "±" + _pct(max(med - low, high - med) / abs(med))
+
+
+def _j_per_sample(row: Any) -> Optional[float]:
+    spj = _float(row.get("samples_per_joule_median"))
+    return 1.0 / spj if spj else None
+
+
+def _unit(values: Sequence[Optional[float]], units: Sequence[Tuple[str, float]]) -> Tuple[str, float]:
+    """The largest unit (name, size) in which the column's largest value is at least 1."""
+    largest = max((abs(v) for v in values if v is not None), default=0.0)
+    for name, size in units:
+        if largest >= size:
+            return name, 1.0 / size
+    return units[-1][0], 1.0 / units[-1][1]
+
+
+FLOPS_UNITS = (("TFLOP/s", 1.0), ("GFLOP/s", 1e-3), ("MFLOP/s", 1e-6), ("kFLOP/s", 1e-9))
+JOULE_UNITS = (("J/sample", 1.0), ("mJ/sample", 1e-3), ("µJ/sample", 1e-6), ("nJ/sample", 1e-9))
+# mem_bw_source (telemetry) -> what the GB/s header says
+BANDWIDTH_SOURCES = {"analytic": "model", "gpm": "GPM", "util_estimate": "est."}
+
+
+def bandwidth_header(source: Optional[str]) -> str:
+    if not source:
+        return "GB/s"
+    return f"GB/s ({BANDWIDTH_SOURCES.get(source, source)})"
+
+
+@dataclass
+class Col:
+    header: str
+    cell: Callable[[Any], str]
+    key: Optional[str] = None  # its name in DROP_ORDER; None: identity (text, never left out)
+    title: Optional[Callable[[str], str]] = None  # identity: how its one value reads in a title
+
+    @property
+    def numeric(self) -> bool:
+        return self.key is not None
+
+    @property
+    def drop_rank(self) -> Optional[int]:
+        return None if self.key is None else DROP_ORDER.index(self.key)
+
+
+THR = "throughput_samples_per_s"
+# Left out first when the terminal is narrow (rank 0 first).
+DROP_ORDER = ("SM MHz", "p90 ms", "loss", "CV", "trials", "GB/s", "W", "J/sample", "p99 ms",
+              "MFU", "FLOP/s", "p50 ms", "95% CI", "samples/s")
+
+
+def workload_label(r: Any) -> str:
+    params = r.get("params")
+    return str(r["workload"]) + (f" [{params}]" if isinstance(params, str) and params else "")
+
+
+def _run_sources(trials: Optional["pd.DataFrame"]) -> Dict[str, str]:
+    """run_id -> the mem_bw_source of its bandwidth numbers (the most common one)."""
+    if trials is None or "mem_bw_source" not in trials.columns or "run_id" not in trials.columns:
+        return {}
+    rows = trials.dropna(subset=["mem_bw_source"])
+    return {str(run_id): group["mem_bw_source"].astype(str).mode().iloc[0]
+            for run_id, group in rows.groupby("run_id")}
+
+
+def _repeat_numbers(summary: "pd.DataFrame") -> List[str]:
+    """'2/3' for the second of three rows of one configuration (suite repeats); all
+    empty when no configuration repeats."""
+    from gpubench.results.schema import CONFIGURATION_COLUMNS
+
+    keys = [c for c in CONFIGURATION_COLUMNS + ("device_index",) if c in summary.columns]
+    if not keys or summary.empty:
+        return [""] * len(summary)
+    key = summary[keys].map(lambda v: "" if _float(v) is None and not isinstance(v, str) else str(v)
+                            ).agg("\x1f".join, axis=1)
+    if not key.duplicated().any():
+        return [""] * len(summary)
+    number = key.groupby(key).cumcount() + 1
+    total = key.map(key.value_counts())
+    return [f"{n}/{t}" for n, t in zip(number, total)]
+
+
+def loss_text(loss: Optional[Dict[str, Any]]) -> str:
+    """A training run's loss from its first step to its last trial (run.json `loss`):
+    on resident synthetic batches it says the step trains, not how well (a median of
+    memorised batches, ~1e-7, would look like a result)."""
+    first, last = _float((loss or {}).get("first_step")), _float((loss or {}).get("last_trial"))
+    if first is None or last is None:
+        return ""
+    return f"{sig(first)} → {sig(last)}" + (" (rose)" if loss.get("fell") is False else "")
+
+
+def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = None,
+                    losses: Optional[Dict[str, Dict[str, Any]]] = None) -> List[Col]:
+    """The table's columns for these summary rows: units chosen to fit the values, one
+    GB/s column per bandwidth source; `losses` (run_id -> run.json `loss`) fill the
+    loss column."""
+    losses = losses or {}
+    records = [r for _, r in summary.iterrows()]
+    flops_unit, flops_scale = _unit([_float(r.get("tflops_median")) for r in records], FLOPS_UNITS)
+    joule_unit, joule_scale = _unit([_j_per_sample(r) for r in records], JOULE_UNITS)
+    repeats = dict(zip(summary.index, _repeat_numbers(summary)))
+    cols = [
+        Col("workload", workload_label, title=str),
+        Col("backend", lambda r: str(r["backend"]), title=str),
+        Col("mode", lambda r: str(r["mode"]), title=str),
+        Col("precision", lambda r: str(r["precision"]), title=str),
+        Col("batch", lambda r: _int(r["batch_size"]), title=lambda v: f"batch {v}"),
+        Col("run", lambda r: repeats.get(r.name, "")),  # suite repeats: 2/3
+        Col("trials", lambda r: f"{_int(r['n_ok'])}/{_int(r['n_trials'])}", "trials"),
+        Col("samples/s", lambda r: _num(r.get(f"{THR}_median")), "samples/s"),
+        Col("95% CI", lambda r: _rel_ci(r, THR), "95% CI"),
+        Col("CV", lambda r: _pct(r.get(f"{THR}_cv")), "CV"),
+        Col("p50 ms", lambda r: _num(r.get("latency_p50_ms_median")), "p50 ms"),
+        Col("p90 ms", lambda r: _num(r.get("latency_p90_ms_median")), "p90 ms"),
+        Col("p99 ms", lambda r: _num(r.get("latency_p99_ms_median")), "p99 ms"),
+        Col(flops_unit, lambda r: _num(r.get("tflops_median"), flops_scale), "FLOP/s"),
+        Col("MFU", lambda r: _pct(r.get("mfu_median")), "MFU"),
+        Col("W", lambda r: _fixed(r.get("power_avg_w_median"), 1), "W"),  # NVML: 0.1 W steps
+        Col(joule_unit, lambda r: _num(_j_per_sample(r), joule_scale), "J/sample"),
+    ]
+    sources = _run_sources(trials)
+    row_source = {r.name: sources.get(str(r.get("run_id"))) for r in records
+                  if _float(r.get("mem_bw_gbs_median")) is not None}
+    for source in sorted(set(row_source.values()), key=lambda s: (s is None, s or "")):
+        cols.append(Col(bandwidth_header(source), lambda r, s=source: _num(
+            r.get("mem_bw_gbs_median")) if row_source.get(r.name, "-") == s else "", "GB/s"))
+    return cols + [
+        Col("SM MHz", lambda r: _num(r.get("sm_clock_mhz_median")), "SM MHz"),
+        Col("loss first → last", lambda r: loss_text(losses.get(str(r.get("run_id")))), "loss"),
+        Col("status", lambda r: str(r["status"]), title=lambda v: f"status {v}"),
+    ]
+
+
+def _words_width(text: str) -> int:
+    from rich.cells import cell_len
+    return max((cell_len(w) for w in text.split()), default=0)
+
+
+def _lines_width(text: str) -> int:
+    from rich.cells import cell_len
+    return max((cell_len(line) for line in text.splitlines()), default=0)
+
+
+def _table_width(widths: Sequence[int]) -> int:
+    return sum(w + 2 for w in widths) + len(widths) + 1  # padding 1+1, borders
+
+
+def fit_columns(cols: List[Col], cells: List[List[str]], width: int
+                ) -> Tuple[List[int], List[int], List[int], List[int]]:
+    """Which columns to show at `width` and how wide: (shown, moved to the title, left
+    out) as column indices, and the widths of the shown. A number's cell is never
+    narrower than the number; headers and text wrap at spaces. A numeric column that is
+    empty in every row is not shown at all."""
+    n = len(cols)
+    low = [max([_words_width(cols[i].header)] + [
+        (_lines_width if cols[i].numeric else _words_width)(row[i]) for row in cells]) for i in range(n)]
+    high = [max([_lines_width(cols[i].header)] + [_lines_width(row[i]) for row in cells])
+            for i in range(n)]
+    shown = [i for i in range(n) if any(row[i] for row in cells)
+             or not cols[i].numeric and cols[i].header != "run"]
+    titled: List[int] = []
+    dropped: List[int] = []
+    if _table_width([low[i] for i in shown]) > width and cells:
+        titled = [i for i in shown if cols[i].title and len({row[i] for row in cells}) == 1]
+        shown = [i for i in shown if i not in titled]
+    while _table_width([low[i] for i in shown]) > width:
+        droppable = [i for i in shown if cols[i].drop_rank is not None]
+        if not droppable:
+            break
+        worst = min(droppable, key=lambda i: cols[i].drop_rank)
+        shown.remove(worst)
+        dropped.append(worst)
+    widths = {i: high[i] for i in shown}
+    while _table_width(list(widths.values())) > width:
+        wide = [i for i in shown if widths[i] > low[i]]
+        if not wide:
+            break
+        widths[max(wide, key=lambda i: widths[i] - low[i])] -= 1
+    return shown, titled, dropped, [widths[i] for i in shown]
+
+
+def summary_table(summary: "pd.DataFrame", title: Optional[str] = None,
+                  trials: Optional["pd.DataFrame"] = None, width: Optional[int] = None,
+                  losses: Optional[Dict[str, Dict[str, Any]]] = None):
+    """A rich table of summary.csv rows (medians, CI, latency percentiles, energy) that
+    fits `width` (None: no limit), and a note naming the columns left out (or None)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    cols = summary_columns(summary, trials, losses)
+    rows = [r for _, r in summary.iterrows()]
+    cells = [[col.cell(r) for col in cols] for r in rows]
+    shown, titled, dropped, widths = fit_columns(cols, cells, width or UNLIMITED_WIDTH)
+    if titled:
+        moved = ", ".join(cols[i].title(cells[0][i]) for i in titled)
+        title = f"{title}: {moved}" if title else moved
+    fits = _table_width(widths) <= (width or UNLIMITED_WIDTH)
+    # values from result files are plain text, never markup
+    table = Table(title=Text(title) if title else None, title_justify="left")
+    for i, w in zip(shown, widths):
+        # Too narrow even so: text columns fold (rich narrows them), numbers keep their width.
+        table.add_column(Text(cols[i].header, overflow="fold"), width=w if fits or cols[i].numeric else None,
+                         justify="right" if cols[i].numeric else "left")
+    for row in cells:
+        table.add_row(*(Text(row[i], overflow="fold", style=_status_style(row[i])
+                             if cols[i].header == "status" else "") for i in shown))
+    note = None
+    if dropped:
+        note = (f"not shown at {width} columns: {', '.join(cols[i].header for i in dropped)} "
+                "(a wider terminal shows them; --format json has everything)")
+    return table, note
+
+
+def _status_style(status: str) -> str:
+    return "" if status == "ok" else "red"

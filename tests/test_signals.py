@@ -1,0 +1,185 @@
+"""SIGTERM (what a CI cancel sends) and Ctrl-C through the real command: `gpubench run`
+(both launchers) and `gpubench suite` keep every finished trial, run.json and
+summary.csv, stop the worker too, and say what was kept. Ctrl-C exits 130, SIGTERM 143."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from conftest import REPO, wait_for_trials
+from gpubench.results.reader import read_run, read_trials
+
+TESTS = Path(__file__).resolve().parent
+PLUGIN_ENV = {"GPUBENCH_PLUGINS": "suite_plugins", "PYTHONUNBUFFERED": "1",
+              "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+LONG_RUN = ("run", "-w", "linreg", "-b", "test-ok", "--trials", "1000", "--warmup-s", "0.05",
+            "--min-trial-s", "0.1", "--telemetry", "none")
+
+
+def _start(*args):
+    return subprocess.Popen([sys.executable, "-m", "gpubench", *args], cwd=REPO,
+                            env={**os.environ, **PLUGIN_ENV}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _workers(proc):
+    return [p for p in psutil.Process(proc.pid).children()
+            if "gpubench.launch.worker" in " ".join(p.cmdline())]
+
+
+def _gone(pid):
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _kept_run(folder, at_least):
+    data = read_run(folder)
+    assert len(data.trials) >= at_least and data.trials["status"].eq("ok").all()
+    assert data.meta["stop_reason"] == "interrupted"
+    assert data.summary is not None
+    # +1: a signal landing while trials.csv is rewritten after a trial leaves that trial
+    # in the summary (written from memory) but not in trials.csv (a RunRecord.finish
+    # matter, outside this file's subject; see the issue note).
+    assert data.summary["n_ok"].iloc[0] in (len(data.trials), len(data.trials) + 1)
+    return data
+
+
+@pytest.mark.parametrize("isolate", [True, False], ids=["process", "inline"])
+def test_sigterm_of_run_keeps_finished_trials_run_json_and_summary(tmp_path, isolate):
+    proc = _start(*LONG_RUN, "--out", str(tmp_path), *([] if isolate else ["--no-isolate"]))
+    folder = wait_for_trials(tmp_path, at_least=2)
+    workers = _workers(proc)
+    assert len(workers) == (1 if isolate else 0)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    data = _kept_run(folder, at_least=2)
+    # The run folder comes first on stdout, and one line on stderr says what was kept.
+    assert stdout.splitlines()[0] == str(folder)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpubench: error: terminated"), stderr
+    assert f"{len(data.trials)} finished trials kept in {folder}" in lines[0]
+    assert "samples/s" in lines[0]
+    for worker in workers:  # the worker runs in its own session: it was stopped too
+        assert _gone(worker.pid)
+
+
+def test_ctrl_c_of_run_prints_the_folder_and_the_kept_trials(tmp_path):
+    proc = _start(*LONG_RUN, "--out", str(tmp_path))
+    folder = wait_for_trials(tmp_path, at_least=2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    data = _kept_run(folder, at_least=2)
+    assert stdout.splitlines()[0] == str(folder)
+    assert "linreg" in stdout  # the kept trials' summary table
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpubench: error: interrupted"), stderr
+    median = data.summary["throughput_samples_per_s_median"].iloc[0]
+    assert f"{len(data.trials)} finished trials kept" in lines[0]
+    assert f"median {median:,.0f} samples/s" in lines[0]
+
+
+def test_ctrl_c_then_sigterm_does_not_cut_the_writing_short(tmp_path):
+    """A CI cancel sends SIGINT, then SIGTERM a few seconds later: the second signal
+    must not kill the parent (and with it the worker) while the worker writes."""
+    proc = _start(*LONG_RUN, "--out", str(tmp_path))
+    folder = wait_for_trials(tmp_path, at_least=2)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    _kept_run(folder, at_least=2)
+
+
+def test_sigterm_to_the_worker_itself_writes_what_finished(tmp_path):
+    proc = _start(*LONG_RUN, "--out", str(tmp_path))
+    folder = wait_for_trials(tmp_path, at_least=2)
+    (worker,) = _workers(proc)
+    worker.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 4, stderr  # someone else stopped the run: it failed
+    assert "Traceback" not in stderr and stdout.splitlines()[0] == str(folder)
+    data = read_run(folder)
+    assert data.meta["stop_reason"] == "interrupted"  # the worker's own run.json
+    ok = data.trials[data.trials["status"] == "ok"]
+    assert len(ok) >= 2
+    last = data.trials.iloc[-1]
+    assert last["status"] == "failed" and "SIGTERM" in last["error"]
+    assert (folder / "summary.csv").exists()
+
+
+def test_sigterm_of_the_suite_ends_as_ctrl_c_does(tmp_path):
+    config = tmp_path / "suite.yaml"
+    config.write_text("""defaults:
+  trials: 3
+  warmup_s: 0.05
+  min_trial_s: 0.3
+  telemetry: none
+runs:
+  - workloads: linreg
+    backends: test-ok
+    batch_sizes: [1, 2, 3, 4, 5, 6]
+""")
+    out = tmp_path / "out"
+    proc = _start("suite", str(config), "--out", str(out))
+    folder = wait_for_trials(out, at_least=3)
+    workers = _workers(proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "terminated" in stderr and "Traceback" not in stderr
+    trials = read_trials(folder / "trials.csv")
+    assert 3 <= len(trials) < 18 and set(trials["status"]) <= {"ok"}
+    assert len(trials) % 3 == 0  # whole runs only, as with Ctrl-C
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["stop_reason"] == "interrupted"
+    pd.read_csv(folder / "summary.csv")
+    for worker in workers:
+        assert _gone(worker.pid)
+    # The run it cut short kept its finished trials in its own folder.
+    cut = [f for f in (folder / "runs").iterdir()
+           if (f / "run.json").exists() and json.loads((f / "run.json").read_text()).get("stop_reason") == "interrupted"]
+    assert len(cut) <= 1
+
+
+def test_a_worker_that_ignores_the_interrupt_is_killed_after_the_grace(tmp_path, monkeypatch):
+    """A suite stops its runs with SIGINT; a worker stuck in native code (which cannot
+    take it) is killed after INTERRUPT_GRACE_S instead of holding the suite until its
+    timeout."""
+    import stat
+    import threading
+
+    from gpubench.launch import process
+    from gpubench.measure.request import RunRequest
+
+    stuck = tmp_path / "stuck-python"
+    stuck.write_text("#!/bin/sh\ntrap '' INT TERM\nexec sleep 30\n")
+    stuck.chmod(stuck.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setattr(process, "INTERRUPT_GRACE_S", 0.5)
+    launcher = process.ProcessLauncher(python=str(stuck))
+    req = RunRequest("linreg", "test-ok", out_dir=tmp_path, folder=tmp_path / "run")
+    interrupts, results = [], []
+    thread = threading.Thread(target=lambda: results.append(
+        launcher.launch(req, 25, on_start=interrupts.append)))
+    started = time.monotonic()
+    thread.start()
+    while not interrupts:
+        time.sleep(0.01)
+    interrupts[0]()
+    thread.join(timeout=20)
+    assert results and results[0].outcome == "failed", results
+    assert "SIGKILL" in results[0].message
+    assert time.monotonic() - started < 10

@@ -73,7 +73,9 @@ def test_rows_of_two_versions_each_migrate_from_their_own(tmp_path):
 def test_a_v1_file_compares_against_a_v2_run(tmp_path):
     pytest.importorskip("torch")
     new = tmp_path / "new"
-    proc = run_cli("run", "-w", "linreg", "-b", "torch-cpu", "--trials", "4", "--threads", "1",
+    # Default threads: a v1 row's thread count is unknown and reads as the default
+    # (a --threads 1 run is another configuration: tests/test_protocol_identity.py).
+    proc = run_cli("run", "-w", "linreg", "-b", "torch-cpu", "--trials", "4",
                    "--min-trial-s", "0.05", "--warmup-s", "0.05", "--telemetry", "none",
                    "--out", str(new), "-q")
     assert proc.returncode == 0, proc.stderr
@@ -94,22 +96,22 @@ def test_a_v1_file_compares_against_a_v2_run(tmp_path):
 
 # -- the identity declared once ------------------------------------------------------
 
-def _rows(threads, run_id="5dbac95d"):
+def _rows(seed, run_id="5dbac95d"):
     frame = read_trials(V1_RUN / "trials.csv")
-    return frame.assign(threads=threads, run_id=run_id)
+    return frame.assign(seed=seed, run_id=run_id)
 
 
-def _resume_plan(tmp_path, threads_done, threads_asked):
-    """A suite folder whose one ok run had `threads_done`, resumed by a suite asking
-    for `threads_asked`: (runs to do, runs skipped)."""
+def _resume_plan(tmp_path, seed_done, seed_asked):
+    """A suite folder whose one ok run had `seed_done`, resumed by a suite asking
+    for `seed_asked`: (runs to do, runs skipped)."""
     from gpubench.suite.executor import plan_suite
-    out = tmp_path / f"out-{threads_done}-{threads_asked}"
+    out = tmp_path / f"out-{seed_done}-{seed_asked}"
     done = out / "20261130T000000Z-vm-suite000"
     done.mkdir(parents=True)
     (done / "run.json").write_text(json.dumps({"kind": "suite", "suite_name": "s"}))
-    _rows(threads_done).to_csv(done / "trials.csv", index=False)
+    _rows(seed_done).to_csv(done / "trials.csv", index=False)
     config = tmp_path / "s.yaml"
-    config.write_text(f"defaults: {{threads: {threads_asked}}}\n"
+    config.write_text(f"defaults: {{seed: {seed_asked}}}\n"
                       "runs:\n  - {workloads: [linreg], backends: [torch-cpu]}\n")
     plan = plan_suite(config, out, resume=True)
     return len(plan.runs), len(plan.skipped)
@@ -119,7 +121,7 @@ def _behaviours(tmp_path):
     tmp_path.mkdir()
     table = compare(_rows(1), _rows(2, run_id="otherrun"))
     matched = not table["verdict"].isin(["base_only", "new_only"]).any()
-    # the same run's rows read twice (a copy beside the original), threads differing
+    # the same run's rows read twice (a copy beside the original), seed differing
     (tmp_path / "a.csv").write_text(_rows(1).to_csv(index=False))
     (tmp_path / "b.csv").write_text(_rows(2).to_csv(index=False))
     deduplicated = len(read_files([tmp_path / "a.csv", tmp_path / "b.csv"])) == len(_rows(1))
@@ -128,23 +130,24 @@ def _behaviours(tmp_path):
 
 
 def test_one_edit_of_the_identity_changes_matching_resume_and_dedup(tmp_path, monkeypatch):
-    # threads is not part of the configuration today: rows differing in it are the
-    # same configuration for compare, --resume and de-duplication alike.
+    # seed is not part of the configuration (other values, the same work): rows
+    # differing in it are the same configuration for compare, --resume and
+    # de-duplication alike.
     assert _behaviours(tmp_path / "before") == (True, True, True)
     monkeypatch.setattr(schema, "CONFIGURATION_COLUMNS",
-                        schema.CONFIGURATION_COLUMNS + ("threads",))
+                        schema.CONFIGURATION_COLUMNS + ("seed",))
     # One edit: now all three tell them apart...
     assert _behaviours(tmp_path / "after") == (False, False, False)
     # ...and a run writes the new column, from the request field of its name.
     pytest.importorskip("torch")
     from gpubench.measure.protocol import ProtocolConfig
     from gpubench.measure.runner import RunRequest, execute_run
-    outcome = execute_run(RunRequest("linreg", "torch-cpu", threads=1, telemetry="none",
+    outcome = execute_run(RunRequest("linreg", "torch-cpu", seed=3, telemetry="none",
                                      out_dir=tmp_path / "run",
                                      protocol=ProtocolConfig(trials=1, warmup_s=0.01,
                                                              min_trial_s=0.01)))
-    assert list(outcome.trials["threads"]) == [1]
-    assert "threads" in pd.read_csv(outcome.path / "trials.csv").columns
+    assert list(outcome.trials["seed"]) == [3]
+    assert "seed" in pd.read_csv(outcome.path / "trials.csv").columns
 
 
 def test_labels_show_identity_beyond_the_defaults():

@@ -1,49 +1,77 @@
-"""Robust statistics for small samples of trials (pure numpy).
+"""Robust statistics for small samples of trials (numpy; scipy's binomial, imported when
+an interval is first asked for).
 
 This is a leaf module rather than part of measure/ because both the protocol (adaptive
 trial counts) and results/ (summaries, compare) need it, and results/ must not import
 measure/.
+
+The intervals are distribution-free and hold their 95% at small n, where a bootstrap
+does not: a percentile bootstrap of the median of n <= 5 trials is their range, which
+covers the median with probability 1 - 2/2^n (50% for 2 trials, 87.5% for 4), printed
+as a "95%" interval.
+- The median's: the order-statistics (binomial) interval [x(k), x(n+1-k)], k the
+  largest rank whose coverage 1 - 2 P(B <= k-1), B ~ Binomial(n, 1/2), is at least 95%
+  for any continuous distribution. n < 6 cannot reach 95% (the range of 5 values
+  covers the median with probability 1 - 2/2^5 = 93.75%): no interval (NaN).
+- A ratio of two samples' medians: the interval of the pairwise ratios new_j / base_i
+  that inverts the Mann-Whitney test (Moses; R's wilcox.test(conf.int = TRUE) on the
+  logs), exact when the change scales the distribution (new = r x base in law). Sizes
+  whose every arrangement is too likely (3 and 3, 3 and 4, 2 and 7 or fewer) give none.
 """
 
 from __future__ import annotations
 
-import warnings
-from typing import Dict, Sequence, Tuple
+import math
+from functools import lru_cache
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-DEFAULT_BOOTSTRAP = 2000
 CONFIDENCE = 0.95
+MIN_CI_SAMPLES = 6  # the fewest values whose median interval reaches 95%
 
 
-def bootstrap_median_ci(values: Sequence[float], confidence: float = CONFIDENCE,
-                        n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> Tuple[float, float]:
-    """Percentile bootstrap CI of the median, vectorised and seeded (repeatable).
-    NaN bounds for fewer than two values, where no interval can be had."""
+@lru_cache(maxsize=None)
+def median_ci_rank(n: int, confidence: float = CONFIDENCE) -> Optional[int]:
+    """k (1-based): [x(k), x(n+1-k)] of n sorted values covers the median with
+    probability >= `confidence`, the narrowest such; None when even the range does not."""
+    if n < 1:
+        return None
+    from scipy.stats import binom
+
+    tail = (1.0 - confidence) / 2.0
+    cdf = binom.cdf(np.arange(n), n, 0.5)  # cdf[j] = P(B <= j)
+    ok = np.flatnonzero(cdf <= tail * (1 + 1e-12))
+    return int(ok[-1]) + 1 if ok.size else None  # k - 1 = the largest such j
+
+
+def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> Tuple[float, float]:
+    """The order-statistics CI of the median (module docstring): NaN bounds when the
+    finite values are too few for `confidence` (fewer than 6 at 95%)."""
+    x = np.sort(np.asarray(values, dtype=float))
+    x = x[np.isfinite(x)]
+    k = median_ci_rank(int(x.size), confidence)
+    if k is None:
+        return float("nan"), float("nan")
+    return float(x[k - 1]), float(x[x.size - k])
+
+
+def rel_ci_halfwidth(values: Sequence[float]) -> float:
+    """Largest distance from the median to a CI bound, relative to the median: the
+    figure `--target-rel-ci` is compared with. Infinite when there is no interval (too
+    few values: fewer than MIN_CI_SAMPLES), so a target is never met by too few."""
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
-    if x.size < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    medians = np.median(x[rng.integers(0, x.size, size=(n_boot, x.size))], axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(medians, [alpha, 1.0 - alpha])
-    return float(low), float(high)
-
-
-def rel_ci_halfwidth(values: Sequence[float], seed: int = 0) -> float:
-    """Largest distance from the median to a CI bound, relative to the median: the
-    figure `--target-rel-ci` is compared with. Infinite when undefined."""
-    x = np.asarray(values, dtype=float)
-    low, high = bootstrap_median_ci(x, seed=seed)
+    low, high = median_ci(x)
     med = float(np.median(x)) if x.size else float("nan")
     if not np.isfinite(low) or not med:
         return float("inf")
     return max(med - low, high - med) / abs(med)
 
 
-def describe(values: Sequence[float], seed: int = 0) -> Dict[str, float]:
-    """n, median, IQR, mean, std (sample), CV, and the bootstrap 95% CI of the median."""
+def describe(values: Sequence[float]) -> Dict[str, float]:
+    """n, median, IQR, mean, std (sample), CV, and the 95% CI of the median (NaN bounds
+    for fewer than 6 values)."""
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
     nan = float("nan")
@@ -53,60 +81,84 @@ def describe(values: Sequence[float], seed: int = 0) -> Dict[str, float]:
     q1, med, q3 = np.quantile(x, [0.25, 0.5, 0.75])
     mean = float(x.mean())
     std = float(x.std(ddof=1)) if x.size > 1 else nan
-    low, high = bootstrap_median_ci(x, seed=seed)
+    low, high = median_ci(x)
     return {"n": int(x.size), "median": float(med), "iqr": float(q3 - q1), "mean": mean,
             "std": std, "cv": std / mean if mean else nan, "ci_low": low, "ci_high": high}
 
 
-def bootstrap_ratio_ci(base: np.ndarray, new: np.ndarray, confidence: float = CONFIDENCE,
-                       n_boot: int = 1000, seed: int = 0,
-                       chunk_elems: int = 4_000_000) -> Tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap CI of median(new) / median(base), one pair per row.
+# -- the ratio of two samples ------------------------------------------------------
+
+EXACT_MAX_PAIRS = 2500  # m x n up to this: the exact Mann-Whitney distribution
+
+
+@lru_cache(maxsize=None)
+def ratio_ci_rank(m: int, n: int, confidence: float = CONFIDENCE) -> Optional[int]:
+    """k (1-based): the k-th smallest and k-th largest of the m x n pairwise ratios bound
+    a CI of the ratio with coverage >= `confidence` (the Mann-Whitney U statistic's
+    null distribution: exact up to EXACT_MAX_PAIRS pairs, normal beyond); None when no
+    rank reaches it."""
+    if m < 1 or n < 1:
+        return None
+    tail = (1.0 - confidence) / 2.0
+    if m * n > EXACT_MAX_PAIRS:
+        from scipy.stats import norm
+        k = math.floor(m * n / 2 - norm.ppf(1 - tail) * math.sqrt(m * n * (m + n + 1) / 12))
+        return k if k >= 1 else None
+    counts = _u_counts(m, n)
+    total = sum(counts)
+    below, k = 0, 0
+    for count in counts:  # the largest k with P(U <= k - 1) <= tail
+        if (below + count) > tail * total:
+            break
+        below += count
+        k += 1
+    return k if k >= 1 else None
+
+
+@lru_cache(maxsize=None)
+def _u_counts(m: int, n: int) -> Tuple[int, ...]:
+    """How many of the C(m+n, m) orderings give U = 0, 1, ..., m n (exact integers): the
+    coefficients of the Gaussian binomial [m+n choose m]_q, built one factor
+    (1 - q^(n+i)) / (1 - q^i) at a time."""
+    poly = [1]
+    for i in range(1, m + 1):
+        grown = poly + [0] * (n + i)  # times (1 - q^(n+i))
+        for j in range(len(poly)):
+            grown[j + n + i] -= poly[j]
+        for j in range(i, len(grown)):  # divided by (1 - q^i): exact
+            grown[j] += grown[j - i]
+        poly = grown[:n * i + 1]
+    return tuple(poly)
+
+
+def ratio_ci(base: np.ndarray, new: np.ndarray, confidence: float = CONFIDENCE,
+             chunk_elems: int = 4_000_000) -> Tuple[np.ndarray, np.ndarray]:
+    """A 95% CI of median(new) / median(base), one pair of samples per row (module
+    docstring): the k-th smallest and largest of the row's pairwise ratios new_j /
+    base_i, k = ratio_ci_rank(m, n).
 
     `base` is (pairs, n_base) and `new` is (pairs, n_new); NaN entries are missing
-    values (rows of unequal length are NaN-padded). Each side is resampled on its own
-    (the two samples are independent runs). Vectorised over pairs and resamples,
-    processed in chunks of about `chunk_elems` values so memory stays bounded. NaN
-    bounds for a row with fewer than two values on a side.
+    values (rows of unequal length are NaN-padded). Vectorised over pairs, in chunks of
+    about `chunk_elems` ratios so memory stays bounded. NaN bounds for a row whose
+    sizes give no interval, or with a ratio that is not finite (a zero in base).
     """
     base, new = np.atleast_2d(np.asarray(base, float)), np.atleast_2d(np.asarray(new, float))
-    rng = np.random.default_rng(seed)
-    alpha = (1.0 - confidence) / 2.0
-    low = np.full(base.shape[0], np.nan)
-    high = np.full(base.shape[0], np.nan)
-    per_pair = n_boot * (base.shape[1] + new.shape[1])
-    step = max(1, chunk_elems // max(per_pair, 1))
-    for start in range(0, base.shape[0], step):
-        rows = slice(start, start + step)
-        med_b = _resampled_medians(base[rows], n_boot, rng)
-        med_n = _resampled_medians(new[rows], n_boot, rng)
+    rows = base.shape[0]
+    low, high = np.full(rows, np.nan), np.full(rows, np.nan)
+    m_all, n_all = np.isfinite(base).sum(axis=1), np.isfinite(new).sum(axis=1)
+    step = max(1, chunk_elems // max(base.shape[1] * new.shape[1], 1))
+    for start in range(0, rows, step):
+        part = slice(start, start + step)
+        b, nw = base[part], new[part]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = med_n / med_b
-        ok = np.isfinite(ratios).all(axis=1)
-        if ok.any():
-            q = np.quantile(ratios[ok], [alpha, 1.0 - alpha], axis=1)
-            idx = np.arange(base.shape[0])[rows][ok]
-            low[idx], high[idx] = q[0], q[1]
+            ratios = (nw[:, None, :] / b[:, :, None]).reshape(b.shape[0], -1)
+        present = np.isfinite(b)[:, :, None] & np.isfinite(nw)[:, None, :]
+        present = present.reshape(b.shape[0], -1)
+        bad = (present & ~np.isfinite(ratios)).any(axis=1)  # x / 0
+        ordered = np.sort(np.where(present, ratios, np.inf), axis=1)  # missing pairs last
+        for i, (m, n) in enumerate(zip(m_all[part], n_all[part])):
+            k = ratio_ci_rank(int(m), int(n), confidence)
+            if k is None or bad[i]:
+                continue
+            low[start + i], high[start + i] = ordered[i, k - 1], ordered[i, m * n - k]
     return low, high
-
-
-def _resampled_medians(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(pairs, n_boot) medians of resamples drawn with replacement from each row's
-    finite values (rows with fewer than two values give NaN)."""
-    counts = np.isfinite(x).sum(axis=1)
-    # Finite values first in each row, so index i < count picks a real value.
-    ordered = np.sort(np.where(np.isfinite(x), x, np.inf), axis=1)
-    width = x.shape[1]
-    u = rng.random((x.shape[0], n_boot, width))
-    idx = np.minimum((u * counts[:, None, None]).astype(np.int64), np.maximum(counts, 1)[:, None, None] - 1)
-    picked = np.take_along_axis(ordered[:, None, :], idx, axis=2)
-    # A row with count < width draws only `count` values per resample: mask the rest.
-    picked = np.where(np.arange(width)[None, None, :] < counts[:, None, None], picked, np.nan)
-    if (counts < width).any():
-        with warnings.catch_warnings():  # rows with no value at all: NaN, said below
-            warnings.simplefilter("ignore", RuntimeWarning)
-            medians = np.nanmedian(picked, axis=2)
-    else:
-        medians = np.median(picked, axis=2)
-    medians[counts < 2] = np.nan
-    return medians

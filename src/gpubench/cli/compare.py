@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable, Optional
 
 FAIL_ON = ("regression", "inconclusive", "never")
 FORMATS = ("table", "markdown", "json")
@@ -55,7 +56,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="table (default, for a terminal), markdown (for a CI page) or json")
     p.add_argument("--output", "-o", type=Path, metavar="FILE",
                    help="write the output to FILE (atomically) instead of standard output")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="kept for scripts that pass it; the statistics are exact now and use no random draws")
+    p.add_argument("--include-contended", action="store_true",
+                   help="keep trials marked contended (they ran slow, or beside other "
+                        "processes' CPU or GPU use); by default they are left out and "
+                        "counted in the note")
     p.set_defaults(execute=execute)
 
 
@@ -68,21 +73,32 @@ def execute(args: argparse.Namespace) -> int:
     if args.baseline is not None and args.by is None:
         raise UserError("--baseline needs --by COLUMN")
     comparison = compare_paths(args.base, args.new, metric=args.metric, threshold=args.threshold,
-                               by=args.by, baseline=args.baseline, seed=args.seed)
+                               by=args.by, baseline=args.baseline, seed=args.seed,
+                               include_contended=args.include_contended)
     result = outcome(comparison.table, args.fail_on)
     code = {"regression": EXIT_REGRESSION, "inconclusive": EXIT_INCONCLUSIVE}.get(result, EXIT_OK)
-    if args.format == "json":
-        text = to_json(comparison, result, code)
-    elif args.format == "markdown":
-        text = to_markdown(comparison)
+    emit(args.format, args.output, lambda: to_json(comparison, result, code),
+         lambda: to_markdown(comparison), lambda width: table_text(comparison, width),
+         headline(comparison))
+    return code
+
+
+def emit(fmt: str, output: Optional[Path], as_json: Callable[[], str],
+         as_markdown: Callable[[], str], as_table: Callable[[Optional[int]], str],
+         headline_text: str) -> None:
+    """compare's and history's output: JSON, markdown or a table (the terminal's width,
+    else 160 columns), on stdout or written atomically to `output` with a headline."""
+    if fmt == "json":
+        text = as_json()
+    elif fmt == "markdown":
+        text = as_markdown()
     else:
-        text = table_text(comparison, width=None if args.output is None and sys.stdout.isatty() else 160)
-    if args.output is None:
+        text = as_table(None if output is None and sys.stdout.isatty() else 160)
+    if output is None:
         sys.stdout.write(text)
     else:
-        write_output(args.output, text)
-        print(f"{headline(comparison)} (written to {args.output})")
-    return code
+        write_output(output, text)
+        print(f"{headline_text} (written to {output})")
 
 
 def write_output(path: Path, text: str) -> None:

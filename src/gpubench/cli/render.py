@@ -12,7 +12,9 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from gpubench.cli.result_table import UNLIMITED_WIDTH, summary_table, workload_label
+from gpubench.cli.result_table import (
+    UNLIMITED_WIDTH, missed_target_notes, summary_table, workload_label,
+)
 
 if TYPE_CHECKING:  # pandas only when a table is made: `gpubench list` imports this module
     import pandas as pd
@@ -32,29 +34,49 @@ def stdout_console():
     return Console(file=sys.stdout, width=stdout_width())
 
 
-def run_losses(folder: Any) -> Dict[str, Dict[str, Any]]:
-    """run_id -> run.json's `loss` (training runs) for a run folder or a suite's runs."""
+def _run_metas(folder: Any) -> List[Dict[str, Any]]:
+    """The run.json of a run folder, or of a suite's runs, that parse and name a run."""
     from pathlib import Path
 
-    losses: Dict[str, Dict[str, Any]] = {}
+    metas = []
     folder = Path(folder)
     for path in [folder / "run.json", *sorted(folder.glob("runs/*/run.json"))]:
         try:
             meta = json.loads(path.read_text())
         except (OSError, ValueError):
             continue  # the table is still worth showing; readers report corrupt files
-        if isinstance(meta, dict) and isinstance(meta.get("loss"), dict) and meta.get("run_id"):
-            losses[str(meta["run_id"])] = meta["loss"]
-    return losses
+        if isinstance(meta, dict) and meta.get("run_id"):
+            metas.append(meta)
+    return metas
+
+
+def run_losses(folder: Any) -> Dict[str, Dict[str, Any]]:
+    """run_id -> run.json's `loss` (training runs) for a run folder or a suite's runs."""
+    return {str(meta["run_id"]): meta["loss"] for meta in _run_metas(folder)
+            if isinstance(meta.get("loss"), dict)}
+
+
+def run_targets(folder: Any) -> Dict[str, Dict[str, Any]]:
+    """run_id -> {target_rel_ci, stop_reason} from run.json, for runs that had a target."""
+    targets = {}
+    for meta in _run_metas(folder):
+        protocol = meta.get("protocol")
+        if isinstance(protocol, dict) and protocol.get("target_rel_ci") is not None:
+            targets[str(meta["run_id"])] = {"target_rel_ci": protocol["target_rel_ci"],
+                                            "stop_reason": meta.get("stop_reason")}
+    return targets
 
 
 def print_table(console: Any, summary: "pd.DataFrame", title: Optional[str] = None,
                 trials: Optional["pd.DataFrame"] = None, folder: Any = None) -> None:
     losses = run_losses(folder) if folder is not None else None
-    table, note = summary_table(summary, title, trials, console.width, losses)
+    targets = run_targets(folder) if folder is not None else None
+    table, note = summary_table(summary, title, trials, console.width, losses, targets)
     console.print(table)
     if note:
         console.print(note, style="dim", markup=False)
+    for line in missed_target_notes(summary, targets):  # the runs that stopped short of --target-rel-ci
+        console.print(line, style="yellow", markup=False)
 
 
 def throttle_warning(trials: "pd.DataFrame") -> Optional[str]:

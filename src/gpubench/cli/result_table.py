@@ -7,7 +7,9 @@ columns holding one value for every row move into the title, and then low-priori
 columns are left out (named under the table). Bandwidth headers say where the number
 came from: `GB/s (model)` (the workload's analytic bytes / time), `GB/s (GPM)` (the
 GPU's DRAM counters), `GB/s (est.)` (NVML memory utilisation x peak). A configuration
-that a suite ran more than once (`repeats`) shows which run a row is (`2/3`).
+that a suite ran more than once (`repeats`) shows which run a row is (`2/3`). The 95% CI
+reads `n<6` where too few trials give none, and is marked `*` where the run stopped on
+a cap short of its --target-rel-ci (missed_target_notes says so under the table).
 """
 
 from __future__ import annotations
@@ -66,12 +68,56 @@ def _int(value: Any) -> str:
     return str(value) if v is None else f"{v:.0f}"
 
 
-def _rel_ci(row: Any, metric: str) -> str:
-    """The CI of the median as +/- its largest distance from the median, in percent."""
+MIN_CI_TRIALS = 6  # gpubench.stats.MIN_CI_SAMPLES: fewer ok trials have no 95% CI
+MISSED_MARK = "*"  # on the CI of a run that stopped short of its --target-rel-ci
+
+
+def rel_ci_value(row: Any, metric: str) -> Optional[float]:
+    """The CI's largest distance from the median, relative to it (None: no CI)."""
     med, low, high = (_float(row.get(f"{metric}_{k}")) for k in ("median", "ci_low", "ci_high"))
     if med is None or low is None or high is None or not med:
-        return ""
-    return "±" + _pct(max(med - low, high - med) / abs(med))
+        return None
+    return max(med - low, high - med) / abs(med)
+
+
+def _rel_ci(row: Any, metric: str) -> str:
+    """The CI of the median as +/- its largest distance from the median, in percent;
+    `n<6` where a median has too few trials for a 95% interval."""
+    rel = rel_ci_value(row, metric)
+    if rel is not None:
+        return "±" + _pct(rel)
+    n_ok, median = _float(row.get("n_ok")), _float(row.get(f"{metric}_median"))
+    too_few = n_ok is not None and n_ok < MIN_CI_TRIALS and median is not None
+    return f"n<{MIN_CI_TRIALS}" if too_few else ""
+
+
+# Stop reasons (measure/protocol.py) of a run that gave up on its --target-rel-ci.
+MISSED_STOPS = {"time_cap": "the time cap (--max-time-s)", "trial_cap": "the trial cap"}
+
+
+def missed_target(row: Any, targets: Optional[Dict[str, Dict[str, Any]]]) -> Optional[str]:
+    """Why a summary row's run missed its --target-rel-ci ('target ±1% not met: stopped
+    at the time cap (--max-time-s) after 4 trials (±2.3%)'), or None when it had no
+    target or met it. `targets`: run_id -> {target_rel_ci, stop_reason} (run.json)."""
+    meta = (targets or {}).get(str(row.get("run_id")), {})
+    stop = row.get("stop_reason")
+    stop = stop if isinstance(stop, str) and stop else meta.get("stop_reason")
+    return missed_target_text(meta.get("target_rel_ci"), stop, row.get("n_ok"),
+                              rel_ci_value(row, THR))
+
+
+def missed_target_text(target: Any, stop_reason: Any, n_ok: Any,
+                       rel_ci: Optional[float]) -> Optional[str]:
+    """The line for a run that stopped on a cap before its target (None otherwise)."""
+    target = _float(target)
+    if target is None or stop_reason not in MISSED_STOPS:
+        return None
+    n = _float(n_ok)
+    trials = "" if n is None else f" after {n:.0f} trial{'' if n == 1 else 's'}"
+    reached = (f"the 95% CI is ±{_pct(rel_ci)}" if rel_ci is not None
+               else f"no 95% CI: fewer than {MIN_CI_TRIALS} trials")
+    return (f"target ±{target * 100:.3g}% not met: stopped at {MISSED_STOPS[stop_reason]}"
+            f"{trials} ({reached})")
 
 
 def _j_per_sample(row: Any) -> Optional[float]:
@@ -164,10 +210,12 @@ def loss_text(loss: Optional[Dict[str, Any]]) -> str:
 
 
 def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = None,
-                    losses: Optional[Dict[str, Dict[str, Any]]] = None) -> List[Col]:
+                    losses: Optional[Dict[str, Dict[str, Any]]] = None,
+                    targets: Optional[Dict[str, Dict[str, Any]]] = None) -> List[Col]:
     """The table's columns for these summary rows: units chosen to fit the values, one
     GB/s column per bandwidth source; `losses` (run_id -> run.json `loss`) fill the
-    loss column."""
+    loss column; a run that missed its target (`targets`, see missed_target) has its
+    95% CI marked with MISSED_MARK."""
     losses = losses or {}
     records = [r for _, r in summary.iterrows()]
     flops_unit, flops_scale = _unit([_float(r.get("tflops_median")) for r in records], FLOPS_UNITS)
@@ -182,7 +230,8 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
         Col("run", lambda r: repeats.get(r.name, "")),  # suite repeats: 2/3
         Col("trials", lambda r: f"{_int(r['n_ok'])}/{_int(r['n_trials'])}", "trials"),
         Col("samples/s", lambda r: _num(r.get(f"{THR}_median")), "samples/s"),
-        Col("95% CI", lambda r: _rel_ci(r, THR), "95% CI"),
+        Col("95% CI", lambda r: _rel_ci(r, THR)
+            + (MISSED_MARK if missed_target(r, targets) else ""), "95% CI"),
         Col("CV", lambda r: _pct(r.get(f"{THR}_cv")), "CV"),
         Col("p50 ms", lambda r: _num(r.get("latency_p50_ms_median")), "p50 ms"),
         Col("p90 ms", lambda r: _num(r.get("latency_p90_ms_median")), "p90 ms"),
@@ -255,13 +304,14 @@ def fit_columns(cols: List[Col], cells: List[List[str]], width: int
 
 def summary_table(summary: "pd.DataFrame", title: Optional[str] = None,
                   trials: Optional["pd.DataFrame"] = None, width: Optional[int] = None,
-                  losses: Optional[Dict[str, Dict[str, Any]]] = None):
+                  losses: Optional[Dict[str, Dict[str, Any]]] = None,
+                  targets: Optional[Dict[str, Dict[str, Any]]] = None):
     """A rich table of summary.csv rows (medians, CI, latency percentiles, energy) that
     fits `width` (None: no limit), and a note naming the columns left out (or None)."""
     from rich.table import Table
     from rich.text import Text
 
-    cols = summary_columns(summary, trials, losses)
+    cols = summary_columns(summary, trials, losses, targets)
     rows = [r for _, r in summary.iterrows()]
     cells = [[col.cell(r) for col in cols] for r in rows]
     shown, titled, dropped, widths = fit_columns(cols, cells, width or UNLIMITED_WIDTH)
@@ -283,6 +333,20 @@ def summary_table(summary: "pd.DataFrame", title: Optional[str] = None,
         note = (f"not shown at {width} columns: {', '.join(cols[i].header for i in dropped)} "
                 "(a wider terminal shows them; --format json has everything)")
     return table, note
+
+
+def missed_target_notes(summary: "pd.DataFrame",
+                        targets: Optional[Dict[str, Dict[str, Any]]]) -> List[str]:
+    """The lines under the table for rows whose run missed its --target-rel-ci (the
+    row's configuration named when the table has more than one row)."""
+    notes = []
+    for _, row in summary.iterrows():
+        text = missed_target(row, targets)
+        if text:
+            label = (f"{workload_label(row)} {row.get('backend')} {row.get('mode')} "
+                     f"{row.get('precision')}: " if len(summary) > 1 else "")
+            notes.append(f"{MISSED_MARK} {label}{text}")
+    return notes
 
 
 def _status_style(status: str) -> str:

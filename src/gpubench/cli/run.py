@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "fp16 or bf16 (mixed precision)")
     p.add_argument("--batch-size", type=positive_int,
                    help="samples per step (default: the workload's own, see gpubench list)")
-    p.add_argument("--trials", type=positive_int, default=5, help="timed trials (default 5)")
+    p.add_argument("--trials", type=positive_int, default=6,
+                   help="timed trials (default 6: the fewest that give a 95%% CI of the median)")
     p.add_argument("--warmup-s", type=positive_float, default=1.0, help="warm-up budget (default 1 s)")
     p.add_argument("--min-trial-s", type=positive_float, default=1.0,
                    help="iterations are calibrated so one trial lasts at least this (default 1 s)")
@@ -97,6 +98,13 @@ def execute(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt(show_kept(exc.folder, args.format, args.quiet)) from None
     for warning in outcome.warnings:  # also in run.json
         print(f"gpubench: warning: {warning}", file=sys.stderr)
+    if args.target_rel_ci is not None and len(outcome.summary):  # stopped on a cap short of it
+        from gpubench.cli.result_table import THR, missed_target_text, rel_ci_value
+        row = outcome.summary.iloc[0]
+        missed = missed_target_text(args.target_rel_ci, outcome.stop_reason, row.get("n_ok"),
+                                    rel_ci_value(row, THR))
+        if missed:
+            print(f"gpubench: warning: {missed}", file=sys.stderr)
     print_run(outcome, args.format, args.quiet)
     return EXIT_OK if outcome.status == "ok" else EXIT_RUN_FAILED
 

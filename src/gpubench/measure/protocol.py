@@ -12,7 +12,8 @@
    the step is synchronous anyway), else in a pass of up to LATENCY_PASS_STEPS steps
    right after the trial, so that waiting for each step never lowers throughput.
 4. Optionally keep adding trials until the 95% CI of the median throughput is within
-   `target_rel_ci` of it, up to a time and trial cap, and say why it stopped.
+   `target_rel_ci` of it, up to a time and trial cap, and say why it stopped. Fewer
+   than 6 trials have no 95% interval (gpubench.stats): the target is not met by them.
 
 Nothing here prints: progress goes to a callback, results to `on_trial`.
 """
@@ -43,7 +44,7 @@ STOP_FAILED = "failed"
 
 @dataclass(frozen=True)
 class ProtocolConfig:
-    trials: int = 5
+    trials: int = 6  # the fewest whose range is a 95% CI of the median (stats.median_ci)
     warmup_s: float = 1.0
     min_trial_s: float = 1.0
     record_latency: bool = False
@@ -186,7 +187,7 @@ def measure(step: Step, config: ProtocolConfig, on_trial: Callable[[TrialResult]
         if trial >= config.trials:
             if config.target_rel_ci is None:
                 break
-            if rel_ci_halfwidth(throughputs) <= config.target_rel_ci:
+            if rel_ci_halfwidth(throughputs) <= config.target_rel_ci:  # inf below 6 trials
                 stop = STOP_TARGET_MET
                 break
             if trial >= config.max_trials:

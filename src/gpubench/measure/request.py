@@ -42,6 +42,9 @@ class RunRequest:
     exec: Optional[str] = None  # execution mode; None = the backend's default (eager)
     world_size: int = 1  # processes the run spans (a launcher's business)
     environment: str = DEFAULT_ENVIRONMENT  # the name of the Python environment it runs in
+    # the data measured on: "synthetic" (batches made on the device before timing) is
+    # the only source today; an identity column, like threads (None: the framework's own)
+    data: str = schema.CONFIGURATION_DEFAULTS["data"]
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,9 @@ def preflight(req: RunRequest) -> Preflight:
 def run_identity(req: RunRequest, workload: Workload, backend: Backend,
                  exec_mode: str) -> Dict[str, Any]:
     """The configuration columns (schema.CONFIGURATION_COLUMNS) of the request's rows:
-    defaults resolved; a column the declaration adds is the request field of its name."""
+    defaults resolved; a column the declaration adds is the request field of its name
+    (`threads` as asked: empty for the framework's default, whatever that is here;
+    `data`)."""
     resolved = {"workload": workload.name, "backend": backend.name,
                 "batch_size": req.batch_size or workload.default_batch_size,
                 "params": workload.params_str, "exec": exec_mode,

@@ -1,7 +1,7 @@
 """The `throughput` scenario: warm up, calibrate, and time back-to-back steps in
 trials (the protocol of measure/protocol.py); one row per kept trial with samples/s,
-TFLOP/s and MFU, per-step latency percentiles in infer mode, and the trial's
-telemetry."""
+TFLOP/s and MFU, per-step latency percentiles in infer mode, the trial's telemetry,
+and whether it ran under contention (telemetry/contention.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 from gpubench.measure.protocol import TrialResult, measure
 from gpubench.measure.scenario import Scenario, ScenarioContext
 from gpubench.results.schema import MEASURED_COLUMNS
+from gpubench.telemetry.contention import ContentionWatch
 
 
 def loss_check(first: Optional[float], last: Optional[float]) -> Dict[str, Any]:
@@ -39,20 +40,31 @@ class ThroughputScenario(Scenario):
         req = ctx.request
         protocol = replace(req.protocol, record_latency=req.mode == "infer")
         last_loss: List[Optional[float]] = [None]
+        # Contention readings around each trial, whatever the telemetry (contention.py).
+        watch = ContentionWatch(ctx.sampler, on_gpu=ctx.step.device.kind == "cuda")
+
+        def progress(event: str, **fields: Any) -> None:
+            if event == "trial":  # the estimate the coming trial is sized by
+                watch.expect(fields.get("seconds_per_iteration"))
+            ctx.progress(event, **fields)
 
         def on_trial(result: TrialResult) -> None:
             last_loss[0] = result.loss
-            ctx.emit(self.trial_row(ctx, result))
+            row = self.trial_row(ctx, result)
+            row["contended"] = watch.trial_verdict(result.trial, result.iterations,
+                                                   result.duration_s)
+            ctx.emit(row)
 
-        calibration, stop = measure(ctx.step, protocol, on_trial, ctx.sampler, ctx.progress)
-        extra: Dict[str, Any] = {"calibration": asdict(calibration)}
+        calibration, stop = measure(ctx.step, protocol, on_trial, watch, progress)
+        extra: Dict[str, Any] = {"calibration": asdict(calibration),
+                                 "contention": watch.record(), "warnings": watch.warnings()}
         if protocol.record_latency:
             extra["latency_timing"] = ("separate_pass" if ctx.step.latency_timing_syncs
                                        else "in_trial")
         if req.mode == "train":
             extra["loss"] = loss_check(calibration.first_loss, last_loss[0])
             if extra["loss"]["fell"] is False:
-                extra["warnings"] = [
+                extra["warnings"] += [
                     f"the training loss did not fall ({extra['loss']['first_step']:.4g} at the "
                     f"first step, {extra['loss']['last_trial']:.4g} after the last trial): "
                     "the step may not be training"]

@@ -4,7 +4,7 @@ no exit codes: the CLI renders the table and picks the exit code).
 Rows are matched on the configuration declared in results/schema.py (minus the `--by` column, the one being compared);
 runs, devices and hosts of one side holding the same configuration are pooled. Only
 trials with status ok and a value of the metric count. Per match: medians, ratio
-new/base, bootstrap 95% CI of the ratio, Mann-Whitney U p-value and a verdict (the
+new/base, a 95% CI of the ratio (rank-based: compare_stats.py), Mann-Whitney U p-value and a verdict (the
 rule is in results/compare_stats.py); beside it the change in joules per sample and
 in SM clock, and the share of throttled trials, so that a slowdown caused by
 throttling shows as such. A configuration on one side only is listed with verdict
@@ -16,6 +16,11 @@ a run-to-run wobble a regression. When both sides hold at least MIN_RUNS_PER_SID
 of a configuration, the statistics are taken over per-run medians instead (`unit` =
 run), which carries the run-to-run variation; otherwise over trials (`unit` = trial),
 with a note when a side has a single run.
+
+Contended trials (`contended` true: they ran slow, or beside other processes' CPU or
+GPU use; telemetry/contention.py) are left out of everything above unless
+`include_contended`, and counted in the note. A row that was not judged (empty: v1
+rows, older v2 rows) counts.
 """
 
 from __future__ import annotations
@@ -79,6 +84,14 @@ def _throttled_frac(ok: pd.DataFrame) -> float:
     return float(flags.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0")).mean())
 
 
+def _contended(frame: pd.DataFrame) -> np.ndarray:
+    """Per row: whether it is marked contended (True, "True", 1; empty is not)."""
+    if "contended" not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return frame["contended"].map(
+        lambda v: str(v).strip().lower() in ("true", "1", "1.0")).to_numpy(dtype=bool)
+
+
 def _side_note(name: str, rows: pd.DataFrame, ok: pd.DataFrame, by: Optional[str]) -> List[str]:
     notes = []
     if len(rows) and ok.empty:
@@ -108,9 +121,10 @@ def _bandwidth_note(name: str, ok: pd.DataFrame) -> List[str]:
 
 def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
             threshold: float = 0.05, by: Optional[str] = None, labels: Tuple[str, str] = ("base", "new"),
-            seed: int = 0) -> pd.DataFrame:
+            seed: int = 0, include_contended: bool = False) -> pd.DataFrame:
     """The verdict table (RESULT_COLUMNS) of `new` against `base`, one row per
-    configuration found on either side. `by` is left out of the match."""
+    configuration found on either side. `by` is left out of the match; contended trials
+    are left out unless `include_contended`."""
     if metric not in DIRECTIONS:
         raise UserError(f"--metric {metric}: not a comparable metric (valid: {', '.join(DIRECTIONS)})")
     key = list(schema.match_columns(by))
@@ -123,7 +137,8 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
         for i, k in enumerate(_keys(frame, key)):
             positions.setdefault(k, []).append(i)
         ok_mask = (frame["status"].eq("ok") & pd.to_numeric(frame[metric], errors="coerce").notna()).to_numpy()
-        sides[name] = (frame, positions, ok_mask)
+        contended = ok_mask & _contended(frame)
+        sides[name] = (frame, positions, ok_mask, contended, include_contended)
     order = list(dict.fromkeys(list(sides["base"][1]) + list(sides["new"][1])))
     if not order:
         return pd.DataFrame(columns=list(result_columns()))
@@ -137,15 +152,20 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
         present = []
         oks = {}
         for name in ("base", "new"):
-            frame, positions, ok_mask = sides[name]
+            frame, positions, ok_mask, contended_mask, keep = sides[name]
             where = positions.get(config, [])
             here = frame.iloc[where]
-            ok = oks[name] = here[ok_mask[where]]
+            ok = oks[name] = here[ok_mask[where] & (keep | ~contended_mask[where])]
+            contended = int(contended_mask[where].sum())
             present.append(bool(where))
             row[f"j_per_sample_{name}"] = _median(ok[load.DERIVED])
             row[f"sm_clock_{name}_mhz"] = _median(ok["sm_clock_mhz"]) if "sm_clock_mhz" in ok else np.nan
             row[f"throttled_{name}_frac"] = _throttled_frac(ok)
-            notes += _side_note(name, here, ok, by)
+            notes += _side_note(name, here, here[ok_mask[where]], by)
+            if contended:
+                notes.append(f"{name}: {contended} contended trial{'s' if contended != 1 else ''} "
+                             + ("kept (--include-contended)" if keep else
+                                "left out (--include-contended keeps them)"))
             if metric == "mem_bw_gbs":  # a modelled bandwidth must never pass for a measured one
                 notes += _bandwidth_note(name, ok)
         unit, side_values, unit_notes = _unit_values(oks, metric)
@@ -211,7 +231,8 @@ class Comparison:
 
 def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
                   threshold: float = 0.05, by: Optional[str] = None,
-                  baseline: Optional[str] = None, seed: int = 0) -> Comparison:
+                  baseline: Optional[str] = None, seed: int = 0,
+                  include_contended: bool = False) -> Comparison:
     """Loads BASE (and NEW) and compares. Without `by`: NEW against BASE. With `by`:
     the rows of both inputs together are split by the column's value, and every other
     value is compared against the baseline (`baseline`, or the value seen first)."""
@@ -224,14 +245,16 @@ def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
     if by is None:
         if new is None:
             raise UserError("compare needs NEW, or --by COLUMN to split BASE into groups")
-        table = compare(frames[0], frames[1], metric, threshold, labels=("base", "new"), seed=seed)
+        table = compare(frames[0], frames[1], metric, threshold, labels=("base", "new"), seed=seed,
+                        include_contended=include_contended)
         _require_match(table, inputs[0], inputs[1])
         return Comparison(table, metric, threshold, inputs)
     label = " and ".join(inputs)
     combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     groups = load.split_by(combined, by, baseline, label)
     (base_value, base_frame), others = groups[0], groups[1:]
-    tables = [compare(base_frame, frame, metric, threshold, by=by, labels=(base_value, value), seed=seed)
+    tables = [compare(base_frame, frame, metric, threshold, by=by, labels=(base_value, value), seed=seed,
+                      include_contended=include_contended)
               for value, frame in others]
     table = pd.concat(tables, ignore_index=True)
     # A group that matches nothing is listed (base_only/new_only rows); none matching is an error.
@@ -245,8 +268,10 @@ def _require_match(table: pd.DataFrame, base: str, new: str) -> None:
     if table["verdict"].isin(ONE_SIDED).all():
         def configs(side: str) -> str:
             rows = table[table["verdict"] == f"{side}_only"]
-            names = sorted({f"{r.workload}/{r.backend}/{r.mode}/{r.precision}/batch {r.batch_size}"
-                            for r in rows.itertuples()})
+            names = sorted({f"{r['workload']}/{r['backend']}/{r['mode']}/{r['precision']}/"
+                            f"batch {r['batch_size']}" + "".join(
+                                f" {c}={v}" for c, v in schema.non_default_configuration(r))
+                            for _, r in rows.iterrows()})
             return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         raise UserError(f"nothing matches between {base} ({configs('base')}) and {new} "
                         f"({configs('new')}) on {', '.join(schema.match_columns())}")

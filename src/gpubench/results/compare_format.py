@@ -15,7 +15,7 @@ from gpubench.results import schema
 from gpubench.results.compare import Comparison, counts
 from gpubench.results.compare_stats import ALPHA, MIN_TRIALS
 
-RULE = (f"slower/faster: the ratio of medians is past the threshold, its bootstrap 95% CI "
+RULE = (f"slower/faster: the ratio of medians is past the threshold, its 95% CI "
         f"excludes 1 and Mann-Whitney p < {ALPHA}; same: the CI lies within ±threshold; "
         f"inconclusive: otherwise, or fewer than {MIN_TRIALS} ok trials a side")
 

@@ -24,12 +24,15 @@ from gpubench.results.schema import (
 
 
 def _v1_to_v2(frame: pd.DataFrame) -> pd.DataFrame:
-    """v1 had no scenario, exec, world_size, environment, rank, started_utc or
-    git_commit: every v1 run was one process timing back-to-back steps in the
-    interpreter gpubench ran in; tf-*-xla named its execution mode in the backend."""
+    """v1 had no scenario, exec, world_size, environment, onnx_sha256, threads, data,
+    rank, started_utc or git_commit: every v1 run was one process timing back-to-back
+    steps on synthetic data in the interpreter gpubench ran in; tf-*-xla named its
+    execution mode in the backend. A v1 row's thread count is unknown (its trials.csv
+    never held it): empty, as a default-threads run records it."""
     frame = frame.copy()  # v1 rows hold none of these (a file of mixed versions: empty cells)
     for column, value in {**CONFIGURATION_DEFAULTS, "rank": 0, "started_utc": None,
-                          "git_commit": None}.items():
+                          "git_commit": None,
+                          "contended": None}.items():  # not judged: empty, and compare keeps it
         frame[column] = value
     frame.loc[frame["backend"].astype(str).str.endswith("-xla"), "exec"] = "xla"
     order = trial_columns()
@@ -48,8 +51,8 @@ REQUIRED_V1_COLUMNS = ("run_id", "workload", "backend", "mode", "precision", "ba
                        "schema_version", "trial", "duration_s", "throughput_samples_per_s",
                        "status")
 NUMERIC_COLUMNS = tuple(
-    c for c in ("batch_size", "world_size", "device_index", "rank") + MEASURED_COLUMNS
-    if c not in TEXT_COLUMNS and c != "throttled")
+    c for c in ("batch_size", "threads", "world_size", "device_index", "rank") + MEASURED_COLUMNS
+    if c not in TEXT_COLUMNS and c not in ("throttled", "contended"))
 
 
 @dataclass

@@ -13,7 +13,12 @@ History:
     reads as a single-process `throughput` run in the `default` environment, `exec`
     `xla` for the tf-*-xla backends and `eager` otherwise. Identity column
     `onnx_sha256`: the SHA-256 of a user's ONNX file (`--onnx`), empty for the
-    workload's own model (every v1 row).
+    workload's own model (every v1 row). Identity columns `threads` (`--threads`;
+    empty: the framework's default) and `data` (`synthetic`: resident synthetic
+    batches): both change what is measured, so runs differing in them are never
+    matched or pooled. A v1 row reads as `data` synthetic (every v1 run was) and
+    `threads` empty: v1 rows did not record it, so a v1 row is taken as a
+    default-threads run (its run.json `config.threads` says whether it was).
 """
 
 from __future__ import annotations
@@ -31,10 +36,16 @@ CONFIGURATION_COLUMNS: Tuple[str, ...] = (
     "workload", "backend", "mode", "precision", "batch_size", "params",
     "scenario", "exec", "world_size", "environment",
     "onnx_sha256",  # a user's ONNX file (--onnx) is not the workload's own model
+    "threads",  # CPU threads of the framework (--threads; empty: its default)
+    "data",  # the data source: synthetic (resident batches)
 )
+# Not configuration (the work measured is the same): `seed` (other values, same work),
+# the protocol's settings (how long and how often it is measured), telemetry and its
+# rate (what is watched beside it), the device index (placement), the output paths.
 # What today's runs hold, and what a row written before the column existed means.
 CONFIGURATION_DEFAULTS = {"scenario": "throughput", "exec": "eager", "world_size": 1,
-                          "environment": "default", "onnx_sha256": ""}
+                          "environment": "default", "onnx_sha256": "",
+                          "threads": None, "data": "synthetic"}
 # How a label shows a long identity value: `onnx=ab12cd34` (the row keeps all of it).
 LABEL_NAMES = {"onnx_sha256": ("onnx", 8)}
 # Where a configuration ran: compare matches on the kind of device, not on which one.
@@ -55,6 +66,9 @@ MEASURED_COLUMNS = (
     "gpu_util_pct", "mem_util_pct", "sm_clock_mhz", "mem_bw_gbs", "mem_bw_source",
     "temp_c", "throttled",
     "loss",  # training loss after the trial's last step: a broken step shows as flat loss
+    # True: the trial ran slow, or beside other processes' CPU or GPU use
+    # (telemetry/contention.py; compare leaves it out); empty: not judged (v1 rows)
+    "contended",
     "status", "error",
 )
 
@@ -68,7 +82,8 @@ def trial_columns() -> Tuple[str, ...]:
 TRIAL_COLUMNS = trial_columns()  # as declared at import
 
 TEXT_COLUMNS = ("run_id", "workload", "backend", "mode", "precision", "params",
-                "scenario", "exec", "environment", "onnx_sha256", "device_name", "device_uuid",
+                "scenario", "exec", "environment", "onnx_sha256", "data", "device_name",
+                "device_uuid",
                 "started_utc", "git_commit", "driver_version", "cuda_version",
                 "cudnn_version", "framework", "framework_version", "gpubench_version",
                 "host", "energy_source", "mem_bw_source", "status", "error")
@@ -129,7 +144,8 @@ def configuration_key(values: Mapping[str, Any],
 
 def non_default_configuration(values: Mapping[str, Any]) -> Tuple[Tuple[str, str], ...]:
     """The identity columns beyond the classic six whose value is not today's default,
-    for labels (`exec=xla`, `world_size=8`, `onnx=ab12cd34`); nothing for an ordinary run."""
+    for labels (`exec=xla`, `world_size=8`, `onnx=ab12cd34`, `threads=1`); nothing for
+    an ordinary run."""
     classic = ("workload", "backend", "mode", "precision", "batch_size", "params")
     out = []
     for column in CONFIGURATION_COLUMNS:

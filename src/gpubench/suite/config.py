@@ -38,7 +38,7 @@ SETTING_KEYS = {"trials": int, "warmup_s": float, "min_trial_s": float,
                 "device": int, "repeats": int, "require_idle_gpu": bool}
 ENTRY_KEYS = set(MATRIX_KEYS) | set(SETTING_KEYS) | {"params"}
 TOP_KEYS = {"defaults", "runs"}
-DEFAULT_SETTINGS: Dict[str, Any] = {"trials": 5, "warmup_s": 1.0, "min_trial_s": 1.0,
+DEFAULT_SETTINGS: Dict[str, Any] = {"trials": 6, "warmup_s": 1.0, "min_trial_s": 1.0,
                                     "target_rel_ci": None, "max_time_s": 120.0,
                                     "telemetry": "auto", "sample_hz": 10.0,
                                     "timeout_s": 600.0, "seed": 0, "threads": None,

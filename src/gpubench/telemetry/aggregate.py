@@ -120,3 +120,27 @@ def counter_period_s(observations: List[Tuple[float, float]]) -> Tuple[Optional[
         (before, after), = changes
         return max(before - first, last - after), True
     return last - first, True
+
+
+@dataclass(frozen=True)
+class CpuReading:
+    """The CPU accounts at one edge of a trial: when (monotonic s), the machine's busy
+    CPU-seconds (all CPUs) and this process's own CPU-seconds."""
+    t_s: float
+    machine_busy_s: float
+    own_s: float
+
+
+def others_cpu(begin: CpuReading, end: CpuReading, cpus: int) -> Optional[Dict[str, float]]:
+    """What processes other than this one used of the CPUs between two readings:
+    `others_cores` (CPU-seconds per second: 1.0 is one core kept busy), `own_cores`,
+    the `window_s` and the machine's `cpus`; None when no time passed. The accounts
+    count in clock ticks (10 ms a CPU), so short windows are coarse; a negative
+    difference (ticks split differently between the two files) reads as 0."""
+    window = end.t_s - begin.t_s
+    if window <= 0:
+        return None
+    own = max(0.0, end.own_s - begin.own_s)
+    others = max(0.0, (end.machine_busy_s - begin.machine_busy_s) - own)
+    return {"others_cores": others / window, "own_cores": own / window,
+            "window_s": window, "cpus": cpus}

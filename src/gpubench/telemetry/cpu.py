@@ -103,3 +103,35 @@ class CpuSource(Source):
     def notes(self) -> Dict[str, Any]:
         return {"energy_counter": "RAPL package energy" if self._domains else None,
                 "rapl_domains": [d.name for d in self._domains]}
+
+
+def busy_seconds(times: Any) -> float:
+    """CPU-seconds spent busy in psutil.cpu_times() (all CPUs): everything but idle and
+    iowait. Steal (a VM's vCPU waiting for its host) counts as busy: someone else had
+    the core. guest and guest_nice are already inside user and nice on Linux."""
+    fields = times._asdict()
+    total = sum(fields.values()) - fields.get("idle", 0.0) - fields.get("iowait", 0.0)
+    return total - fields.get("guest", 0.0) - fields.get("guest_nice", 0.0)
+
+
+class CpuAccount:
+    """Reads what contention needs at a trial's edges: the machine's busy CPU-seconds,
+    this process's own (its threads, and children it has waited for) and the number of
+    logical CPUs. Two cheap psutil calls (/proc/stat, /proc/self/stat); no thread."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self._process = psutil.Process(os.getpid())
+        self.cpus = psutil.cpu_count() or 1
+
+    def read(self) -> Tuple[float, float]:
+        """(machine busy CPU-seconds, this process's CPU-seconds); TelemetryError when
+        psutil cannot tell."""
+        try:
+            machine = busy_seconds(self._psutil.cpu_times())
+            own = self._process.cpu_times()
+        except (OSError, self._psutil.Error) as exc:
+            raise TelemetryError(f"psutil: {exc}") from None
+        return machine, own.user + own.system + own.children_user + own.children_system

@@ -77,3 +77,31 @@ class BehaviourBackend(Backend):
 
 for _behaviour in ("ok", "hang", "raise", "abort", "unsupported", "warn"):
     register_backend(f"test-{_behaviour}", lambda b=_behaviour: BehaviourBackend(b))
+
+
+class SecondProcessCrashes(BehaviourBackend):
+    """Runs in the first worker process of a run and aborts the next one while it
+    builds (--processes): the file named by GPUBENCH_TEST_MARK tells them apart."""
+
+    def prepare(self, workload, config):
+        mark = os.environ["GPUBENCH_TEST_MARK"]
+        if os.path.exists(mark):
+            os.abort()
+        open(mark, "w").close()
+        return MatmulStep("ok")
+
+
+register_backend("test-second-process-crashes", lambda: SecondProcessCrashes("second-process-crashes"))
+
+
+class LogsItsBuilds(BehaviourBackend):
+    """Appends the workload's parameters to the file named by GPUBENCH_TEST_MARK each
+    time a worker process builds it: the order the processes of a suite ran in."""
+
+    def prepare(self, workload, config):
+        with open(os.environ["GPUBENCH_TEST_MARK"], "a") as log:
+            log.write(workload.params_str + "\n")
+        return MatmulStep("ok")
+
+
+register_backend("test-logs-builds", lambda: LogsItsBuilds("logs-builds"))

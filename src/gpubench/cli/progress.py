@@ -30,20 +30,24 @@ def trial_description(fields: dict) -> str:
     --target-rel-ci): 'trial 7 (1,000 iterations, until the 95% CI is within 1%)'."""
     trial, trials = int(fields["trial"]) + 1, int(fields["trials"])
     iterations = _plural(int(fields["iterations"]), "iteration")
+    processes = int(fields.get("processes") or 1)
+    where = f"process {int(fields['process']) + 1}/{processes}, " if processes > 1 else ""
     if trial <= trials:
-        return f"trial {trial}/{trials} ({iterations})"
+        return f"{where}trial {trial}/{trials} ({iterations})"
     target = fields.get("target_rel_ci")
     until = f", until the 95% CI is within {float(target) * 100:.3g}%" if target else ""
-    return f"trial {trial} ({iterations}{until})"
+    return f"{where}trial {trial} ({iterations}{until})"
 
 
 def trials_left_s(fields: dict) -> Optional[float]:
-    """Seconds the planned trials still need from this trial on (None: not known)."""
+    """Seconds the planned trials still need from this trial on, the later processes'
+    included (their start-up and warm-up not: None when nothing is known)."""
     per_iteration = fields.get("seconds_per_iteration")
     trial, trials = int(fields["trial"]), int(fields["trials"])
     if per_iteration is None or trial >= trials:
         return None
-    return (trials - trial) * int(fields["iterations"]) * float(per_iteration)
+    later = int(fields.get("processes") or 1) - int(fields.get("process") or 0) - 1
+    return (trials - trial + later * trials) * int(fields["iterations"]) * float(per_iteration)
 
 
 @contextlib.contextmanager

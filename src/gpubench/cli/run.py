@@ -30,6 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="samples per step (default: the workload's own, see gpubench list)")
     p.add_argument("--trials", type=positive_int, default=6,
                    help="timed trials (default 6: the fewest that give a 95%% CI of the median)")
+    p.add_argument("--processes", type=positive_int, default=1, metavar="K",
+                   help="spread the run over K worker processes one after another, --trials "
+                        "each (default 1): the first calibrates, the rest time the same work, "
+                        "so the run measures its own process-to-process variation and compare "
+                        "can take the process as its unit")
     p.add_argument("--warmup-s", type=positive_float, default=1.0, help="warm-up budget (default 1 s)")
     p.add_argument("--min-trial-s", type=positive_float, default=1.0,
                    help="iterations are calibrated so one trial lasts at least this (default 1 s)")
@@ -87,7 +92,7 @@ def execute(args: argparse.Namespace) -> int:
         seed=args.seed, protocol=protocol, telemetry=args.telemetry,
         sample_hz=args.sample_hz, out_dir=args.out,
         onnx_path=str(args.onnx.absolute()) if args.onnx else None,
-        require_idle_gpu=args.require_idle_gpu)
+        require_idle_gpu=args.require_idle_gpu, processes=args.processes)
     show_progress = not args.quiet and sys.stderr.isatty()
     # process (default): a fresh worker, a clean CUDA context, the path suites take
     launcher = make_launcher("inline" if args.no_isolate else "process")

@@ -14,7 +14,7 @@ from typing import Any
 
 _HOMES = {
     "LAUNCHERS": "launchers", "RunInterrupted": "launchers", "make_launcher": "launchers",
-    "run_one": "launchers", "LaunchResult": "base", "Launcher": "base",
+    "run_one": "launchers", "LaunchResult": "base", "Launcher": "base", "run_ended": "base",
     "read_folder_trials": "status_rows", "record_status": "status_rows", "settle": "status_rows",
 }
 __all__ = sorted(_HOMES)

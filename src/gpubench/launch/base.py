@@ -7,16 +7,19 @@ progress events and saying how it ended (LaunchResult). What to make of that end
 them.
 
 - `inline`: in this process (debugging; no timeout, no clean CUDA context);
-- `process`: one fresh worker process per run (`python -m gpubench.launch.worker`),
-  the default: a clean CUDA context, and a segfault, OOM kill or hang stays in it.
+- `process`: fresh worker processes per run (`python -m gpubench.launch.worker`; one,
+  or `--processes K` one after another), the default: a clean CUDA context, and a
+  segfault, OOM kill or hang stays in it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Optional
 
 from gpubench.errors import UserError
@@ -34,6 +37,7 @@ class LaunchResult:
     message: Optional[str] = None
     refused_kind: Optional[str] = None  # unsupported | usage
     events: List[Dict[str, Any]] = field(default_factory=list)
+    process: int = 0  # the run's worker process it ended in (--processes)
 
     @property
     def telemetry(self) -> Dict[str, Any]:
@@ -46,6 +50,19 @@ class LaunchResult:
     def _finished(self) -> Dict[str, Any]:
         finished = [e for e in self.events if e["event"] == "finished"]
         return finished[-1] if finished else {}
+
+
+def run_ended(req: Any, result: LaunchResult) -> bool:
+    """Whether the run is over after `result`'s process: its last, one that did not
+    finish, or one whose run failed (a crash while building, say: the later processes
+    would crash the same way)."""
+    if result.outcome != "finished" or result.process == req.processes - 1:
+        return True
+    try:
+        meta = json.loads((Path(req.folder) / "run.json").read_text())
+    except (OSError, ValueError):
+        return True
+    return meta.get("stop_reason") == "failed"
 
 
 def check_python(python: str) -> str:
@@ -97,3 +114,12 @@ class Launcher(ABC):
                on_start: OnStart = lambda interrupt: None) -> LaunchResult:
         """Runs `req` (its `folder` set) to the end. KeyboardInterrupt propagates after
         the run wrote its finished trials."""
+
+    def launch_process(self, req: Any, process: int, timeout_s: Optional[float] = None,
+                       progress: Progress = no_progress,
+                       on_start: OnStart = lambda interrupt: None) -> LaunchResult:
+        """Runs only worker process `process` of `req` (--processes; a suite interleaves
+        the processes of its runs). A launcher without worker processes has process 0."""
+        if process != 0 or req.processes != 1:
+            raise UserError(f"the {self.name} launcher runs one process per run")
+        return self.launch(req, timeout_s, progress, on_start)

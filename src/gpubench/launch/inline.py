@@ -23,6 +23,9 @@ class InlineLauncher(Launcher):
                             "--no-isolate)")
 
     def preflight(self, req: Any) -> None:
+        if req.processes > 1:
+            raise UserError(f"--processes {req.processes} starts worker processes; the inline "
+                            "launcher (--no-isolate) runs in this one")
         from gpubench.measure.runner import preflight
         preflight(req)
 

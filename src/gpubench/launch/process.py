@@ -13,12 +13,13 @@ import os
 import signal
 import subprocess
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from gpubench.errors import Unsupported, UserError
 from gpubench.launch.base import (
-    LaunchResult, Launcher, OnStart, Progress, is_this_python, no_progress,
+    LaunchResult, Launcher, OnStart, Progress, is_this_python, no_progress, run_ended,
 )
 from gpubench.launch.worker import (
     EVENT_FD_ENV, EXIT_FINISHED, EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_TERMINATED,
@@ -54,6 +55,20 @@ def _relay(read_fd: int, events: List[Dict[str, Any]], progress: Callable[..., N
             event["event"] = name
             if name not in ("refused", "finished"):
                 progress(name, **{k: v for k, v in event.items() if k != "event"})
+
+
+def for_process(req: Any, process: int) -> Any:
+    """The request of the run's worker process `process`: after the first, with the
+    iterations per trial the first calibrated and the trials numbered on from the
+    folder's rows."""
+    if process == 0:
+        return req
+    folder = Path(req.folder)
+    meta = json.loads((folder / "run.json").read_text())
+    iterations = int(meta["calibration"]["iterations_per_trial"])
+    rows = sum(1 for _ in open(folder / "trials.csv")) - 1  # the header
+    return replace(req, process=process, protocol=replace(
+        req.protocol, iterations_per_trial=iterations, first_trial=rows))
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -116,6 +131,32 @@ class ProcessLauncher(Launcher):
     def launch(self, req: Any, timeout_s: Optional[float] = None,
                progress: Progress = no_progress,
                on_start: OnStart = lambda interrupt: None) -> LaunchResult:
+        """The run's worker processes one after another (`req.processes`; `timeout_s`
+        for each), all into the run's folder: the first calibrates, the later ones time
+        its iterations per trial and number their trials on. The first that does not
+        finish, or whose run failed, ends the run there."""
+        events: List[Dict[str, Any]] = []
+        for process in range(req.processes):
+            result = self.launch_process(req, process, timeout_s, progress, on_start)
+            events += result.events
+            result.events = events
+            if run_ended(req, result):
+                return result
+        return result
+
+    def launch_process(self, req: Any, process: int, timeout_s: Optional[float] = None,
+                       progress: Progress = no_progress,
+                       on_start: OnStart = lambda interrupt: None) -> LaunchResult:
+        def tagged(event: str, **fields: Any) -> None:
+            progress(event, **fields, process=process, processes=req.processes)
+
+        result = self._launch_one(for_process(req, process), timeout_s,
+                                  tagged if req.processes > 1 else progress, on_start)
+        result.process = process
+        return result
+
+    def _launch_one(self, req: Any, timeout_s: Optional[float], progress: Progress,
+                    on_start: OnStart) -> LaunchResult:
         assert req.folder is not None
         folder = Path(req.folder)
         folder.mkdir(parents=True, exist_ok=True)

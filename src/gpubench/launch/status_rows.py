@@ -29,11 +29,12 @@ KEPT_FROM_ROWS = (("run_id",) + PLACEMENT_COLUMNS + CONTEXT_COLUMNS
                   + ("batch_size", "params"))
 
 
-def status_row(req: RunRequest, status: str, error: str, trial: int) -> Dict[str, Any]:
+def status_row(req: RunRequest, status: str, error: str, trial: int,
+               process: int = 0) -> Dict[str, Any]:
     """A row for a run that produced none of its own: identity from the request,
     measured columns empty."""
     run_id = Path(req.folder).name.rsplit("-", 1)[-1] if req.folder else ""
-    return {"run_id": run_id, **request_identity(req), "rank": 0,
+    return {"run_id": run_id, **request_identity(req), "rank": 0, "process": process,
             "started_utc": utc_now(), "git_commit": git_commit(),
             "gpubench_version": __version__, "schema_version": SCHEMA_VERSION,
             "host": host_name(), "trial": trial, "status": status,
@@ -48,14 +49,16 @@ def read_folder_trials(folder: Path) -> pd.DataFrame:
                        keep_default_na=True).assign(params=lambda f: f["params"].fillna(""))
 
 
-def record_status(req: RunRequest, status: str, error: str) -> pd.DataFrame:
+def record_status(req: RunRequest, status: str, error: str, process: int = 0) -> pd.DataFrame:
     """Appends a status row to the run folder's trials.csv (keeping the rows the worker
     wrote before it died) and rewrites summary.csv. Returns all rows."""
     folder = Path(req.folder)
     trials = read_folder_trials(folder)
-    row = status_row(req, status, error, trial=len(trials))
+    row = status_row(req, status, error, trial=len(trials), process=process)
     if len(trials):  # the worker got as far as a device: keep what it knew
         for column in KEPT_FROM_ROWS + CONFIGURATION_COLUMNS:
+            if column == "process":  # the process that ended it, not the last to write
+                continue
             if column in trials.columns:
                 row[column] = trials[column].iloc[-1]
     rows = pd.concat([trials, pd.DataFrame([row])], ignore_index=True)[list(trial_columns())]
@@ -78,4 +81,4 @@ def settle(req: RunRequest, result: LaunchResult) -> pd.DataFrame:
         status = "unsupported" if result.refused_kind == "unsupported" else "failed"
     else:
         status = "timeout" if result.outcome == "timeout" else "failed"
-    return record_status(req, status, result.message or "")
+    return record_status(req, status, result.message or "", result.process)

@@ -6,6 +6,9 @@
 2. Calibrate iterations per trial so one trial lasts at least `min_trial_s`. A trial
    that comes out far shorter (the estimate was wrong) is not kept: it is recorded in
    the calibration, the iterations are recalibrated from it, and it is run again.
+   The later worker processes of a run (--processes) warm up too, but take the first
+   process's iterations as they are (`iterations_per_trial`): every process times the
+   same work, so their trials compare like with like.
 3. Run `trials` trials, each bracketed by a device synchronisation and a monotonic
    clock, with the telemetry sampler bracketed to the same interval. In infer mode each
    step's latency is recorded too: in the same trial where the device has events (or
@@ -51,6 +54,10 @@ class ProtocolConfig:
     target_rel_ci: Optional[float] = None  # e.g. 0.01: CI within 1% of the median
     max_time_s: float = 120.0  # cap on the time spent in trials when chasing the target
     max_trials: int = 100
+    # Set for the later worker processes of a run (--processes): the first process
+    # calibrated the iterations, the rest time the same work, numbering trials on.
+    iterations_per_trial: Optional[int] = None
+    first_trial: int = 0
 
 
 @dataclass
@@ -174,34 +181,37 @@ def measure(step: Step, config: ProtocolConfig, on_trial: Callable[[TrialResult]
     sampler = sampler or NullSampler()
     progress("warmup", seconds=config.warmup_s)
     warm = warm_up(step, config.warmup_s)
-    iterations = iterations_for(config.min_trial_s, warm.seconds_per_iteration)
+    fixed = config.iterations_per_trial is not None  # calibrated by the run's first process
+    iterations = (config.iterations_per_trial if fixed
+                  else iterations_for(config.min_trial_s, warm.seconds_per_iteration))
     calibration = Calibration(warm.iterations, warm.seconds, warm.first_step_s, warm.steady,
                               warm.seconds_per_iteration, iterations,
                               first_loss=warm.first_loss)
     throughputs: List[float] = []
     started = clock()
-    trial = 0
+    trial = config.first_trial
     stop = STOP_FIXED
     per_iter = warm.seconds_per_iteration  # the warm-up's estimate, then the last trial's
     while True:
-        if trial >= config.trials:
+        if trial - config.first_trial >= config.trials:
             if config.target_rel_ci is None:
                 break
             if rel_ci_halfwidth(throughputs) <= config.target_rel_ci:  # inf below 6 trials
                 stop = STOP_TARGET_MET
                 break
-            if trial >= config.max_trials:
+            if trial - config.first_trial >= config.max_trials:
                 stop = STOP_TRIAL_CAP
                 break
             if clock() - started >= config.max_time_s:
                 stop = STOP_TIME_CAP
                 break
         # seconds_per_iteration and target_rel_ci: for the progress display's ETA
-        progress("trial", trial=trial, trials=config.trials, iterations=iterations,
-                 seconds_per_iteration=per_iter, target_rel_ci=config.target_rel_ci)
+        progress("trial", trial=trial - config.first_trial, trials=config.trials,
+                 iterations=iterations, seconds_per_iteration=per_iter,
+                 target_rel_ci=config.target_rel_ci)
         result = run_trial(step, trial, iterations, config.record_latency, sampler)
         per_iter = result.duration_s / result.iterations
-        if (result.duration_s < DISCARD_FRACTION * config.min_trial_s
+        if (not fixed and result.duration_s < DISCARD_FRACTION * config.min_trial_s
                 and len(calibration.discarded_trials) < MAX_DISCARDED_TRIALS):
             # A trial this short measures the estimate's error, not the step: run it again.
             sampler.discard_trial(trial)
@@ -213,7 +223,7 @@ def measure(step: Step, config: ProtocolConfig, on_trial: Callable[[TrialResult]
         on_trial(result)
         # The warm-up estimate can be off (a clock change): keep later trials at least
         # min_trial_s long.
-        if result.duration_s < 0.8 * config.min_trial_s:
+        if not fixed and result.duration_s < 0.8 * config.min_trial_s:
             iterations = iterations_for(config.min_trial_s, per_iter)
         trial += 1
     return calibration, stop

@@ -45,6 +45,11 @@ class RunRequest:
     # the data measured on: "synthetic" (batches made on the device before timing) is
     # the only source today; an identity column, like threads (None: the framework's own)
     data: str = schema.CONFIGURATION_DEFAULTS["data"]
+    # Worker processes the run's trials are spread over, one after another (the process
+    # launcher; `protocol.trials` each), and which one this request is. Protocol, not
+    # identity: runs with any number of processes measure the same work.
+    processes: int = 1
+    process: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,8 @@ def validate_request(req: RunRequest) -> None:
     if req.world_size != 1:
         raise UserError(f"world size {req.world_size}: runs of more than one process need a "
                         "launcher that starts ranks, which this gpubench does not have yet")
+    if req.processes < 1 or not 0 <= req.process < req.processes:
+        raise UserError(f"--processes must be a positive integer, got {req.processes}")
     if not req.environment.strip():
         raise UserError("the environment name is empty")
     check_telemetry_request(req.telemetry, req.sample_hz)

@@ -38,6 +38,16 @@ class RunOutcome:
     loss: Dict[str, Any] = field(default_factory=dict)  # train: first step, last trial, fell
 
 
+# What run.json keeps of each worker process of a run (--processes); the top level
+# holds the last process's.
+PROCESS_FIELDS = ("started_utc", "finished_utc", "stop_reason", "calibration", "contention",
+                  "loss", "warnings")
+
+
+def process_entry(meta: Mapping[str, Any], process: int) -> Dict[str, Any]:
+    return {"process": process, **{k: meta[k] for k in PROCESS_FIELDS if k in meta}}
+
+
 class RunRecord:
     def __init__(self, req: RunRequest, plan: Preflight) -> None:
         self.req, self.plan, self.workload = req, plan, plan.workload
@@ -45,9 +55,14 @@ class RunRecord:
         self.peak_tflops: Optional[float] = None  # known once the device is
         self.env = {**machine_environment(), **plan.backend.environment()}
         self.writer = RunWriter(req.out_dir, self.env["host"], folder=req.folder)
-        self.started_utc = utc_now()
+        self.started_utc = self.process_started_utc = utc_now()
+        self.earlier_processes: List[Dict[str, Any]] = []
+        if req.process > 0:  # a later worker process of the run: the folder holds the earlier
+            earlier = self.writer.resume()
+            self.started_utc = earlier.get("started_utc") or self.started_utc
+            self.earlier_processes = list(earlier.get("processes") or [process_entry(earlier, 0)])
         self.base_row: Dict[str, Any] = {
-            "run_id": self.writer.run_id, **self.identity, "rank": 0,
+            "run_id": self.writer.run_id, **self.identity, "rank": 0, "process": req.process,
             "started_utc": self.started_utc, "git_commit": self.env.get("git_commit"),
             **{c: self.env.get(c) for c in ENVIRONMENT_COLUMNS},
             "schema_version": SCHEMA_VERSION,
@@ -87,6 +102,12 @@ class RunRecord:
         trials = self.writer.write_trials()
         summary = summarize(trials, stop_reason)
         self.writer.write_summary(summary)
+        processes = {}
+        if self.req.processes > 1:  # each process's calibration, contention, loss, warnings
+            this = process_entry({**extra, "started_utc": self.process_started_utc,
+                                  "finished_utc": utc_now(), "stop_reason": stop_reason},
+                                 self.req.process)
+            processes["processes"] = [*self.earlier_processes, this]
         self.writer.write_run_json({
             "schema_version": SCHEMA_VERSION, "run_id": self.writer.run_id,
             "started_utc": self.started_utc, "finished_utc": utc_now(),
@@ -102,7 +123,7 @@ class RunRecord:
                          "forward_flops_per_sample": self.workload.stats.forward_flops_per_sample,
                          "optimizer": self.workload.optimizer,
                          "optimizer_args": dict(self.workload.optimizer_args)},
-            "environment": self.env, **extra,
+            "environment": self.env, **extra, **processes,
         })
         status = "ok" if (trials["status"] == "ok").all() and len(trials) else "failed"
         errors = trials["error"].dropna()

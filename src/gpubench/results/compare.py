@@ -10,12 +10,19 @@ in SM clock, and the share of throttled trials, so that a slowdown caused by
 throttling shows as such. A configuration on one side only is listed with verdict
 `base_only` / `new_only`, never dropped.
 
-The statistical unit: trials of one run share its conditions (clocks, placement,
-neighbours), so with one run a side the test sees only within-run noise and can call
-a run-to-run wobble a regression. When both sides hold at least MIN_RUNS_PER_SIDE runs
-of a configuration, the statistics are taken over per-run medians instead (`unit` =
-run), which carries the run-to-run variation; otherwise over trials (`unit` = trial),
-with a note when a side has a single run.
+The statistical unit: trials of one process share its conditions (clocks, placement,
+memory layout, neighbours), so with one process a side the test sees only within-
+process noise and can call a run-to-run wobble a regression. When both sides hold at
+least MIN_RUNS_PER_SIDE processes of a configuration (a run's worker processes,
+`--processes K`, or runs of one process each), the statistics are taken over
+per-process medians instead (`unit` = process, or run when every run is one process),
+which carries the run-to-run variation; otherwise over trials (`unit` = trial), with a
+note when a side has a single process.
+
+The noise floor: with processes or runs as the unit, the spread of each side's unit
+medians (compare_stats.noise_floor) is the configuration's own run-to-run noise
+(`noise_pct`); a change is called only past NOISE_MULTIPLE (1.5) x that noise, or the
+threshold when larger (`threshold_pct`, with a note when raised), as history does.
 
 Contended trials (`contended` true: they ran slow, or beside other processes' CPU or
 GPU use; telemetry/contention.py) are left out of everything above unless
@@ -35,7 +42,7 @@ import pandas as pd
 from gpubench.errors import UserError
 from gpubench.results import compare_load as load
 from gpubench.results import schema
-from gpubench.results.compare_stats import DIRECTIONS, assess_batch
+from gpubench.results.compare_stats import DIRECTIONS, NOISE_MULTIPLE, assess_batch, noise_floor
 
 DEFAULT_METRIC = "throughput_samples_per_s"
 # Environment columns whose mixing within one side of a match is worth a note.
@@ -49,7 +56,7 @@ VERDICT_COLUMNS = (
     "median_new", "ratio", "ci_low", "ci_high", "change_pct", "p_value", "verdict",
     "j_per_sample_base", "j_per_sample_new", "j_per_sample_change_pct",
     "sm_clock_base_mhz", "sm_clock_new_mhz", "sm_clock_change_pct",
-    "throttled_base_frac", "throttled_new_frac", "unit", "note",
+    "throttled_base_frac", "throttled_new_frac", "unit", "noise_pct", "threshold_pct", "note",
 )
 
 
@@ -171,6 +178,16 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
         unit, side_values, unit_notes = _unit_values(oks, metric)
         row["unit"] = unit
         notes += unit_notes
+        # A threshold under the configuration's own noise cannot fire (the noise is
+        # measured only where the unit is a process or a run).
+        noise = unit_noise(side_values["base"], side_values["new"]) if unit != "trial" else np.nan
+        row["noise_pct"] = noise * 100
+        floor = NOISE_MULTIPLE * noise if np.isfinite(noise) else 0.0
+        row["threshold_pct"] = max(threshold, floor) * 100
+        if row["threshold_pct"] > threshold * 100:
+            notes.append(f"threshold {row['threshold_pct']:.3g}%, not {threshold * 100:g}%: "
+                         f"{NOISE_MULTIPLE:g} x this configuration's own {unit}-to-{unit} noise "
+                         f"({row['noise_pct']:.2g}%)")
         for name in ("base", "new"):
             values[name].append(side_values[name])
         row["_present"] = tuple(present)
@@ -179,8 +196,9 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
         row["note"] = "; ".join(notes)
         rows.append(row)
 
+    thresholds = np.array([row["threshold_pct"] / 100 for row in rows])
     stats = assess_batch(_padded(values["base"]), _padded(values["new"]), DIRECTIONS[metric],
-                         threshold, seed=seed)
+                         thresholds, seed=seed)
     for i, row in enumerate(rows):
         row.update({k: v[i] for k, v in stats.items()})
         row["change_pct"] = (row["ratio"] - 1.0) * 100.0
@@ -195,19 +213,39 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
     return table
 
 
+def _units(ok: pd.DataFrame) -> List[str]:
+    """The columns naming a statistical unit of a side: a run, or one worker process of
+    a run (--processes; rows without the column are process 0)."""
+    return [c for c in ("run_id", "process") if c in ok.columns]
+
+
 def _unit_values(oks: Dict[str, pd.DataFrame], metric: str) -> Tuple[str, Dict[str, np.ndarray], List[str]]:
-    """The values the statistics run on: per-run medians when both sides have enough
-    runs, else the trials themselves (see the module docstring)."""
+    """The values the statistics run on: per-process medians (a run's worker processes,
+    or runs of one process each) when both sides have enough of them, else the trials
+    themselves (see the module docstring)."""
+    groups = {name: ok.fillna({"process": 0}).groupby(_units(ok))[metric]
+              for name, ok in oks.items()}
+    units = {name: g.ngroups if len(oks[name]) else 0 for name, g in groups.items()}
     runs = {name: ok["run_id"].nunique() if "run_id" in ok.columns else 0 for name, ok in oks.items()}
-    if min(runs.values()) >= MIN_RUNS_PER_SIDE:
-        values = {name: ok.groupby("run_id")[metric].median().to_numpy(dtype=float)
-                  for name, ok in oks.items()}
-        return "run", values, [f"statistics over per-run medians ({runs['base']} vs {runs['new']} runs)"]
+    if min(units.values()) >= MIN_RUNS_PER_SIDE:
+        values = {name: g.median().to_numpy(dtype=float) for name, g in groups.items()}
+        unit = "run" if units == runs else "process"
+        plural = "runs" if unit == "run" else "processes"
+        return unit, values, [f"statistics over per-{unit} medians "
+                              f"({units['base']} vs {units['new']} {plural})"]
     notes = []
-    if all(len(ok) for ok in oks.values()) and min(runs.values()) == 1:
-        notes.append("one run on a side: run-to-run variation is not measured "
-                     f"(repeat runs, {MIN_RUNS_PER_SIDE}+ a side, to include it)")
+    if all(len(ok) for ok in oks.values()) and min(units.values()) == 1:
+        notes.append("one process on a side: run-to-run variation is not measured "
+                     f"(--processes {MIN_RUNS_PER_SIDE} or more, or {MIN_RUNS_PER_SIDE}+ runs "
+                     "a side, include it)")
     return "trial", {name: ok[metric].to_numpy(dtype=float) for name, ok in oks.items()}, notes
+
+
+def unit_noise(base: np.ndarray, new: np.ndarray) -> float:
+    """The configuration's own run-to-run noise, from the spread of each side's unit
+    medians around their side's median (compare_stats.noise_floor, the sides as two
+    segments); NaN with too few units."""
+    return noise_floor(np.concatenate([base, new]), breaks=[base.size])
 
 
 def _padded(arrays: List[np.ndarray]) -> np.ndarray:

@@ -32,9 +32,10 @@ Verdict rule (threshold t, e.g. 0.05; alpha = 0.05; MIN_TRIALS = 3):
 
 from __future__ import annotations
 
+import math
 import warnings
 from contextlib import contextmanager
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Sequence
 
 import numpy as np
 
@@ -44,12 +45,35 @@ from gpubench.stats import ratio_ci
 VERDICTS = ("slower", "faster", "same", "inconclusive")
 MIN_TRIALS = 3
 ALPHA = 0.05
+NOISE_MULTIPLE = 1.5  # a change must be at least this many noise floors to be called
+MAD_TO_SD = 1.4826  # MAD x this = the standard deviation, for normal noise
+
+
+def noise_floor(values: Sequence[float], breaks: Sequence[int] = ()) -> float:
+    """A configuration's run-to-run spread as a fraction (0.03 = 3%): the robust CV of
+    its run values around the median of their segment (the log values' 1.4826 x MAD).
+    `breaks`: where segments start (none: the values are one segment). NaN for fewer
+    than three values; non-positive values are left out."""
+    x = np.asarray(values, float)
+    keep = np.isfinite(x) & (x > 0)
+    logs = np.log(np.where(keep, x, 1.0))
+    edges = [0, *sorted(int(b) for b in breaks if 0 < b < x.size), x.size]
+    deviations = []
+    for start, end in zip(edges[:-1], edges[1:]):
+        part = logs[start:end][keep[start:end]]
+        if part.size:
+            deviations.append(part - np.median(part))
+    dev = np.concatenate(deviations) if deviations else np.empty(0)
+    if dev.size < 3:
+        return float("nan")
+    return float(math.expm1(MAD_TO_SD * np.median(np.abs(dev))))
 
 
 def verdicts(speed: np.ndarray, speed_low: np.ndarray, speed_high: np.ndarray,
              p_value: np.ndarray, n_base: np.ndarray, n_new: np.ndarray,
-             threshold: float) -> np.ndarray:
-    """The rule of the module docstring, element-wise, on the speed ratio and its CI."""
+             threshold) -> np.ndarray:
+    """The rule of the module docstring, element-wise, on the speed ratio and its CI
+    (`threshold`: one for all, or one per element)."""
     s, low, high = (np.asarray(v, float) for v in (speed, speed_low, speed_high))
     enough = (np.asarray(n_base) >= MIN_TRIALS) & (np.asarray(n_new) >= MIN_TRIALS) \
         & np.isfinite(s) & np.isfinite(low) & np.isfinite(high)
@@ -61,7 +85,7 @@ def verdicts(speed: np.ndarray, speed_low: np.ndarray, speed_high: np.ndarray,
     return out
 
 
-def assess_batch(base: np.ndarray, new: np.ndarray, direction: str, threshold: float,
+def assess_batch(base: np.ndarray, new: np.ndarray, direction: str, threshold,
                  seed: int = 0) -> Dict[str, np.ndarray]:
     """Many comparisons at once: row i of `base` (pairs, n) against row i of `new`
     (NaN pads rows of unequal length). Returns arrays: n_base, n_new, median_base,

@@ -46,41 +46,21 @@ import pandas as pd
 from gpubench.errors import UserError
 from gpubench.results import compare_load as load
 from gpubench.results import schema
-from gpubench.results.compare_stats import ALPHA, DIRECTIONS, assess
+from gpubench.results.compare_stats import (  # noqa: F401 (noise_floor: re-exported)
+    ALPHA, DIRECTIONS, MAD_TO_SD, NOISE_MULTIPLE, assess, noise_floor,
+)
 
 DEFAULT_METRIC = "throughput_samples_per_s"
 DEFAULT_MIN_SEGMENT = 5
 PENALTY_FACTOR = 3.0
 MODEL = "l2"
-NOISE_MULTIPLE = 1.5  # a change must be at least this many noise floors
 MIN_CHANGE = 0.01  # and never under 1% (a metric without noise, e.g. peak memory)
 MIN_SIGMA = 1e-4  # a series without noise (a constant metric) still gets a penalty
-MAD_TO_SD = 1.4826  # MAD x this = the standard deviation, for normal noise
 METHOD = (f"ruptures PELT, cost {MODEL!r} on log values, penalty {PENALTY_FACTOR:g} x sigma^2 x "
           "ln(n) with sigma the robust run-to-run noise; each change kept only if the 95% CI "
           f"of the ratio of segment medians excludes 1, Mann-Whitney p < {ALPHA} and the change is "
           f"at least {NOISE_MULTIPLE:g} x the noise floor")
 _STAMP = re.compile(r"^(\d{8}T\d{6}Z)-")
-
-
-def noise_floor(values: Sequence[float], breaks: Sequence[int] = ()) -> float:
-    """A configuration's run-to-run spread as a fraction (0.03 = 3%): the robust CV of
-    its run values around the median of their segment (the log values' 1.4826 x MAD).
-    `breaks`: where segments start (none: the values are one segment). NaN for fewer
-    than three values; non-positive values are left out."""
-    x = np.asarray(values, float)
-    keep = np.isfinite(x) & (x > 0)
-    logs = np.log(np.where(keep, x, 1.0))
-    edges = [0, *sorted(int(b) for b in breaks if 0 < b < x.size), x.size]
-    deviations = []
-    for start, end in zip(edges[:-1], edges[1:]):
-        part = logs[start:end][keep[start:end]]
-        if part.size:
-            deviations.append(part - np.median(part))
-    dev = np.concatenate(deviations) if deviations else np.empty(0)
-    if dev.size < 3:
-        return float("nan")
-    return float(math.expm1(MAD_TO_SD * np.median(np.abs(dev))))
 
 
 def diff_sigma(logs: np.ndarray) -> float:

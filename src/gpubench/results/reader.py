@@ -40,8 +40,16 @@ def _v1_to_v2(frame: pd.DataFrame) -> pd.DataFrame:
                  + [c for c in frame.columns if c not in order]]
 
 
+def _v2_to_v3(frame: pd.DataFrame) -> pd.DataFrame:
+    """v2 had no `process`: every v2 run was timed by one worker process, process 0."""
+    frame = frame.assign(process=0)
+    order = trial_columns()
+    return frame[[c for c in order if c in frame.columns]
+                 + [c for c in frame.columns if c not in order]]
+
+
 # MIGRATIONS[v] turns the rows of version v into rows of version v + 1.
-MIGRATIONS: Dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {1: _v1_to_v2}
+MIGRATIONS: Dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 REQUIRED_TRIAL_COLUMNS = IDENTITY_COLUMNS + ("schema_version", "trial", "duration_s",
                                              "throughput_samples_per_s", "status")
@@ -51,7 +59,8 @@ REQUIRED_V1_COLUMNS = ("run_id", "workload", "backend", "mode", "precision", "ba
                        "schema_version", "trial", "duration_s", "throughput_samples_per_s",
                        "status")
 NUMERIC_COLUMNS = tuple(
-    c for c in ("batch_size", "threads", "world_size", "device_index", "rank") + MEASURED_COLUMNS
+    c for c in ("batch_size", "threads", "world_size", "device_index", "rank", "process")
+    + MEASURED_COLUMNS
     if c not in TEXT_COLUMNS and c not in ("throttled", "contended"))
 
 

@@ -19,6 +19,10 @@ History:
     matched or pooled. A v1 row reads as `data` synthetic (every v1 run was) and
     `threads` empty: v1 rows did not record it, so a v1 row is taken as a
     default-threads run (its run.json `config.threads` says whether it was).
+  3: per-row context `process`: which of a run's worker processes timed the trial
+    (`--processes K` spreads a run's trials over K processes so that every run carries
+    its own between-process variation; compare then takes the process as its unit).
+    A v2 row reads as process 0 (every v2 run was one process).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # The configuration: what a user asks to measure, declared once. compare's matching,
 # the suite's resume key, de-duplication of rows read twice, the summary's groups and
@@ -53,8 +57,9 @@ PLACEMENT_COLUMNS = ("device_index", "device_name", "device_uuid")
 MATCHED_PLACEMENT = ("device_name",)
 
 IDENTITY_COLUMNS = ("run_id",) + CONFIGURATION_COLUMNS + PLACEMENT_COLUMNS
-# Per-row context: which rank wrote the row, when its run started, the code measured.
-CONTEXT_COLUMNS = ("rank", "started_utc", "git_commit")
+# Per-row context: which rank wrote the row, which of the run's worker processes timed
+# it (--processes), when its run started, the code measured.
+CONTEXT_COLUMNS = ("rank", "process", "started_utc", "git_commit")
 ENVIRONMENT_COLUMNS = (
     "driver_version", "cuda_version", "cudnn_version", "framework", "framework_version",
     "gpubench_version", "schema_version", "host",
@@ -117,7 +122,8 @@ def group_columns() -> Tuple[str, ...]:
 
 def dedup_columns() -> Tuple[str, ...]:
     """A row read twice (a run folder copied beside its suite) is the same row."""
-    return ("run_id",) + CONFIGURATION_COLUMNS + ("device_index", "rank", "trial", "status")
+    return ("run_id",) + CONFIGURATION_COLUMNS + ("device_index", "rank", "process", "trial",
+                                                  "status")
 
 
 def key_text(value: Any) -> str:

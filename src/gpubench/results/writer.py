@@ -17,7 +17,7 @@ import pandas as pd
 
 from gpubench.errors import UserError
 from gpubench.atomic_io import write_text_atomic
-from gpubench.results.schema import trial_columns
+from gpubench.results.schema import TEXT_COLUMNS, trial_columns
 
 
 def new_run_id() -> str:
@@ -71,6 +71,21 @@ class RunWriter:
         except OSError as exc:
             raise UserError(f"cannot write results to {out_dir}: {exc.strerror or exc}") from None
         self.trial_rows: List[Dict[str, Any]] = []
+        self.earlier_samples: List[Dict[str, Any]] = []
+
+    def resume(self) -> Dict[str, Any]:
+        """Takes up the folder's earlier rows (a later worker process of one run,
+        --processes): its trials and samples are kept and written again with this
+        process's. Returns the earlier run.json ({} when there is none)."""
+        trials, samples, meta = (self.path / n for n in ("trials.csv", "samples.csv", "run.json"))
+        if trials.exists():
+            frame = pd.read_csv(trials, dtype={c: "object" for c in TEXT_COLUMNS})
+            for column in ("params", "onnx_sha256"):  # empty, not missing, as written
+                frame[column] = frame[column].fillna("")
+            self.trial_rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        if samples.exists():
+            self.earlier_samples = pd.read_csv(samples).to_dict("records")
+        return json.loads(meta.read_text()) if meta.exists() else {}
 
     def append_trial(self, row: Mapping[str, Any]) -> None:
         unknown = set(row) - set(trial_columns())
@@ -92,8 +107,9 @@ class RunWriter:
         self._write_csv("summary.csv", summary)
 
     def write_samples(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        rows = [*self.earlier_samples, *rows]
         if rows:
-            frame = pd.DataFrame(list(rows))
+            frame = pd.DataFrame(rows)
             for column in ("trial", "device_index"):  # integers with gaps: not 0.0
                 if column in frame:
                     frame[column] = frame[column].astype("Int64")

@@ -35,14 +35,15 @@ MATRIX_KEYS = {"workloads": str, "backends": str, "modes": str, "precisions": st
 SETTING_KEYS = {"trials": int, "warmup_s": float, "min_trial_s": float,
                 "target_rel_ci": float, "max_time_s": float, "telemetry": str,
                 "sample_hz": float, "timeout_s": float, "seed": int, "threads": int,
-                "device": int, "repeats": int, "require_idle_gpu": bool}
+                "device": int, "repeats": int, "require_idle_gpu": bool, "processes": int}
 ENTRY_KEYS = set(MATRIX_KEYS) | set(SETTING_KEYS) | {"params"}
 TOP_KEYS = {"defaults", "runs"}
 DEFAULT_SETTINGS: Dict[str, Any] = {"trials": 6, "warmup_s": 1.0, "min_trial_s": 1.0,
                                     "target_rel_ci": None, "max_time_s": 120.0,
                                     "telemetry": "auto", "sample_hz": 10.0,
                                     "timeout_s": 600.0, "seed": 0, "threads": None,
-                                    "device": 0, "repeats": 1, "require_idle_gpu": False}
+                                    "device": 0, "repeats": 1, "require_idle_gpu": False,
+                                    "processes": 1}
 DEFAULT_MATRIX: Dict[str, List[Any]] = {"modes": ["train"], "precisions": ["fp32"],
                                         "batch_sizes": [None]}
 FILTER_KEYS = ("workload", "backend", "mode", "precision", "batch_size", "params")

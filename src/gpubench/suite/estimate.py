@@ -45,7 +45,8 @@ class RunCost:
 def run_cost(run: SuiteRun, timeout_override: Optional[float] = None) -> RunCost:
     """The wall time of one run as its settings ask: each trial lasts about min_trial_s
     (calibration aims at it), warm-up about warmup_s; with target_rel_ci, trials go on
-    until max_time_s of trials (or ProtocolConfig.max_trials). Never beyond timeout_s."""
+    until max_time_s of trials (or ProtocolConfig.max_trials). Never beyond timeout_s
+    per worker process; `processes` of them one after another."""
     s = dict(run.settings)
     trials_s = s["trials"] * s["min_trial_s"]
     worst_s = trials_s
@@ -53,9 +54,10 @@ def run_cost(run: SuiteRun, timeout_override: Optional[float] = None) -> RunCost
         # The time cap is checked before each extra trial: the last one may end past it.
         capped = min(s["max_time_s"] + s["min_trial_s"], ProtocolConfig.max_trials * s["min_trial_s"])
         worst_s = max(trials_s, capped)
-    timeout = timeout_override or s["timeout_s"]
+    timeout = timeout_override or s["timeout_s"]  # each worker process's
     start = WORKER_START_S + s["warmup_s"]
-    return RunCost(min(start + trials_s, timeout), min(start + worst_s, timeout))
+    k = s.get("processes", 1)  # one after another, each its own start, warm-up and trials
+    return RunCost(k * min(start + trials_s, timeout), k * min(start + worst_s, timeout))
 
 
 class Judge:

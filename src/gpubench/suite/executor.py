@@ -23,7 +23,7 @@ import pandas as pd
 from gpubench.backends import backend_names
 from gpubench.environment import host_name
 from gpubench.errors import UserError
-from gpubench.launch import Launcher, make_launcher, settle
+from gpubench.launch import Launcher, make_launcher, run_ended, settle
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.request import RunRequest, request_identity
 from gpubench.atomic_io import write_text_atomic
@@ -154,7 +154,7 @@ def request_for(run: SuiteRun, folder: Path, device: int, timeout_override: Opti
                      params=dict(run.params), device_index=device, threads=s["threads"],
                      seed=s["seed"], protocol=protocol, telemetry=s["telemetry"],
                      sample_hz=s["sample_hz"], out_dir=folder.parent, folder=folder,
-                     require_idle_gpu=s["require_idle_gpu"])
+                     require_idle_gpu=s["require_idle_gpu"], processes=s["processes"])
     return req, timeout_override or s["timeout_s"]
 
 
@@ -232,26 +232,40 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
     for device in devices:
         free.put(device)
 
-    def one(index: int, planned: PlannedRun) -> None:
+    started: Dict[int, Tuple[RunRequest, float, str]] = {}  # run index -> its request
+    ended: set = set()
+
+    def one(index: int, planned: PlannedRun, process: int) -> None:
+        """Worker process `process` of run `index` (its only one, without --processes)."""
         device = free.get()
         try:
-            if stop.is_set():
+            if stop.is_set() or index in ended:
                 return
-            run_id = new_run_id()
-            folder = suite.path / "runs" / run_folder_name(host_name(), run_id)
-            req, timeout_s = request_for(planned.run, folder, device, timeout_override)
-            progress("run_start", index=index, label=planned.label(), device=device)
+            if process == 0:
+                run_id = new_run_id()
+                folder = suite.path / "runs" / run_folder_name(host_name(), run_id)
+                started[index] = (*request_for(planned.run, folder, device, timeout_override),
+                                  run_id)
+            req, timeout_s, run_id = started[index]
+            folder = Path(req.folder)
+            if process == 0:
+                progress("run_start", index=index, label=planned.label(), device=device)
             # A run refused by preflight here needs no worker (a 10,000-run matrix on a
             # machine without a GPU would spend hours starting workers that refuse).
-            result = launcher.refusal(req) or launcher.launch(
-                req, timeout_s, on_start=lambda interrupt: active.__setitem__(index, interrupt))
+            result = (launcher.refusal(req) if process == 0 else None) or launcher.launch_process(
+                req, process, timeout_s,
+                on_start=lambda interrupt: active.__setitem__(index, interrupt))
             active.pop(index, None)
             if stop.is_set() and result.outcome in ("failed", "interrupted"):
                 # We interrupted it (perhaps before its own handler was in place): not a
                 # failure. Its finished trials stay in its own folder, but the suite's
                 # tables hold whole runs only, so --resume runs it again.
+                ended.add(index)
                 progress("run_done", index=index, label=planned.label(), status="interrupted")
                 return
+            if not run_ended(req, result):
+                return  # its next process comes in the next round
+            ended.add(index)
             rows = settle(req, result)  # refusals, crashes and timeouts become rows
             status = _run_status(rows)
             suite.add_run(folder, rows, {"run_id": run_id, "label": planned.label(),
@@ -265,13 +279,20 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
             free.put(device)
 
     interrupted = False
+    # Round k runs worker process k of every run that has one (--processes): the
+    # processes of the runs a suite compares interleave, so a slow spell of the
+    # machine falls on both sides instead of on one run.
+    rounds = max([p.run.setting("processes") for p in plan.runs] + [1])
     with ThreadPoolExecutor(max_workers=len(devices)) as pool:
-        pending = {pool.submit(one, i, p) for i, p in enumerate(plan.runs)}
+        pending: set = set()
         try:
-            while pending:
-                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                for future in done:
-                    future.result()  # an error in the parent's own code is not swallowed
+            for process in range(rounds):
+                pending = {pool.submit(one, i, p, process) for i, p in enumerate(plan.runs)
+                           if process < p.run.setting("processes")}
+                while pending:
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        future.result()  # an error in the parent's own code is not swallowed
         except KeyboardInterrupt:
             interrupted = True
             stop.set()

@@ -53,6 +53,55 @@ def run_cli(*args: str, env_extra: dict | None = None, timeout: float = 300,
                           text=True, timeout=timeout, env=env, cwd=cwd or REPO)
 
 
+def run_cli_here(*args: str, env_extra: dict | None = None, cwd: Path | None = None,
+                 columns: int | None = None) -> subprocess.CompletedProcess:
+    """`gpubench ARGS` in this process, through the same main() that `python -m gpubench`
+    runs: the exit code, stdout and stderr that run_cli would give, without a fresh
+    interpreter's imports (1-3 s a call). For tests of what a command does, not of the
+    process around it (signals, start-up, imports stay with run_cli). As in run_cli,
+    COLUMNS is unset (or `columns`), env_extra and cwd (default REPO) hold for the call,
+    output is not a terminal, and warnings that Python's default filters show go to
+    stderr; GPUBENCH_PLUGINS in env_extra is imported here as in a fresh process. Runs
+    still start their isolated worker (it inherits env_extra)."""
+    import contextlib
+    import io
+    import warnings
+
+    from gpubench.cli import main
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.pop("COLUMNS", None)
+    if columns is not None:
+        os.environ["COLUMNS"] = str(columns)
+    os.environ.update(env_extra or {})
+    try:
+        if "GPUBENCH_PLUGINS" in (env_extra or {}):
+            # a fresh process imports them on first use; here the registries may be built
+            from gpubench.plugins import import_env_plugins
+            import_env_plugins()
+        os.chdir(cwd or REPO)
+        with warnings.catch_warnings(record=True) as caught, \
+                contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            warnings.resetwarnings()  # Python's defaults, not pytest's
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                             ResourceWarning):
+                warnings.simplefilter("ignore", category, append=True)
+            try:
+                code = main(list(map(str, args)))
+            except SystemExit as exc:  # argparse: usage errors (2), --help (0)
+                code = exc.code
+        for w in caught:
+            err.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line))
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    code = 0 if code is None else code
+    return subprocess.CompletedProcess(["gpubench", *map(str, args)], code, out.getvalue(),
+                                       err.getvalue())
+
+
 @pytest.fixture
 def cli():
     return run_cli
@@ -65,6 +114,18 @@ FAST_RUN = ("--trials", "2", "--warmup-s", "0.05", "--min-trial-s", "0.05")
 @pytest.fixture
 def fast_run_args():
     return FAST_RUN
+
+
+@pytest.fixture(scope="session")
+def linreg_infer_json_run(tmp_path_factory):
+    """`gpubench run -w linreg -b torch-cpu --mode infer -p features=16 --format json`
+    (FAST_RUN) into a results folder of its own: (that folder, the completed command).
+    Run once for the tests that only read its output or its folder (test_cli's JSON
+    output, test_cli_presentation's `show` of the newest folder), never write to it."""
+    out = tmp_path_factory.mktemp("linreg_infer_json")
+    done = run_cli_here("run", "-w", "linreg", "-b", "torch-cpu", "--mode", "infer", "-p",
+                        "features=16", "--out", str(out), "--format", "json", *FAST_RUN)
+    return out, done
 
 
 def wait_for_trials(root: Path, at_least: int, below: int | None = None,

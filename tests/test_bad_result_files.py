@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli_here  # the commands in this process: their output is under test
 from gpubench.errors import UserError
 from gpubench.results.reader import read_run, read_trials
 from test_compare import make_trials, one_error_line, write_run
@@ -34,9 +34,9 @@ def test_a_trials_csv_cut_mid_line_is_one_error_for_compare_and_report(tmp_path,
     _cut_last_line(cut / "trials.csv", cut_in)
     before = (cut / "trials.csv").read_bytes()
     # Was: report crashed (TypeError sorting statuses), compare dropped the row, exit 0.
-    one_error_line(run_cli("compare", str(good), str(cut)), f"{cut / 'trials.csv'}: line 7",
+    one_error_line(run_cli_here("compare", str(good), str(cut)), f"{cut / 'trials.csv'}: line 7",
                    "cut short", "no newline")
-    one_error_line(run_cli("report", str(cut), "-o", str(tmp_path / "r.html")),
+    one_error_line(run_cli_here("report", str(cut), "-o", str(tmp_path / "r.html")),
                    f"{cut / 'trials.csv'}: line 7", "cut short")
     assert not (tmp_path / "r.html").exists()
     assert (cut / "trials.csv").read_bytes() == before
@@ -64,7 +64,7 @@ def test_text_in_a_numeric_column_is_refused_by_the_reader_at_its_real_line(tmp_
     # header line 1, row 0 on lines 2-4, row 1 on line 5, row 2 on line 6
     with pytest.raises(UserError, match=r"throughput_samples_per_s .* '1.5e' on line 6"):
         read_trials(folder / "trials.csv")
-    one_error_line(run_cli("report", str(folder), "-o", str(tmp_path / "r.html")),
+    one_error_line(run_cli_here("report", str(folder), "-o", str(tmp_path / "r.html")),
                    "throughput_samples_per_s", "'1.5e' on line 6")
 
 
@@ -112,8 +112,8 @@ def test_a_corrupt_run_json_is_one_error_for_compare_and_report(tmp_path, text):
     bad = _run(tmp_path / "bad")
     (bad / "run.json").write_text(text)
     # Was: both read the trials and ignored the run.json.
-    one_error_line(run_cli("compare", str(good), str(bad)), str(bad / "run.json"), "corrupt")
-    one_error_line(run_cli("report", str(good), str(tmp_path), "-o", str(tmp_path / "r.html")),
+    one_error_line(run_cli_here("compare", str(good), str(bad)), str(bad / "run.json"), "corrupt")
+    one_error_line(run_cli_here("report", str(good), str(tmp_path), "-o", str(tmp_path / "r.html")),
                    str(bad / "run.json"), "corrupt")
     assert (bad / "run.json").read_text() == text
     with pytest.raises(UserError, match="run.json: corrupt"):
@@ -122,7 +122,7 @@ def test_a_corrupt_run_json_is_one_error_for_compare_and_report(tmp_path, text):
 
 def test_resume_names_a_corrupt_run_json_instead_of_finding_nothing(tmp_path):
     out = _suite_out(tmp_path, CORRUPT, trials=False)
-    proc = run_cli("suite", str(_config(tmp_path)), "--out", str(out), "--resume", "-q")
+    proc = run_cli_here("suite", str(_config(tmp_path)), "--out", str(out), "--resume", "-q")
     # Was: "--resume: no earlier results of suite 's'" (the corrupt file skipped).
     line = one_error_line(proc, "--resume", str(next(out.glob("*/run.json"))), "corrupt")
     assert "no earlier results" not in line

@@ -1,5 +1,7 @@
-"""The real `gpubench` command in a subprocess: output, exit codes, and every bad input
-as one line on stderr with exit code 2 (never a traceback)."""
+"""The real `gpubench` command: output, exit codes, and every bad input as one line on
+stderr with exit code 2 (never a traceback). The end-to-end run, Ctrl-C, a usage error
+and the import checks run in a subprocess; the other cases call the same main() in this
+process (run_cli_here), which saves a Python start-up per case."""
 
 import json
 import os
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST_RUN, REPO, gpu_missing_reason, run_cli, wait_for_trials
+from conftest import FAST_RUN, REPO, gpu_missing_reason, run_cli, run_cli_here, wait_for_trials
 from gpubench.results.reader import read_run
 
 
@@ -35,9 +37,8 @@ def test_run_prints_folder_and_table(tmp_path):
     assert read_run(folder).trials["status"].eq("ok").all()
 
 
-def test_run_json_output(tmp_path):
-    proc = run_cli("run", "-w", "linreg", "-b", "torch-cpu", "--mode", "infer", "--out",
-                   str(tmp_path), "--format", "json", "-p", "features=16", *FAST_RUN)
+def test_run_json_output(linreg_infer_json_run):
+    _, proc = linreg_infer_json_run  # the run (conftest), shared with a `show` test
     assert proc.returncode == 0, proc.stderr
     payload = json.loads(proc.stdout)
     assert payload["status"] == "ok" and len(payload["summary"]) == 1
@@ -46,14 +47,14 @@ def test_run_json_output(tmp_path):
 
 
 def test_quiet_prints_only_the_folder(tmp_path):
-    proc = run_cli("run", "-w", "linreg", "--out", str(tmp_path), "-q", *FAST_RUN)
+    proc = run_cli_here("run", "-w", "linreg", "--out", str(tmp_path), "-q", *FAST_RUN)
     assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 1
 
 
 def test_target_rel_ci_records_stop_reason(tmp_path):
-    proc = run_cli("run", "-w", "linreg", "--out", str(tmp_path), "-q", "--trials", "2",
-                   "--warmup-s", "0.05", "--min-trial-s", "0.02", "--target-rel-ci", "50%",
-                   "--max-time-s", "5")
+    proc = run_cli_here("run", "-w", "linreg", "--out", str(tmp_path), "-q", "--trials", "2",
+                        "--warmup-s", "0.05", "--min-trial-s", "0.02", "--target-rel-ci", "50%",
+                        "--max-time-s", "5")
     assert proc.returncode == 0, proc.stderr
     meta = read_run(Path(proc.stdout.strip())).meta
     assert meta["stop_reason"] in ("target_ci_met", "time_cap", "trial_cap")
@@ -81,7 +82,7 @@ def test_target_rel_ci_records_stop_reason(tmp_path):
     ([], ["--workload"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fragments):
-    proc = run_cli("run", *args, "--out", str(tmp_path), *FAST_RUN)
+    proc = run_cli_here("run", *args, "--out", str(tmp_path), *FAST_RUN)
     _one_error_line(proc, *fragments)
     assert not any(tmp_path.iterdir())
 
@@ -89,14 +90,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fragments):
 def test_unavailable_backend_says_why(tmp_path):
     if not gpu_missing_reason():
         pytest.skip("torch-cuda is available on this machine")
-    proc = run_cli("run", "-w", "mnist", "-b", "torch-cuda", "--out", str(tmp_path), *FAST_RUN)
+    proc = run_cli_here("run", "-w", "mnist", "-b", "torch-cuda", "--out", str(tmp_path), *FAST_RUN)
     _one_error_line(proc, "torch-cuda is not available", gpu_missing_reason())
 
 
 def test_unwritable_out_folder(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    proc = run_cli("run", "-w", "linreg", "--out", str(blocker / "results"), *FAST_RUN)
+    proc = run_cli_here("run", "-w", "linreg", "--out", str(blocker / "results"), *FAST_RUN)
     _one_error_line(proc, "cannot write results to", str(blocker / "results"))
 
 
@@ -148,10 +149,10 @@ def test_import_gpubench_is_light():
 
 
 def test_list_table_and_env_json():
-    listing = run_cli("list")
+    listing = run_cli_here("list")
     assert listing.returncode == 0 and "resnet50" in listing.stdout
     assert not gpu_missing_reason() or gpu_missing_reason() in listing.stdout
-    env = run_cli("env", "--json")
+    env = run_cli_here("env", "--json")
     assert env.returncode == 0, env.stderr
     data = json.loads(env.stdout)
     assert data["machine"]["python_version"].count(".") == 2
@@ -163,8 +164,8 @@ def test_a_steps_warning_reaches_stderr_and_run_json(tmp_path):
     # Runtime nodes left on the CPU, say) is printed once and kept in run.json.
     from test_suite import PLUGIN_ENV
 
-    done = run_cli("run", "-w", "linreg", "-b", "test-warn", *FAST_RUN, "--telemetry", "none",
-                   "--out", str(tmp_path), "--quiet", env_extra=PLUGIN_ENV)
+    done = run_cli_here("run", "-w", "linreg", "-b", "test-warn", *FAST_RUN, "--telemetry", "none",
+                        "--out", str(tmp_path), "--quiet", env_extra=PLUGIN_ENV)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == [
         "gpubench: warning: test-warn: 2 node(s) of this graph run on the CPU"]

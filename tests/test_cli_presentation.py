@@ -6,29 +6,23 @@ parameters, and `gpubench show` / `suite --format json`."""
 import argparse
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import FAST_RUN, REPO, run_cli
+from conftest import FAST_RUN, run_cli_here
 
 NUMBER = re.compile(r"^±?-?[0-9][0-9,]*(\.[0-9]+)?%?$")
 FRACTION = re.compile(r"^[0-9]+/[0-9]+$")
 
 
-def cli_at(columns, *args, timeout=300):
-    """The real command with COLUMNS set (or unset: None), stdout piped as in CI.
-    (conftest's run_cli drops COLUMNS even when env_extra sets it.)"""
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    if columns is not None:
-        env["COLUMNS"] = str(columns)
-    return subprocess.run([sys.executable, "-m", "gpubench", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=REPO)
+def cli_at(columns, *args):
+    """The real command with COLUMNS set (or unset: None), stdout piped as in CI. In this
+    process (the layout, not the process, is under test here): run_cli_here renders to a
+    pipe, not a terminal, exactly as a subprocess's captured stdout is."""
+    return run_cli_here(*args, columns=columns)
 
 
 def table_cells(text):
@@ -211,7 +205,7 @@ def _description(help_text):
 @pytest.mark.parametrize("command", [[], ["run"], ["suite"], ["show"], ["export"], ["compare"],
                                      ["report"], ["list"], ["env"], ["history"]])
 def test_help_reads_as_sentences_without_doubled_percent(command):
-    proc = run_cli(*command, "--help")
+    proc = run_cli_here(*command, "--help")
     assert proc.returncode == 0, proc.stderr
     assert "%%" not in proc.stdout
     description = _description(proc.stdout)
@@ -288,14 +282,13 @@ def test_suite_labels_name_params_and_repeat_without_double_spaces():
 
 # --- finding 12: show, suite --format json ------------------------------------------
 
-def test_show_prints_the_newest_folder_as_run_did(tmp_path):
-    done = run_cli("run", "-w", "linreg", "-b", "torch-cpu", "--mode", "infer", "-p",
-                   "features=16", "--out", str(tmp_path), "--format", "json", *FAST_RUN)
+def test_show_prints_the_newest_folder_as_run_did(linreg_infer_json_run):
+    tmp_path, done = linreg_infer_json_run  # the run (conftest), alone in its folder
     assert done.returncode == 0, done.stderr
-    shown = run_cli("show", "--out", str(tmp_path), "--format", "json")
+    shown = run_cli_here("show", "--out", str(tmp_path), "--format", "json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout) == json.loads(done.stdout)
-    table = run_cli("show", "--out", str(tmp_path))
+    table = run_cli_here("show", "--out", str(tmp_path))
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0] == json.loads(done.stdout)["path"]
     assert "linreg [features=16]" in table.stdout and "samples/s" in table.stdout
@@ -307,17 +300,17 @@ def test_suite_format_json_and_show_of_a_suite_folder(tmp_path):
                       "runs:\n  - workloads: linreg\n    backends: torch-cpu\n    modes: infer\n"
                       "    params: {features: [16]}\n    repeats: 2\n")
     out = tmp_path / "results"
-    done = run_cli("suite", str(config), "--out", str(out), "--format", "json")
+    done = run_cli_here("suite", str(config), "--out", str(out), "--format", "json")
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)  # nothing else on stdout
     assert payload["kind"] == "suite" and payload["statuses"] == {"ok": 2}
     assert len(payload["summary"]) == 2
-    shown = run_cli("show", payload["path"], "--format", "json")
+    shown = run_cli_here("show", payload["path"], "--format", "json")
     assert shown.returncode == 0, shown.stderr
     again = json.loads(shown.stdout)
     assert again["path"] == payload["path"] and again["statuses"] == {"ok": 2}
     assert [r["run_id"] for r in again["summary"]] == [r["run_id"] for r in payload["summary"]]
-    table = run_cli("show", "--out", str(out))  # the newest folder: the suite's
+    table = run_cli_here("show", "--out", str(out))  # the newest folder: the suite's
     assert table.returncode == 0, table.stderr
     assert "Suite tiny.yaml" in table.stdout and "runs: 2 ok" in table.stdout
     runs = [row for row in table_cells(table.stdout)]
@@ -340,13 +333,13 @@ def table_header(text):
     (lambda p: p, "holds no run or suite folder"),
 ])
 def test_show_without_results_is_one_error_line(tmp_path, make, fragment):
-    proc = run_cli("show", "--out", str(make(tmp_path)))
+    proc = run_cli_here("show", "--out", str(make(tmp_path)))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("gpubench: error: ") and fragment in proc.stderr
 
 
 def test_show_of_a_folder_that_is_not_a_result(tmp_path):
-    proc = run_cli("show", str(tmp_path))
+    proc = run_cli_here("show", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "not a run or suite folder" in proc.stderr
 

@@ -155,14 +155,14 @@ def test_suite_folder_is_not_double_counted_and_folders_recurse(tmp_path):
     assert len(read_input(suite / "trials.csv")) == 10
 
 
-def test_by_driver_version_gives_comparisons_against_the_first(tmp_path):
+def test_by_driver_version_gives_comparisons_against_the_first(tmp_path, cli_here):
     combined = pd.concat([
         make_trials((8, 1000.0), seed=1, run_id="a", driver_version="535.104"),
         make_trials((8, 1000.0), seed=2, run_id="b", driver_version="550.54"),
         make_trials((8, 850.0), seed=3, run_id="c", driver_version="560.28"),
     ])
     combined.to_csv(tmp_path / "all.csv", index=False)
-    proc = run_cli("compare", str(tmp_path / "all.csv"), "--by", "driver_version", "--format", "json")
+    proc = cli_here("compare", str(tmp_path / "all.csv"), "--by", "driver_version", "--format", "json")
     assert proc.returncode == 1, proc.stderr  # 560.28 is 15% slower
     payload = json.loads(proc.stdout)
     rows = payload["rows"]
@@ -210,10 +210,10 @@ def test_exit_codes(two_runs, tmp_path, cli_here):
     assert strict.returncode == 3 and "inconclusive" in strict.stdout
 
 
-def test_markdown_and_output_file(two_runs, tmp_path):
+def test_markdown_and_output_file(two_runs, tmp_path, cli_here):
     base, _, slow = two_runs
     out = tmp_path / "summary.md"
-    proc = run_cli("compare", str(base), str(slow), "--format", "markdown", "--output", str(out))
+    proc = cli_here("compare", str(base), str(slow), "--format", "markdown", "--output", str(out))
     assert proc.returncode == 1 and "written to" in proc.stdout
     text = out.read_text()
     assert text.startswith("## gpubench compare") and "**regression**" in text
@@ -223,11 +223,11 @@ def test_markdown_and_output_file(two_runs, tmp_path):
     assert not list(tmp_path.glob(".summary.md.*"))  # no temp file left
 
 
-def test_markdown_escapes_result_text(tmp_path):
+def test_markdown_escapes_result_text(tmp_path, cli_here):
     evil = "<img src=x onerror=alert(1)>|x"
     write_run(tmp_path / "a", make_trials((5, 1000.0), seed=1, workload=evil))
     write_run(tmp_path / "b", make_trials((5, 1000.0), seed=2, run_id="r2", workload=evil))
-    proc = run_cli("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "markdown")
+    proc = cli_here("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "markdown")
     assert proc.returncode == 0, proc.stderr
     assert "<img" not in proc.stdout and r"&lt;img src=x onerror=alert(1)&gt;\|x" in proc.stdout
 

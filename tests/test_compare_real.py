@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli_here  # in this process: the runs still time in their own worker
 
 RUN = ("run", "-w", "linreg", "-b", "torch-cpu", "--trials", "7", "--warmup-s", "0.1",
        "--min-trial-s", "0.1", "--threads", "1", "--telemetry", "none", "-q")
@@ -32,13 +32,13 @@ MAX_SPREAD = 0.10
 
 
 def _run(out: Path) -> Path:
-    proc = run_cli(*RUN, "--out", str(out))
+    proc = run_cli_here(*RUN, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return Path(proc.stdout.strip())
 
 
 def _compare(base: Path, new: Path):
-    proc = run_cli("compare", str(base), str(new), *COMPARE)
+    proc = run_cli_here("compare", str(base), str(new), *COMPARE)
     assert proc.stdout, proc.stderr
     payload = json.loads(proc.stdout)
     row = payload["rows"][0]

@@ -106,10 +106,10 @@ def one_line_error(proc, *needles: str) -> str:
     return lines[0]
 
 
-def test_a_10pct_step_after_30_nights_is_found_at_its_night_and_fails(tmp_path):
+def test_a_10pct_step_after_30_nights_is_found_at_its_night_and_fails(tmp_path, cli_here):
     # 30 nights at 1000 samples/s with 3% run-to-run noise, then 10 nights 10% slower.
     write_history(tmp_path / "nightly", step_history(seed=1), seed=1)
-    proc = run_cli("history", str(tmp_path / "nightly"), "--format", "json")
+    proc = cli_here("history", str(tmp_path / "nightly"), "--format", "json")
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["outcome"] == "regression" and doc["exit_code"] == 1
@@ -127,12 +127,12 @@ def test_a_10pct_step_after_30_nights_is_found_at_its_night_and_fails(tmp_path):
     assert len(config["runs"]) == 40 and config["runs"][0]["started_utc"] == "2025-01-01T02:00:00Z"
 
 
-def test_pure_noise_with_one_wild_night_is_no_change(tmp_path):
+def test_pure_noise_with_one_wild_night_is_no_change(tmp_path, cli_here):
     rng = np.random.default_rng(2)
     nightly = levels(60, rng)
     nightly[41] *= 0.75  # one night 25% slow (a neighbour on the machine, say)
     write_history(tmp_path / "nightly", nightly, seed=2, merged=True)
-    proc = run_cli("history", str(tmp_path / "nightly"))
+    proc = cli_here("history", str(tmp_path / "nightly"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no change" in proc.stdout and "60" in proc.stdout
     assert "0 with changes, 0 regression(s)" in proc.stdout

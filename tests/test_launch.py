@@ -122,11 +122,11 @@ def test_every_ending_becomes_a_row_with_the_requests_identity(result, status, t
 
 
 def test_a_suite_run_refused_here_starts_no_worker(plugins_in_workers, tmp_path):
-    from conftest import run_cli
+    from conftest import run_cli_here  # in this process: the workers are what is counted
     config = tmp_path / "s.yaml"
     config.write_text("defaults: {trials: 2, warmup_s: 0.05, min_trial_s: 0.05, telemetry: none}\n"
                       "runs:\n  - {workloads: [linreg], backends: [test-unsupported, test-ok]}\n")
-    proc = run_cli("suite", str(config), "--out", str(tmp_path / "out"), "-q")
+    proc = run_cli_here("suite", str(config), "--out", str(tmp_path / "out"), "-q")
     assert proc.returncode == 0, proc.stderr
     runs = sorted((tmp_path / "out").glob("*/runs/*"))
     statuses = {}

@@ -109,10 +109,10 @@ def test_resnet50_loss_falls_from_its_first_steps():
 
 def test_the_run_table_shows_the_loss_from_first_step_to_last_trial(tmp_path):
     pytest.importorskip("torch")
-    from conftest import run_cli
-    proc = run_cli("run", "-w", "mnist", "-b", "torch-cpu", "--threads", "1", "--trials", "2",
-                   "--warmup-s", "0.05", "--min-trial-s", "0.05", "--telemetry", "none",
-                   "--out", str(tmp_path))
+    from conftest import run_cli_here  # in this process: the table is under test
+    proc = run_cli_here("run", "-w", "mnist", "-b", "torch-cpu", "--threads", "1", "--trials", "2",
+                        "--warmup-s", "0.05", "--min-trial-s", "0.05", "--telemetry", "none",
+                        "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     meta = json.loads(next(tmp_path.glob("*/run.json")).read_text())
     from gpubench.cli.result_table import loss_text

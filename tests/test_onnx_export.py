@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 
 import onnx  # noqa: E402
 
-from conftest import run_cli  # noqa: E402
+from conftest import run_cli_here  # noqa: E402  (the command in this process)
 from gpubench.backends import artifact_cache  # noqa: E402
 from gpubench.backends.artifact_cache import ArtifactCache, sha256_file  # noqa: E402
 from gpubench.backends.onnx_export import (  # noqa: E402
@@ -115,16 +115,16 @@ def test_cache_store_cleans_its_temp_file_on_failure(tmp_path, monkeypatch):
 def test_export_cli_writes_the_file_then_hits_the_cache(tmp_path):
     env = {"GPUBENCH_CACHE_DIR": str(tmp_path / "cache")}
     out = tmp_path / "model.onnx"
-    first = run_cli("export", "--workload", "mnist", "--param", "hidden=32", "--out", str(out),
-                    env_extra=env)
+    first = run_cli_here("export", "--workload", "mnist", "--param", "hidden=32", "--out", str(out),
+                         env_extra=env)
     assert first.returncode == 0, first.stderr
     assert "exported in" in first.stdout and out.exists()
     proto = onnx.load(str(out))
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == BATCH_DIM
     out.unlink()
-    second = run_cli("export", "-w", "mnist", "-p", "hidden=32", "--out", str(out), env_extra=env)
+    second = run_cli_here("export", "-w", "mnist", "-p", "hidden=32", "--out", str(out), env_extra=env)
     assert second.returncode == 0 and "from the cache" in second.stdout and out.exists()
-    bad = run_cli("export", "-w", "mnist", "--out", str(tmp_path / "missing" / "m.onnx"),
-                  env_extra=env)
+    bad = run_cli_here("export", "-w", "mnist", "--out", str(tmp_path / "missing" / "m.onnx"),
+                       env_extra=env)
     assert bad.returncode == 2 and bad.stderr.startswith("gpubench: error: cannot write")
     assert len(bad.stderr.strip().splitlines()) == 1

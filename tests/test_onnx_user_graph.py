@@ -15,7 +15,7 @@ pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("torch")
 
-from conftest import FAST_RUN, REPO, run_cli  # noqa: E402
+from conftest import FAST_RUN, REPO, run_cli_here  # noqa: E402  (the commands in this process)
 from gpubench.backends import tensorrt_backend  # noqa: E402
 from gpubench.backends.onnx_export import export_workload, onnx_model_for  # noqa: E402
 from gpubench.errors import UserError  # noqa: E402
@@ -81,8 +81,8 @@ def test_cli_refuses_the_mnist_mlp_graph_as_lenet5(graphs, tmp_path):
     """The issue: both are 1x28x28 -> 10, so only the weights tell them apart; the old
     code ran it and reported LeNet-5's FLOPs for the MLP."""
     out = tmp_path / "res"
-    proc = run_cli("run", "-w", "lenet5", "-b", "onnxruntime-cpu", "--mode", "infer",
-                   "--onnx", str(graphs["mnist"]), "--out", str(out), *TINY)
+    proc = run_cli_here("run", "-w", "lenet5", "-b", "onnxruntime-cpu", "--mode", "infer",
+                        "--onnx", str(graphs["mnist"]), "--out", str(out), *TINY)
     _one_error_line(proc, str(graphs["mnist"]), "holds 101,770 weights",
                     "workload lenet5 has 61,706")
     assert not out.exists() or list(out.iterdir()) == []
@@ -90,8 +90,8 @@ def test_cli_refuses_the_mnist_mlp_graph_as_lenet5(graphs, tmp_path):
 
 def test_cli_refuses_a_graph_with_another_output_shape(graphs, tmp_path):
     out = tmp_path / "res"
-    proc = run_cli("run", "-w", "lenet5", "-b", "onnxruntime-cpu", "--mode", "infer",
-                   "--onnx", str(graphs["five"]), "--out", str(out), *TINY)
+    proc = run_cli_here("run", "-w", "lenet5", "-b", "onnxruntime-cpu", "--mode", "infer",
+                        "--onnx", str(graphs["five"]), "--out", str(out), *TINY)
     _one_error_line(proc, str(graphs["five"]), "output 'y' has shape ?x5",
                     "workload lenet5 gives batch x 10")
     assert not out.exists() or list(out.iterdir()) == []
@@ -144,9 +144,9 @@ def two_runs(graphs, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     frames = {}
     for name, extra in (("user", ("--onnx", str(graphs["lenet5"]))), ("export", ())):
-        proc = run_cli("run", "-w", "lenet5", "-b", "onnxruntime-cpu", "--mode", "infer",
-                       "--batch-size", "4", *extra, "--out", str(out / name), *TINY,
-                       env_extra={"GPUBENCH_CACHE_DIR": str(out / "cache")})
+        proc = run_cli_here("run", "-w", "lenet5", "-b", "onnxruntime-cpu", "--mode", "infer",
+                            "--batch-size", "4", *extra, "--out", str(out / name), *TINY,
+                            env_extra={"GPUBENCH_CACHE_DIR": str(out / "cache")})
         assert proc.returncode == 0, proc.stderr
         frames[name] = Path(proc.stdout.strip())
     return frames

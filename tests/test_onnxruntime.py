@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 torch = pytest.importorskip("torch")
 
-from conftest import FAST_RUN, run_cli  # noqa: E402
+from conftest import FAST_RUN, run_cli_here  # noqa: E402  (the commands in this process)
 from gpubench.backends import StepConfig, get_backend  # noqa: E402
 from gpubench.backends.onnx_export import export_workload, load_onnx_file  # noqa: E402
 from gpubench.backends.torch_step import TorchStep  # noqa: E402
@@ -173,9 +173,9 @@ def _one_error_line(proc, *fragments):
 
 def test_cli_infer_run_records_session_options(tmp_path):
     env = {"GPUBENCH_CACHE_DIR": str(tmp_path / "cache")}
-    proc = run_cli("run", "-w", "mnist", "-b", "onnxruntime-cpu", "--mode", "infer",
-                   "--batch-size", "16", "--threads", "1", "--telemetry", "none", "-q",
-                   "--out", str(tmp_path / "res"), *FAST_RUN, env_extra=env)
+    proc = run_cli_here("run", "-w", "mnist", "-b", "onnxruntime-cpu", "--mode", "infer",
+                        "--batch-size", "16", "--threads", "1", "--telemetry", "none", "-q",
+                        "--out", str(tmp_path / "res"), *FAST_RUN, env_extra=env)
     assert proc.returncode == 0, proc.stderr
     folder = Path(proc.stdout.strip())
     meta = json.loads((folder / "run.json").read_text())
@@ -197,9 +197,9 @@ def test_cli_runs_a_user_onnx_file(tmp_path, monkeypatch):
     monkeypatch.setenv("GPUBENCH_CACHE_DIR", str(tmp_path / "cache"))
     user_file = tmp_path / "lenet.onnx"
     user_file.write_bytes(export_workload(resolve_workload("lenet5"), seed=5).read_bytes())
-    proc = run_cli("run", "-w", "lenet5", "-b", "onnxruntime-cpu", "--mode", "infer", "--onnx",
-                   str(user_file), "--batch-size", "4", "--telemetry", "none", "-q",
-                   "--out", str(tmp_path / "res"), *FAST_RUN)
+    proc = run_cli_here("run", "-w", "lenet5", "-b", "onnxruntime-cpu", "--mode", "infer", "--onnx",
+                        str(user_file), "--batch-size", "4", "--telemetry", "none", "-q",
+                        "--out", str(tmp_path / "res"), *FAST_RUN)
     assert proc.returncode == 0, proc.stderr
     meta = json.loads((Path(proc.stdout.strip()) / "run.json").read_text())
     assert meta["config"]["onnx_path"] == str(user_file)
@@ -207,7 +207,7 @@ def test_cli_runs_a_user_onnx_file(tmp_path, monkeypatch):
 
 
 def test_cli_train_is_unsupported(tmp_path):
-    proc = run_cli("run", "-w", "mnist", "-b", "onnxruntime-cpu", "--out", str(tmp_path), *FAST_RUN)
+    proc = run_cli_here("run", "-w", "mnist", "-b", "onnxruntime-cpu", "--out", str(tmp_path), *FAST_RUN)
     _one_error_line(proc, "inference only", "--mode infer")
     assert list(tmp_path.iterdir()) == []
 
@@ -217,14 +217,14 @@ def test_cli_corrupt_onnx_is_one_line_and_nothing_is_cached(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07this is not a protobuf of an ONNX model" * 10)
     out = tmp_path / "res"
-    proc = run_cli("run", "-w", "mnist", "-b", "onnxruntime-cpu", "--mode", "infer",
-                   "--onnx", str(bad), "--out", str(out), *FAST_RUN,
-                   env_extra={"GPUBENCH_CACHE_DIR": str(cache)})
+    proc = run_cli_here("run", "-w", "mnist", "-b", "onnxruntime-cpu", "--mode", "infer",
+                        "--onnx", str(bad), "--out", str(out), *FAST_RUN,
+                        env_extra={"GPUBENCH_CACHE_DIR": str(cache)})
     _one_error_line(proc, str(bad), "is not a valid ONNX model")
     assert not cache.exists() or not any(cache.rglob("*.*"))
     assert not out.exists() or list(out.iterdir()) == []
-    proc = run_cli("run", "-w", "mnist", "-b", "torch-cpu", "--mode", "infer", "--onnx", str(bad),
-                   "--out", str(out), *FAST_RUN)
+    proc = run_cli_here("run", "-w", "mnist", "-b", "torch-cpu", "--mode", "infer", "--onnx", str(bad),
+                        "--out", str(out), *FAST_RUN)
     _one_error_line(proc, "--onnx is for backends that run ONNX files")
 
 

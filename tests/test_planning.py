@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_cli_here  # run_cli_here: in this process
 from nvml_double import fake_nvml_dir, run_python  # noqa: F401  (fixture)
 from gpubench.measure.memory_check import DATA_BATCHES, estimate_for
 from gpubench.models.memory import activation_footprint, format_bytes
@@ -255,7 +255,7 @@ def test_dry_run_warns_about_a_large_suite(tmp_path):
     many = tmp_path / "many.yaml"
     many.write_text("runs:\n  - {workloads: linreg, backends: torch-cpu, batch_sizes: [%s]}\n"
                     % ", ".join(str(b) for b in range(1, 502)))
-    proc = run_cli("suite", str(many), "--dry-run")
+    proc = run_cli_here("suite", str(many), "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == f"501 runs from {many}"
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("gpubench: warning: ")]
@@ -263,10 +263,10 @@ def test_dry_run_warns_about_a_large_suite(tmp_path):
     long = tmp_path / "long.yaml"  # two runs, but each asks for 10 x 1 h of trials
     long.write_text("runs:\n  - {workloads: linreg, backends: torch-cpu, batch_sizes: [1, 2], "
                     "trials: 10, min_trial_s: 3600, timeout_s: 100000}\n")
-    proc = run_cli("suite", str(long), "--dry-run")
+    proc = run_cli_here("suite", str(long), "--dry-run")
     assert "gpubench: warning: a large suite: 2 runs, about 20.0 h on one device" in proc.stderr
     assert "estimated wall time: 20.0 h" in proc.stderr
-    small = run_cli("suite", str(long), "--dry-run", "--devices", "0,1")
+    small = run_cli_here("suite", str(long), "--dry-run", "--devices", "0,1")
     assert "warning" not in small.stderr and "over 2 devices: 10.0 h" in small.stderr
 
 
@@ -301,7 +301,7 @@ def test_dry_run_json_carries_the_estimate(tmp_path):
     config = tmp_path / "plan.yaml"
     config.write_text("defaults: {trials: 2, warmup_s: 1, min_trial_s: 1}\nruns:\n"
                       "  - {workloads: mnist, backends: [torch-cpu, onnxruntime-cpu], modes: train}\n")
-    proc = run_cli("suite", str(config), "--dry-run", "--format", "json")
+    proc = run_cli_here("suite", str(config), "--dry-run", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     import json
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import FAST_RUN, run_cli
+from conftest import FAST_RUN, run_cli_here  # the commands in this process; runs keep their worker
 from gpubench.results import schema
 from gpubench.results.reader import read_trials
 from gpubench.results.summary import summarize
@@ -56,8 +56,8 @@ def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("threads")
     folders = {}
     for name, extra in (("one", ("--threads", "1")), ("default", ())):
-        proc = run_cli("run", "-w", "linreg", "-b", "torch-cpu", *FAST_RUN, *extra,
-                       "--telemetry", "none", "--out", str(root / name), "-q")
+        proc = run_cli_here("run", "-w", "linreg", "-b", "torch-cpu", *FAST_RUN, *extra,
+                            "--telemetry", "none", "--out", str(root / name), "-q")
         assert proc.returncode == 0, proc.stderr
         folders[name] = next((root / name).glob("*/trials.csv")).parent
     return folders
@@ -76,7 +76,7 @@ def test_compare_lists_a_threads_1_run_apart_from_default_threads(two_runs, tmp_
     new = tmp_path / "new"
     for name, folder in two_runs.items():
         shutil.copytree(folder, new / folder.name)
-    proc = run_cli("compare", str(two_runs["default"]), str(new), "--format", "json")
+    proc = run_cli_here("compare", str(two_runs["default"]), str(new), "--format", "json")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)["rows"]
     by_threads = {schema.key_text(r["threads"]): r for r in rows}
@@ -88,7 +88,7 @@ def test_compare_lists_a_threads_1_run_apart_from_default_threads(two_runs, tmp_
 
 def test_compare_of_threads_1_against_default_threads_alone_matches_nothing(two_runs):
     # Before: matched, and a verdict ("slower -16%") on what is other work.
-    proc = run_cli("compare", str(two_runs["default"]), str(two_runs["one"]))
+    proc = run_cli_here("compare", str(two_runs["default"]), str(two_runs["one"]))
     assert proc.returncode == 2, proc.stdout
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gpubench: error: nothing matches")
@@ -107,7 +107,7 @@ def _resume_dry_run(case, done, threads_line):
     config = case / "s.yaml"
     defaults = f"defaults: {{{threads_line}}}\n" if threads_line else ""
     config.write_text(defaults + "runs:\n  - {workloads: [linreg], backends: [torch-cpu]}\n")
-    proc = run_cli("suite", str(config), "--out", str(out), "--resume", "--dry-run")
+    proc = run_cli_here("suite", str(config), "--out", str(out), "--resume", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
     skipped = "1 already ok (skipped by --resume)" in last

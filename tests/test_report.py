@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import FAST_RUN, run_cli
+from conftest import FAST_RUN, run_cli_here  # the commands in this process: their output is under test
 from test_compare import make_trials, one_error_line, write_run
 
 EVIL = "<script>console.error('xss')</script>"
@@ -48,7 +48,7 @@ def make_suite(folder: Path) -> Path:
 
 def _report(tmp_path, *args) -> str:
     out = tmp_path / "report.html"
-    proc = run_cli("report", *map(str, args), "-o", str(out))
+    proc = run_cli_here("report", *map(str, args), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(out)
     return out.read_text()
@@ -84,13 +84,13 @@ def test_report_of_plain_inputs_groups_by_input(tmp_path):
 
 def test_report_bad_inputs(tmp_path):
     suite = make_suite(tmp_path / "suite")
-    one_error_line(run_cli("report", str(tmp_path / "nope"), "-o", str(tmp_path / "r.html")),
+    one_error_line(run_cli_here("report", str(tmp_path / "nope"), "-o", str(tmp_path / "r.html")),
                    "nope", "no such file")
-    one_error_line(run_cli("report", str(suite), "--by", "colour", "-o", str(tmp_path / "r.html")),
+    one_error_line(run_cli_here("report", str(suite), "--by", "colour", "-o", str(tmp_path / "r.html")),
                    "--by colour")
     samples = pd.read_csv(suite / "samples.csv").rename(columns={"power_w": "power_mw"})
     samples.to_csv(suite / "samples.csv", index=False)
-    one_error_line(run_cli("report", str(suite), "-o", str(tmp_path / "r.html")),
+    one_error_line(run_cli_here("report", str(suite), "-o", str(tmp_path / "r.html")),
                    "samples.csv", "power_mw", "mixes units")
     assert not (tmp_path / "r.html").exists()
 
@@ -109,8 +109,8 @@ def _console_lines(stderr: str):
                     "(apt-get install chromium; `make test` installs it)")
 def test_report_renders_in_headless_chromium(tmp_path):
     image_module = pytest.importorskip("PIL.Image", reason="Pillow (the dev extra) is not installed")
-    real = run_cli("run", "-w", "linreg", "-b", "torch-cpu", *FAST_RUN, "--telemetry", "cpu",
-                   "--out", str(tmp_path / "real"), "-q")
+    real = run_cli_here("run", "-w", "linreg", "-b", "torch-cpu", *FAST_RUN, "--telemetry", "cpu",
+                        "--out", str(tmp_path / "real"), "-q")
     assert real.returncode == 0, real.stderr
     report = tmp_path / "report.html"
     report.write_text(_report(tmp_path, make_suite(tmp_path / "suite"), real.stdout.strip()))

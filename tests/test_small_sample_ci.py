@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli_here  # in this process: the warning and table are under test
 from gpubench.results.compare_stats import assess, assess_batch
 from gpubench.stats import describe, rel_ci_halfwidth
 
@@ -113,9 +113,9 @@ def test_the_run_table_reads_n_below_6_where_there_is_no_interval():
 
 def test_a_run_that_misses_its_target_says_so(tmp_path):
     pytest.importorskip("torch")
-    proc = run_cli("run", "-w", "linreg", "-b", "torch-cpu", "--trials", "2",
-                   "--warmup-s", "0.05", "--min-trial-s", "0.05", "--target-rel-ci", "0.0001",
-                   "--max-time-s", "0.3", "--telemetry", "none", "--out", str(tmp_path))
+    proc = run_cli_here("run", "-w", "linreg", "-b", "torch-cpu", "--trials", "2",
+                        "--warmup-s", "0.05", "--min-trial-s", "0.05", "--target-rel-ci", "0.0001",
+                        "--max-time-s", "0.3", "--telemetry", "none", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     said = "target ±0.01% not met: stopped at the time cap (--max-time-s) after "
     warnings = [line for line in proc.stderr.splitlines() if said in line]
@@ -128,7 +128,7 @@ def test_a_run_that_misses_its_target_says_so(tmp_path):
     assert ci_cells[0].startswith("±") or ci_cells[0] == "n<6*", proc.stdout
     # The run folder knows why: `gpubench show` says it again.
     folder = proc.stdout.splitlines()[0]
-    shown = run_cli("show", folder)
+    shown = run_cli_here("show", folder)
     assert shown.returncode == 0, shown.stderr
     assert f"* {said}" in shown.stdout
 

@@ -1,5 +1,7 @@
 """`gpubench suite` through the real command: fault tolerance (abort, hang, raise,
-unsupported), SIGKILL of the parent and --resume, YAML errors, the smoke suite."""
+unsupported), SIGKILL of the parent and --resume, YAML errors, the smoke suite. The
+command runs in this process (run_cli_here: its runs still go to their own workers)
+except where the parent process is signalled or killed."""
 
 import json
 import os
@@ -12,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import PLUGIN_ENV, REPO, run_cli, wait_for_trials
+from conftest import PLUGIN_ENV, REPO, run_cli_here, wait_for_trials
 from gpubench.results.reader import read_trials
 
 FAST = """defaults:
@@ -31,7 +33,7 @@ def _suite_file(tmp_path, body, name="suite.yaml"):
 
 
 def _suite(*args, **kw):
-    return run_cli("suite", *args, env_extra=PLUGIN_ENV, **kw)
+    return run_cli_here("suite", *args, env_extra=PLUGIN_ENV, **kw)
 
 
 def _folder(proc):
@@ -166,7 +168,7 @@ def test_dry_run_and_filter(tmp_path):
 
 
 def test_smoke_suite(tmp_path):
-    proc = run_cli("suite", str(REPO / "configs" / "smoke.yaml"), "--out", str(tmp_path), "-q")
+    proc = run_cli_here("suite", str(REPO / "configs" / "smoke.yaml"), "--out", str(tmp_path), "-q")
     assert proc.returncode == 0, proc.stderr
     trials = read_trials(_folder(proc) / "trials.csv")
     assert set(trials["status"]) == {"ok"}
@@ -183,9 +185,9 @@ def test_run_goes_through_the_same_worker(tmp_path, backend, status, fragment):
     # Only the hang needs the short timeout: under load a worker's start alone can take
     # 2 s, and the crashing ones must crash, not time out.
     timeout = "2" if status == "timeout" else "60"
-    proc = run_cli("run", "-w", "linreg", "-b", backend, "--out", str(tmp_path), "--timeout", timeout,
-                   "--trials", "2", "--warmup-s", "0.05", "--min-trial-s", "0.05", "--telemetry", "none",
-                   env_extra=PLUGIN_ENV)
+    proc = run_cli_here("run", "-w", "linreg", "-b", backend, "--out", str(tmp_path), "--timeout", timeout,
+                        "--trials", "2", "--warmup-s", "0.05", "--min-trial-s", "0.05", "--telemetry", "none",
+                        env_extra=PLUGIN_ENV)
     assert proc.returncode == 4, proc.stderr
     trials = read_trials(_folder(proc) / "trials.csv")
     assert trials["status"].iloc[-1] == status and fragment in trials["error"].iloc[-1]
@@ -193,9 +195,9 @@ def test_run_goes_through_the_same_worker(tmp_path, backend, status, fragment):
 
 
 def test_run_no_isolate_runs_in_process(tmp_path):
-    proc = run_cli("run", "-w", "linreg", "-b", "test-ok", "--out", str(tmp_path), "--no-isolate",
-                   "--trials", "2", "--warmup-s", "0.05", "--min-trial-s", "0.05", "--telemetry", "none",
-                   env_extra=PLUGIN_ENV)
+    proc = run_cli_here("run", "-w", "linreg", "-b", "test-ok", "--out", str(tmp_path), "--no-isolate",
+                        "--trials", "2", "--warmup-s", "0.05", "--min-trial-s", "0.05", "--telemetry", "none",
+                        env_extra=PLUGIN_ENV)
     assert proc.returncode == 0, proc.stderr
     folder = _folder(proc)
     assert not (folder / "worker.log").exists()

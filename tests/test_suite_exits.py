@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PLUGIN_ENV, REPO, TESTS, run_cli
+from conftest import PLUGIN_ENV, REPO, TESTS, run_cli_here  # in this process (the double needs its own)
 from gpubench.results.reader import read_trials
 from nvml_double import double_env, fake_nvml_dir  # noqa: F401 (fixture)
 
@@ -39,8 +39,8 @@ def _one_error_line(proc, code, *fragments):
 
 
 def test_a_suite_where_every_run_is_unsupported_fails_with_the_reason(tmp_path):
-    proc = run_cli("suite", str(_config(tmp_path, "test-unsupported")), "--out", str(tmp_path / "out"),
-                   env_extra=PLUGIN_ENV)
+    proc = run_cli_here("suite", str(_config(tmp_path, "test-unsupported")), "--out", str(tmp_path / "out"),
+                        env_extra=PLUGIN_ENV)
     _one_error_line(proc, 4, "every run of the suite was unsupported here",
                     "precision fp32 is not supported on test-unsupported: it supports nothing")
     folder = Path(proc.stdout.splitlines()[0])  # the rows are still written
@@ -49,8 +49,8 @@ def test_a_suite_where_every_run_is_unsupported_fails_with_the_reason(tmp_path):
 
 
 def test_ok_beside_unsupported_still_exits_0(tmp_path):
-    proc = run_cli("suite", str(_config(tmp_path, "test-ok, test-unsupported")), "--out",
-                   str(tmp_path / "out"), "-q", env_extra=PLUGIN_ENV)
+    proc = run_cli_here("suite", str(_config(tmp_path, "test-ok, test-unsupported")), "--out",
+                        str(tmp_path / "out"), "-q", env_extra=PLUGIN_ENV)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
 

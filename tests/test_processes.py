@@ -191,3 +191,39 @@ def test_a_suite_entry_spreads_its_runs_over_processes_and_the_estimate_counts_t
     assert trials["run_id"].nunique() == 2
     for _, run in trials.groupby("run_id"):
         assert run["process"].tolist() == [0, 0, 1, 1] and (run["status"] == "ok").all()
+
+
+def test_noise_from_the_history_sets_the_least_callable_change(tmp_path):
+    """Two runs 8% apart, each of 4 tight processes: within the runs nothing says the
+    machine drifts 8% between runs, so alone they are called `slower`; the history of
+    that configuration (30 nights of 6% run-to-run noise) says it does."""
+    from test_history import levels, night_rows, write_history
+
+    from gpubench.results.compare import compare_paths
+
+    rng = np.random.default_rng(3)
+    write_history(tmp_path / "history", levels(30, rng, noise=0.10), merged=True)
+    for name, level in (("base", 1000.0), ("new", 920.0)):
+        rows = pd.concat([night_rows(40, level * (1 + 0.003 * i), rng, run_id=f"{name}")
+                          .assign(process=i, trial=lambda f, i=i: f["trial"] + 3 * i)
+                          for i in range(4)])
+        (tmp_path / name).mkdir()
+        rows.assign(schema_version=3).to_csv(tmp_path / name / "trials.csv", index=False)
+    alone = compare_paths(tmp_path / "base", tmp_path / "new").table.iloc[0]
+    assert alone["unit"] == "process" and alone["verdict"] == "slower"
+    judged = compare_paths(tmp_path / "base", tmp_path / "new",
+                           noise_from=[tmp_path / "history"]).table.iloc[0]
+    assert 5.4 < judged["history_noise_pct"] < 15  # learned: 1.5x it is past the 8%
+    assert judged["threshold_pct"] == pytest.approx(1.5 * judged["history_noise_pct"])
+    assert judged["verdict"] != "slower"
+    assert "run-to-run noise over its 30 past runs" in judged["note"]
+    # A store with no run yet (the first night) is no history: said, not an error.
+    (tmp_path / "empty").mkdir()
+    first = compare_paths(tmp_path / "base", tmp_path / "new",
+                          noise_from=[tmp_path / "empty"]).table.iloc[0]
+    assert first["verdict"] == "slower" and "no past runs of this configuration" in first["note"]
+    # The CLI takes it as --noise-from, repeatable.
+    proc = run_cli("compare", str(tmp_path / "base"), str(tmp_path / "new"),
+                   "--noise-from", str(tmp_path / "history"), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rows"][0]["verdict"] == judged["verdict"]

@@ -57,6 +57,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", type=Path, metavar="FILE",
                    help="write the output to FILE (atomically) instead of standard output")
     p.add_argument("--seed", type=int, default=0, help="kept for scripts that pass it; the statistics are exact now and use no random draws")
+    p.add_argument("--noise-from", type=Path, action="append", default=[], metavar="RESULTS",
+                   help="runs of the past (e.g. the nightly history; repeatable): each "
+                        "configuration's run-to-run noise there sets its least callable "
+                        "change (1.5x the noise), so drift between runs is not called a change")
     p.add_argument("--include-contended", action="store_true",
                    help="keep trials marked contended (they ran slow, or beside other "
                         "processes' CPU or GPU use); by default they are left out and "
@@ -74,7 +78,8 @@ def execute(args: argparse.Namespace) -> int:
         raise UserError("--baseline needs --by COLUMN")
     comparison = compare_paths(args.base, args.new, metric=args.metric, threshold=args.threshold,
                                by=args.by, baseline=args.baseline, seed=args.seed,
-                               include_contended=args.include_contended)
+                               include_contended=args.include_contended,
+                               noise_from=args.noise_from)
     result = outcome(comparison.table, args.fail_on)
     code = {"regression": EXIT_REGRESSION, "inconclusive": EXIT_INCONCLUSIVE}.get(result, EXIT_OK)
     emit(args.format, args.output, lambda: to_json(comparison, result, code),

@@ -28,13 +28,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "fp16 or bf16 (mixed precision)")
     p.add_argument("--batch-size", type=positive_int,
                    help="samples per step (default: the workload's own, see gpubench list)")
-    p.add_argument("--trials", type=positive_int, default=6,
-                   help="timed trials (default 6: the fewest that give a 95%% CI of the median)")
-    p.add_argument("--processes", type=positive_int, default=1, metavar="K",
+    p.add_argument("--trials", type=positive_int,
+                   help="timed trials per process (default 6 with one process: the fewest that "
+                        "give a 95%% CI of the median; 2 with several)")
+    p.add_argument("--processes", type=positive_int, metavar="K",
                    help="spread the run over K worker processes one after another, --trials "
-                        "each (default 1): the first calibrates, the rest time the same work, "
-                        "so the run measures its own process-to-process variation and compare "
-                        "can take the process as its unit")
+                        "each (default 1): the first calibrates, the rest "
+                        "time the same work, so the run measures its own process-to-process "
+                        "variation and compare can take the process as its unit")
     p.add_argument("--warmup-s", type=positive_float, default=1.0, help="warm-up budget (default 1 s)")
     p.add_argument("--min-trial-s", type=positive_float, default=1.0,
                    help="iterations are calibrated so one trial lasts at least this (default 1 s)")
@@ -76,13 +77,14 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.cli import EXIT_OK, EXIT_RUN_FAILED
     from gpubench.cli.progress import run_progress
     from gpubench.cli.render import print_run
-    from gpubench.measure.protocol import ProtocolConfig
+    from gpubench.measure.protocol import DEFAULT_PROCESSES, ProtocolConfig, default_trials
     from gpubench.launch import RunInterrupted, make_launcher, run_one
     from gpubench.measure.runner import RunRequest
     from gpubench.workloads import parse_param_args
 
+    processes = args.processes or DEFAULT_PROCESSES
     protocol = ProtocolConfig(
-        trials=args.trials, warmup_s=args.warmup_s, min_trial_s=args.min_trial_s,
+        trials=args.trials or default_trials(processes), warmup_s=args.warmup_s, min_trial_s=args.min_trial_s,
         target_rel_ci=args.target_rel_ci,
         max_time_s=args.max_time_s)
     request = RunRequest(
@@ -92,7 +94,7 @@ def execute(args: argparse.Namespace) -> int:
         seed=args.seed, protocol=protocol, telemetry=args.telemetry,
         sample_hz=args.sample_hz, out_dir=args.out,
         onnx_path=str(args.onnx.absolute()) if args.onnx else None,
-        require_idle_gpu=args.require_idle_gpu, processes=args.processes)
+        require_idle_gpu=args.require_idle_gpu, processes=processes)
     show_progress = not args.quiet and sys.stderr.isatty()
     # process (default): a fresh worker, a clean CUDA context, the path suites take
     launcher = make_launcher("inline" if args.no_isolate else "process")

@@ -45,6 +45,19 @@ STOP_INTERRUPTED = "interrupted"
 STOP_FAILED = "failed"
 
 
+# The defaults of `gpubench run` and of suites (README, "Statistical defaults", has the
+# figures they were chosen from): one process timing 6 trials (the fewest whose range
+# is a 95% CI of the median), or several processes timing 2 each.
+DEFAULT_PROCESSES = 1
+TRIALS_ONE_PROCESS = 6
+TRIALS_PER_PROCESS = 2
+
+
+def default_trials(processes: int) -> int:
+    """Trials per process when the user names none."""
+    return TRIALS_ONE_PROCESS if processes == 1 else TRIALS_PER_PROCESS
+
+
 @dataclass(frozen=True)
 class ProtocolConfig:
     trials: int = 6  # the fewest whose range is a 95% CI of the median (stats.median_ci)

@@ -20,9 +20,12 @@ which carries the run-to-run variation; otherwise over trials (`unit` = trial), 
 note when a side has a single process.
 
 The noise floor: with processes or runs as the unit, the spread of each side's unit
-medians (compare_stats.noise_floor) is the configuration's own run-to-run noise
-(`noise_pct`); a change is called only past NOISE_MULTIPLE (1.5) x that noise, or the
-threshold when larger (`threshold_pct`, with a note when raised), as history does.
+medians (compare_stats.noise_floor) is the configuration's own noise here
+(`noise_pct`); with `noise_from`, past runs (a nightly store) give its run-to-run
+noise (`history_noise_pct`, results/history.py), which also holds the drift between
+runs that processes of one run, sharing that minute's machine, cannot show. A change
+is called only past NOISE_MULTIPLE (1.5) x the larger of them, or the threshold when
+larger still (`threshold_pct`, with a note when raised), as history does.
 
 Contended trials (`contended` true: they ran slow, or beside other processes' CPU or
 GPU use; telemetry/contention.py) are left out of everything above unless
@@ -42,21 +45,22 @@ import pandas as pd
 from gpubench.errors import UserError
 from gpubench.results import compare_load as load
 from gpubench.results import schema
-from gpubench.results.compare_stats import DIRECTIONS, NOISE_MULTIPLE, assess_batch, noise_floor
+from gpubench.results.compare_stats import DIRECTIONS, NOISE_MULTIPLE, assess_batch
+from gpubench.results.compare_units import (  # noqa: F401 (MIN_RUNS_PER_SIDE: re-exported)
+    MIN_RUNS_PER_SIDE, history_noise, unit_noise, unit_values,
+)
 
 DEFAULT_METRIC = "throughput_samples_per_s"
 # Environment columns whose mixing within one side of a match is worth a note.
 WATCHED_ENV = ("driver_version", "cuda_version", "cudnn_version", "framework_version", "host")
 ONE_SIDED = ("base_only", "new_only")
-# Four runs a side is the fewest at which a two-sided Mann-Whitney test can reach
-# p < 0.05 (4 vs 4: p >= 0.029; 3 vs 3: p >= 0.1), i.e. can call a change at all.
-MIN_RUNS_PER_SIDE = 4
 VERDICT_COLUMNS = (
     "metric", "better", "n_base", "n_new", "median_base",
     "median_new", "ratio", "ci_low", "ci_high", "change_pct", "p_value", "verdict",
     "j_per_sample_base", "j_per_sample_new", "j_per_sample_change_pct",
     "sm_clock_base_mhz", "sm_clock_new_mhz", "sm_clock_change_pct",
-    "throttled_base_frac", "throttled_new_frac", "unit", "noise_pct", "threshold_pct", "note",
+    "throttled_base_frac", "throttled_new_frac", "unit", "noise_pct", "history_noise_pct",
+    "threshold_pct", "note",
 )
 
 
@@ -128,10 +132,12 @@ def _bandwidth_note(name: str, ok: pd.DataFrame) -> List[str]:
 
 def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
             threshold: float = 0.05, by: Optional[str] = None, labels: Tuple[str, str] = ("base", "new"),
-            seed: int = 0, include_contended: bool = False) -> pd.DataFrame:
+            seed: int = 0, include_contended: bool = False,
+            history_noise: Optional[Dict[Tuple[str, ...], Tuple[float, int]]] = None) -> pd.DataFrame:
     """The verdict table (RESULT_COLUMNS) of `new` against `base`, one row per
     configuration found on either side. `by` is left out of the match; contended trials
-    are left out unless `include_contended`."""
+    are left out unless `include_contended`. `history_noise`: per configuration (its
+    match key), the run-to-run noise learned from past runs and how many runs."""
     if metric not in DIRECTIONS:
         raise UserError(f"--metric {metric}: not a comparable metric (valid: {', '.join(DIRECTIONS)})")
     key = list(schema.match_columns(by))
@@ -175,19 +181,25 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
                                 "left out (--include-contended keeps them)"))
             if metric == "mem_bw_gbs":  # a modelled bandwidth must never pass for a measured one
                 notes += _bandwidth_note(name, ok)
-        unit, side_values, unit_notes = _unit_values(oks, metric)
+        unit, side_values, unit_notes = unit_values(oks, metric)
         row["unit"] = unit
         notes += unit_notes
         # A threshold under the configuration's own noise cannot fire (the noise is
         # measured only where the unit is a process or a run).
         noise = unit_noise(side_values["base"], side_values["new"]) if unit != "trial" else np.nan
+        past, past_runs = (history_noise or {}).get(config, (np.nan, 0))
+        if history_noise is not None and not past_runs:
+            notes.append("--noise-from: no past runs of this configuration (3 or more needed)")
         row["noise_pct"] = noise * 100
-        floor = NOISE_MULTIPLE * noise if np.isfinite(noise) else 0.0
-        row["threshold_pct"] = max(threshold, floor) * 100
+        row["history_noise_pct"] = past * 100
+        floors = {f"{unit}-to-{unit} noise here": noise,
+                  f"run-to-run noise over its {past_runs} past runs": past}
+        why, worst = max(((k, v) for k, v in floors.items() if np.isfinite(v)),
+                         key=lambda kv: kv[1], default=("", 0.0))
+        row["threshold_pct"] = max(threshold, NOISE_MULTIPLE * worst) * 100
         if row["threshold_pct"] > threshold * 100:
             notes.append(f"threshold {row['threshold_pct']:.3g}%, not {threshold * 100:g}%: "
-                         f"{NOISE_MULTIPLE:g} x this configuration's own {unit}-to-{unit} noise "
-                         f"({row['noise_pct']:.2g}%)")
+                         f"{NOISE_MULTIPLE:g} x this configuration's {why} ({worst * 100:.2g}%)")
         for name in ("base", "new"):
             values[name].append(side_values[name])
         row["_present"] = tuple(present)
@@ -213,41 +225,6 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
     return table
 
 
-def _units(ok: pd.DataFrame) -> List[str]:
-    """The columns naming a statistical unit of a side: a run, or one worker process of
-    a run (--processes; rows without the column are process 0)."""
-    return [c for c in ("run_id", "process") if c in ok.columns]
-
-
-def _unit_values(oks: Dict[str, pd.DataFrame], metric: str) -> Tuple[str, Dict[str, np.ndarray], List[str]]:
-    """The values the statistics run on: per-process medians (a run's worker processes,
-    or runs of one process each) when both sides have enough of them, else the trials
-    themselves (see the module docstring)."""
-    groups = {name: ok.fillna({"process": 0}).groupby(_units(ok))[metric]
-              for name, ok in oks.items()}
-    units = {name: g.ngroups if len(oks[name]) else 0 for name, g in groups.items()}
-    runs = {name: ok["run_id"].nunique() if "run_id" in ok.columns else 0 for name, ok in oks.items()}
-    if min(units.values()) >= MIN_RUNS_PER_SIDE:
-        values = {name: g.median().to_numpy(dtype=float) for name, g in groups.items()}
-        unit = "run" if units == runs else "process"
-        plural = "runs" if unit == "run" else "processes"
-        return unit, values, [f"statistics over per-{unit} medians "
-                              f"({units['base']} vs {units['new']} {plural})"]
-    notes = []
-    if all(len(ok) for ok in oks.values()) and min(units.values()) == 1:
-        notes.append("one process on a side: run-to-run variation is not measured "
-                     f"(--processes {MIN_RUNS_PER_SIDE} or more, or {MIN_RUNS_PER_SIDE}+ runs "
-                     "a side, include it)")
-    return "trial", {name: ok[metric].to_numpy(dtype=float) for name, ok in oks.items()}, notes
-
-
-def unit_noise(base: np.ndarray, new: np.ndarray) -> float:
-    """The configuration's own run-to-run noise, from the spread of each side's unit
-    medians around their side's median (compare_stats.noise_floor, the sides as two
-    segments); NaN with too few units."""
-    return noise_floor(np.concatenate([base, new]), breaks=[base.size])
-
-
 def _padded(arrays: List[np.ndarray]) -> np.ndarray:
     width = max([a.size for a in arrays] + [1])
     out = np.full((len(arrays), width), np.nan)
@@ -270,12 +247,16 @@ class Comparison:
 def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
                   threshold: float = 0.05, by: Optional[str] = None,
                   baseline: Optional[str] = None, seed: int = 0,
-                  include_contended: bool = False) -> Comparison:
+                  include_contended: bool = False,
+                  noise_from: Sequence[Path] = ()) -> Comparison:
     """Loads BASE (and NEW) and compares. Without `by`: NEW against BASE. With `by`:
     the rows of both inputs together are split by the column's value, and every other
-    value is compared against the baseline (`baseline`, or the value seen first)."""
+    value is compared against the baseline (`baseline`, or the value seen first).
+    `noise_from`: past runs whose run-to-run noise sets each configuration's least
+    callable change (history_noise)."""
     if metric not in DIRECTIONS:
         raise UserError(f"--metric {metric}: not a comparable metric (valid: {', '.join(DIRECTIONS)})")
+    past = history_noise(noise_from, metric, by) if noise_from else None
     inputs = [str(base)] + ([str(new)] if new is not None else [])
     frames = [load.read_input(Path(p)) for p in inputs]
     for frame, label in zip(frames, inputs):
@@ -284,7 +265,7 @@ def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
         if new is None:
             raise UserError("compare needs NEW, or --by COLUMN to split BASE into groups")
         table = compare(frames[0], frames[1], metric, threshold, labels=("base", "new"), seed=seed,
-                        include_contended=include_contended)
+                        include_contended=include_contended, history_noise=past)
         _require_match(table, inputs[0], inputs[1])
         return Comparison(table, metric, threshold, inputs)
     label = " and ".join(inputs)
@@ -292,7 +273,7 @@ def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
     groups = load.split_by(combined, by, baseline, label)
     (base_value, base_frame), others = groups[0], groups[1:]
     tables = [compare(base_frame, frame, metric, threshold, by=by, labels=(base_value, value), seed=seed,
-                      include_contended=include_contended)
+                      include_contended=include_contended, history_noise=past)
               for value, frame in others]
     table = pd.concat(tables, ignore_index=True)
     # A group that matches nothing is listed (base_only/new_only rows); none matching is an error.

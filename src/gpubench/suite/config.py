@@ -15,6 +15,8 @@ workloads x backends x modes x precisions x batch sizes x params.
         repeats: 4                   # runs per configuration, interleaved: compare then
                                      # tests per-run medians (run-to-run noise included)
         require_idle_gpu: true       # refuse a run when other processes use its GPU
+        processes: 5                 # worker processes per run (trials: 2 each unless
+                                     # given), interleaved with the other runs' processes
 """
 
 from __future__ import annotations
@@ -38,12 +40,13 @@ SETTING_KEYS = {"trials": int, "warmup_s": float, "min_trial_s": float,
                 "device": int, "repeats": int, "require_idle_gpu": bool, "processes": int}
 ENTRY_KEYS = set(MATRIX_KEYS) | set(SETTING_KEYS) | {"params"}
 TOP_KEYS = {"defaults", "runs"}
-DEFAULT_SETTINGS: Dict[str, Any] = {"trials": 6, "warmup_s": 1.0, "min_trial_s": 1.0,
+# trials and processes None: gpubench run's defaults (measure/protocol.py)
+DEFAULT_SETTINGS: Dict[str, Any] = {"trials": None, "warmup_s": 1.0, "min_trial_s": 1.0,
                                     "target_rel_ci": None, "max_time_s": 120.0,
                                     "telemetry": "auto", "sample_hz": 10.0,
                                     "timeout_s": 600.0, "seed": 0, "threads": None,
                                     "device": 0, "repeats": 1, "require_idle_gpu": False,
-                                    "processes": 1}
+                                    "processes": None}
 DEFAULT_MATRIX: Dict[str, List[Any]] = {"modes": ["train"], "precisions": ["fp32"],
                                         "batch_sizes": [None]}
 FILTER_KEYS = ("workload", "backend", "mode", "precision", "batch_size", "params")
@@ -168,6 +171,14 @@ def _entry(raw: Dict[str, Any], base: Dict[str, Any], source: Path, path: str) -
     return merged
 
 
+def _resolve_protocol_defaults(entry: Dict[str, Any]) -> None:
+    """Processes and trials the entry leaves out: gpubench run's defaults (trials
+    depend on the processes)."""
+    from gpubench.measure.protocol import DEFAULT_PROCESSES, default_trials
+    entry["processes"] = entry["processes"] or DEFAULT_PROCESSES
+    entry["trials"] = entry["trials"] or default_trials(entry["processes"])
+
+
 def parse_suite(data: Any, source: Path) -> List[SuiteRun]:
     """Validates the loaded YAML and expands it into runs (in file order)."""
     if data is None:
@@ -186,6 +197,7 @@ def parse_suite(data: Any, source: Path) -> List[SuiteRun]:
             if key not in entry:
                 raise UserError(f"{_where(source, f'{path}.{key}')}: missing (neither the entry "
                                 f"nor defaults name any)")
+        _resolve_protocol_defaults(entry)
         settings = tuple((k, entry[k]) for k in sorted(SETTING_KEYS))
         param_names = sorted(entry["params"])
         for w, b, m, p, bs, *values in itertools.product(

@@ -1,0 +1,72 @@
+"""compare's statistical unit and its noise floor: which values the statistics run on
+(per-process or per-run medians, else trials) and how noisy the configuration is,
+here and over its past runs (results/compare.py's docstring says how they are used)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+from gpubench.results import schema
+from gpubench.results.compare_stats import noise_floor
+
+# Four units a side is the fewest at which a two-sided Mann-Whitney test can reach
+# p < 0.05 (4 vs 4: p >= 0.029; 3 vs 3: p >= 0.1), i.e. can call a change at all.
+MIN_RUNS_PER_SIDE = 4
+
+
+def unit_columns(ok: pd.DataFrame) -> List[str]:
+    """The columns naming a statistical unit of a side: a run, or one worker process of
+    a run (--processes; rows without the column are process 0)."""
+    return [c for c in ("run_id", "process") if c in ok.columns]
+
+
+def unit_values(oks: Dict[str, pd.DataFrame], metric: str) -> Tuple[str, Dict[str, np.ndarray], List[str]]:
+    """The values the statistics run on: per-process medians (a run's worker processes,
+    or runs of one process each) when both sides have enough of them, else the trials
+    themselves (see the module docstring)."""
+    groups = {name: ok.fillna({"process": 0}).groupby(unit_columns(ok))[metric]
+              for name, ok in oks.items()}
+    units = {name: g.ngroups if len(oks[name]) else 0 for name, g in groups.items()}
+    runs = {name: ok["run_id"].nunique() if "run_id" in ok.columns else 0 for name, ok in oks.items()}
+    if min(units.values()) >= MIN_RUNS_PER_SIDE:
+        values = {name: g.median().to_numpy(dtype=float) for name, g in groups.items()}
+        unit = "run" if units == runs else "process"
+        plural = "runs" if unit == "run" else "processes"
+        return unit, values, [f"statistics over per-{unit} medians "
+                              f"({units['base']} vs {units['new']} {plural})"]
+    notes = []
+    if all(len(ok) for ok in oks.values()) and min(units.values()) == 1:
+        notes.append("one process on a side: run-to-run variation is not measured "
+                     f"(--processes {MIN_RUNS_PER_SIDE} or more, or {MIN_RUNS_PER_SIDE}+ runs "
+                     "a side, include it)")
+    return "trial", {name: ok[metric].to_numpy(dtype=float) for name, ok in oks.items()}, notes
+
+
+def unit_noise(base: np.ndarray, new: np.ndarray) -> float:
+    """The configuration's own run-to-run noise, from the spread of each side's unit
+    medians around their side's median (compare_stats.noise_floor, the sides as two
+    segments); NaN with too few units."""
+    return noise_floor(np.concatenate([base, new]), breaks=[base.size])
+
+
+def history_noise(paths: Sequence[Path], metric: str,
+                  by: Optional[str]) -> Dict[Tuple[str, ...], Tuple[float, int]]:
+    """Per configuration (compare's match key): the run-to-run noise of its runs under
+    `paths` (results/history.py's noise floor, change points taken into account) and
+    how many runs; the largest where `by` merges several."""
+    from gpubench.results.history import history_paths
+
+    found: Dict[Tuple[str, ...], Tuple[float, int]] = {}
+    # A store that holds no run yet (the first night) is no history, not bad input.
+    paths = [p for p in paths if not (Path(p).is_dir() and not any(Path(p).rglob("trials.csv")))]
+    if not paths:
+        return found
+    for config in history_paths(list(paths), metric=metric).configs:
+        if np.isfinite(config.noise):
+            key = schema.configuration_key(config.config, schema.match_columns(by))
+            found[key] = max(found.get(key, (0.0, 0)), (config.noise, len(config.runs)))
+    return found

@@ -21,6 +21,7 @@ from gpubench.errors import Unsupported, UserError
 from gpubench.launch.base import (
     LaunchResult, Launcher, OnStart, Progress, is_this_python, no_progress, run_ended,
 )
+from gpubench.launch.status_rows import read_folder_trials
 from gpubench.launch.worker import (
     EVENT_FD_ENV, EXIT_FINISHED, EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_TERMINATED,
     request_to_json,
@@ -66,9 +67,9 @@ def for_process(req: Any, process: int) -> Any:
     folder = Path(req.folder)
     meta = json.loads((folder / "run.json").read_text())
     iterations = int(meta["calibration"]["iterations_per_trial"])
-    rows = sum(1 for _ in open(folder / "trials.csv")) - 1  # the header
     return replace(req, process=process, protocol=replace(
-        req.protocol, iterations_per_trial=iterations, first_trial=rows))
+        req.protocol, iterations_per_trial=iterations,
+        first_trial=len(read_folder_trials(folder))))  # rows, not lines: errors span lines
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Callable
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def int_at_least(minimum: int, not_int: str, too_small: str) -> Callable[[str], int]:
+    """An argparse type for whole numbers >= `minimum`; the two texts say what was
+    expected when the text is not a whole number, and when it is below the minimum."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {not_int}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {too_small}, got {text!r}")
+        return value
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+positive_int = int_at_least(1, "a positive integer", "a positive integer")
+nonnegative_int = int_at_least(0, "an integer >= 0", "an integer >= 0")
 
 
 def positive_float(text: str) -> float:

@@ -7,20 +7,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from gpubench.cli.argtypes import int_at_least
 
 FORMATS = ("table", "markdown", "json")
 VERDICT_STYLE = {"slower": "bold red", "faster": "green", "shift": "yellow"}
 STATUS_STYLE = {"regression": "bold red", "ok": "", "too_few_runs": "dim"}
 
 
-def min_segment(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of runs, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"expected 2 or more runs, got {text!r}")
-    return value
+min_segment = int_at_least(2, "a whole number of runs", "2 or more runs")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

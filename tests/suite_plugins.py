@@ -105,3 +105,34 @@ class LogsItsBuilds(BehaviourBackend):
 
 
 register_backend("test-logs-builds", lambda: LogsItsBuilds("logs-builds"))
+
+
+class WrongOutputs(Backend):
+    """torch-cpu with its predictions' classes reversed: an engine that runs fast and
+    computes something else, for the accuracy gate to catch."""
+
+    name = "test-wrong-outputs"
+    framework = "torch"
+    device_kind = "cpu"
+
+    def _torch(self):
+        from gpubench.backends import get_backend
+        return get_backend("torch-cpu")
+
+    def is_available(self):
+        return self._torch().is_available()
+
+    def capabilities(self, mode):
+        return frozenset({"run", "predict"})
+
+    def prepare(self, workload, config):
+        step = self._torch().prepare(workload, config)
+        right = step.predict
+        step.predict = lambda x: np.ascontiguousarray(right(x)[:, ::-1])
+        return step
+
+    def environment(self):
+        return self._torch().environment()
+
+
+register_backend("test-wrong-outputs", WrongOutputs)

@@ -16,6 +16,7 @@ from gpubench.measure.protocol import ProtocolConfig, measure
 from gpubench.measure.runner import RunRequest
 from gpubench.results.compare import compare
 from gpubench.results.reader import read_run, read_trials
+from gpubench.results.schema import SCHEMA_VERSION, TRIAL_COLUMNS
 
 FAST = ("--warmup-s", "0.05", "--min-trial-s", "0.05")
 
@@ -160,7 +161,22 @@ def test_a_v2_file_reads_as_one_process(tmp_path):
         rows[column] = None
     rows.to_csv(tmp_path / "trials.csv", index=False)
     trials = read_trials(tmp_path / "trials.csv")
-    assert trials["process"].tolist() == [0] * 6 and set(trials["schema_version"]) == {3}
+    assert trials["process"].tolist() == [0] * 6
+    assert set(trials["schema_version"]) == {SCHEMA_VERSION}
+
+
+def test_a_v3_file_reads_as_throughput_with_no_accuracy_columns(tmp_path):
+    rows = frame([100, 101]).assign(schema_version=3, duration_s=1.0, device_index=0,
+                                    device_uuid=None)
+    v4_only = ("target_accuracy", "epoch", "test_accuracy", "time_to_accuracy_s", "reached",
+               "accuracy_ok")
+    rows = rows.drop(columns=[c for c in v4_only if c in rows.columns])
+    rows.to_csv(tmp_path / "trials.csv", index=False)
+    trials = read_trials(tmp_path / "trials.csv")
+    assert set(trials["schema_version"]) == {SCHEMA_VERSION} == {4}
+    for column in v4_only:
+        assert trials[column].isna().all()
+    assert list(trials.columns[:len(TRIAL_COLUMNS)]) == list(TRIAL_COLUMNS)
 
 
 def test_a_suite_entry_spreads_its_runs_over_processes_and_the_estimate_counts_them(tmp_path):

@@ -74,12 +74,12 @@ def test_a_scenario_filling_columns_it_did_not_declare_fails_its_run(registered,
 
 def test_a_scenario_needing_what_the_steps_cannot_do_is_refused(registered):
     with pytest.raises(Unsupported, match="scenario epochs needs steps that can train_epoch; "
-                                          "torch-cpu train steps cannot"):
-        preflight(RunRequest("linreg", "torch-cpu", scenario="epochs"))
+                                          "torch-cpu infer steps cannot"):
+        preflight(RunRequest("linreg", "torch-cpu", mode="infer", scenario="epochs"))
 
 
 def test_unknown_scenario_lists_the_valid_ones():
-    with pytest.raises(UserError, match=r"unknown scenario 'soak' \(valid: throughput\)"):
+    with pytest.raises(UserError, match=r"unknown scenario 'soak' \(valid: throughput, time-to-accuracy\)"):
         preflight(RunRequest("linreg", "torch-cpu", scenario="soak"))
 
 

@@ -15,8 +15,13 @@ from gpubench.workloads import Workload
 MODES = ("train", "infer")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 # What a prepared step can do, named so that a scenario can say what it needs and
-# preflight can refuse a backend that lacks it: `run` = Step.run(iterations, timer).
-STEP_CAPABILITIES = ("run",)
+# preflight can refuse a backend that lacks it: `run` = Step.run(iterations, timer);
+# `train_epoch` and `evaluate` = an epoch over the real training set and the test
+# accuracy (Step.train_epoch, Step.evaluate); `predict` = outputs for given inputs
+# (Step.predict, the accuracy gate).
+STEP_CAPABILITIES = ("run", "train_epoch", "evaluate", "predict")
+# What training steps of the framework backends (torch, TensorFlow) can do.
+TRAINING_CAPABILITIES = frozenset({"run", "train_epoch", "evaluate"})
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,11 @@ class StepConfig:
     data_batches: int = 4  # distinct batches cycled through, all resident on the device
     onnx_path: Optional[str] = None  # a user's ONNX file to run (backends with accepts_onnx)
     exec_mode: Optional[str] = None  # one of Backend.exec_modes; None = the backend's default
+    data: str = "synthetic"  # where batches come from (data/sources.py): synthetic | mnist
+    data_dir: Optional[str] = None  # the folder of a real set (None: the cache)
+    # Start from models/init_weights.py's numpy weights (the same on every backend)
+    # instead of the framework's own initialisation under the seed.
+    reference_init: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,24 @@ class Step(ABC):
     def loss(self) -> Optional[float]:
         """The last training step's loss (synchronises); None in inference."""
         return None
+
+    # -- real data (StepConfig.data other than synthetic) ------------------------------
+    def train_epoch(self, epoch: int) -> Tuple[float, int]:
+        """One pass over the real training set, shuffled on the host for `epoch`
+        (data/sources.epoch_order), batch by batch moved to the device as a training
+        loop does (the last batch may be short); returns the epoch's mean training loss
+        and the samples it trained on, the device synchronised."""
+        raise NotImplementedError(f"{type(self).__name__} cannot train epochs")
+
+    def evaluate(self) -> float:
+        """Top-1 accuracy on the real test set (the model in eval mode, not timed with
+        training); synchronises."""
+        raise NotImplementedError(f"{type(self).__name__} cannot evaluate")
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The model's float32 outputs [N, classes] for a host batch in the description's
+        layout (N, C, H, W), at the step's precision; synchronises."""
+        raise NotImplementedError(f"{type(self).__name__} cannot predict")
 
     def peak_mem_bytes(self) -> Optional[int]:
         """Peak device memory allocated since prepare; None where not measured."""

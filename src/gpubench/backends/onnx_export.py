@@ -85,9 +85,11 @@ def _torch_version() -> str:
     return version("torch")
 
 
-def export_facts(workload: Workload, seed: int, dtype: str, trace_batch: int = TRACE_BATCH) -> Dict[str, Any]:
+def export_facts(workload: Workload, seed: int, dtype: str, trace_batch: int = TRACE_BATCH,
+                 reference_init: bool = False) -> Dict[str, Any]:
     """Everything an export depends on: its cache key is the hash of this."""
-    return {"format": EXPORT_FORMAT, "workload": workload.name,
+    init = {"init": "models/init_weights.py"} if reference_init else {}  # old keys unchanged
+    return {**init, "format": EXPORT_FORMAT, "workload": workload.name,
             "input_shape": list(workload.input_shape), "num_outputs": workload.num_outputs,
             "layers": repr(workload.layers), "params": workload.params_str, "seed": seed,
             "dtype": dtype, "opset": OPSET, "exporter": EXPORTER, "trace_batch": trace_batch,
@@ -95,12 +97,13 @@ def export_facts(workload: Workload, seed: int, dtype: str, trace_batch: int = T
 
 
 def export_workload(workload: Workload, seed: int = 0, dtype: str = "float32",
-                    trace_batch: int = TRACE_BATCH, cache: Optional[ArtifactCache] = None) -> OnnxModel:
+                    trace_batch: int = TRACE_BATCH, cache: Optional[ArtifactCache] = None,
+                    reference_init: bool = False) -> OnnxModel:
     """The workload as an ONNX model: from the cache when it holds this export, else
     exported now and stored (or kept in memory when the cache cannot be written)."""
     if dtype not in ONNX_FLOAT_TYPES.values():
         raise UserError(f"ONNX export dtype must be float32 or float16, got {dtype!r}")
-    facts = export_facts(workload, seed, dtype, trace_batch)
+    facts = export_facts(workload, seed, dtype, trace_batch, reference_init)
     key = content_key(facts)
     cache = cache or ArtifactCache("onnx", ".onnx")
     signature = OnnxSignature(INPUT_NAME, dtype, (None,) + tuple(workload.input_shape), (OUTPUT_NAME,),
@@ -110,22 +113,28 @@ def export_workload(workload: Workload, seed: int = 0, dtype: str = "float32",
         path, meta = hit
         return OnnxModel(signature, meta["sha256"], "export", "hit", path=path, key=key)
     t0 = time.perf_counter()
-    data = _export_bytes(workload, seed, dtype, trace_batch)
+    data = _export_bytes(workload, seed, dtype, trace_batch, reference_init)
     export_s = time.perf_counter() - t0
     path, note = cache.store(key, data, {**facts, "export_s": export_s})
     return OnnxModel(signature, sha256_bytes(data), "export", note, path=path,
                      data=None if path else data, export_s=export_s, key=key)
 
 
-def _export_bytes(workload: Workload, seed: int, dtype: str, trace_batch: int) -> bytes:
+def _export_bytes(workload: Workload, seed: int, dtype: str, trace_batch: int,
+                  reference_init: bool = False) -> bytes:
     import torch
 
     from gpubench.backends.torch_model import build_module
+    from gpubench.backends.torch_step import load_weights
+    from gpubench.models.init_weights import initial_weights
 
     torch_dtype = torch.float16 if dtype == "float16" else torch.float32
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # exactly as TorchStep, so the weights are the same
-        module = build_module(workload.layers, workload.input_shape).eval().to(torch_dtype)
+        module = build_module(workload.layers, workload.input_shape)
+        if reference_init:  # the numpy weights every backend can load (accuracy gate)
+            load_weights(module, initial_weights(workload.layers, workload.input_shape, seed))
+        module = module.eval().to(torch_dtype)
     example = torch.zeros((trace_batch,) + tuple(workload.input_shape), dtype=torch_dtype)
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -153,9 +162,12 @@ def load_onnx_file(path: Union[str, Path], workload: Workload, precision: Option
 
 
 def onnx_model_for(workload: Workload, precision: str, batch_size: int, seed: int,
-                   onnx_path: Optional[str] = None, cache: Optional[ArtifactCache] = None) -> OnnxModel:
+                   onnx_path: Optional[str] = None, cache: Optional[ArtifactCache] = None,
+                   reference_init: bool = False) -> OnnxModel:
     """The model a step runs (onnxruntime-*, tensorrt): the user's file, checked as
-    preflight checks it, or the workload's export in the graph type `precision` needs."""
+    preflight checks it, or the workload's export in the graph type `precision` needs
+    (from models/init_weights.py's weights with `reference_init`)."""
     if onnx_path is None:
-        return export_workload(workload, seed, graph_dtype(precision), cache=cache)
+        return export_workload(workload, seed, graph_dtype(precision), cache=cache,
+                               reference_init=reference_init)
     return load_onnx_file(onnx_path, workload, precision, batch_size)

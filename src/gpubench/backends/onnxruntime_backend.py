@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Optional, Tuple
 
 from gpubench.backends.base import Backend, Step, StepConfig
 from gpubench.errors import Unsupported
@@ -61,6 +61,9 @@ class OnnxRuntimeBackend(Backend):
                 return False, problem
         return True, ""
 
+    def capabilities(self, mode: str) -> FrozenSet[str]:
+        return frozenset({"run", "predict"})  # inference only; predict: the accuracy gate
+
     def check_config(self, mode: str, precision: str) -> None:
         if mode == "train":
             raise Unsupported(TRAIN_REASON.format(name=self.name))
@@ -74,7 +77,7 @@ class OnnxRuntimeBackend(Backend):
         from gpubench.backends.onnxruntime_step import OrtStep
 
         model = onnx_model_for(workload, config.precision, config.batch_size, config.seed,
-                               config.onnx_path)
+                               config.onnx_path, reference_init=config.reference_init)
         step = OrtStep(workload, config, model, self.device_kind)
         self._run_facts = {**model.facts(), **step.session_facts}
         return step

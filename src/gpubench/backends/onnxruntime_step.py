@@ -17,7 +17,7 @@ import onnxruntime as ort
 from gpubench.backends.base import DeviceInfo, HostTimer, Step, StepConfig, StepTimer
 from gpubench.backends.onnx_export import OnnxModel
 from gpubench.backends.onnxruntime_placement import cpu_nodes, profile_placement
-from gpubench.data.synthetic import make_batches
+from gpubench.data.sources import resident_batches
 from gpubench.errors import BackendUnavailable, UserError
 from gpubench.workloads import Workload
 
@@ -171,7 +171,9 @@ class OrtStep(Step):
 
     def _bind(self, workload: Workload, config: StepConfig, model: OnnxModel) -> None:
         dtype = np.dtype(model.signature.input_dtype)
-        batches = make_batches(workload, config.batch_size, config.data_batches, config.seed)
+        batches = resident_batches(workload, config.batch_size, config.data_batches,
+                                   config.seed, config.data, config.data_dir)
+        self._input_dtype = dtype
         # On the CPU an OrtValue is a view of its numpy array: keeping both costs nothing.
         self.host_inputs = [np.ascontiguousarray(x.astype(dtype)) for x, _ in batches]
         self.inputs = [ort.OrtValue.ortvalue_from_numpy(x, self._device, self._device_id)
@@ -227,6 +229,11 @@ class OrtStep(Step):
         binding = self.bindings[index]
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        name = self.session.get_inputs()[0].name
+        out = self.session.run(None, {name: np.ascontiguousarray(x.astype(self._input_dtype))})
+        return np.asarray(out[0], dtype=np.float32)
 
     def close(self) -> None:
         self.bindings = []

@@ -21,9 +21,9 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterator, Optional, Tuple
 
-from gpubench.backends.base import Backend, DeviceInfo, Step, StepConfig
+from gpubench.backends.base import TRAINING_CAPABILITIES, Backend, DeviceInfo, Step, StepConfig
 from gpubench.backends.torch_backend import nvidia_driver_problem  # framework-free
 from gpubench.errors import BackendUnavailable, Unsupported, UserError
 from gpubench.workloads import Workload
@@ -130,6 +130,10 @@ class TFBackend(Backend):
             if problem:
                 return False, problem
         return True, ""
+
+    def capabilities(self, mode: str) -> FrozenSet[str]:
+        # Training steps walk real data epoch by epoch; inference steps predict.
+        return TRAINING_CAPABILITIES if mode == "train" else frozenset({"run", "predict"})
 
     def check_config(self, mode: str, precision: str) -> None:
         if self.device_kind != "cpu":

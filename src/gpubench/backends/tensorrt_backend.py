@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, FrozenSet, List, Tuple
 
 from gpubench.backends.base import Backend, Step, StepConfig
 from gpubench.backends.tensorrt_engine import ENGINE_PRECISIONS
@@ -57,6 +57,9 @@ class TensorRTBackend(Backend):
         problems = _problems()
         return (not problems), "; ".join(problems)
 
+    def capabilities(self, mode: str) -> FrozenSet[str]:
+        return frozenset({"run", "predict"})  # inference only; predict: the accuracy gate
+
     def check_config(self, mode: str, precision: str) -> None:
         if mode == "train":
             raise Unsupported(TRAIN_REASON)
@@ -87,7 +90,7 @@ class TensorRTBackend(Backend):
         from gpubench.backends.tensorrt_step import TrtStep
 
         model = onnx_model_for(workload, config.precision, config.batch_size, config.seed,
-                               config.onnx_path)
+                               config.onnx_path, reference_init=config.reference_init)
         step = TrtStep(trt, workload, config, model)
         self._run_facts = {**model.facts(), **step.engine_facts}
         return step

@@ -20,7 +20,7 @@ from gpubench.backends.tensorrt_engine import (
     EngineBuildError, build_serialized_engine, check_batch, engine_facts, engine_key,
     engine_profile, make_logger, profile_for,
 )
-from gpubench.data.synthetic import make_batches
+from gpubench.data.sources import resident_batches
 from gpubench.errors import UserError
 from gpubench.workloads import Workload
 
@@ -109,7 +109,8 @@ class TrtStep(Step):
             raise UserError(f"TensorRT refused input shape {(config.batch_size,) + self.sample_shape} "
                             f"for {name!r}: " + "; ".join(self.logger.messages[-2:]))
         in_dtype = _torch_dtype(trt, engine.get_tensor_dtype(name))
-        batches = make_batches(workload, config.batch_size, config.data_batches, config.seed)
+        batches = resident_batches(workload, config.batch_size, config.data_batches,
+                                   config.seed, config.data, config.data_dir)
         self.inputs = [torch.from_numpy(x).to(device=dev, dtype=in_dtype) for x, _ in batches]
         self.input_ptrs = [t.data_ptr() for t in self.inputs]
         self.output_buffers: List[torch.Tensor] = []
@@ -160,6 +161,24 @@ class TrtStep(Step):
             raise RuntimeError("TensorRT execute_async_v3 failed")
         self.stream.synchronize()
         return self.output_buffers[0].float().cpu().numpy()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Runs `x` through the engine in chunks of its bound batch size (the last one
+        padded with zeros, its padding's outputs dropped)."""
+        batch, dtype = self.inputs[0].shape[0], self.inputs[0].dtype
+        buffer = torch.zeros_like(self.inputs[0])
+        out = []
+        for start in range(0, len(x), batch):
+            chunk = torch.from_numpy(np.ascontiguousarray(x[start:start + batch]))
+            buffer.zero_()
+            buffer[:len(chunk)] = chunk.to(device=buffer.device, dtype=dtype)
+            torch.cuda.synchronize(buffer.device)  # the copy ran on the default stream
+            self.context.set_tensor_address(self.input_name, buffer.data_ptr())
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise RuntimeError("TensorRT execute_async_v3 failed")
+            self.stream.synchronize()
+            out.append(self.output_buffers[0][:len(chunk)].float().cpu().numpy())
+        return np.concatenate(out)
 
     def close(self) -> None:
         # Context before engine before runtime: each holds the next.

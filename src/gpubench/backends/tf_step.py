@@ -6,15 +6,21 @@ forward pass. XLA, precision and loss scaling are decided once here, never per s
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from gpubench.backends.base import DeviceInfo, HostTimer, Step, StepConfig, StepTimer
-from gpubench.backends.keras_model import build_keras_model, to_channels_last
-from gpubench.data.synthetic import make_batches
+from gpubench.backends.keras_model import (
+    build_keras_model, load_reference_weights, to_channels_last,
+)
+from gpubench.data.sources import epoch_order, labelled_data, resident_batches
+from gpubench.models.init_weights import initial_weights
 from gpubench.workloads import Workload
+
+EVAL_BATCH = 1000  # test images per forward pass when evaluating (not timed with training)
 
 DTYPE_POLICIES = {"fp32": "float32", "tf32": "float32",
                   "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
@@ -51,19 +57,26 @@ class TFStep(Step):
         if self.is_gpu:
             tf.config.experimental.reset_memory_stats(self._mem_device)
         with tf.device(tf_device):
-            self.model = build_keras_model(workload.layers, workload.input_shape,
-                                           DTYPE_POLICIES[config.precision]).model
-            batches = make_batches(workload, config.batch_size, config.data_batches, config.seed)
+            km = build_keras_model(workload.layers, workload.input_shape,
+                                   DTYPE_POLICIES[config.precision])
+            if config.reference_init:
+                load_reference_weights(km, initial_weights(workload.layers,
+                                                           workload.input_shape, config.seed))
+            self.model = km.model
+            batches = resident_batches(workload, config.batch_size, config.data_batches,
+                                       config.seed, config.data, config.data_dir)
+            self._sets: Optional[Tuple[np.ndarray, ...]] = None  # the real sets, channels-last
             # tf.identity under the device scope copies each batch onto the device now.
             self.data = [(tf.identity(tf.constant(to_channels_last(x))), tf.identity(tf.constant(y)))
                          for x, y in batches]
             x0, y0 = self.data[0]
+            model = self.model
+            self._forward = tf.function(lambda x: model(x, training=False), jit_compile=xla)
             if config.mode == "train":
-                fn = self._make_train_step(workload, config.precision, xla)
+                fn = self._train_fn = self._make_train_step(workload, config.precision, xla)
                 concrete = fn.get_concrete_function(x0, y0)
             else:
-                model = self.model
-                fn = tf.function(lambda x: model(x, training=False), jit_compile=xla)
+                fn = self._forward
                 concrete = fn.get_concrete_function(x0)
             # Every batch has one signature: calling its concrete function (the same graph)
             # skips tf.function's per-call argument matching, 10-25% of a small step here.
@@ -128,6 +141,46 @@ class TFStep(Step):
             times[i] = clock() - t0
         return out
 
+    # -- real data: epochs, evaluation, predictions -----------------------------------
+    @property
+    def sets(self) -> Tuple[np.ndarray, ...]:
+        """train x, train y, test x, test y on the host, images channels-last."""
+        if self._sets is None:
+            d = labelled_data(self.config.data, self.config.data_dir)
+            self._sets = (to_channels_last(d.train_x), d.train_y,
+                          to_channels_last(d.test_x), d.test_y)
+        return self._sets
+
+    def train_epoch(self, epoch: int) -> Tuple[float, int]:
+        x_all, y_all = self.sets[:2]
+        order = epoch_order(len(y_all), self.config.seed, epoch)
+        bs, losses = self.config.batch_size, []
+        with tf.device(self.tf_device):
+            for start in range(0, len(order), bs):
+                idx = order[start:start + bs]
+                # the tf.function, not the fixed-shape concrete one: a short last batch
+                # is traced once more, then reused every epoch
+                losses.append(self._train_fn(tf.constant(x_all[idx]), tf.constant(y_all[idx]))
+                              * len(idx))
+            mean = tf.add_n(losses) / len(order)
+        self._last_loss = mean
+        return float(mean.numpy()), len(order)
+
+    def evaluate(self) -> float:
+        x_all, y_all = self.sets[2:]
+        correct = 0
+        for start in range(0, len(y_all), EVAL_BATCH):
+            logits = self._predict_channels_last(x_all[start:start + EVAL_BATCH])
+            correct += int((logits.argmax(axis=1) == y_all[start:start + EVAL_BATCH]).sum())
+        return correct / len(y_all)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self._predict_channels_last(to_channels_last(x))
+
+    def _predict_channels_last(self, x: np.ndarray) -> np.ndarray:
+        with tf.device(self.tf_device):
+            return np.asarray(tf.cast(self._forward(tf.constant(x)), tf.float32).numpy())
+
     def synchronize(self) -> None:
         # Eager CPU ops have finished when they return; GPU kernels are queued on streams.
         if self.is_gpu:
@@ -142,6 +195,7 @@ class TFStep(Step):
         return int(tf.config.experimental.get_memory_info(self._mem_device)["peak"])
 
     def close(self) -> None:
+        self._sets = None
         self.data = []
         self._step = None
         self.model = None

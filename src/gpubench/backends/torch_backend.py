@@ -7,9 +7,9 @@ import ctypes
 import importlib.util
 import re
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Optional, Tuple
 
-from gpubench.backends.base import Backend, Step, StepConfig
+from gpubench.backends.base import TRAINING_CAPABILITIES, Backend, Step, StepConfig
 from gpubench.errors import BackendUnavailable, Unsupported, UserError
 from gpubench.workloads import Workload
 
@@ -65,6 +65,10 @@ class TorchBackend(Backend):
             if problem:
                 return False, problem
         return True, ""
+
+    def capabilities(self, mode: str) -> FrozenSet[str]:
+        # Training steps walk real data epoch by epoch; inference steps predict.
+        return TRAINING_CAPABILITIES if mode == "train" else frozenset({"run", "predict"})
 
     def check_config(self, mode: str, precision: str) -> None:
         if self.device_kind == "cpu" and precision not in CPU_PRECISIONS:

@@ -7,13 +7,17 @@ from __future__ import annotations
 import time
 from typing import Callable, List, Optional, Tuple
 
+import numpy as np
 import torch
 
 from gpubench.backends.base import DeviceInfo, HostTimer, Step, StepConfig, StepTimer
 from gpubench.backends.cuda_events import CudaEventPool, CudaEventTimer
 from gpubench.backends.torch_model import build_module
-from gpubench.data.synthetic import make_batches
+from gpubench.data.sources import epoch_order, labelled_data, resident_batches
+from gpubench.models.init_weights import initial_weights
 from gpubench.workloads import Workload
+
+EVAL_BATCH = 1000  # test images per forward pass when evaluating (not timed with training)
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 # GradScaler keeps its API (the way people train in fp16) and its cost, said in run.json.
@@ -33,6 +37,15 @@ def _optimizer(workload: Workload, params) -> torch.optim.Optimizer:
 def _loss_fn(workload: Workload) -> Callable:
     F = torch.nn.functional
     return F.mse_loss if workload.loss == "mse" else F.cross_entropy
+
+
+def _first_step_imports(workload: Workload) -> None:
+    """An optimizer's first step imports torch._dynamo (1-2 s here): a library's
+    start-up, not training. One step on a throwaway parameter pays it while preparing,
+    so that a time-to-accuracy run's first epoch times training only."""
+    dummy = torch.nn.Parameter(torch.zeros(1))
+    dummy.grad = torch.zeros(1)
+    _optimizer(workload, [dummy]).step()
 
 
 class TorchStep(Step):
@@ -64,8 +77,14 @@ class TorchStep(Step):
             # workload shares. Flushing denormals to zero keeps the step's cost steady.
             torch.set_flush_denormal(True)
 
-        self.model = build_module(workload.layers, workload.input_shape).to(device)
-        batches = make_batches(workload, config.batch_size, config.data_batches, config.seed)
+        self.model = build_module(workload.layers, workload.input_shape)
+        if config.reference_init:
+            load_weights(self.model, initial_weights(workload.layers, workload.input_shape,
+                                                     config.seed))
+        self.model.to(device)
+        batches = resident_batches(workload, config.batch_size, config.data_batches,
+                                   config.seed, config.data, config.data_dir)
+        self._sets: Optional[HostSets] = None  # the real sets, once an epoch needs them
         self.data: List[Tuple[torch.Tensor, torch.Tensor]] = [
             (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)) for x, y in batches]
         self.inputs = [x for x, _ in self.data]
@@ -84,6 +103,7 @@ class TorchStep(Step):
     def _make_train_step(self, workload: Workload) -> Callable:
         model, loss_fn = self.model, _loss_fn(workload)
         opt = _optimizer(workload, model.parameters())
+        _first_step_imports(workload)
         dtype, dev_type = self._autocast_dtype, self.torch_device.type
         if dtype is None:
             def step(x, y):
@@ -172,6 +192,56 @@ class TorchStep(Step):
                 times[i] = clock() - t0
         return out
 
+    # -- real data: epochs, evaluation, predictions -----------------------------------
+    @property
+    def sets(self) -> "HostSets":
+        if self._sets is None:
+            self._sets = HostSets(labelled_data(self.config.data, self.config.data_dir),
+                                  self.is_cuda)
+        return self._sets
+
+    def train_epoch(self, epoch: int) -> Tuple[float, int]:
+        x_all, y_all = self.sets.train_x, self.sets.train_y
+        order = epoch_order(len(y_all), self.config.seed, epoch)
+        step, bs, device = self._step, self.config.batch_size, self.torch_device
+        total = torch.zeros((), device=device)
+        for start in range(0, len(order), bs):
+            idx = torch.from_numpy(order[start:start + bs])
+            x, y = x_all[idx], y_all[idx]
+            if self.is_cuda:  # as DataLoader(pin_memory=True): pinned, copied asynchronously
+                x = x.pin_memory().to(device, non_blocking=True)
+                y = y.pin_memory().to(device, non_blocking=True)
+            # summed on the device: reading each step's loss would wait for the device
+            total += step(x, y).detach() * len(idx)
+        self._last_loss = total / len(order)
+        return float(self._last_loss), len(order)  # float() synchronises
+
+    def evaluate(self) -> float:
+        x_all, y_all = self.sets.test_x, self.sets.test_y
+        correct = torch.zeros((), dtype=torch.int64, device=self.torch_device)
+        for start in range(0, len(y_all), EVAL_BATCH):
+            logits = self._forward(x_all[start:start + EVAL_BATCH])
+            y = y_all[start:start + EVAL_BATCH].to(self.torch_device, non_blocking=True)
+            correct += (logits.argmax(dim=1) == y).sum()
+        return int(correct) / len(y_all)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self._forward(torch.from_numpy(np.ascontiguousarray(x))).float().cpu().numpy()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model in eval mode at the step's precision on a host batch."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                x = x.to(self.torch_device, non_blocking=True)
+                if self._autocast_dtype is None:
+                    return self.model(x)
+                with torch.autocast(self.torch_device.type, dtype=self._autocast_dtype):
+                    return self.model(x)
+        finally:
+            self.model.train(was_training)
+
     def synchronize(self) -> None:
         if self.is_cuda:
             torch.cuda.synchronize(self.torch_device)
@@ -183,8 +253,31 @@ class TorchStep(Step):
         return int(torch.cuda.max_memory_allocated(self.torch_device)) if self.is_cuda else None
 
     def close(self) -> None:
+        self._sets = None
         self.data = []
         self.inputs = []
         self.model = None
         if self.is_cuda:
             torch.cuda.empty_cache()
+
+
+class HostSets:
+    """The real train and test sets as host tensors (pinned on CUDA machines, so that
+    batches gathered from them copy to the device asynchronously)."""
+
+    def __init__(self, sets, pin: bool) -> None:
+        def host(a: np.ndarray) -> torch.Tensor:
+            t = torch.tensor(a)  # a copy: the loader's cached arrays are read-only
+            return t.pin_memory() if pin else t
+        self.train_x, self.train_y = host(sets.train_x), host(sets.train_y)
+        self.test_x, self.test_y = host(sets.test_x), host(sets.test_y)
+
+
+def load_weights(module: torch.nn.Module, arrays) -> None:
+    """Copies weights in the reference layout (models/init_weights.py) into the module:
+    its state_dict holds them in the same order (BatchNorm's batch counter aside)."""
+    names = [k for k in module.state_dict() if not k.endswith("num_batches_tracked")]
+    if len(names) != len(arrays):
+        raise ValueError(f"expected {len(names)} weight arrays, got {len(arrays)}")
+    state = {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in zip(names, arrays)}
+    module.load_state_dict(state, strict=False)

@@ -45,3 +45,16 @@ def fraction(text: str) -> float:
     if not (0 < value < 1):
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a percentage, got {text!r}")
     return value
+
+
+def accuracy(text: str) -> float:
+    """A test accuracy in (0, 1], such as 0.97 (or '97%')."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected an accuracy in (0, 1] (e.g. 0.97 or 97%), "
+                                         f"got {text!r}")
+    return value

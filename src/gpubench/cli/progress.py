@@ -76,6 +76,12 @@ def run_progress(enabled: bool, console: Any = None,
                 bar.update(task, description=f"building {fields['workload']} on {fields['backend']}")
             elif event == "warmup":
                 bar.update(task, description=f"warming up ({float(fields['seconds']):g} s)")
+            elif event == "epoch":  # time-to-accuracy: epochs up to the cap, ETA at the cap
+                per_epoch, left = fields.get("seconds_per_epoch"), int(fields["epochs"]) - int(fields["epoch"]) + 1
+                bar.update(task, description=f"epoch {fields['epoch']}/{fields['epochs']} "
+                                             f"(to test accuracy {float(fields['target']):g})",
+                           completed=int(fields["epoch"]) - 1, total=int(fields["epochs"]),
+                           deadline=None if per_epoch is None else clock() + left * float(per_epoch))
             elif event == "trial":
                 total = max(int(fields["trials"]), int(fields["trial"]) + 1)
                 left = trials_left_s(fields)

@@ -160,7 +160,8 @@ def _print_estimate(estimate: Any) -> None:
     capped = estimate.max_seconds > estimate.seconds * 1.05
     text = f"estimated wall time: {format_duration(estimate.seconds)}"
     if capped:
-        text += f" (up to {format_duration(estimate.max_seconds)} if every target_rel_ci run reaches its cap)"
+        text += (f" (up to {format_duration(estimate.max_seconds)} if every target_rel_ci run "
+                 "reaches its cap and every time-to-accuracy run its timeout)")
     if estimate.devices > 1:
         text += f"; over {estimate.devices} devices: {format_duration(estimate.wall_s)}"
         text += f" (up to {format_duration(estimate.max_wall_s)})" if capped else ""
@@ -173,10 +174,15 @@ def _print_estimate(estimate: Any) -> None:
 
 
 def suite_json(path: Any, summary: "pd.DataFrame", statuses: Dict[str, int],
-               config: Optional[str]) -> str:
-    return json.dumps({"path": str(path), "kind": "suite", "config": config,
-                       "statuses": dict(sorted(statuses.items())),
-                       "summary": _records(summary)}, indent=2)
+               config: Optional[str], trials: Optional["pd.DataFrame"] = None) -> str:
+    doc = {"path": str(path), "kind": "suite", "config": config,
+           "statuses": dict(sorted(statuses.items())), "summary": _records(summary)}
+    if trials is not None:
+        from gpubench.results.accuracy_score import score_runs
+        scores = score_runs(trials)
+        if not scores.empty:  # time-to-accuracy configurations, MLPerf-scored
+            doc["accuracy_scores"] = _records(scores)
+    return json.dumps(doc, indent=2)
 
 
 def print_suite_result(path: Any, summary: "pd.DataFrame", trials: Optional["pd.DataFrame"],
@@ -185,6 +191,8 @@ def print_suite_result(path: Any, summary: "pd.DataFrame", trials: Optional["pd.
     last lines."""
     console = stdout_console()
     print_table(console, summary, title=title, trials=trials, folder=path)
+    if trials is not None:
+        print_accuracy_scores(console, trials)
     console.print(counts_line, markup=False)
     for _, row in summary[summary["status"] != "ok"].iterrows():
         error = row["error"] if isinstance(row["error"], str) else ""
@@ -192,6 +200,32 @@ def print_suite_result(path: Any, summary: "pd.DataFrame", trials: Optional["pd.
         console.print(f"[red]{escape_text(str(row['status']))}[/red] "
                       + escape_text(f"{workload_label(row)} {row['backend']} {row['mode']} "
                                     f"{row['precision']}: {last}"))
+
+
+def print_accuracy_scores(console: Any, trials: "pd.DataFrame") -> None:
+    """Under a suite's table: each time-to-accuracy configuration's runs scored as
+    MLPerf scores them (results/accuracy_score.py)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from gpubench.cli.result_table import sig
+    from gpubench.results.accuracy_score import score_runs
+
+    scores = score_runs(trials)
+    if scores.empty:
+        return
+    table = Table(title="Time to accuracy, scored as MLPerf does", title_justify="left")
+    for header in ("workload", "backend", "precision", "batch", "target", "runs", "reached",
+                   "score s", "score J", "how"):
+        table.add_column(header, justify="left" if header in ("workload", "backend",
+                                                             "precision", "how") else "right")
+    for _, r in scores.iterrows():
+        table.add_row(*(Text(str(v)) for v in (
+            workload_label(r), r["backend"], r["precision"], r["batch_size"],
+            f"{float(r['target_accuracy']):g}", r["n_runs"], r["n_reached"],
+            sig(r["score_s"]) if r["score_s"] == r["score_s"] else "",
+            sig(r["score_j"]) if r["score_j"] == r["score_j"] else "", r["note"])))
+    console.print(table)
 
 
 def counts_text(statuses: Dict[str, int]) -> str:
@@ -202,7 +236,8 @@ def print_suite(outcome: Any, plan: Any, fmt: str = "table") -> None:
     """The final table of every row of the suite folder, then the failures' last lines
     (or the same as JSON)."""
     if fmt == "json":
-        print(suite_json(outcome.path, outcome.summary, outcome.statuses, str(plan.config_path)))
+        print(suite_json(outcome.path, outcome.summary, outcome.statuses, str(plan.config_path),
+                         outcome.trials))
         return
     print_suite_result(outcome.path, outcome.summary, outcome.trials,
                        f"Suite {plan.config_path.name}",

@@ -165,7 +165,8 @@ class Col:
 THR = "throughput_samples_per_s"
 # Left out first when the terminal is narrow (rank 0 first).
 DROP_ORDER = ("SM MHz", "p90 ms", "loss", "CV", "trials", "GB/s", "W", "J/sample", "p99 ms",
-              "MFU", "FLOP/s", "p50 ms", "95% CI", "samples/s")
+              "MFU", "FLOP/s", "p50 ms", "95% CI", "samples/s",
+              "energy to acc.", "test acc.", "target", "reached", "time to acc.")
 
 
 def workload_label(r: Any) -> str:
@@ -247,10 +248,33 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
     for source in sorted(set(row_source.values()), key=lambda s: (s is None, s or "")):
         cols.append(Col(bandwidth_header(source), lambda r, s=source: _num(
             r.get("mem_bw_gbs_median")) if row_source.get(r.name, "-") == s else "", "GB/s"))
-    return cols + [
+    return cols + accuracy_columns() + [
         Col("SM MHz", lambda r: _num(r.get("sm_clock_mhz_median")), "SM MHz"),
         Col("loss first → last", lambda r: loss_text(losses.get(str(r.get("run_id")))), "loss"),
         Col("status", lambda r: str(r["status"]), title=lambda v: f"status {v}"),
+    ]
+
+
+def _reached(value: Any) -> str:
+    text = str(value).strip().lower()
+    return {"true": "yes", "1": "yes", "1.0": "yes",
+            "false": "no", "0": "no", "0.0": "no"}.get(text, "")
+
+
+def accuracy_columns() -> List[Col]:
+    """A time-to-accuracy run's result (empty, so not shown, for other scenarios): the
+    target, whether it was reached, training seconds and joules to it, the last test
+    accuracy (trials = epochs)."""
+    return [
+        Col("target", lambda r: _fixed(r.get("target_accuracy"), 4), "target"),
+        Col("reached", lambda r: _reached(r.get("reached_last")), "reached"),
+        Col("time to acc.", lambda r: _num(r.get("time_to_accuracy_s_last"))
+            + (" s" if _float(r.get("time_to_accuracy_s_last")) is not None else ""),
+            "time to acc."),
+        Col("energy to acc.", lambda r: _num(r.get("energy_to_accuracy_j_last"))
+            + (" J" if _float(r.get("energy_to_accuracy_j_last")) is not None else ""),
+            "energy to acc."),
+        Col("test acc.", lambda r: _fixed(r.get("test_accuracy_last"), 4), "test acc."),
     ]
 
 

@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from gpubench.cli.argtypes import fraction, nonnegative_int, positive_float, positive_int
+from gpubench.cli.argtypes import accuracy, fraction, nonnegative_int, positive_float, positive_int
 
 MODES = ("train", "infer")  # kept in step with gpubench.backends.MODES (tested)
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 TELEMETRY = ("auto", "nvml", "cpu", "none")
+DATA = ("synthetic", "mnist")  # kept in step with gpubench.data.sources.DATA_SOURCES (tested)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +50,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--onnx", type=Path, metavar="PATH",
                    help="run this ONNX file (onnxruntime-*, tensorrt) instead of the workload's "
                         "own export; the workload still sets the input shape and FLOPs")
+    p.add_argument("--data", choices=DATA, default="synthetic",
+                   help="synthetic (default): learnable batches made with numpy, kept on the "
+                        "device; mnist: the real MNIST (gpubench data fetch mnist)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="a folder holding the real set's files (default: the cache, "
+                        "$GPUBENCH_DATA_DIR or ~/.cache/gpubench/data)")
+    p.add_argument("--target-accuracy", type=accuracy, metavar="ACC",
+                   help="time-to-accuracy: train epoch by epoch on --data mnist, evaluating "
+                        "after each, until the test accuracy reaches ACC (e.g. 0.97)")
+    p.add_argument("--max-epochs", type=positive_int, metavar="N",
+                   help="time-to-accuracy: give up after N epochs (default 10)")
+    p.add_argument("--check-accuracy", action="store_true",
+                   help="inference: before timing, run the model (seeded, the same weights on "
+                        "every backend) through this backend and fp32 torch on 1,000 test "
+                        "images (--data mnist; else synthetic inputs); rows say accuracy_ok")
     p.add_argument("--threads", type=positive_int, help="CPU threads for the framework")
     p.add_argument("--device", type=nonnegative_int, default=0, help="GPU index (default 0)")
     p.add_argument("--seed", type=nonnegative_int, default=0,
@@ -77,12 +93,16 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.cli import EXIT_OK, EXIT_RUN_FAILED
     from gpubench.cli.progress import run_progress
     from gpubench.cli.render import print_run
+    from gpubench.errors import UserError
     from gpubench.measure.protocol import DEFAULT_PROCESSES, ProtocolConfig, default_trials
     from gpubench.launch import RunInterrupted, make_launcher, run_one
     from gpubench.measure.runner import RunRequest
     from gpubench.workloads import parse_param_args
 
     processes = args.processes or DEFAULT_PROCESSES
+    accuracy_run = args.target_accuracy is not None
+    if args.max_epochs is not None and not accuracy_run:
+        raise UserError("--max-epochs is for time-to-accuracy runs: give --target-accuracy")
     protocol = ProtocolConfig(
         trials=args.trials or default_trials(processes), warmup_s=args.warmup_s, min_trial_s=args.min_trial_s,
         target_rel_ci=args.target_rel_ci,
@@ -94,7 +114,11 @@ def execute(args: argparse.Namespace) -> int:
         seed=args.seed, protocol=protocol, telemetry=args.telemetry,
         sample_hz=args.sample_hz, out_dir=args.out,
         onnx_path=str(args.onnx.absolute()) if args.onnx else None,
-        require_idle_gpu=args.require_idle_gpu, processes=processes)
+        require_idle_gpu=args.require_idle_gpu, processes=processes, data=args.data,
+        data_dir=str(Path(args.data_dir).expanduser().absolute()) if args.data_dir else None,
+        target_accuracy=args.target_accuracy, max_epochs=args.max_epochs,
+        check_accuracy=args.check_accuracy,
+        scenario="time-to-accuracy" if accuracy_run else "throughput")
     show_progress = not args.quiet and sys.stderr.isatty()
     # process (default): a fresh worker, a clean CUDA context, the path suites take
     launcher = make_launcher("inline" if args.no_isolate else "process")

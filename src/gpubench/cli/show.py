@@ -101,7 +101,7 @@ def show_suite(folder: Path, meta: dict, fmt: str) -> None:
         statuses[status] = statuses.get(status, 0) + 1
     config = meta.get("config_path")
     if fmt == "json":
-        print(suite_json(folder, summary, statuses, config))
+        print(suite_json(folder, summary, statuses, config, trials))
         return
     name = Path(config).name if config else meta.get("suite_name", folder.name)
     stopped = f" (stopped: {meta['stop_reason']})" if meta.get("stop_reason") not in (None, "completed") else ""

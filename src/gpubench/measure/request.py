@@ -42,9 +42,16 @@ class RunRequest:
     exec: Optional[str] = None  # execution mode; None = the backend's default (eager)
     world_size: int = 1  # processes the run spans (a launcher's business)
     environment: str = DEFAULT_ENVIRONMENT  # the name of the Python environment it runs in
-    # the data measured on: "synthetic" (batches made on the device before timing) is
-    # the only source today; an identity column, like threads (None: the framework's own)
+    # the data measured on (data/sources.py): "synthetic" (made with numpy) or "mnist"
+    # (the real set, from data_dir or the cache); an identity column, like threads
     data: str = schema.CONFIGURATION_DEFAULTS["data"]
+    data_dir: Optional[str] = None  # a folder holding the real set (None: the cache)
+    # time-to-accuracy: the test accuracy to train to (an identity column) and the
+    # epochs allowed (None: the scenario's default)
+    target_accuracy: Optional[float] = None
+    max_epochs: Optional[int] = None
+    # the accuracy gate (measure/accuracy_gate.py): outputs against fp32 torch before timing
+    check_accuracy: bool = False
     # Worker processes the run's trials are spread over, one after another (the process
     # launcher; `protocol.trials` each), and which one this request is. Protocol, not
     # identity: runs with any number of processes measure the same work.
@@ -76,7 +83,46 @@ def validate_request(req: RunRequest) -> None:
         raise UserError(f"--processes must be a positive integer, got {req.processes}")
     if not req.environment.strip():
         raise UserError("the environment name is empty")
+    validate_accuracy_request(req)
     check_telemetry_request(req.telemetry, req.sample_hz)
+
+
+def validate_accuracy_request(req: RunRequest) -> None:
+    """time-to-accuracy's inputs: a target in (0, 1], real data, training, one process."""
+    from gpubench.data.sources import DATA_SOURCES
+    if req.data not in DATA_SOURCES:
+        raise UserError(f"unknown data {req.data!r} (valid: {', '.join(DATA_SOURCES)})")
+    target = req.target_accuracy
+    if target is not None and not 0 < target <= 1:
+        raise UserError(f"--target-accuracy must be in (0, 1], got {target:g}")
+    if req.max_epochs is not None and req.max_epochs < 1:
+        raise UserError(f"--max-epochs must be a positive integer, got {req.max_epochs}")
+    if req.scenario != "time-to-accuracy":
+        if target is not None:
+            raise UserError(f"--target-accuracy is for the time-to-accuracy scenario, "
+                            f"not {req.scenario}")
+        return
+    if target is None:
+        raise UserError("time-to-accuracy needs --target-accuracy (a test accuracy in (0, 1])")
+    if req.data == "synthetic":
+        raise UserError("--target-accuracy needs real data (--data mnist): a model memorises "
+                        "synthetic batches, so their accuracy says nothing")
+    if req.mode != "train":
+        raise UserError("--target-accuracy trains: it cannot run in --mode infer")
+    if req.processes != 1:
+        raise UserError("--target-accuracy runs one training from start to target: it "
+                        "cannot be spread over --processes")
+
+
+def check_gate_request(req: RunRequest, backend: Backend) -> None:
+    if req.mode != "infer":
+        raise UserError("--check-accuracy checks inference outputs: use it with --mode infer")
+    if req.onnx_path is not None:
+        raise UserError("--check-accuracy compares the workload's own model with fp32 torch; "
+                        "a user's --onnx file holds weights of its own")
+    if "predict" not in backend.capabilities(req.mode):
+        raise Unsupported(f"--check-accuracy needs steps that can predict; {backend.name} "
+                          "steps cannot")
 
 
 def exec_mode_of(req: RunRequest, backend: Backend) -> str:
@@ -97,10 +143,16 @@ def preflight(req: RunRequest) -> Preflight:
     backend = resolve_backend(req.backend)
     backend.check_config(req.mode, req.precision)
     exec_mode = exec_mode_of(req, backend)
+    if req.data != "synthetic":  # before anything is written: a missing set is exit 2
+        from gpubench.data.sources import check_source, labelled_data
+        check_source(workload, req.data)
+        labelled_data(req.data, req.data_dir)
     missing = sorted(scenario.needs - backend.capabilities(req.mode))
     if missing:
         raise Unsupported(f"scenario {scenario.name} needs steps that can "
                           f"{', '.join(missing)}; {backend.name} {req.mode} steps cannot")
+    if req.check_accuracy:
+        check_gate_request(req, backend)
     if req.onnx_path is not None and not backend.accepts_onnx:
         raise UserError(f"--onnx is for backends that run ONNX files (onnxruntime-cpu, "
                         f"onnxruntime-cuda, tensorrt); {backend.name} builds its own model")

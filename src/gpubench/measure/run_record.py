@@ -89,6 +89,21 @@ class RunRecord:
         self.base_row.update({c: self.env.get(c) for c in ENVIRONMENT_COLUMNS
                               if c != "schema_version"})
 
+    def accuracy_checked(self, gate: Mapping[str, Any]) -> Dict[str, Any]:
+        """The accuracy gate's result: its columns go on every row of the run; returns
+        run.json's record of it (and a warning when outside the tolerance)."""
+        columns = ("top1_agreement", "max_abs_diff", "accuracy_ok")
+        self.base_row.update({c: gate[c] for c in columns})
+        extra: Dict[str, Any] = {"accuracy_check": dict(gate)}
+        if not gate["accuracy_ok"]:
+            extra["warnings"] = [
+                f"accuracy check failed: against {gate['reference']} on {gate['inputs']}, "
+                f"top-1 agreement {gate['top1_agreement']:.4f} (at least "
+                f"{gate['tolerance']['min_top1']:g} needed), max abs difference "
+                f"{gate['max_abs_diff']:.3g} (at most {gate['tolerance']['rel_max_abs']:g} x "
+                f"{gate['reference_max_abs']:.3g}); the rows say accuracy_ok=false"]
+        return extra
+
     def emit(self, measured: Mapping[str, Any]) -> None:
         unknown = set(measured) - set(self.plan.scenario.columns)
         assert not unknown, f"{self.plan.scenario.name} fills columns it did not declare: {sorted(unknown)}"

@@ -10,6 +10,7 @@ from typing import Any, Dict, Tuple
 
 from gpubench.backends import Step, StepConfig
 from gpubench.errors import UserError
+from gpubench.measure.accuracy_gate import check_accuracy
 from gpubench.measure.protocol import STOP_FAILED, STOP_INTERRUPTED, no_progress
 from gpubench.measure.request import (  # noqa: F401 (the names callers import from here)
     Preflight, RunRequest, preflight, validate_request,
@@ -23,7 +24,19 @@ from gpubench.telemetry.gpu_state import with_gpu_state
 def step_config(req: RunRequest, record: RunRecord) -> StepConfig:
     return StepConfig(req.mode, req.precision, record.batch_size, req.device_index,
                       req.threads, req.seed, onnx_path=req.onnx_path,
-                      exec_mode=record.plan.exec_mode)
+                      exec_mode=record.plan.exec_mode, data=req.data, data_dir=req.data_dir,
+                      reference_init=record.plan.scenario.same_start_weights or req.check_accuracy)
+
+
+def data_record(req: RunRequest, plan) -> Dict[str, Any]:
+    """run.json's account of the data: its source, folder, and how it reached the device."""
+    record: Dict[str, Any] = {"source": req.data, "pipeline": plan.scenario.data_pipeline,
+                              "start_weights": ("models/init_weights.py" if
+                                                plan.scenario.same_start_weights else "framework")}
+    if req.data != "synthetic":
+        from gpubench.data.mnist import mnist_folder
+        record["folder"] = str(mnist_folder(req.data_dir))
+    return record
 
 
 def open_telemetry(req: RunRequest, step: Step, record: RunRecord) -> Tuple[Sampler, Dict[str, Any]]:
@@ -64,10 +77,24 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
         record.failed(traceback.format_exc())
         return record.finish(STOP_FAILED, {})
     record.prepared(step)
+    gate: Dict[str, Any] = {}
+    if req.check_accuracy:  # before timing: a failure here is the run's failed row
+        try:
+            gate = record.accuracy_checked(check_accuracy(
+                step, plan.workload, req.precision, req.data, req.data_dir, req.seed))
+        except (UserError, KeyboardInterrupt):
+            step.close()
+            record.writer.remove_if_empty()
+            raise
+        except Exception:
+            step.close()
+            record.failed(traceback.format_exc())
+            return record.finish(STOP_FAILED, {})
     sampler, gpu_state = open_telemetry(req, step, record)
     context = ScenarioContext(step, req, plan.workload, record.batch_size, record.peak_tflops,
                               sampler, progress, record.emit)
-    stop, extra = STOP_FAILED, {"warnings": list(step.warnings)}
+    stop, extra = STOP_FAILED, {"warnings": list(step.warnings) + gate.pop("warnings", []),
+                                "data": data_record(req, plan), **gate}
 
     def finish(stop_reason: str) -> RunOutcome:
         record.writer.write_samples(sampler.samples())

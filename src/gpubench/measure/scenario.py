@@ -39,6 +39,12 @@ class Scenario(ABC):
     name: ClassVar[str]
     needs: ClassVar[FrozenSet[str]] = frozenset({"run"})
     columns: ClassVar[Tuple[str, ...]]  # the measured columns its rows may fill
+    # True: every backend starts from the same numpy weights (models/init_weights.py),
+    # so runs on different frameworks train the same model from the same point.
+    same_start_weights: ClassVar[bool] = False
+    # How the data reaches the device, for run.json: `resident` (batches moved before
+    # timing and cycled through) or `epochs` (host-shuffled batches copied each step).
+    data_pipeline: ClassVar[str] = "resident"
 
     @abstractmethod
     def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
@@ -51,7 +57,13 @@ def _throughput() -> Scenario:
     return ThroughputScenario()
 
 
-_SCENARIOS: Dict[str, Callable[[], Scenario]] = {"throughput": _throughput}
+def _time_to_accuracy() -> Scenario:
+    from gpubench.measure.time_to_accuracy import TimeToAccuracyScenario
+    return TimeToAccuracyScenario()
+
+
+_SCENARIOS: Dict[str, Callable[[], Scenario]] = {"throughput": _throughput,
+                                                 "time-to-accuracy": _time_to_accuracy}
 
 
 def register_scenario(name: str, factory: Callable[[], Scenario]) -> None:

@@ -16,5 +16,8 @@ DIRECTIONS = {
     "energy_j": LOWER,
     "energy_j_per_sample": LOWER,
     "peak_mem_bytes": LOWER,
+    # time-to-accuracy runs: one value a run, on its last epoch row
+    "time_to_accuracy_s": LOWER,
+    "energy_to_accuracy_j": LOWER,
 }
 METRICS = tuple(DIRECTIONS)  # the first is the default

@@ -48,8 +48,19 @@ def _v2_to_v3(frame: pd.DataFrame) -> pd.DataFrame:
                  + [c for c in frame.columns if c not in order]]
 
 
+def _v3_to_v4(frame: pd.DataFrame) -> pd.DataFrame:
+    """v3 had no target_accuracy, time-to-accuracy or accuracy-gate columns: every v3
+    run measured throughput (empty target) and checked no accuracy."""
+    new = [c for c in trial_columns() if c not in frame.columns]
+    frame = frame.assign(**{c: None for c in new})
+    order = trial_columns()
+    return frame[[c for c in order if c in frame.columns]
+                 + [c for c in frame.columns if c not in order]]
+
+
 # MIGRATIONS[v] turns the rows of version v into rows of version v + 1.
-MIGRATIONS: Dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: Dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {
+    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 REQUIRED_TRIAL_COLUMNS = IDENTITY_COLUMNS + ("schema_version", "trial", "duration_s",
                                              "throughput_samples_per_s", "status")
@@ -59,9 +70,10 @@ REQUIRED_V1_COLUMNS = ("run_id", "workload", "backend", "mode", "precision", "ba
                        "schema_version", "trial", "duration_s", "throughput_samples_per_s",
                        "status")
 NUMERIC_COLUMNS = tuple(
-    c for c in ("batch_size", "threads", "world_size", "device_index", "rank", "process")
+    c for c in ("batch_size", "threads", "world_size", "target_accuracy", "device_index",
+                "rank", "process")
     + MEASURED_COLUMNS
-    if c not in TEXT_COLUMNS and c not in ("throttled", "contended"))
+    if c not in TEXT_COLUMNS and c not in ("throttled", "contended", "reached", "accuracy_ok"))
 
 
 @dataclass

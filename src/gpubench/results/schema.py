@@ -23,6 +23,13 @@ History:
     (`--processes K` spreads a run's trials over K processes so that every run carries
     its own between-process variation; compare then takes the process as its unit).
     A v2 row reads as process 0 (every v2 run was one process).
+  4: real data and accuracy. Identity column `target_accuracy` (the test accuracy a
+    `time-to-accuracy` run trains to; empty for other scenarios). Measured columns of
+    that scenario's per-epoch rows (`epoch`, `train_loss`, `test_accuracy`, `epoch_s`,
+    `eval_s`, `elapsed_s`) and of its result, on the run's last epoch row
+    (`time_to_accuracy_s`, `energy_to_accuracy_j`, `epochs_to_accuracy`, `reached`);
+    the accuracy gate's (`top1_agreement`, `max_abs_diff`, `accuracy_ok`). A v3 row
+    reads with them all empty (no v3 run had them).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The configuration: what a user asks to measure, declared once. compare's matching,
 # the suite's resume key, de-duplication of rows read twice, the summary's groups and
@@ -41,7 +48,8 @@ CONFIGURATION_COLUMNS: Tuple[str, ...] = (
     "scenario", "exec", "world_size", "environment",
     "onnx_sha256",  # a user's ONNX file (--onnx) is not the workload's own model
     "threads",  # CPU threads of the framework (--threads; empty: its default)
-    "data",  # the data source: synthetic (resident batches)
+    "data",  # the data source: synthetic (resident batches) or mnist (the real set)
+    "target_accuracy",  # time-to-accuracy: the test accuracy trained to (empty otherwise)
 )
 # Not configuration (the work measured is the same): `seed` (other values, same work),
 # the protocol's settings (how long and how often it is measured), telemetry and its
@@ -49,7 +57,8 @@ CONFIGURATION_COLUMNS: Tuple[str, ...] = (
 # What today's runs hold, and what a row written before the column existed means.
 CONFIGURATION_DEFAULTS = {"scenario": "throughput", "exec": "eager", "world_size": 1,
                           "environment": "default", "onnx_sha256": "",
-                          "threads": None, "data": "synthetic"}
+                          "threads": None, "data": "synthetic",
+                          "target_accuracy": None}
 # How a label shows a long identity value: `onnx=ab12cd34` (the row keeps all of it).
 LABEL_NAMES = {"onnx_sha256": ("onnx", 8)}
 # Where a configuration ran: compare matches on the kind of device, not on which one.
@@ -74,6 +83,13 @@ MEASURED_COLUMNS = (
     # True: the trial ran slow, or beside other processes' CPU or GPU use
     # (telemetry/contention.py; compare leaves it out); empty: not judged (v1 rows)
     "contended",
+    # time-to-accuracy (measure/time_to_accuracy.py): one row per epoch; the run's
+    # result on its last epoch row. Evaluation is timed apart from training.
+    "epoch", "train_loss", "test_accuracy", "epoch_s", "eval_s", "elapsed_s",
+    "time_to_accuracy_s", "energy_to_accuracy_j", "epochs_to_accuracy", "reached",
+    # the accuracy gate (measure/accuracy_gate.py): the backend's outputs against fp32
+    # torch's on real test images, and whether they agree within the tolerance
+    "top1_agreement", "max_abs_diff", "accuracy_ok",
     "status", "error",
 )
 

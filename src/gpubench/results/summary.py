@@ -11,11 +11,15 @@ from gpubench.results import schema
 from gpubench.results.schema import DESCRIBED_METRICS, MEDIAN_METRICS, STAT_NAMES
 from gpubench.stats import describe
 
+# A time-to-accuracy run's result (its last epoch row) and its final test accuracy;
+# empty for other scenarios.
+RESULT_COLUMNS = ("test_accuracy", "time_to_accuracy_s", "energy_to_accuracy_j",
+                  "epochs_to_accuracy", "reached")
 STAT_COLUMNS = (
     ("n_trials", "n_ok", "status", "stop_reason")
     + tuple(f"{m}_{s}" for m in DESCRIBED_METRICS for s in STAT_NAMES)
     + tuple(f"{m}_median" for m in MEDIAN_METRICS)
-    + ("throttled_any", "error")
+    + ("throttled_any",) + tuple(f"{c}_last" for c in RESULT_COLUMNS) + ("error",)
 )
 
 
@@ -57,6 +61,9 @@ def summarize(trials: pd.DataFrame, stop_reason: Optional[str] = None) -> pd.Dat
             row[f"{metric}_median"] = float(np.median(values)) if len(values) else np.nan
         throttled = ok["throttled"].dropna()
         row["throttled_any"] = bool(throttled.astype(str).str.lower().eq("true").any()) if len(throttled) else np.nan
+        for column in RESULT_COLUMNS:  # the run's last value (epoch rows come in order)
+            values = ok[column].dropna() if column in ok.columns else ok.iloc[:0, 0]
+            row[f"{column}_last"] = values.iloc[-1] if len(values) else np.nan
         errors = group["error"].dropna()
         row["error"] = errors.iloc[-1] if len(errors) else np.nan
         rows.append(row)

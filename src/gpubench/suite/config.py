@@ -17,6 +17,16 @@ workloads x backends x modes x precisions x batch sizes x params.
         require_idle_gpu: true       # refuse a run when other processes use its GPU
         processes: 5                 # worker processes per run (trials: 2 each unless
                                      # given), interleaved with the other runs' processes
+      - workloads: mnist             # time-to-accuracy (gpubench run --target-accuracy)
+        backends: [torch-cpu, tf-cpu]
+        data: mnist                  # synthetic (default) | mnist; data_dir: FOLDER
+        target_accuracy: 0.97        # train until the test accuracy reaches it
+        max_epochs: 10
+        repeats: 5                   # scored as MLPerf does (drop fastest and slowest)
+      - workloads: mnist             # inference, outputs checked against fp32 torch first
+        backends: [onnxruntime-cpu]
+        modes: infer
+        check_accuracy: true         # rows say accuracy_ok (measure/accuracy_gate.py)
 """
 
 from __future__ import annotations
@@ -37,7 +47,11 @@ MATRIX_KEYS = {"workloads": str, "backends": str, "modes": str, "precisions": st
 SETTING_KEYS = {"trials": int, "warmup_s": float, "min_trial_s": float,
                 "target_rel_ci": float, "max_time_s": float, "telemetry": str,
                 "sample_hz": float, "timeout_s": float, "seed": int, "threads": int,
-                "device": int, "repeats": int, "require_idle_gpu": bool, "processes": int}
+                "device": int, "repeats": int, "require_idle_gpu": bool, "processes": int,
+                "data": str, "data_dir": str, "target_accuracy": float, "max_epochs": int,
+                "check_accuracy": bool}
+# Settings that may be null (null: gpubench run's default).
+NULLABLE_SETTINGS = ("target_rel_ci", "threads", "data_dir", "target_accuracy", "max_epochs")
 ENTRY_KEYS = set(MATRIX_KEYS) | set(SETTING_KEYS) | {"params"}
 TOP_KEYS = {"defaults", "runs"}
 # trials and processes None: gpubench run's defaults (measure/protocol.py)
@@ -46,7 +60,9 @@ DEFAULT_SETTINGS: Dict[str, Any] = {"trials": None, "warmup_s": 1.0, "min_trial_
                                     "telemetry": "auto", "sample_hz": 10.0,
                                     "timeout_s": 600.0, "seed": 0, "threads": None,
                                     "device": 0, "repeats": 1, "require_idle_gpu": False,
-                                    "processes": None}
+                                    "processes": None, "data": "synthetic", "data_dir": None,
+                                    "target_accuracy": None, "max_epochs": None,
+                                    "check_accuracy": False}
 DEFAULT_MATRIX: Dict[str, List[Any]] = {"modes": ["train"], "precisions": ["fp32"],
                                         "batch_sizes": [None]}
 FILTER_KEYS = ("workload", "backend", "mode", "precision", "batch_size", "params")
@@ -68,15 +84,24 @@ class SuiteRun:
     def params_text(self) -> str:
         return ";".join(f"{k}={v}" for k, v in self.params)
 
-    def key(self) -> Tuple[str, str, str, str, str, str]:
-        """What identifies the configuration (for --resume and --filter)."""
+    def key(self) -> Tuple[str, ...]:
+        """What identifies the configuration in the file (its first six for --filter):
+        the matrix, and the settings that change what is measured."""
+        settings = dict(self.settings)
+        target = settings.get("target_accuracy")
         return (self.workload, self.backend, self.mode, self.precision,
-                "" if self.batch_size is None else str(self.batch_size), self.params_text)
+                "" if self.batch_size is None else str(self.batch_size), self.params_text,
+                str(settings.get("data", "synthetic")), "" if target is None else f"{target:g}")
 
     def label(self) -> str:
         batch = "default" if self.batch_size is None else self.batch_size
         params = f" [{self.params_text}]" if self.params else ""
-        return f"{self.workload}{params} {self.backend} {self.mode} {self.precision} batch {batch}"
+        settings = dict(self.settings)
+        extra = "" if settings.get("data", "synthetic") == "synthetic" else f" data {settings['data']}"
+        if settings.get("target_accuracy") is not None:
+            extra += f" to accuracy {settings['target_accuracy']:g}"
+        return (f"{self.workload}{params} {self.backend} {self.mode} {self.precision} "
+                f"batch {batch}{extra}")
 
     def setting(self, name: str) -> Any:
         return dict(self.settings)[name]
@@ -115,6 +140,16 @@ def _scalar_list(value: Any, kind: type, source: Path, path: str,
 
 
 def _positive(name: str, value: Any, source: Path, path: str) -> None:
+    if name == "data":
+        from gpubench.data.sources import DATA_SOURCES
+        if value not in DATA_SOURCES:
+            raise UserError(f"{_where(source, path)}: expected one of "
+                            f"{', '.join(DATA_SOURCES)}, got {value!r}")
+        return
+    if name == "data_dir":
+        return
+    if name == "target_accuracy" and value is not None and not 0 < value <= 1:
+        raise UserError(f"{_where(source, path)}: expected an accuracy in (0, 1], got {value!r}")
     if name == "telemetry":
         from gpubench.telemetry import TELEMETRY_KINDS
         if value not in TELEMETRY_KINDS:
@@ -153,7 +188,7 @@ def _entry(raw: Dict[str, Any], base: Dict[str, Any], source: Path, path: str) -
                     if b is not None and b < 1:
                         raise UserError(f"{_where(source, where)}: expected positive integers, got {b!r}")
         elif key in SETTING_KEYS:
-            merged[key] = None if value is None and key in ("target_rel_ci", "threads") else \
+            merged[key] = None if value is None and key in NULLABLE_SETTINGS else \
                 _scalar(value, SETTING_KEYS[key], source, where)
             _positive(key, merged[key], source, where)
         elif key == "params":

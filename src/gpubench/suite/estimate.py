@@ -48,13 +48,16 @@ def run_cost(run: SuiteRun, timeout_override: Optional[float] = None) -> RunCost
     until max_time_s of trials (or ProtocolConfig.max_trials). Never beyond timeout_s
     per worker process; `processes` of them one after another."""
     s = dict(run.settings)
+    timeout = timeout_override or s["timeout_s"]
+    if s.get("target_accuracy") is not None:  # time-to-accuracy: epochs until the target,
+        return RunCost(WORKER_START_S, timeout)  # unknown before the first one; at most the timeout
     trials_s = s["trials"] * s["min_trial_s"]
     worst_s = trials_s
     if s["target_rel_ci"] is not None:
         # The time cap is checked before each extra trial: the last one may end past it.
         capped = min(s["max_time_s"] + s["min_trial_s"], ProtocolConfig.max_trials * s["min_trial_s"])
         worst_s = max(trials_s, capped)
-    timeout = timeout_override or s["timeout_s"]  # each worker process's
+    # the timeout is each worker process's
     start = WORKER_START_S + s["warmup_s"]
     k = s.get("processes", 1)  # one after another, each its own start, warm-up and trials
     return RunCost(k * min(start + trials_s, timeout), k * min(start + worst_s, timeout))

@@ -154,7 +154,11 @@ def request_for(run: SuiteRun, folder: Path, device: int, timeout_override: Opti
                      params=dict(run.params), device_index=device, threads=s["threads"],
                      seed=s["seed"], protocol=protocol, telemetry=s["telemetry"],
                      sample_hz=s["sample_hz"], out_dir=folder.parent, folder=folder,
-                     require_idle_gpu=s["require_idle_gpu"], processes=s["processes"])
+                     require_idle_gpu=s["require_idle_gpu"], processes=s["processes"],
+                     data=s["data"], data_dir=s["data_dir"],
+                     target_accuracy=s["target_accuracy"], max_epochs=s["max_epochs"],
+                     check_accuracy=s["check_accuracy"],
+                     scenario="throughput" if s["target_accuracy"] is None else "time-to-accuracy")
     return req, timeout_override or s["timeout_s"]
 
 

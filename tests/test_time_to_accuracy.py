@@ -181,3 +181,52 @@ def test_torch_cuda_trains_the_same_epochs_as_the_cpu_and_passes_the_gate(tmp_pa
         assert done.returncode == 0, done.stderr
         rows = pd.read_csv(next((tmp_path / precision).glob("*/trials.csv")))
         assert rows["accuracy_ok"].astype(str).eq("True").all(), (precision, rows["max_abs_diff"])
+
+
+def test_the_cli_offers_every_data_source():
+    from gpubench.cli.run import DATA
+    from gpubench.data.sources import DATA_SOURCES
+    assert DATA == DATA_SOURCES
+
+
+def test_energy_to_accuracy_sums_the_training_epochs_energy():
+    """The scenario's loop with a step whose accuracy climbs and a sampler that reports
+    energy (a GPU's NVML counter): joules and seconds summed over the epochs to the target."""
+    from types import SimpleNamespace
+
+    from gpubench.measure.scenario import ScenarioContext
+    from gpubench.measure.time_to_accuracy import TimeToAccuracyScenario
+
+    class Step:
+        accuracies = iter([0.5, 0.8, 0.95, 0.99])
+
+        def synchronize(self):
+            pass
+
+        def train_epoch(self, epoch):
+            return 1.0 / epoch, 1000
+
+        def evaluate(self):
+            return next(self.accuracies)
+
+        def peak_mem_bytes(self):
+            return None
+
+    class Sampler:
+        def begin_trial(self, trial):
+            pass
+
+        def end_trial(self):
+            return {"energy_j": 2.5, "energy_source": "nvml_counter", "power_avg_w": 100.0}
+
+    rows = []
+    req = SimpleNamespace(target_accuracy=0.9, max_epochs=10)
+    ctx = ScenarioContext(Step(), req, None, 64, None, Sampler(), lambda *a, **k: None, rows.append)
+    stop, extra = TimeToAccuracyScenario().run(ctx)
+    assert stop == "target_reached" and len(rows) == 3
+    assert [r["iterations"] for r in rows] == [16] * 3  # 1000 samples in batches of 64
+    last = rows[-1]
+    assert last["energy_to_accuracy_j"] == pytest.approx(7.5) and last["epochs_to_accuracy"] == 3
+    assert last["time_to_accuracy_s"] == pytest.approx(sum(r["epoch_s"] for r in rows))
+    assert last["samples_per_joule"] == pytest.approx(1000 / 2.5) and last["reached"] is True
+    assert "reached" not in rows[0] and extra["time_to_accuracy"]["reached_at_epoch"] == 3

@@ -75,9 +75,11 @@ $(STAMP_TF): pyproject.toml Makefile
 gpu-check:
 	PYTHONPATH=src $(GPU_CHECK_PYTHON) benchmarks/gpu_check.py
 
-# gcc builds the NVML test double (tests/native/); install it where it is missing.
+# gcc builds the NVML test double (tests/native/); g++ is what torch.compile's inductor
+# compiles its CPU kernels with (--exec compile on torch-cpu). Install them where missing.
 native:
 	@command -v gcc >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq gcc)
+	@command -v g++ >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq g++)
 
 # Headless Chromium renders the HTML report in its test.
 browser:
@@ -95,6 +97,7 @@ bench: install
 	$(PY) benchmarks/isolation_overhead.py
 	$(PY) benchmarks/ort_vs_torch.py
 	$(PY) benchmarks/tf_vs_keras_fit.py
+	$(PY) benchmarks/exec_modes.py
 
 clean:
 	rm -rf $(VENV) $(VENV_TF) build src/*.egg-info

@@ -16,7 +16,10 @@ from gpubench.measure.accuracy_gate import TOLERANCES, compare_outputs
 from gpubench.models.init_weights import initial_weights
 from gpubench.workloads import resolve_workload
 
-BUILTIN = ("linreg", "mnist", "lenet5", "resnet50")
+BUILTIN = ("linreg", "mnist", "lenet5", "resnet50", "gpt", "bert")
+# Cheap shapes: resnet50 at 32x32, the transformers at tiny widths.
+TINY_TRANSFORMER = {"layers": "2", "d_model": "32", "heads": "4", "seq_len": "16", "vocab": "64"}
+SMALL_PARAMS = {"resnet50": {"image_size": "32"}, "gpt": TINY_TRANSFORMER, "bert": TINY_TRANSFORMER}
 
 FAST = ("--trials", "2", "--warmup-s", "0.05", "--min-trial-s", "0.05")
 
@@ -62,15 +65,20 @@ def test_initial_weights_come_in_the_torch_state_dict_layout_within_its_default_
     torch = pytest.importorskip("torch")
     from gpubench.backends.torch_model import build_module
 
-    workload = resolve_workload(name, {"image_size": "32"} if name == "resnet50" else {})
+    workload = resolve_workload(name, SMALL_PARAMS.get(name, {}))
     arrays = initial_weights(workload.layers, workload.input_shape, seed=3)
-    state = [(k, v) for k, v in build_module(workload.layers, workload.input_shape).state_dict().items()
-             if not k.endswith("num_batches_tracked")]
+    module = build_module(workload.layers, workload.input_shape)
+    state = [(k, v) for k, v in module.state_dict().items() if not k.endswith("num_batches_tracked")]
     assert [a.shape for a in arrays] == [tuple(v.shape) for _, v in state]
+    embeddings = {f"{k}.weight" for k, m in module.named_modules() if isinstance(m, torch.nn.Embedding)}
     for a, (key, v) in zip(arrays, state):
         assert a.dtype == np.float32
         if key.endswith(("running_mean", "running_var")) or v.ndim == 1 and "weight" in key:
-            continue  # BatchNorm: constants
+            continue  # BatchNorm and LayerNorm: constants
+        if key in embeddings:  # N(0, 0.02), GPT-2's and BERT's range, as the translation draws
+            assert abs(float(a.mean())) < 0.004 and 0.016 < float(a.std()) < 0.024, key
+            assert 0.016 < float(v.std()) < 0.024, key
+            continue
         bound = 1 / np.sqrt(np.prod(v.shape[1:])) if v.ndim > 1 else None
         if bound is not None:  # a weight: uniform in +-1/sqrt(fan_in), as torch draws it
             assert np.abs(a).max() <= bound

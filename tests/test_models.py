@@ -11,7 +11,9 @@ from gpubench.workloads import all_workloads, resolve_workload
 torch = pytest.importorskip("torch")
 
 # Small sizes keep resnet50 cheap; the parameter count does not depend on image size.
-TEST_PARAMS = {"resnet50": {"image_size": "32"}}
+# The transformers at tiny widths (their defaults hold 110-124M parameters).
+TINY_TRANSFORMER = {"layers": "2", "d_model": "32", "heads": "4", "seq_len": "16", "vocab": "64"}
+TEST_PARAMS = {"resnet50": {"image_size": "32"}, "gpt": TINY_TRANSFORMER, "bert": TINY_TRANSFORMER}
 
 
 @pytest.mark.parametrize("name", sorted(all_workloads()))
@@ -29,9 +31,10 @@ def test_torch_module_output_shape_matches_description(name):
 
     workload = resolve_workload(name, TEST_PARAMS.get(name))
     module = build_module(workload.layers, workload.input_shape).eval()
+    dtype = torch.int64 if workload.input_dtype == "int64" else torch.float32  # token ids
     with torch.no_grad():
-        out = module(torch.zeros((2,) + workload.input_shape))
-    assert tuple(out.shape) == (2,) + workload.stats.output_shape
+        out = module(torch.zeros((2,) + workload.input_shape, dtype=dtype))
+    assert tuple(out.shape) == (2,) + workload.stats.output_shape == (2,) + workload.output_shape
 
 
 def test_resnet50_matches_published_parameter_count():
@@ -78,9 +81,16 @@ def test_residual_adds_branches_and_checks_shapes():
         analyze([Residual((Conv2d(8, 3),))], (4, 8, 8))
 
 
+def test_linear_acts_on_the_last_dimension():
+    stats = analyze([Linear(3)], (5, 4))  # 5 positions of 4 features
+    assert stats.output_shape == (5, 3)
+    assert stats.param_count == 4 * 3 + 3
+    assert stats.forward_flops_per_sample == 5 * (2 * 4 * 3 + 3)
+
+
 def test_shape_errors_are_clear():
-    with pytest.raises(ValueError, match="Linear needs a flat input"):
-        analyze([Linear(3)], (1, 4, 4))
+    with pytest.raises(ValueError, match="Linear needs an input with a last dimension"):
+        analyze([Linear(3)], ())
     with pytest.raises(ValueError, match="too small"):
         analyze([MaxPool2d(3, 2)], (1, 2, 2))
     assert analyze([Flatten()], (2, 3, 4)).output_shape == (24,)

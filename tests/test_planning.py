@@ -21,7 +21,9 @@ from gpubench.suite.estimate import REFUSAL_S, WORKER_START_S, run_cost
 from gpubench.workloads import all_workloads, resolve_workload
 
 TESTS = Path(__file__).resolve().parent
-SMALL = {"resnet50": {"image_size": "32", "num_classes": "10"}}  # cheap on a CPU
+TINY_TRANSFORMER = {"layers": "2", "d_model": "32", "heads": "4", "seq_len": "16", "vocab": "64"}
+SMALL = {"resnet50": {"image_size": "32", "num_classes": "10"},  # cheap on a CPU
+         "gpt": TINY_TRANSFORMER, "bert": TINY_TRANSFORMER}
 
 
 def _plugin_env(tmp_path):
@@ -54,8 +56,14 @@ def _torch_saved_bytes(workload, batch):
 
     torch.manual_seed(0)
     module = build_module(workload.layers, workload.input_shape).train()
-    x = torch.randn(batch, *workload.input_shape)
-    if workload.task == "classification":
+    if workload.input_dtype == "int64":  # token ids
+        x = torch.randint(0, 64, (batch, *workload.input_shape))
+    else:
+        x = torch.randn(batch, *workload.input_shape)
+    if workload.task == "language_model":
+        y = torch.randint(0, workload.num_outputs, (batch, *workload.input_shape))
+        loss_fn = lambda out, y: F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))  # noqa: E731
+    elif workload.task == "classification":
         y = torch.randint(0, workload.num_outputs, (batch,))
         loss_fn = F.cross_entropy
     else:

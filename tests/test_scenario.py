@@ -85,7 +85,7 @@ def test_unknown_scenario_lists_the_valid_ones():
 
 def test_exec_mode_is_the_backends_to_accept():
     with pytest.raises(Unsupported, match=r"exec mode 'xla' is unsupported on torch-cpu "
-                                          r"\(it runs: eager\)"):
+                                          r"\(it runs: eager, compile, "):
         preflight(RunRequest("linreg", "torch-cpu", exec="xla"))
     # the tf-*-xla names stay, and map onto the exec mode (no TensorFlow imported)
     assert get_backend("tf-cpu-xla").exec_modes == ("xla",)

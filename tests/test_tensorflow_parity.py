@@ -46,12 +46,17 @@ TRAPS = Workload(
     ),
 )
 
+TINY_TRANSFORMER = {"layers": "2", "d_model": "32", "heads": "4", "seq_len": "16", "vocab": "97"}
+
 WORKLOADS = {
     "linreg": lambda: resolve_workload("linreg", {"features": "5"}),
     "mnist": lambda: resolve_workload("mnist"),
     "lenet5": lambda: resolve_workload("lenet5"),
     "resnet50": lambda: resolve_workload("resnet50", {"image_size": "32", "num_classes": "10"}),
     "traps": lambda: TRAPS,
+    # transformers at tiny shapes: attention, LayerNorm, GELU, the tied head, [CLS] pooling
+    "gpt": lambda: resolve_workload("gpt", TINY_TRANSFORMER),
+    "bert": lambda: resolve_workload("bert", TINY_TRANSFORMER),
 }
 
 
@@ -102,7 +107,7 @@ def test_same_outputs_with_same_weights(name, keras_model_mod):
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
     got = km.model(keras_model_mod.to_channels_last(x), training=False).numpy()
-    assert got.shape == expected.shape == (3, workload.num_outputs)
+    assert got.shape == expected.shape == (3,) + workload.stats.output_shape
     scale = float(np.max(np.abs(expected)))
     assert scale > 1e-3  # a dead network would agree trivially
     err = float(np.max(np.abs(got - expected)))

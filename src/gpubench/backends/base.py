@@ -119,6 +119,11 @@ class Step(ABC):
         """Peak device memory allocated since prepare; None where not measured."""
         return None
 
+    def recompiles(self) -> Optional[int]:
+        """Graphs a compiler has built so far (torch.compile's dynamo): a rise between two
+        reads is a recompilation between them. None where nothing compiles."""
+        return None
+
     def close(self) -> None:
         """Releases device memory held by the step."""
 

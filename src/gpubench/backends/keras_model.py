@@ -24,9 +24,11 @@ import numpy as np
 from keras import ops
 
 from gpubench.models import (
-    BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Layer, Linear, MaxPool2d, ReLU, Residual,
+    GELU, BatchNorm2d, Conv2d, Embedding, Flatten, GlobalAvgPool, Layer, LayerNorm, Linear,
+    LMHead, MaxPool2d, ReLU, Residual, SelfAttention, TakeFirst,
 )
 from gpubench.models.analysis import analyze
+from gpubench.models.init_weights import EMBEDDING_STD
 
 Shape = Tuple[int, ...]
 
@@ -61,6 +63,67 @@ class PaddedMaxPool2D(keras.layers.Layer):
         return (n, out[0], out[1], c)
 
 
+class TokenAndPosition(keras.layers.Layer):
+    """Token ids [B, seq] -> token vectors plus learned position vectors [B, seq, d]
+    (torch's two nn.Embedding: the token matrix, then the position one)."""
+
+    def __init__(self, vocab: int, d_model: int, max_positions: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        init = keras.initializers.RandomNormal(stddev=EMBEDDING_STD)  # as torch's translation
+        self.token = self.add_weight(shape=(vocab, d_model), name="token", initializer=init)
+        self.position = self.add_weight(shape=(max_positions, d_model), name="position",
+                                        initializer=init)
+
+    def call(self, ids):
+        seq = ops.shape(ids)[-1]
+        return ops.take(self.token, ids, axis=0) + self.position[:seq]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.token.shape[1],)
+
+
+class MultiHeadSelfAttention(keras.layers.Layer):
+    """The torch translation's attention, op for op: a fused QKV Dense whose 3d outputs
+    are q, k, v in that order, each `heads` contiguous chunks; softmax(q k^T / sqrt(dh))
+    (causal: future positions masked) times v; heads merged; an output Dense."""
+
+    def __init__(self, d_model: int, heads: int, causal: bool, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.heads, self.head_dim, self.causal = heads, d_model // heads, causal
+        self.qkv = keras.layers.Dense(3 * d_model, dtype=self.dtype_policy)
+        self.proj = keras.layers.Dense(d_model, dtype=self.dtype_policy)
+
+    def call(self, x):
+        seq = ops.shape(x)[1]
+        qkv = ops.reshape(self.qkv(x), (-1, seq, 3, self.heads, self.head_dim))
+        q, k, v = (ops.transpose(qkv[:, :, i], (0, 2, 1, 3)) for i in range(3))  # [B, H, S, dh]
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / (self.head_dim ** 0.5)
+        if self.causal:
+            keep = ops.tril(ops.ones((seq, seq), dtype="bool"))
+            scores = ops.where(keep, scores, ops.cast(-1e9 if scores.dtype == "float32"
+                                                      else -3e4, scores.dtype))
+        y = ops.matmul(ops.softmax(scores, axis=-1), v)  # [B, H, S, dh]
+        y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (-1, seq, self.heads * self.head_dim))
+        return self.proj(y)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+class TiedLMHead(keras.layers.Layer):
+    """Logits through the embedding's own token matrix (one variable, shared)."""
+
+    def __init__(self, embedding: TokenAndPosition, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.embedding = embedding
+
+    def call(self, x):
+        return ops.matmul(x, ops.transpose(ops.cast(self.embedding.token, x.dtype)))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.embedding.token.shape[0],)
+
+
 @dataclass
 class WeightedLayer:
     """A description record that holds weights, its Keras layer, and for a Linear fed
@@ -81,6 +144,7 @@ class _Builder:
     def __init__(self, dtype: str) -> None:
         self.dtype = dtype  # a Keras dtype policy name: float32, mixed_float16, ...
         self.weighted: List[WeightedLayer] = []
+        self.embedding: Optional[TokenAndPosition] = None  # for a tied LMHead after it
 
     def translate(self, records: Sequence[Layer], x, shape: Shape,
                   flat_from: Optional[Shape] = None):
@@ -111,6 +175,30 @@ class _Builder:
             elif isinstance(rec, Flatten):
                 flat_from = shape if len(shape) == 3 else flat_from
                 x = keras.layers.Flatten(dtype=d)(x)
+            elif isinstance(rec, Embedding):
+                layer = TokenAndPosition(rec.vocab, rec.d_model, rec.max_positions, dtype=d)
+                self.weighted.append(WeightedLayer(rec, layer))
+                self.embedding = layer
+                x = layer(x)
+            elif isinstance(rec, LayerNorm):
+                layer = keras.layers.LayerNormalization(axis=-1, epsilon=rec.eps, dtype=d)
+                self.weighted.append(WeightedLayer(rec, layer))
+                x = layer(x)
+            elif isinstance(rec, GELU):
+                x = keras.layers.Activation(_exact_gelu, dtype=d)(x)
+            elif isinstance(rec, SelfAttention):
+                layer = MultiHeadSelfAttention(shape[-1], rec.heads, rec.causal, dtype=d)
+                self.weighted.append(WeightedLayer(rec, layer))
+                x = layer(x)
+            elif isinstance(rec, LMHead):
+                if rec.tied:
+                    x = TiedLMHead(self.embedding, dtype=d)(x)
+                else:
+                    layer = keras.layers.Dense(rec.vocab, use_bias=False, dtype=d)
+                    self.weighted.append(WeightedLayer(rec, layer))
+                    x = layer(x)
+            elif isinstance(rec, TakeFirst):
+                x = keras.layers.Lambda(lambda t: t[:, 0], dtype=d)(x)
             elif isinstance(rec, Residual):
                 body = self.translate(rec.body, x, shape, flat_from)
                 short = self.translate(rec.shortcut, x, shape, flat_from) if rec.shortcut else x
@@ -140,7 +228,8 @@ def build_keras_model(layers: Sequence[Layer], input_shape: Sequence[int],
     channels-last float32 input. `dtype` is a Keras dtype policy (`mixed_float16`,
     `mixed_bfloat16`): per layer, so no process-wide policy is changed."""
     builder = _Builder(dtype)
-    inputs = keras.Input(keras_input_shape(input_shape), dtype="float32")
+    tokens = bool(layers) and isinstance(layers[0], Embedding)  # token ids, not pixels
+    inputs = keras.Input(keras_input_shape(input_shape), dtype="int32" if tokens else "float32")
     outputs = builder.translate(layers, inputs, tuple(input_shape))
     return KerasModel(keras.Model(inputs, outputs), builder.weighted)
 
@@ -148,6 +237,10 @@ def build_keras_model(layers: Sequence[Layer], input_shape: Sequence[int],
 def trainable_param_count(km: KerasModel) -> int:
     """Parameters as the description counts them (BatchNorm statistics excluded)."""
     return int(sum(np.prod(v.shape) for v in km.model.trainable_weights))
+
+
+def _exact_gelu(x):
+    return keras.activations.gelu(x, approximate=False)
 
 
 def _to_keras(w: WeightedLayer, arrays: List[np.ndarray]) -> List[np.ndarray]:
@@ -160,12 +253,20 @@ def _to_keras(w: WeightedLayer, arrays: List[np.ndarray]) -> List[np.ndarray]:
         return [kernel.T] + arrays[1:]
     if isinstance(rec, Conv2d):
         return [arrays[0].transpose(2, 3, 1, 0)] + arrays[1:]  # OIHW -> HWIO
-    return arrays  # BatchNorm: gamma, beta, mean, variance in both
+    if isinstance(rec, SelfAttention):  # qkv weight, bias; proj weight, bias: Dense kernels
+        return [arrays[0].T, arrays[1], arrays[2].T, arrays[3]]
+    if isinstance(rec, LMHead):  # untied: [vocab, d] -> kernel [d, vocab]
+        return [arrays[0].T]
+    return arrays  # BatchNorm: gamma, beta, mean, variance; LayerNorm; Embedding: as is
 
 
 def _n_arrays(rec: Layer) -> int:
-    if isinstance(rec, BatchNorm2d):
+    if isinstance(rec, (BatchNorm2d, SelfAttention)):
         return 4
+    if isinstance(rec, (Embedding, LayerNorm)):
+        return 2
+    if isinstance(rec, LMHead):
+        return 1  # untied (a tied head holds none, and is not a weighted layer)
     return 2 if rec.bias else 1  # Linear, Conv2d
 
 

@@ -3,8 +3,12 @@ from its PyTorch module, or a user's file (`--onnx PATH`) checked against the wo
 
 Exporter: torch.onnx.export(dynamo=False), the TorchScript tracer. torch 2.13's default
 (dynamo) exporter needs the extra `onnxscript` package; for these models (Gemm, Conv,
-Relu, MaxPool, GlobalAveragePool, Add) tracing gives the same graph with no extra
-dependency and in a fraction of the time. Its DeprecationWarning is silenced here; the
+Relu, MaxPool, GlobalAveragePool, Add; for transformers Gather, LayerNormalization,
+MatMul, Softmax, Erf, Where with a constant causal mask) tracing gives the same graph
+with no extra dependency and in a fraction of the time. Token models (gpt, bert) take
+int64 ids [batch, seq] whatever the graph type; their sequence length is fixed (static in
+the graph, so no shape arithmetic is left to run), the batch dimension dynamic. Attention is exported as explicit MatMul/Softmax (torch_model.py:
+the tracer's scaled_dot_product_attention comes out float32 inside an fp16 graph). Its DeprecationWarning is silenced here; the
 exporter's name is part of the cache key, so switching later re-exports.
 
 The weights are torch's default initialisation right after torch.manual_seed(seed), as
@@ -106,8 +110,10 @@ def export_workload(workload: Workload, seed: int = 0, dtype: str = "float32",
     facts = export_facts(workload, seed, dtype, trace_batch, reference_init)
     key = content_key(facts)
     cache = cache or ArtifactCache("onnx", ".onnx")
-    signature = OnnxSignature(INPUT_NAME, dtype, (None,) + tuple(workload.input_shape), (OUTPUT_NAME,),
-                              (None, workload.num_outputs))
+    input_dtype = "int64" if workload.input_dtype == "int64" else dtype  # token ids stay ids
+    signature = OnnxSignature(INPUT_NAME, input_dtype, (None,) + tuple(workload.input_shape),
+                              (OUTPUT_NAME,), (None,) + tuple(workload.output_shape),
+                              output_dtype=dtype)
     hit = cache.lookup(key)
     if hit is not None:
         path, meta = hit
@@ -135,7 +141,8 @@ def _export_bytes(workload: Workload, seed: int, dtype: str, trace_batch: int,
         if reference_init:  # the numpy weights every backend can load (accuracy gate)
             load_weights(module, initial_weights(workload.layers, workload.input_shape, seed))
         module = module.eval().to(torch_dtype)
-    example = torch.zeros((trace_batch,) + tuple(workload.input_shape), dtype=torch_dtype)
+    input_dtype = torch.int64 if workload.input_dtype == "int64" else torch_dtype
+    example = torch.zeros((trace_batch,) + tuple(workload.input_shape), dtype=input_dtype)
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice

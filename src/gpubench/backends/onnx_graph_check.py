@@ -9,7 +9,10 @@ onnx_export.onnx_model_for). It refuses, in one line naming the file:
 - an input whose shape is not batch x the workload's input shape, or a first output
   that is not batch x the workload's outputs. A symbolic (dynamic) dimension matches
   anything; a fixed batch dimension must be the --batch-size asked for;
-- a graph type (float32/float16) that is not the one --precision runs;
+- an input of the wrong kind: float for a float workload, integer token ids (int64 or
+  int32) for a token model (gpt, bert);
+- a graph type (float32/float16) that is not the one --precision runs: the input's type,
+  or for a token model (whose input is ids) the first output's;
 - a graph whose weights are not the workload's: shapes alone cannot tell the MNIST MLP
   from LeNet-5 (both 1x28x28 -> 10), their weight counts can. Weights are the elements
   of the initializers and Constant tensors, int64 (shapes, indices) and bool left out;
@@ -34,6 +37,7 @@ from gpubench.workloads import Workload
 # activations), so an engine runs fp16 kernels because the model is fp16, not by a hint.
 GRAPH_DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16"}
 ONNX_FLOAT_TYPES = {1: "float32", 10: "float16"}  # onnx.TensorProto.FLOAT, FLOAT16
+ONNX_INDEX_TYPES = {7: "int64", 6: "int32"}  # token ids: onnx.TensorProto.INT64, INT32
 _NOT_WEIGHTS = (0, 7, 8, 9)  # UNDEFINED, INT64 (shapes, indices), STRING, BOOL
 # |graph weights - workload parameters| allowed, relative to the parameters. ResNet-50
 # with BatchNorm folded (the export) or kept with running statistics differs by 0.2-0.4%;
@@ -47,11 +51,19 @@ Dim = Optional[int]  # None: symbolic (dynamic) or unknown
 @dataclass(frozen=True)
 class OnnxSignature:
     input_name: str
-    input_dtype: str  # "float32" | "float16"
+    input_dtype: str  # "float32" | "float16"; token ids: "int64" | "int32"
     input_dims: Tuple[Dim, ...]  # batch first
     output_names: Tuple[str, ...]
     output_dims: Optional[Tuple[Dim, ...]] = None  # the first output's; None: not read
     weight_count: Optional[int] = None  # None: not counted (the workload's own export)
+    output_dtype: Optional[str] = None  # the first output's float type; None: not read
+
+    @property
+    def graph_type(self) -> Optional[str]:
+        """The graph's float type: its input's, or for token ids its first output's."""
+        if self.input_dtype in ONNX_FLOAT_TYPES.values():
+            return self.input_dtype
+        return self.output_dtype
 
     @property
     def static_batch(self) -> Optional[int]:
@@ -180,14 +192,16 @@ def read_signature(data: bytes, label: str) -> OnnxSignature:
         raise UserError(f"{label} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
                         "gpubench feeds models with exactly one input")
     (inp,) = inputs
-    dtype = ONNX_FLOAT_TYPES.get(inp.type.tensor_type.elem_type)
+    elem = inp.type.tensor_type.elem_type
+    dtype = ONNX_FLOAT_TYPES.get(elem) or ONNX_INDEX_TYPES.get(elem)
     if dtype is None:
-        raise UserError(f"{label}: input {inp.name!r} is not float32 or float16 "
-                        f"(ONNX element type {inp.type.tensor_type.elem_type})")
+        raise UserError(f"{label}: input {inp.name!r} is not float32 or float16 (or int64 or "
+                        f"int32 token ids) (ONNX element type {elem})")
     if not graph.output:
         raise UserError(f"{label} has no outputs")
+    out_type = ONNX_FLOAT_TYPES.get(graph.output[0].type.tensor_type.elem_type)
     return OnnxSignature(inp.name, dtype, _dims(inp), tuple(o.name for o in graph.output),
-                         _first_output_dims(onnx, model), weight_count(onnx, graph))
+                         _first_output_dims(onnx, model), weight_count(onnx, graph), out_type)
 
 
 # -- the check ---------------------------------------------------------------------------
@@ -202,7 +216,12 @@ def _model_name(workload: Workload) -> str:
 def check_against_workload(sig: OnnxSignature, workload: Workload, label: str) -> None:
     """A file made for another model (other input or output shape, other weights) is
     refused, not run."""
-    want_in, want_out = tuple(workload.input_shape), (workload.num_outputs,)
+    want_in, want_out = tuple(workload.input_shape), tuple(workload.output_shape)
+    token_ids = sig.input_dtype in ONNX_INDEX_TYPES.values()
+    if token_ids != (workload.input_dtype == "int64"):
+        want = "int64 token ids" if workload.input_dtype == "int64" else "float inputs"
+        raise UserError(f"{label}: input {sig.input_name!r} is {sig.input_dtype}, but workload "
+                        f"{workload.name} feeds {want} (an ONNX file for another model?)")
     if not _fits(sig.input_dims, want_in):
         raise UserError(f"{label}: input {sig.input_name!r} has shape {shape_text(sig.input_dims)}, "
                         f"but workload {workload.name} feeds batch x {shape_text(want_in)} "
@@ -225,8 +244,8 @@ def check_graph(sig: OnnxSignature, workload: Workload, precision: str, batch_si
     the workload's model, in the graph type `precision` runs, runnable at `batch_size`."""
     check_against_workload(sig, workload, label)
     dtype = graph_dtype(precision)
-    if sig.input_dtype != dtype:
-        raise UserError(f"{label} is a {sig.input_dtype} model; --precision {precision} needs "
+    if sig.graph_type is not None and sig.graph_type != dtype:
+        raise UserError(f"{label} is a {sig.graph_type} model; --precision {precision} needs "
                         f"a {dtype} one (the graph's type is the precision it runs at)")
     for what, dims in (("input", sig.input_dims), ("output", sig.output_dims)):
         if dims and dims[0] is not None and dims[0] != batch_size:

@@ -31,6 +31,9 @@ def make_optimizer(workload: Workload) -> keras.optimizers.Optimizer:
     args = dict(workload.optimizer_args)
     if workload.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=args.get("lr", 1e-3), epsilon=1e-8)
+    if workload.optimizer == "adamw":  # torch's AdamW defaults: weight decay 0.01, eps 1e-8
+        return keras.optimizers.AdamW(learning_rate=args.get("lr", 1e-3),
+                                      weight_decay=args.get("weight_decay", 0.01), epsilon=1e-8)
     # Keras applies weight decay decoupled (p -= lr*wd*p), PyTorch's SGD adds wd*p to the
     # gradient: the same for plain SGD, a small difference in the update with momentum.
     return keras.optimizers.SGD(learning_rate=args.get("lr", 0.01),

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, Optional, Tuple
 
+from gpubench.backends.exec_modes import TORCH_CPU_EXEC_MODES, TORCH_CUDA_EXEC_MODES
 from gpubench.backends.base import TRAINING_CAPABILITIES, Backend, Step, StepConfig
 from gpubench.errors import BackendUnavailable, Unsupported, UserError
 from gpubench.workloads import Workload
@@ -51,6 +52,8 @@ class TorchBackend(Backend):
     def __init__(self, device_kind: str) -> None:
         assert device_kind in ("cpu", "cuda")
         self.device_kind = device_kind
+        # eager, torch.compile's modes, and on CUDA whole-step CUDA graphs (torch_exec.py)
+        self.exec_modes = TORCH_CUDA_EXEC_MODES if device_kind == "cuda" else TORCH_CPU_EXEC_MODES
         self.name = f"torch-{device_kind}"
         self._run_facts: Dict[str, Any] = {}  # what the last prepare() set up
 

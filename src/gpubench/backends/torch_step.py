@@ -4,6 +4,7 @@ The hot loop is a plain Python loop over prebuilt closures; which closure is cho
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable, List, Optional, Tuple
 
@@ -12,13 +13,17 @@ import torch
 
 from gpubench.backends.base import DeviceInfo, HostTimer, Step, StepConfig, StepTimer
 from gpubench.backends.cuda_events import CudaEventPool, CudaEventTimer
+from gpubench.backends.exec_modes import compile_mode
+from gpubench.backends.torch_exec import GraphedStep, compile_module, dynamo_graphs, timed
 from gpubench.backends.torch_model import build_module
+from gpubench.errors import Unsupported
 from gpubench.data.sources import epoch_order, labelled_data, resident_batches
 from gpubench.models.init_weights import initial_weights
 from gpubench.workloads import Workload
 
 EVAL_BATCH = 1000  # test images per forward pass when evaluating (not timed with training)
 
+EXEC_CHECK_ELEMS = 1 << 22  # outputs an exec mode's check keeps a side
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 # GradScaler keeps its API (the way people train in fp16) and its cost, said in run.json.
 FP16_TRAIN_SYNC = ("fp16 training uses GradScaler, whose step() reads the inf/NaN check "
@@ -31,11 +36,18 @@ def _optimizer(workload: Workload, params) -> torch.optim.Optimizer:
     args = dict(workload.optimizer_args)
     if workload.optimizer == "adam":
         return torch.optim.Adam(params, **args)
+    if workload.optimizer == "adamw":  # decay on every parameter, LayerNorm and biases too
+        return torch.optim.AdamW(params, **args)
     return torch.optim.SGD(params, **args)
 
 
 def _loss_fn(workload: Workload) -> Callable:
     F = torch.nn.functional
+    if workload.task == "language_model":
+        def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            """Cross-entropy over every position: [B, seq, vocab] against [B, seq]."""
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        return next_token_loss
     return F.mse_loss if workload.loss == "mse" else F.cross_entropy
 
 
@@ -82,6 +94,10 @@ class TorchStep(Step):
             load_weights(self.model, initial_weights(workload.layers, workload.input_shape,
                                                      config.seed))
         self.model.to(device)
+        self.exec_mode = config.exec_mode or "eager"
+        # what the timed loop calls: the model itself, or it compiled (torch_exec.py)
+        self.run_model: Callable = (compile_module(self.model, self.exec_mode)
+                                    if compile_mode(self.exec_mode) else self.model)
         batches = resident_batches(workload, config.batch_size, config.data_batches,
                                    config.seed, config.data, config.data_dir)
         self._sets: Optional[HostSets] = None  # the real sets, once an epoch needs them
@@ -98,11 +114,17 @@ class TorchStep(Step):
         else:
             self.model.eval()
             self._step = None
+        # eager outputs beside the exec mode's, compile/capture seconds (not eager)
+        self.exec_check: Optional[Tuple[np.ndarray, np.ndarray]] = None
+        self.compile_s: Optional[float] = None
+        if self.exec_mode != "eager":
+            self._prepare_exec(workload)
 
     # -- building the closures ---------------------------------------------------------
     def _make_train_step(self, workload: Workload) -> Callable:
-        model, loss_fn = self.model, _loss_fn(workload)
-        opt = _optimizer(workload, model.parameters())
+        model, loss_fn = self.run_model, _loss_fn(workload)
+        opt = self.optimizer = _optimizer(workload, self.model.parameters())
+        self.loss_fn = loss_fn
         _first_step_imports(workload)
         dtype, dev_type = self._autocast_dtype, self.torch_device.type
         if dtype is None:
@@ -133,6 +155,66 @@ class TorchStep(Step):
                 return loss
         return step
 
+    def _prepare_exec(self, workload: Workload) -> None:
+        """Compiles or captures now, timed apart from the trials (compile_s), and sets
+        the mode's outputs on the first batch beside eager's on the same weights."""
+        x, y = self.data[0]
+        eager = self._outputs(self.model, x)
+        sync = self.synchronize
+        if self.exec_mode == "cuda-graphs":
+            self._capture(workload, x, y, sync)
+            return
+        compiled, first_s = timed(lambda: self._outputs(self.run_model, x), sync)
+        self.compile_s = first_s
+        if self._step is not None:  # the training graph (forward and backward) compiles too
+            _, train_s = timed(lambda: self._step(x, y), sync)
+            self.compile_s += train_s
+        self.exec_check = (eager.cpu().numpy(), compiled.cpu().numpy())
+
+    def _capture(self, workload: Workload, x: torch.Tensor, y: torch.Tensor, sync) -> None:
+        if not self.is_cuda:
+            raise Unsupported("exec mode cuda-graphs needs a CUDA device")
+        if self._step is None:  # inference: the forward pass, under inference mode
+            def forward(inp):
+                with torch.inference_mode(), self._autocast():
+                    return self.model(inp)
+            graphed, self.compile_s = timed(lambda: GraphedStep(forward, (x,), self.torch_device), sync)
+            replayed = graphed(x).detach()[:len(eager)].float()
+            self.exec_check = (eager.cpu().numpy(), replayed.cpu().numpy())
+            self.run_model = graphed
+            return
+        if self._autocast_dtype is torch.float16:
+            raise Unsupported("exec mode cuda-graphs cannot capture fp16 training: GradScaler "
+                              "reads its inf/NaN check on the host every step")
+        for group in self.optimizer.param_groups:  # step counters on the device, not the host
+            if "capturable" in group:
+                group["capturable"] = True
+        graphed, self.compile_s = timed(lambda: GraphedStep(self._step, (x, y), self.torch_device), sync)
+        with torch.no_grad(), self._autocast():  # the loss the first replay must reproduce
+            expected = self.loss_fn(self.model(x), y).float().reshape(1, 1)
+        replayed = graphed(x, y).detach().float().reshape(1, 1)
+        self.exec_check = (expected.cpu().numpy(), replayed.cpu().numpy())
+        self._step = graphed
+
+    def _outputs(self, module: Callable, x: torch.Tensor) -> torch.Tensor:
+        """The module's outputs in the grad mode and precision the timed loop runs it
+        (of the first samples only where a batch's are many: a language model's)."""
+        grad_off = torch.no_grad() if self._step is not None else torch.inference_mode()
+        with grad_off, self._autocast():
+            out = module(x).detach()
+        keep = max(1, EXEC_CHECK_ELEMS // max(1, out[0].numel()))
+        return out[:keep].float().clone()
+
+    def _autocast(self):
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.torch_device.type, dtype=self._autocast_dtype)
+
+    def recompiles(self) -> Optional[int]:
+        """Graphs dynamo has compiled so far (compile modes): a rise between two reads
+        is a recompilation between them. None where nothing compiles."""
+        return dynamo_graphs() if compile_mode(self.exec_mode) else None
+
     # -- the timed interface -----------------------------------------------------------
     def make_timer(self, iterations: int) -> StepTimer:
         return self.events.timer(iterations) if self.is_cuda else HostTimer(iterations)
@@ -160,7 +242,7 @@ class TorchStep(Step):
         self._last_loss = loss
 
     def _run_infer(self, iterations: int, timer: Optional[StepTimer]) -> None:
-        model, inputs, k = self.model, self.inputs, len(self.inputs)
+        model, inputs, k = self.run_model, self.inputs, len(self.inputs)
         if timer is None:
             for i in range(iterations):
                 model(inputs[i % k])

@@ -24,7 +24,8 @@ def collect() -> Dict[str, List[Dict[str, Any]]]:
         w = spec.resolve()
         workloads.append({
             "name": name, "description": spec.description, "task": w.task,
-            "input_shape": list(w.input_shape), "default_batch_size": w.default_batch_size,
+            "input_shape": list(w.input_shape), "input_dtype": w.input_dtype,
+            "tokens_per_sample": w.tokens_per_sample, "default_batch_size": w.default_batch_size,
             "param_count": w.stats.param_count,
             "forward_flops_per_sample": w.stats.forward_flops_per_sample,
             "params": {k: {"default": p.default, "type": p.type.__name__, "help": p.help}
@@ -60,7 +61,10 @@ def execute(args: argparse.Namespace) -> int:
     rows = []
     for w in data["workloads"]:
         params = ", ".join(f"{k}={v['default']}" for k, v in w["params"].items()) or "-"
-        rows.append((w["name"], "x".join(map(str, w["input_shape"])), params,
+        shape = "x".join(map(str, w["input_shape"]))
+        if w["tokens_per_sample"]:
+            shape = f"{w['tokens_per_sample']} tokens"
+        rows.append((w["name"], shape, params,
                      f"{w['param_count']:,}", f"{w['forward_flops_per_sample']:,}",
                      str(w["default_batch_size"])))
 

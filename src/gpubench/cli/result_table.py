@@ -164,8 +164,8 @@ class Col:
 
 THR = "throughput_samples_per_s"
 # Left out first when the terminal is narrow (rank 0 first).
-DROP_ORDER = ("SM MHz", "p90 ms", "loss", "CV", "trials", "GB/s", "W", "J/sample", "p99 ms",
-              "MFU", "FLOP/s", "p50 ms", "95% CI", "samples/s",
+DROP_ORDER = ("SM MHz", "compile s", "outputs ok", "exec", "p90 ms", "loss", "CV", "trials", "GB/s", "W", "J/sample", "p99 ms",
+              "MFU", "FLOP/s", "p50 ms", "tokens/s", "95% CI", "samples/s",
               "energy to acc.", "test acc.", "target", "reached", "time to acc.")
 
 
@@ -228,9 +228,11 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
         Col("mode", lambda r: str(r["mode"]), title=str),
         Col("precision", lambda r: str(r["precision"]), title=str),
         Col("batch", lambda r: _int(r["batch_size"]), title=lambda v: f"batch {v}"),
+        Col("exec", lambda r: _exec_text(r.get("exec")), "exec"),
         Col("run", lambda r: repeats.get(r.name, "")),  # suite repeats: 2/3
         Col("trials", lambda r: f"{_int(r['n_ok'])}/{_int(r['n_trials'])}", "trials"),
         Col("samples/s", lambda r: _num(r.get(f"{THR}_median")), "samples/s"),
+        Col("tokens/s", lambda r: _num(r.get("tokens_per_s_median")), "tokens/s"),
         Col("95% CI", lambda r: _rel_ci(r, THR)
             + (MISSED_MARK if missed_target(r, targets) else ""), "95% CI"),
         Col("CV", lambda r: _pct(r.get(f"{THR}_cv")), "CV"),
@@ -250,9 +252,16 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
             r.get("mem_bw_gbs_median")) if row_source.get(r.name, "-") == s else "", "GB/s"))
     return cols + accuracy_columns() + [
         Col("SM MHz", lambda r: _num(r.get("sm_clock_mhz_median")), "SM MHz"),
+        Col("compile s", lambda r: _num(r.get("compile_s_median")), "compile s"),
+        Col("outputs ok", lambda r: _reached(r.get("accuracy_ok_last")), "outputs ok"),
         Col("loss first → last", lambda r: loss_text(losses.get(str(r.get("run_id")))), "loss"),
         Col("status", lambda r: str(r["status"]), title=lambda v: f"status {v}"),
     ]
+
+
+def _exec_text(value: Any) -> str:
+    """A non-default exec mode (compile, cuda-graphs, xla); empty for eager."""
+    return value if isinstance(value, str) and value not in ("", "eager") else ""
 
 
 def _reached(value: Any) -> str:

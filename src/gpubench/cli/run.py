@@ -14,6 +14,9 @@ MODES = ("train", "infer")  # kept in step with gpubench.backends.MODES (tested)
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 TELEMETRY = ("auto", "nvml", "cpu", "none")
 DATA = ("synthetic", "mnist")  # kept in step with gpubench.data.sources.DATA_SOURCES (tested)
+# kept in step with gpubench.backends.exec_modes (tested); `compile:MODE` via --compile-mode
+EXEC_CHOICES = ("eager", "compile", "cuda-graphs", "xla")
+COMPILE_CHOICES = ("default", "reduce-overhead", "max-autotune")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,6 +64,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "after each, until the test accuracy reaches ACC (e.g. 0.97)")
     p.add_argument("--max-epochs", type=positive_int, metavar="N",
                    help="time-to-accuracy: give up after N epochs (default 10)")
+    p.add_argument("--exec", choices=EXEC_CHOICES, metavar="MODE",
+                   help="execution mode: eager (default on torch), compile (torch.compile), "
+                        "cuda-graphs (torch-cuda: the whole step captured and replayed); "
+                        "tf-*-xla backends run xla. Compiling or capturing is timed apart "
+                        "(compile_s) and checked against eager first")
+    p.add_argument("--compile-mode", choices=COMPILE_CHOICES,
+                   help="with --exec compile: torch.compile's mode (default: default)")
     p.add_argument("--check-accuracy", action="store_true",
                    help="inference: before timing, run the model (seeded, the same weights on "
                         "every backend) through this backend and fp32 torch on 1,000 test "
@@ -93,6 +103,7 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.cli import EXIT_OK, EXIT_RUN_FAILED
     from gpubench.cli.progress import run_progress
     from gpubench.cli.render import print_run
+    from gpubench.backends.exec_modes import exec_with_compile_mode
     from gpubench.errors import UserError
     from gpubench.measure.protocol import DEFAULT_PROCESSES, ProtocolConfig, default_trials
     from gpubench.launch import RunInterrupted, make_launcher, run_one
@@ -101,6 +112,8 @@ def execute(args: argparse.Namespace) -> int:
 
     processes = args.processes or DEFAULT_PROCESSES
     accuracy_run = args.target_accuracy is not None
+    if args.compile_mode is not None and args.exec != "compile":
+        raise UserError("--compile-mode is for --exec compile")
     if args.max_epochs is not None and not accuracy_run:
         raise UserError("--max-epochs is for time-to-accuracy runs: give --target-accuracy")
     protocol = ProtocolConfig(
@@ -118,6 +131,7 @@ def execute(args: argparse.Namespace) -> int:
         data_dir=str(Path(args.data_dir).expanduser().absolute()) if args.data_dir else None,
         target_accuracy=args.target_accuracy, max_epochs=args.max_epochs,
         check_accuracy=args.check_accuracy,
+        exec=exec_with_compile_mode(args.exec, args.compile_mode) if args.exec else None,
         scenario="time-to-accuracy" if accuracy_run else "throughput")
     show_progress = not args.quiet and sys.stderr.isatty()
     # process (default): a fresh worker, a clean CUDA context, the path suites take

@@ -26,6 +26,9 @@ from gpubench.errors import Unsupported
 from gpubench.workloads import Workload
 
 GATE_SAMPLES = 1000  # test images (or synthetic samples) both models run
+# Outputs kept a side, at most: a language model's sample is seq x vocab outputs (GPT-2
+# small: 51M), so it gets fewer samples (at least one).
+GATE_OUTPUT_ELEMS = 1 << 24
 REFERENCE_BACKEND = "torch-cpu"
 
 
@@ -45,11 +48,15 @@ TOLERANCES = {
 
 def compare_outputs(reference: np.ndarray, outputs: np.ndarray, precision: str) -> Dict[str, Any]:
     """Top-1 agreement and the largest absolute difference of two [N, classes] output
-    arrays, and whether they are within the precision's tolerance."""
+    arrays (or [N, ..., classes]: top-1 per position, a language model's per token), and
+    whether they are within the precision's tolerance."""
     reference = np.asarray(reference, dtype=np.float64)
     outputs = np.asarray(outputs, dtype=np.float64)
     if reference.shape != outputs.shape:
         raise ValueError(f"outputs of shape {outputs.shape} against reference {reference.shape}")
+    if reference.ndim > 2:
+        reference = reference.reshape(-1, reference.shape[-1])
+        outputs = outputs.reshape(-1, outputs.shape[-1])
     tolerance = TOLERANCES[precision]
     top1 = float(np.mean(reference.argmax(axis=1) == outputs.argmax(axis=1)))
     diff = np.abs(outputs - reference)
@@ -61,6 +68,12 @@ def compare_outputs(reference: np.ndarray, outputs: np.ndarray, precision: str) 
             "samples": int(reference.shape[0])}
 
 
+def gate_samples(workload: Workload) -> int:
+    """How many samples the gate runs: GATE_SAMPLES, fewer for large outputs."""
+    per_sample = int(np.prod(workload.stats.output_shape))
+    return max(1, min(GATE_SAMPLES, GATE_OUTPUT_ELEMS // per_sample))
+
+
 def gate_inputs(workload: Workload, data: str, data_dir: Any, seed: int) -> Tuple[np.ndarray, str]:
     """The inputs both models run, in the description's layout, and what they are."""
     if data != "synthetic":
@@ -68,8 +81,9 @@ def gate_inputs(workload: Workload, data: str, data_dir: Any, seed: int) -> Tupl
         test_x = labelled_data(data, data_dir).test_x
         return np.ascontiguousarray(test_x[:GATE_SAMPLES]), f"the first {min(len(test_x), GATE_SAMPLES)} {data} test images"
     from gpubench.data.synthetic import make_batches
-    x, _ = make_batches(workload, GATE_SAMPLES, 1, seed + 1)[0]
-    return x, f"{GATE_SAMPLES} synthetic samples (seed {seed + 1})"
+    n = gate_samples(workload)
+    x, _ = make_batches(workload, n, 1, seed + 1)[0]
+    return x, f"{n} synthetic samples (seed {seed + 1})"
 
 
 def reference_outputs(workload: Workload, x: np.ndarray, seed: int) -> np.ndarray:
@@ -95,3 +109,13 @@ def check_accuracy(step: Step, workload: Workload, precision: str, data: str, da
     result = compare_outputs(reference_outputs(workload, x, seed), step.predict(x), precision)
     return {**result, "inputs": described, "reference": f"{REFERENCE_BACKEND} fp32",
             "precision": precision}
+
+
+def check_exec(eager: np.ndarray, outputs: np.ndarray, precision: str,
+               exec_mode: str) -> Dict[str, Any]:
+    """A non-eager exec mode's outputs (or, training under CUDA graphs, its first
+    replayed loss) on the step's first batch against eager PyTorch's on the same
+    weights (TorchBench's --accuracy), judged by the precision's tolerance."""
+    result = compare_outputs(eager, outputs, precision)
+    return {**result, "inputs": "the step's first batch", "reference": "eager",
+            "exec": exec_mode, "precision": precision}

@@ -19,7 +19,8 @@ from gpubench.workloads import Workload
 
 # The distinct batches a step keeps resident (StepConfig's default, which runs use).
 DATA_BATCHES = StepConfig("train", "fp32", 1).data_batches
-INPUT_HOST_BYTES = 4  # data/synthetic.py makes float32 inputs on the host, for every backend
+INPUT_HOST_BYTES = 4  # float32 inputs on the host (token models: int64, Workload.input_itemsize)
+INDEX_DEVICE_BYTES = 4  # token ids on a device: int64, or int32 where an engine takes those
 
 
 class MemoryCapacity:
@@ -63,7 +64,10 @@ def _nvml_total(device_index: int) -> Optional[Tuple[int, str]]:
 
 
 def target_bytes_per_sample(workload: Workload) -> int:
-    """int64 class indices, or float32 regression targets (data/synthetic.py)."""
+    """int64 class indices, int64 next tokens at every position, or float32 regression
+    targets (data/synthetic.py)."""
+    if workload.task == "language_model":
+        return 8 * _numel(workload.input_shape)
     return 8 if workload.task == "classification" else 4 * workload.num_outputs
 
 
@@ -72,9 +76,10 @@ def estimate_for(workload: Workload, mode: str, precision: str, batch_size: int,
     """The lower bound on the step's device. On a GPU, half-precision inputs may be cast
     (ONNX Runtime, TensorRT): counted at 2 bytes there. A user's ONNX file
     (`user_model`) is not described by the workload: only its data is counted."""
-    input_bytes = INPUT_HOST_BYTES
+    input_bytes = workload.input_itemsize
     if device_kind != "cpu":
-        input_bytes = min(INPUT_HOST_BYTES, PRECISION_BYTES[precision])
+        input_bytes = (INDEX_DEVICE_BYTES if workload.input_dtype == "int64"
+                       else min(INPUT_HOST_BYTES, PRECISION_BYTES[precision]))
     input_elems = _numel(workload.input_shape)
     if user_model:
         return estimate_step_memory(0, activation_footprint((), workload.input_shape),
@@ -87,8 +92,8 @@ def estimate_for(workload: Workload, mode: str, precision: str, batch_size: int,
 
 
 def host_data_bytes(workload: Workload, batch_size: int) -> int:
-    """The data every backend first makes on the host (float32 inputs and targets)."""
-    per_sample = _numel(workload.input_shape) * INPUT_HOST_BYTES + target_bytes_per_sample(workload)
+    """The data every backend first makes on the host (inputs and targets)."""
+    per_sample = _numel(workload.input_shape) * workload.input_itemsize + target_bytes_per_sample(workload)
     return DATA_BATCHES * batch_size * per_sample
 
 

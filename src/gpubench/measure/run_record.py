@@ -89,19 +89,26 @@ class RunRecord:
         self.base_row.update({c: self.env.get(c) for c in ENVIRONMENT_COLUMNS
                               if c != "schema_version"})
 
-    def accuracy_checked(self, gate: Mapping[str, Any]) -> Dict[str, Any]:
-        """The accuracy gate's result: its columns go on every row of the run; returns
-        run.json's record of it (and a warning when outside the tolerance)."""
-        columns = ("top1_agreement", "max_abs_diff", "accuracy_ok")
-        self.base_row.update({c: gate[c] for c in columns})
-        extra: Dict[str, Any] = {"accuracy_check": dict(gate)}
-        if not gate["accuracy_ok"]:
+    def output_checked(self, name: str, check: Mapping[str, Any]) -> Dict[str, Any]:
+        """An output check's result (`accuracy_check`: --check-accuracy against fp32
+        torch; `exec_check`: a non-eager exec mode against eager). Its columns go on every
+        row, the worst of the checks made (lowest agreement, largest difference, ok only
+        if all are); returns run.json's record of it, with a warning when it failed."""
+        row = self.base_row
+        known = row.get("accuracy_ok") is not None
+        row["top1_agreement"] = min(check["top1_agreement"], row["top1_agreement"]) if known \
+            else check["top1_agreement"]
+        row["max_abs_diff"] = max(check["max_abs_diff"], row["max_abs_diff"]) if known \
+            else check["max_abs_diff"]
+        row["accuracy_ok"] = bool(check["accuracy_ok"] and row.get("accuracy_ok", True) is not False)
+        extra: Dict[str, Any] = {name: dict(check), "warnings": []}
+        if not check["accuracy_ok"]:
             extra["warnings"] = [
-                f"accuracy check failed: against {gate['reference']} on {gate['inputs']}, "
-                f"top-1 agreement {gate['top1_agreement']:.4f} (at least "
-                f"{gate['tolerance']['min_top1']:g} needed), max abs difference "
-                f"{gate['max_abs_diff']:.3g} (at most {gate['tolerance']['rel_max_abs']:g} x "
-                f"{gate['reference_max_abs']:.3g}); the rows say accuracy_ok=false"]
+                f"{name.replace('_', ' ')} failed: against {check['reference']} on "
+                f"{check['inputs']}, top-1 agreement {check['top1_agreement']:.4f} (at least "
+                f"{check['tolerance']['min_top1']:g} needed), max abs difference "
+                f"{check['max_abs_diff']:.3g} (at most {check['tolerance']['rel_max_abs']:g} x "
+                f"{check['reference_max_abs']:.3g}); the rows say accuracy_ok=false"]
         return extra
 
     def emit(self, measured: Mapping[str, Any]) -> None:
@@ -137,7 +144,9 @@ class RunRecord:
                          "param_count": self.workload.stats.param_count,
                          "forward_flops_per_sample": self.workload.stats.forward_flops_per_sample,
                          "optimizer": self.workload.optimizer,
-                         "optimizer_args": dict(self.workload.optimizer_args)},
+                         "optimizer_args": dict(self.workload.optimizer_args),
+                         "input_dtype": self.workload.input_dtype,
+                         "tokens_per_sample": self.workload.tokens_per_sample},
             "environment": self.env, **extra, **processes,
         })
         status = "ok" if (trials["status"] == "ok").all() and len(trials) else "failed"

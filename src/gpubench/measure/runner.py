@@ -10,7 +10,7 @@ from typing import Any, Dict, Tuple
 
 from gpubench.backends import Step, StepConfig
 from gpubench.errors import UserError
-from gpubench.measure.accuracy_gate import check_accuracy
+from gpubench.measure.accuracy_gate import check_accuracy, check_exec
 from gpubench.measure.protocol import STOP_FAILED, STOP_INTERRUPTED, no_progress
 from gpubench.measure.request import (  # noqa: F401 (the names callers import from here)
     Preflight, RunRequest, preflight, validate_request,
@@ -26,6 +26,27 @@ def step_config(req: RunRequest, record: RunRecord) -> StepConfig:
                       req.threads, req.seed, onnx_path=req.onnx_path,
                       exec_mode=record.plan.exec_mode, data=req.data, data_dir=req.data_dir,
                       reference_init=record.plan.scenario.same_start_weights or req.check_accuracy)
+
+
+def output_checks(req: RunRequest, plan: Preflight, step: Step, record: RunRecord) -> Dict[str, Any]:
+    """The checks of a step's outputs before it is timed: a non-eager exec mode against
+    eager on the same weights, and --check-accuracy against fp32 torch; their columns go
+    on every row. Returns run.json's records of them, their warnings, and compile_s."""
+    found: Dict[str, Any] = {"warnings": []}
+    exec_check = getattr(step, "exec_check", None)
+    if exec_check is not None:
+        found.update(exec=plan.exec_mode, compile_s=step.compile_s)
+        record.base_row["compile_s"] = step.compile_s
+        result = record.output_checked("exec_check", check_exec(*exec_check, req.precision,
+                                                                 plan.exec_mode))
+        found["warnings"] += result.pop("warnings")
+        found.update(result)
+    if req.check_accuracy:
+        result = record.output_checked("accuracy_check", check_accuracy(
+            step, plan.workload, req.precision, req.data, req.data_dir, req.seed))
+        found["warnings"] += result.pop("warnings")
+        found.update(result)
+    return found
 
 
 def data_record(req: RunRequest, plan) -> Dict[str, Any]:
@@ -77,24 +98,21 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
         record.failed(traceback.format_exc())
         return record.finish(STOP_FAILED, {})
     record.prepared(step)
-    gate: Dict[str, Any] = {}
-    if req.check_accuracy:  # before timing: a failure here is the run's failed row
-        try:
-            gate = record.accuracy_checked(check_accuracy(
-                step, plan.workload, req.precision, req.data, req.data_dir, req.seed))
-        except (UserError, KeyboardInterrupt):
-            step.close()
-            record.writer.remove_if_empty()
-            raise
-        except Exception:
-            step.close()
-            record.failed(traceback.format_exc())
-            return record.finish(STOP_FAILED, {})
+    try:  # before timing: a check that crashes is the run's failed row
+        checks = output_checks(req, plan, step, record)
+    except (UserError, KeyboardInterrupt):
+        step.close()
+        record.writer.remove_if_empty()
+        raise
+    except Exception:
+        step.close()
+        record.failed(traceback.format_exc())
+        return record.finish(STOP_FAILED, {})
     sampler, gpu_state = open_telemetry(req, step, record)
     context = ScenarioContext(step, req, plan.workload, record.batch_size, record.peak_tflops,
                               sampler, progress, record.emit)
-    stop, extra = STOP_FAILED, {"warnings": list(step.warnings) + gate.pop("warnings", []),
-                                "data": data_record(req, plan), **gate}
+    stop, extra = STOP_FAILED, {"warnings": list(step.warnings) + checks.pop("warnings"),
+                                "data": data_record(req, plan), **checks}
 
     def finish(stop_reason: str) -> RunOutcome:
         record.writer.write_samples(sampler.samples())

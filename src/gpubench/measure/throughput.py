@@ -43,12 +43,19 @@ class ThroughputScenario(Scenario):
         # Contention readings around each trial, whatever the telemetry (contention.py).
         watch = ContentionWatch(ctx.sampler, on_gpu=ctx.step.device.kind == "cuda")
 
+        graphs: List[Optional[int]] = [None]  # compiled graphs before the coming trial
+        recompiled: List[int] = []  # trials during which a compiler built a graph
+
         def progress(event: str, **fields: Any) -> None:
             if event == "trial":  # the estimate the coming trial is sized by
                 watch.expect(fields.get("seconds_per_iteration"))
+                graphs[0] = ctx.step.recompiles()
             ctx.progress(event, **fields)
 
         def on_trial(result: TrialResult) -> None:
+            now = ctx.step.recompiles()
+            if graphs[0] is not None and now is not None and now > graphs[0]:
+                recompiled.append(result.trial)
             last_loss[0] = result.loss
             row = self.trial_row(ctx, result)
             row["contended"] = watch.trial_verdict(result.trial, result.iterations,
@@ -58,6 +65,13 @@ class ThroughputScenario(Scenario):
         calibration, stop = measure(ctx.step, protocol, on_trial, watch, progress)
         extra: Dict[str, Any] = {"calibration": asdict(calibration),
                                  "contention": watch.record(), "warnings": watch.warnings()}
+        if graphs[0] is not None:  # a compiled step: say whether any trial recompiled
+            extra["recompiled_trials"] = recompiled
+            if recompiled:
+                extra["warnings"] += [
+                    f"torch.compile built new graphs during trial(s) "
+                    f"{', '.join(map(str, recompiled))}: those trials include compiling, not "
+                    "only running (run.json recompiled_trials; TORCH_LOGS=recompiles says why)"]
         if protocol.record_latency:
             extra["latency_timing"] = ("separate_pass" if ctx.step.latency_timing_syncs
                                        else "in_trial")
@@ -74,11 +88,13 @@ class ThroughputScenario(Scenario):
     def trial_row(ctx: ScenarioContext, result: TrialResult) -> Dict[str, Any]:
         mode, precision = ctx.request.mode, ctx.request.precision
         stats = ctx.workload.stats
+        tokens = getattr(ctx.workload, "tokens_per_sample", None)  # token models: the sequence
         samples = result.iterations * ctx.batch_size
         tflops = stats.flops_per_sample(mode) * samples / result.duration_s / 1e12
         row = {"trial": result.trial, "iterations": result.iterations, "samples": samples,
                "duration_s": result.duration_s,
                "throughput_samples_per_s": samples / result.duration_s, "tflops": tflops,
+               "tokens_per_s": (samples * tokens / result.duration_s) if tokens else None,
                "mfu": tflops / ctx.peak_tflops if ctx.peak_tflops else None,
                "peak_mem_bytes": ctx.step.peak_mem_bytes(), "loss": result.loss}
         row.update(percentiles_ms(result.latencies_s))

@@ -18,8 +18,13 @@ real peak is higher, never lower, than `MemoryEstimate.total_bytes`.
   MaxPool2d, the output of every ReLU, the loss's input-sized tensor; a tensor shared by
   two layers (a ReLU's output that the next Linear needs) counts once, a reshape
   (Flatten) is a view, and the model's input is data, not an activation. Eager PyTorch
-  saves exactly these for the MNIST MLP (tests/test_planning.py checks it). In
-  inference, the largest single layer output, which must exist at some moment.
+  saves exactly these for the MNIST MLP (tests/test_planning.py checks it). Token
+  models: a LayerNorm saves its input and two statistics per position, a GELU its input,
+  an LMHead its input, a SelfAttention its input, the fused Q/K/V (3 x seq x d) and the
+  heads' merged output (the output projection's input); the attention probabilities
+  are not counted (fused kernels keep only a per-row statistic), the Embedding saves
+  only the token ids (data) and TakeFirst is a view. In inference, the largest single
+  layer output (for SelfAttention its fused Q/K/V), which must exist at some moment.
 - data: the distinct batches kept resident (`data_batches`), inputs and (training)
   targets.
 """
@@ -32,7 +37,8 @@ from typing import Sequence, Tuple
 
 from gpubench.models.analysis import analyze
 from gpubench.models.layers import (
-    BatchNorm2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU, Residual,
+    GELU, BatchNorm2d, Conv2d, Flatten, Layer, LayerNorm, Linear, LMHead, MaxPool2d, ReLU,
+    Residual, SelfAttention, TakeFirst,
 )
 
 Shape = Tuple[int, ...]
@@ -75,11 +81,18 @@ def _walk(layers: Sequence[Layer], shape: Shape, input_saved: bool) -> Tuple[Sha
             current_saved = False
             continue
         out = analyze([layer], shape).output_shape
-        if isinstance(layer, Flatten):
+        if isinstance(layer, (Flatten, TakeFirst)):
             shape = out  # a view of its input: nothing new, saved as much as its input
             continue
-        if isinstance(layer, (Linear, Conv2d, BatchNorm2d, MaxPool2d)) and not current_saved:
+        needs_input = (Linear, Conv2d, BatchNorm2d, MaxPool2d, LayerNorm, GELU, LMHead, SelfAttention)
+        if isinstance(layer, needs_input) and not current_saved:
             saved += _numel(shape)  # the backward pass needs this layer's input
+        if isinstance(layer, LayerNorm):
+            saved += 2 * _numel(shape[:-1])  # mean and inverse deviation per position
+        if isinstance(layer, SelfAttention):
+            seq, d = shape
+            saved += 3 * seq * d + seq * d  # Q/K/V, and the heads' output the projection reads
+            largest = max(largest, 3 * seq * d)
         shape, current_saved = out, False
         if isinstance(layer, ReLU):
             saved += _numel(shape)  # ReLU's gradient is masked by its output
@@ -133,8 +146,8 @@ def format_bytes(n: float) -> str:
 
 
 def optimizer_slots(optimizer: str, optimizer_args: Sequence[Tuple[str, float]]) -> int:
-    """Buffers per parameter the optimizer keeps: Adam two, SGD one with momentum."""
-    if optimizer == "adam":
+    """Buffers per parameter the optimizer keeps: Adam and AdamW two, SGD one with momentum."""
+    if optimizer in ("adam", "adamw"):
         return 2
     return 1 if dict(optimizer_args).get("momentum") else 0
 

@@ -6,6 +6,7 @@ calibrated trial length."""
 HIGHER, LOWER = "higher", "lower"
 DIRECTIONS = {
     "throughput_samples_per_s": HIGHER,
+    "tokens_per_s": HIGHER,
     "tflops": HIGHER,
     "mfu": HIGHER,
     "samples_per_joule": HIGHER,

@@ -28,8 +28,10 @@ History:
     that scenario's per-epoch rows (`epoch`, `train_loss`, `test_accuracy`, `epoch_s`,
     `eval_s`, `elapsed_s`) and of its result, on the run's last epoch row
     (`time_to_accuracy_s`, `energy_to_accuracy_j`, `epochs_to_accuracy`, `reached`);
-    the accuracy gate's (`top1_agreement`, `max_abs_diff`, `accuracy_ok`). A v3 row
-    reads with them all empty (no v3 run had them).
+    the accuracy gate's (`top1_agreement`, `max_abs_diff`, `accuracy_ok`: also a
+    non-eager exec mode's check against eager), `compile_s` (compile or capture time,
+    apart from the trials) and `tokens_per_s` (token models). `exec` gains torch's `compile`, `compile:MODE` and
+    `cuda-graphs`. A v3 row reads with them all empty (no v3 run had them).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ ENVIRONMENT_COLUMNS = (
 )
 MEASURED_COLUMNS = (
     "trial", "iterations", "samples", "duration_s", "throughput_samples_per_s",
+    "tokens_per_s",  # token models (gpt, bert): samples/s x tokens a sample
     "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "tflops", "mfu",
     "peak_mem_bytes", "power_avg_w", "energy_j", "energy_source", "samples_per_joule",
     "gpu_util_pct", "mem_util_pct", "sm_clock_mhz", "mem_bw_gbs", "mem_bw_source",
@@ -90,6 +93,8 @@ MEASURED_COLUMNS = (
     # the accuracy gate (measure/accuracy_gate.py): the backend's outputs against fp32
     # torch's on real test images, and whether they agree within the tolerance
     "top1_agreement", "max_abs_diff", "accuracy_ok",
+    # a non-eager exec mode's compile or capture seconds, before and apart from the trials
+    "compile_s",
     "status", "error",
 )
 
@@ -116,7 +121,7 @@ DESCRIBED_METRICS = ("throughput_samples_per_s", "latency_p50_ms")
 MEDIAN_METRICS = (
     "latency_p90_ms", "latency_p99_ms", "tflops", "mfu", "peak_mem_bytes", "power_avg_w",
     "energy_j", "samples_per_joule", "gpu_util_pct", "mem_util_pct", "sm_clock_mhz",
-    "mem_bw_gbs", "temp_c", "loss",
+    "mem_bw_gbs", "temp_c", "loss", "compile_s", "tokens_per_s",
 )
 STAT_NAMES = ("median", "iqr", "mean", "std", "cv", "ci_low", "ci_high")
 

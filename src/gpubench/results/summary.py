@@ -12,9 +12,11 @@ from gpubench.results.schema import DESCRIBED_METRICS, MEDIAN_METRICS, STAT_NAME
 from gpubench.stats import describe
 
 # A time-to-accuracy run's result (its last epoch row) and its final test accuracy;
-# empty for other scenarios.
+# empty for other scenarios. The output checks' columns likewise.
 RESULT_COLUMNS = ("test_accuracy", "time_to_accuracy_s", "energy_to_accuracy_j",
-                  "epochs_to_accuracy", "reached")
+                  "epochs_to_accuracy", "reached",
+                  # the output checks (the same on every row of a run): --check-accuracy, exec
+                  "top1_agreement", "max_abs_diff", "accuracy_ok")
 STAT_COLUMNS = (
     ("n_trials", "n_ok", "status", "stop_reason")
     + tuple(f"{m}_{s}" for m in DESCRIBED_METRICS for s in STAT_NAMES)

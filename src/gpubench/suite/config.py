@@ -11,6 +11,7 @@ workloads x backends x modes x precisions x batch sizes x params.
         modes: [train, infer]
         precisions: [fp32]
         batch_sizes: [64, 1024]     # null = the workload's default
+        execs: [eager, compile]      # execution modes, crossed too (null = the backend's)
         params: {hidden: [64, 128]}  # each key's values are crossed too
         repeats: 4                   # runs per configuration, interleaved: compare then
                                      # tests per-run medians (run-to-run noise included)
@@ -42,7 +43,7 @@ from gpubench.errors import UserError
 
 # Matrix keys: a scalar or a list of scalars each.
 MATRIX_KEYS = {"workloads": str, "backends": str, "modes": str, "precisions": str,
-               "batch_sizes": int}
+               "batch_sizes": int, "execs": str}
 # Settings: one scalar each, as `gpubench run` takes them.
 SETTING_KEYS = {"trials": int, "warmup_s": float, "min_trial_s": float,
                 "target_rel_ci": float, "max_time_s": float, "telemetry": str,
@@ -64,7 +65,7 @@ DEFAULT_SETTINGS: Dict[str, Any] = {"trials": None, "warmup_s": 1.0, "min_trial_
                                     "target_accuracy": None, "max_epochs": None,
                                     "check_accuracy": False}
 DEFAULT_MATRIX: Dict[str, List[Any]] = {"modes": ["train"], "precisions": ["fp32"],
-                                        "batch_sizes": [None]}
+                                        "batch_sizes": [None], "execs": [None]}
 FILTER_KEYS = ("workload", "backend", "mode", "precision", "batch_size", "params")
 
 
@@ -79,6 +80,7 @@ class SuiteRun:
     batch_size: Optional[int]
     params: Tuple[Tuple[str, str], ...]
     settings: Tuple[Tuple[str, Any], ...] = field(default=())
+    exec: Optional[str] = None  # execution mode (--exec); None: the backend's default
 
     @property
     def params_text(self) -> str:
@@ -91,7 +93,8 @@ class SuiteRun:
         target = settings.get("target_accuracy")
         return (self.workload, self.backend, self.mode, self.precision,
                 "" if self.batch_size is None else str(self.batch_size), self.params_text,
-                str(settings.get("data", "synthetic")), "" if target is None else f"{target:g}")
+                str(settings.get("data", "synthetic")), "" if target is None else f"{target:g}",
+                self.exec or "")
 
     def label(self) -> str:
         batch = "default" if self.batch_size is None else self.batch_size
@@ -100,6 +103,8 @@ class SuiteRun:
         extra = "" if settings.get("data", "synthetic") == "synthetic" else f" data {settings['data']}"
         if settings.get("target_accuracy") is not None:
             extra += f" to accuracy {settings['target_accuracy']:g}"
+        if self.exec is not None:
+            extra += f" exec {self.exec}"
         return (f"{self.workload}{params} {self.backend} {self.mode} {self.precision} "
                 f"batch {batch}{extra}")
 
@@ -182,7 +187,7 @@ def _entry(raw: Dict[str, Any], base: Dict[str, Any], source: Path, path: str) -
         where = f"{path}.{key}"
         if key in MATRIX_KEYS:
             merged[key] = _scalar_list(value, MATRIX_KEYS[key], source, where,
-                                       allow_null=key == "batch_sizes")
+                                       allow_null=key in ("batch_sizes", "execs"))
             if key == "batch_sizes":
                 for b in merged[key]:
                     if b is not None and b < 1:
@@ -235,10 +240,10 @@ def parse_suite(data: Any, source: Path) -> List[SuiteRun]:
         _resolve_protocol_defaults(entry)
         settings = tuple((k, entry[k]) for k in sorted(SETTING_KEYS))
         param_names = sorted(entry["params"])
-        for w, b, m, p, bs, *values in itertools.product(
+        for w, b, m, p, bs, ex, *values in itertools.product(
                 entry["workloads"], entry["backends"], entry["modes"], entry["precisions"],
-                entry["batch_sizes"], *(entry["params"][n] for n in param_names)):
-            runs.append(SuiteRun(w, b, m, p, bs, tuple(zip(param_names, values)), settings))
+                entry["batch_sizes"], entry["execs"], *(entry["params"][n] for n in param_names)):
+            runs.append(SuiteRun(w, b, m, p, bs, tuple(zip(param_names, values)), settings, ex))
     seen = set()
     unique = [r for r in runs if not (r.key() in seen or seen.add(r.key()))]
     return unique

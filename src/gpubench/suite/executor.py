@@ -150,7 +150,7 @@ def request_for(run: SuiteRun, folder: Path, device: int, timeout_override: Opti
                               min_trial_s=s["min_trial_s"], target_rel_ci=s["target_rel_ci"],
                               max_time_s=s["max_time_s"])
     req = RunRequest(workload=run.workload, backend=run.backend, mode=run.mode,
-                     precision=run.precision, batch_size=run.batch_size,
+                     precision=run.precision, batch_size=run.batch_size, exec=run.exec,
                      params=dict(run.params), device_index=device, threads=s["threads"],
                      seed=s["seed"], protocol=protocol, telemetry=s["telemetry"],
                      sample_hz=s["sample_hz"], out_dir=folder.parent, folder=folder,

@@ -9,14 +9,15 @@ from gpubench.errors import UserError
 from gpubench.workloads.base import (
     ParamSpec, Workload, WorkloadSpec, format_params, parse_param_args,
 )
-from gpubench.workloads import lenet5, linreg, mnist, resnet50
+from gpubench.workloads import bert, gpt, lenet5, linreg, mnist, resnet50
 
 __all__ = [
     "ParamSpec", "Workload", "WorkloadSpec", "format_params", "parse_param_args",
     "all_workloads", "get_workload", "register_workload", "resolve_workload",
 ]
 
-_BUILTIN = {spec.name: spec for spec in (linreg.SPEC, mnist.SPEC, lenet5.SPEC, resnet50.SPEC)}
+_BUILTIN = {spec.name: spec for spec in (linreg.SPEC, mnist.SPEC, lenet5.SPEC, resnet50.SPEC,
+                                           gpt.SPEC, bert.SPEC)}
 _extra: Dict[str, WorkloadSpec] = {}
 _plugins_loaded = False
 

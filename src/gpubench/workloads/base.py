@@ -10,9 +10,11 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 from gpubench.errors import UserError
 from gpubench.models import Layer, ModelStats, analyze
 
-TASKS = ("regression", "classification")
+# language_model: a prediction per position, targets int64 [B, seq] (the next token).
+TASKS = ("regression", "classification", "language_model")
 LOSSES = ("mse", "cross_entropy")
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+INPUT_DTYPES = {"float32": 4, "int64": 8}  # the input's dtype -> bytes per element
 
 
 @dataclass(frozen=True)
@@ -27,14 +29,32 @@ class Workload:
     default_batch_size: int
     layers: Tuple[Layer, ...]
     params: Tuple[Tuple[str, Any], ...] = ()  # the resolved --param values
+    # Token models: int64 token ids in, and the tokens one sample holds (its sequence
+    # length: tokens/s = samples/s x tokens_per_sample); None for the others.
+    input_dtype: str = "float32"
+    tokens_per_sample: Optional[int] = None
 
     def __post_init__(self) -> None:
         assert self.task in TASKS and self.loss in LOSSES and self.optimizer in OPTIMIZERS
+        assert self.input_dtype in INPUT_DTYPES
+        assert self.task != "language_model" or self.tokens_per_sample, self.name
+
+    @property
+    def output_shape(self) -> Tuple[int, ...]:
+        """Per sample: (num_outputs,), or (seq, vocab) logits for a language model."""
+        if self.task == "language_model":
+            return (int(self.tokens_per_sample), self.num_outputs)  # type: ignore[arg-type]
+        return (self.num_outputs,)
+
+    @property
+    def input_itemsize(self) -> int:
+        """Bytes per input element as the data is made on the host (data/synthetic.py)."""
+        return INPUT_DTYPES[self.input_dtype]
 
     @cached_property
     def stats(self) -> ModelStats:
         stats = analyze(self.layers, self.input_shape)
-        assert stats.output_shape == (self.num_outputs,), (self.name, stats.output_shape)
+        assert stats.output_shape == self.output_shape, (self.name, stats.output_shape)
         return stats
 
     @property

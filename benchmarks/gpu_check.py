@@ -16,13 +16,17 @@ room for is "skipped (time)". Expected times on an H100/H200 (16 cores) in brack
   list       `gpubench list --json`: the workloads, torch-cuda available            [~4 s]
   kernels    bf16 8192^3 GEMM TFLOP/s and 1 GiB device copy GB/s beside the peaks    [~10 s]
   pytest     `pytest -m gpu` and the CPU tests of the GPU code paths, in parallel    [~90 s]
-  runs       torch-cuda x every workload x train/infer x fp32/tf32/bf16/fp16, NVML
+  runs       torch-cuda x every workload x train/infer x fp32/tf32/bf16/fp16 (gpt and
+             bert small: bf16 train, fp16 infer), NVML
              telemetry, 3 trials of >= 0.3 s; ResNet-50 at image_size=128, batch
              128 (not 224: time); every row checked                                  [32 x ~5 s]
   steady     ResNet-50 bf16 training, 3 trials of 2 s at 50 Hz: energy counter
              against integrated power                                                [~15 s]
   suite      two runs of one configuration in isolated workers (--devices 0), then
              `gpubench compare --by run_id` on them                                  [~20 s]
+  exec       small gpt under torch.compile (train) and CUDA graphs (train, infer):
+             ran, matched eager, compile_s recorded, no recompile in a trial; last,
+             in the time left (a cold compile takes tens of seconds)                [~60 s]
 Total ~5 min, so that a rerun fits in a 15-minute slot.
 
 Writes at most 8 files to $OUT (or ./gpu-check-out): summary.md (every check as
@@ -64,7 +68,8 @@ from gpubench.peaks import peak_tflops  # noqa: E402 (no framework: the datashee
 # The script's own modules beside it (benchmarks/ is on sys.path when it runs as a script).
 from gpu_check_kernels import measure_kernels  # noqa: E402
 from gpu_check_rows import (  # noqa: E402
-    FAIL, PASS, SKIP, Check, _fmt, _num, check_energy_integrated, check_kernel, check_pytest,
+    FAIL, PASS, SKIP, Check, _fmt, _num, check_energy_integrated, check_exec_run, check_kernel,
+    check_pytest,
     check_run, energy_vs_integrated, gpm_expected_for, gpu_state_of, gpu_state_text,
     parse_junit, parse_pytest_tail, run_table_row,
 )
@@ -91,6 +96,17 @@ RUN_ARGS = ("--backend", "torch-cuda", "--trials", "3", "--min-trial-s", "0.3",
 # ResNet-50 at 224 px spends most of a short run in cuDNN autotuning; 128 px keeps it
 # device-bound and fast.
 WORKLOAD_ARGS = {"resnet50": ("--batch-size", "128", "--param", "image_size=128")}
+# Transformers at a small shape (GPT-2 small would spend the budget), in the precisions
+# they are run in: bf16 training, fp16 inference.
+SMALL_TRANSFORMER = ("--param", "layers=4", "--param", "d_model=256", "--param", "heads=4",
+                     "--param", "vocab=8192")
+WORKLOAD_ARGS.update(gpt=SMALL_TRANSFORMER + ("--param", "seq_len=256"),
+                     bert=SMALL_TRANSFORMER + ("--param", "seq_len=128"))
+WORKLOAD_MATRIX = {"gpt": (("train", "bf16"), ("infer", "fp16")),
+                   "bert": (("train", "bf16"), ("infer", "fp16"))}
+# Last, in what time is left: torch.compile (cold: tens of seconds) and CUDA graphs on
+# the small gpt, each checked against eager by gpubench before timing.
+EXEC_RUNS = (("compile", "train"), ("cuda-graphs", "train"), ("cuda-graphs", "infer"))
 STEADY_ARGS = ("--workload", "resnet50", "--mode", "train", "--precision", "bf16",
                "--batch-size", "256", "--param", "image_size=128", "--trials", "3",
                "--min-trial-s", "2", "--warmup-s", "2", "--sample-hz", "50")
@@ -470,6 +486,16 @@ class Checker:
         if state and "gpu state before the first run" not in self.report.machine:
             self.report.machine["gpu state before the first run"] = state
 
+    def step_exec(self, exec_mode: str, mode: str) -> None:
+        """A non-eager exec mode: it runs, its outputs matched eager's (gpubench's own
+        check before timing), compile_s is recorded, no trial recompiled."""
+        label = f"exec {exec_mode} gpt {mode}"
+        precision = "bf16" if mode == "train" else "fp16"
+        args = ["--workload", "gpt", "--mode", mode, "--precision", precision, "--exec", exec_mode,
+                *RUN_ARGS, *WORKLOAD_ARGS["gpt"]]
+        rows, _, run_json = self._run_once(label, args, mode, "exec")
+        self.report.add([check_exec_run(label, rows, run_json)])
+
     def step_steady(self) -> None:
         label = "steady resnet50 train bf16"
         t0 = time.monotonic()
@@ -539,12 +565,15 @@ class Checker:
                                    f"not run: torch-cuda is not available: {self.torch_cuda[1]}")])
         else:
             for workload in self.workloads:
-                for mode in MODES:
-                    for precision in PRECISIONS:
-                        self.step(f"run {workload} {mode} {precision}", LIMITS["run"][1],
-                                  self.step_run, workload, mode, precision)
+                matrix = WORKLOAD_MATRIX.get(workload) or [(m, p) for m in MODES for p in PRECISIONS]
+                for mode, precision in matrix:
+                    self.step(f"run {workload} {mode} {precision}", LIMITS["run"][1],
+                              self.step_run, workload, mode, precision)
             self.step("steady run: energy counter vs integrated power", LIMITS["steady"][1], self.step_steady)
             self.step("suite + compare", LIMITS["suite"][1], self.step_suite)
+            for exec_mode, mode in EXEC_RUNS:
+                self.step(f"exec {exec_mode} gpt {mode}", LIMITS["run"][1], self.step_exec,
+                          exec_mode, mode)
         self.report.state = "finished"
         self.write()
         return self.report.exit_code()

@@ -295,6 +295,34 @@ def check_energy_integrated(figures: List[Dict[str, Any]]) -> Check:
                  f"median |diff| {diff * 100:.2f}% (limit {ENERGY_TOL * 100:g}%); {detail}")
 
 
+def check_exec_run(label: str, rows: List[Dict[str, Any]], run_json: Dict[str, Any]) -> Check:
+    """A non-eager exec mode's run: ok rows, accuracy_ok on them (its outputs matched
+    eager's), compile_s > 0, no trial that recompiled."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    check = run_json.get("exec_check") or {}
+    compile_s = _num(run_json.get("compile_s"))
+    recompiled = run_json.get("recompiled_trials") or []
+    problems = []
+    if not ok:
+        problems.append(f"no ok row ({_last_error(rows)})")
+    elif not all(_bool(r.get("accuracy_ok")) for r in ok):
+        problems.append("outputs off eager's")
+    if ok and (compile_s is None or compile_s <= 0):
+        problems.append("no compile_s")
+    if recompiled:
+        problems.append(f"recompiled during trial(s) {recompiled}")
+    figures = (f"compile_s {_fmt(compile_s)}, top-1 vs eager {_fmt(check.get('top1_agreement'))}, "
+               f"max abs diff {_fmt(check.get('max_abs_diff'))}, "
+               f"{_fmt(_median([_num(r.get('throughput_samples_per_s')) or 0.0 for r in ok]))} samples/s")
+    detail = f"{'; '.join(problems)} ({figures})" if problems else figures
+    return Check(label, "exec mode against eager", FAIL if problems else PASS, detail)
+
+
+def _last_error(rows: List[Dict[str, Any]]) -> str:
+    errors = [str(r.get("error")).strip().splitlines()[-1] for r in rows if r.get("error")]
+    return errors[-1] if errors else f"{len(rows)} rows"
+
+
 def check_run(label: str, mode: str, rows: List[Dict[str, Any]],
               samples: Optional[List[Dict[str, Any]]], run_json: Dict[str, Any],
               gpm_expected: Optional[bool]) -> List[Check]:

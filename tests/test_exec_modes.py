@@ -74,6 +74,7 @@ def test_recompilations_during_trials_are_reported(tmp_path, monkeypatch):
     (["--compile-mode", "max-autotune"], "--compile-mode is for --exec compile"),
     (["-b", "onnxruntime-cpu", "--mode", "infer", "--exec", "compile"],
      "exec mode 'compile' is unsupported on onnxruntime-cpu"),
+    (["-b", "tf-cpu", "--exec", "xla"], "(it runs: eager); backend tf-cpu-xla runs it"),
 ])
 def test_exec_modes_a_backend_cannot_run_are_refused_in_one_line(args, message, tmp_path):
     backend = [] if "-b" in args else ["-b", "torch-cpu"]

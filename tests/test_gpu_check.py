@@ -249,6 +249,20 @@ def test_kernel_and_pytest_checks():
     assert gcr.parse_pytest_tail("...\n3 passed, 1 failed, 2 skipped in 4.20s\n")["failed"] == 1
 
 
+def test_exec_runs_pass_only_when_they_matched_eager_compiled_and_did_not_recompile():
+    good = [{"status": "ok", "accuracy_ok": True, "throughput_samples_per_s": 100.0}] * 2
+    meta = {"compile_s": 12.5, "exec_check": {"top1_agreement": 1.0, "max_abs_diff": 1e-3},
+            "recompiled_trials": []}
+    passed = gcr.check_exec_run("exec compile gpt train", good, meta)
+    assert passed.verdict == "PASS" and "compile_s 12.5" in passed.detail
+    off = [{**r, "accuracy_ok": False} for r in good]
+    assert "outputs off eager's" in gcr.check_exec_run("x", off, meta).detail
+    assert gcr.check_exec_run("x", good, {**meta, "recompiled_trials": [1]}).verdict == "FAIL"
+    assert gcr.check_exec_run("x", good, {**meta, "compile_s": None}).verdict == "FAIL"
+    failed = gcr.check_exec_run("x", [{"status": "failed", "error": "Traceback\nboom"}], {})
+    assert failed.verdict == "FAIL" and "boom" in failed.detail
+
+
 # -- the summary ------------------------------------------------------------------------------
 def _report():
     report = gcs.Report(started_utc="2026-01-01T00:00:00Z", host="box", deadline_s=390.0,

@@ -128,8 +128,11 @@ def check_gate_request(req: RunRequest, backend: Backend) -> None:
 def exec_mode_of(req: RunRequest, backend: Backend) -> str:
     exec_mode = req.exec or backend.exec_modes[0]
     if exec_mode not in backend.exec_modes:
+        from gpubench.backends import all_backends
+        variant = f"{backend.name}-{exec_mode}"  # tf-cpu + xla: the tf-cpu-xla backend
+        hint = f"; backend {variant} runs it" if variant in all_backends() else ""
         raise Unsupported(f"exec mode {exec_mode!r} is unsupported on {backend.name} "
-                          f"(it runs: {', '.join(backend.exec_modes)})")
+                          f"(it runs: {', '.join(backend.exec_modes)}){hint}")
     return exec_mode
 
 

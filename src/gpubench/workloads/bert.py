@@ -11,12 +11,12 @@ layer, and a position table of seq_len rows (BERT-base has 512)."""
 from gpubench.models import Embedding, Linear, TakeFirst
 from gpubench.models.transformer import pre_norm_stack
 from gpubench.workloads.base import ParamSpec, Workload, WorkloadSpec
+from gpubench.workloads.transformer_params import check_heads, transformer_params
 
 
 def build(layers: int, d_model: int, heads: int, seq_len: int, vocab: int,
           num_classes: int) -> Workload:
-    if d_model % heads:
-        raise ValueError(f"d_model {d_model} does not divide into {heads} heads")
+    check_heads(d_model, heads)
     return Workload(
         name="bert", task="classification", input_shape=(seq_len,), num_outputs=num_classes,
         loss="cross_entropy", optimizer="adamw",
@@ -37,12 +37,6 @@ SPEC = WorkloadSpec(
     name="bert",
     description="BERT-style encoder classifier ([CLS] -> classes), cross-entropy, AdamW",
     build=build,
-    params={
-        "layers": ParamSpec(int, 12, "transformer blocks", minimum=1),
-        "d_model": ParamSpec(int, 768, "model width (divisible by heads)", minimum=1),
-        "heads": ParamSpec(int, 12, "attention heads", minimum=1),
-        "seq_len": ParamSpec(int, 128, "tokens per sample (and position embeddings)", minimum=1),
-        "vocab": ParamSpec(int, 30522, "vocabulary size", minimum=2),
-        "num_classes": ParamSpec(int, 2, "number of classes", minimum=2),
-    },
+    params={**transformer_params(128, 1, 30522),
+            "num_classes": ParamSpec(int, 2, "number of classes", minimum=2)},
 )

@@ -5,12 +5,12 @@ embedding; next-token cross-entropy at every position, AdamW. GPT-2 small by def
 
 from gpubench.models import Embedding, LMHead
 from gpubench.models.transformer import pre_norm_stack
-from gpubench.workloads.base import ParamSpec, Workload, WorkloadSpec
+from gpubench.workloads.base import Workload, WorkloadSpec
+from gpubench.workloads.transformer_params import check_heads, transformer_params
 
 
 def build(layers: int, d_model: int, heads: int, seq_len: int, vocab: int) -> Workload:
-    if d_model % heads:
-        raise ValueError(f"d_model {d_model} does not divide into {heads} heads")
+    check_heads(d_model, heads)
     return Workload(
         name="gpt", task="language_model", input_shape=(seq_len,), num_outputs=vocab,
         loss="cross_entropy", optimizer="adamw",
@@ -31,11 +31,5 @@ SPEC = WorkloadSpec(
     name="gpt",
     description="GPT-2-style decoder (causal, tied LM head), next-token cross-entropy, AdamW",
     build=build,
-    params={
-        "layers": ParamSpec(int, 12, "transformer blocks", minimum=1),
-        "d_model": ParamSpec(int, 768, "model width (divisible by heads)", minimum=1),
-        "heads": ParamSpec(int, 12, "attention heads", minimum=1),
-        "seq_len": ParamSpec(int, 1024, "tokens per sample (and position embeddings)", minimum=2),
-        "vocab": ParamSpec(int, 50257, "vocabulary size", minimum=2),
-    },
+    params=transformer_params(1024, 2, 50257),
 )

@@ -33,9 +33,10 @@ def test_a_run_over_three_processes_is_one_folder(tmp_path):
     assert trials["run_id"].nunique() == 1 and trials["started_utc"].nunique() == 1
     processes = data.meta["processes"]
     assert [p["process"] for p in processes] == [0, 1, 2]
-    # The first calibrates; the later ones time exactly its iterations per trial.
+    # The first calibrates; the later ones time exactly its iterations per trial (the
+    # first may re-size its own later trials when one runs short on a busy machine).
     first = processes[0]["calibration"]["iterations_per_trial"]
-    assert set(trials["iterations"]) == {first}
+    assert set(trials.loc[trials["process"] > 0, "iterations"]) == {first}
     assert all(p["calibration"]["iterations_per_trial"] == first for p in processes)
     assert all(p["stop_reason"] == "fixed_trials" for p in processes)
     assert data.meta["started_utc"] == processes[0]["started_utc"]

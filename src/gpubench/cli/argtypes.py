@@ -35,25 +35,26 @@ def positive_float(text: str) -> float:
     return value
 
 
-def fraction(text: str) -> float:
-    """A relative width such as 0.02 (or '2%')."""
+def _share(text: str) -> float:
+    """'0.02' or '2%' as 0.02; NaN when it is not a number (callers reject NaN)."""
     raw = text.strip()
     try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+        return float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a percentage, got {text!r}") from None
-    if not (0 < value < 1):
+        return math.nan
+
+
+def fraction(text: str) -> float:
+    """A relative width such as 0.02 (or '2%')."""
+    value = _share(text)
+    if not (0 < value < 1):  # NaN fails too
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a percentage, got {text!r}")
     return value
 
 
 def accuracy(text: str) -> float:
     """A test accuracy in (0, 1], such as 0.97 (or '97%')."""
-    raw = text.strip()
-    try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except ValueError:
-        value = math.nan
+    value = _share(text)
     if not 0 < value <= 1:  # NaN fails too
         raise argparse.ArgumentTypeError(f"expected an accuracy in (0, 1] (e.g. 0.97 or 97%), "
                                          f"got {text!r}")

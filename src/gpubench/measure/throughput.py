@@ -88,7 +88,7 @@ class ThroughputScenario(Scenario):
     def trial_row(ctx: ScenarioContext, result: TrialResult) -> Dict[str, Any]:
         mode, precision = ctx.request.mode, ctx.request.precision
         stats = ctx.workload.stats
-        tokens = getattr(ctx.workload, "tokens_per_sample", None)  # token models: the sequence
+        tokens = ctx.workload.tokens_per_sample  # token models: the sequence
         samples = result.iterations * ctx.batch_size
         tflops = stats.flops_per_sample(mode) * samples / result.duration_s / 1e12
         row = {"trial": result.trial, "iterations": result.iterations, "samples": samples,

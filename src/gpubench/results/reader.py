@@ -23,6 +23,13 @@ from gpubench.results.schema import (
 )
 
 
+def in_schema_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """The schema's columns first, in trials.csv's order, then any others as they were."""
+    order = trial_columns()
+    return frame[[c for c in order if c in frame.columns]
+                 + [c for c in frame.columns if c not in order]]
+
+
 def _v1_to_v2(frame: pd.DataFrame) -> pd.DataFrame:
     """v1 had no scenario, exec, world_size, environment, onnx_sha256, threads, data,
     rank, started_utc or git_commit: every v1 run was one process timing back-to-back
@@ -35,17 +42,13 @@ def _v1_to_v2(frame: pd.DataFrame) -> pd.DataFrame:
                           "contended": None}.items():  # not judged: empty, and compare keeps it
         frame[column] = value
     frame.loc[frame["backend"].astype(str).str.endswith("-xla"), "exec"] = "xla"
-    order = trial_columns()
-    return frame[[c for c in order if c in frame.columns]
-                 + [c for c in frame.columns if c not in order]]
+    return in_schema_order(frame)
 
 
 def _v2_to_v3(frame: pd.DataFrame) -> pd.DataFrame:
     """v2 had no `process`: every v2 run was timed by one worker process, process 0."""
     frame = frame.assign(process=0)
-    order = trial_columns()
-    return frame[[c for c in order if c in frame.columns]
-                 + [c for c in frame.columns if c not in order]]
+    return in_schema_order(frame)
 
 
 def _v3_to_v4(frame: pd.DataFrame) -> pd.DataFrame:
@@ -53,9 +56,7 @@ def _v3_to_v4(frame: pd.DataFrame) -> pd.DataFrame:
     run measured throughput (empty target) and checked no accuracy."""
     new = [c for c in trial_columns() if c not in frame.columns]
     frame = frame.assign(**{c: None for c in new})
-    order = trial_columns()
-    return frame[[c for c in order if c in frame.columns]
-                 + [c for c in frame.columns if c not in order]]
+    return in_schema_order(frame)
 
 
 # MIGRATIONS[v] turns the rows of version v into rows of version v + 1.

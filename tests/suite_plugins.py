@@ -136,3 +136,27 @@ class WrongOutputs(Backend):
 
 
 register_backend("test-wrong-outputs", WrongOutputs)
+
+
+class RankStep(MatmulStep):
+    """A MatmulStep of a data-parallel run (the torchrun launcher) that misbehaves on
+    rank 1 only: the other ranks then wait for it in the protocol's collectives."""
+
+    def __init__(self, behaviour, rank):
+        super().__init__(behaviour if rank == 1 else "ok")
+
+
+class RankBehaviourBackend(BehaviourBackend):
+    def __init__(self, behaviour):
+        super().__init__(behaviour)
+        self.name = f"test-rank1-{behaviour}"
+
+    def capabilities(self, mode):
+        return frozenset({"run", "data_parallel"})
+
+    def prepare(self, workload, config):
+        return RankStep(self.behaviour, config.ranks.rank)
+
+
+for _behaviour in ("ok", "hang", "raise", "abort"):
+    register_backend(f"test-rank1-{_behaviour}", lambda b=_behaviour: RankBehaviourBackend(b))

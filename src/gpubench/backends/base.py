@@ -10,6 +10,7 @@ from typing import Any, Dict, FrozenSet, Optional, Sequence, Tuple
 
 import numpy as np
 
+from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.workloads import Workload
 
 MODES = ("train", "infer")
@@ -19,7 +20,10 @@ PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 # `train_epoch` and `evaluate` = an epoch over the real training set and the test
 # accuracy (Step.train_epoch, Step.evaluate); `predict` = outputs for given inputs
 # (Step.predict, the accuracy gate).
-STEP_CAPABILITIES = ("run", "train_epoch", "evaluate", "predict")
+# `data_parallel` = the step honours StepConfig.ranks (one replica or shard of the
+# model per rank, gradients reduced across them): preflight refuses a run of several
+# ranks on a backend whose steps would only run side by side.
+STEP_CAPABILITIES = ("run", "train_epoch", "evaluate", "predict", "data_parallel")
 # What training steps of the framework backends (torch, TensorFlow) can do.
 TRAINING_CAPABILITIES = frozenset({"run", "train_epoch", "evaluate"})
 
@@ -40,6 +44,9 @@ class StepConfig:
     # Start from models/init_weights.py's numpy weights (the same on every backend)
     # instead of the framework's own initialisation under the seed.
     reference_init: bool = False
+    # The rank this step runs as (gpubench/ranks.py): with a strategy, a torch step
+    # wraps its model (DistributedDataParallel) and draws its own data for its rank.
+    ranks: RankContext = SINGLE_RANK
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,12 @@ class Step(ABC):
         """The model's float32 outputs [N, classes] for a host batch in the description's
         layout (N, C, H, W), at the step's precision; synchronises."""
         raise NotImplementedError(f"{type(self).__name__} cannot predict")
+
+    def param_digest(self) -> Optional[str]:
+        """A hash of the model's parameters (data-parallel runs record it per rank at
+        the start and the end: equal on every rank after training says the gradients
+        were really reduced). None where the step cannot tell."""
+        return None
 
     def peak_mem_bytes(self) -> Optional[int]:
         """Peak device memory allocated since prepare; None where not measured."""

@@ -70,8 +70,11 @@ class TorchBackend(Backend):
         return True, ""
 
     def capabilities(self, mode: str) -> FrozenSet[str]:
-        # Training steps walk real data epoch by epoch; inference steps predict.
-        return TRAINING_CAPABILITIES if mode == "train" else frozenset({"run", "predict"})
+        # Training steps walk real data epoch by epoch; inference steps predict. Both
+        # run data-parallel: training as DDP replicas, inference as one replica a rank.
+        if mode == "train":
+            return TRAINING_CAPABILITIES | {"data_parallel"}
+        return frozenset({"run", "predict", "data_parallel"})
 
     def check_config(self, mode: str, precision: str) -> None:
         if self.device_kind == "cpu" and precision not in CPU_PRECISIONS:

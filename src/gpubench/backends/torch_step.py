@@ -16,6 +16,7 @@ from gpubench.backends.cuda_events import CudaEventPool, CudaEventTimer
 from gpubench.backends.exec_modes import compile_mode
 from gpubench.backends.torch_exec import GraphedStep, compile_module, dynamo_graphs, timed
 from gpubench.backends.torch_model import build_module
+from gpubench.backends.torch_parallel import param_digest, wrap_data_parallel
 from gpubench.errors import Unsupported
 from gpubench.data.sources import epoch_order, labelled_data, resident_batches
 from gpubench.models.init_weights import initial_weights
@@ -95,11 +96,18 @@ class TorchStep(Step):
                                                      config.seed))
         self.model.to(device)
         self.exec_mode = config.exec_mode or "eager"
-        # what the timed loop calls: the model itself, or it compiled (torch_exec.py)
-        self.run_model: Callable = (compile_module(self.model, self.exec_mode)
-                                    if compile_mode(self.exec_mode) else self.model)
+        # what the timed loop calls: the model itself (or its data-parallel wrapper,
+        # torch_parallel.py), or that compiled (torch_exec.py)
+        trained = self.model
+        self.parallel: Optional[str] = None  # the strategy applied, for run.json
+        if config.ranks.ranked and config.mode == "train":
+            trained, self.parallel = wrap_data_parallel(self.model, config.ranks, device)
+        self.run_model: Callable = (compile_module(trained, self.exec_mode)
+                                    if compile_mode(self.exec_mode) else trained)
+        # Each rank trains on batches of its own (a data-parallel step's point); the
+        # weights start the same everywhere all the same (DDP broadcasts rank 0's).
         batches = resident_batches(workload, config.batch_size, config.data_batches,
-                                   config.seed, config.data, config.data_dir)
+                                   config.seed + config.ranks.rank, config.data, config.data_dir)
         self._sets: Optional[HostSets] = None  # the real sets, once an epoch needs them
         self.data: List[Tuple[torch.Tensor, torch.Tensor]] = [
             (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)) for x, y in batches]
@@ -330,6 +338,9 @@ class TorchStep(Step):
 
     def loss(self) -> Optional[float]:
         return None if self._last_loss is None else float(self._last_loss.detach())
+
+    def param_digest(self) -> Optional[str]:
+        return param_digest(self.model)
 
     def peak_mem_bytes(self) -> Optional[int]:
         return int(torch.cuda.max_memory_allocated(self.torch_device)) if self.is_cuda else None

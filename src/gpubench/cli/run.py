@@ -17,6 +17,7 @@ DATA = ("synthetic", "mnist")  # kept in step with gpubench.data.sources.DATA_SO
 # kept in step with gpubench.backends.exec_modes (tested); `compile:MODE` via --compile-mode
 EXEC_CHOICES = ("eager", "compile", "cuda-graphs", "xla")
 COMPILE_CHOICES = ("default", "reduce-overhead", "max-autotune")
+STRATEGY_CHOICES = ("ddp", "fsdp")  # kept in step with gpubench.ranks.STRATEGIES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -94,6 +95,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="print only the run folder")
     p.add_argument("--timeout", type=positive_float, metavar="S",
                    help="stop the run after S seconds (a row with status=timeout)")
+    p.add_argument("--nproc", type=positive_int, metavar="N",
+                   help="data-parallel: N ranks through torchrun (torch.distributed.run), each "
+                        "on its own GPU (--device is the first) or, on the CPU, over gloo; "
+                        "rows per rank, every trial timed across all ranks on rank 0's clock")
+    p.add_argument("--strategy", choices=STRATEGY_CHOICES,
+                   help="with --nproc: how the ranks share training; ddp (default): "
+                        "DistributedDataParallel replicas")
     p.add_argument("--no-isolate", action="store_true",
                    help="run in this process instead of a fresh worker (for debugging)")
     p.set_defaults(execute=execute)
@@ -116,6 +124,10 @@ def execute(args: argparse.Namespace) -> int:
         raise UserError("--compile-mode is for --exec compile")
     if args.max_epochs is not None and not accuracy_run:
         raise UserError("--max-epochs is for time-to-accuracy runs: give --target-accuracy")
+    if args.strategy is not None and args.nproc is None:
+        raise UserError("--strategy is for runs of ranks: give --nproc N")
+    if args.nproc is not None and args.no_isolate:
+        raise UserError("--nproc starts ranks through torchrun; --no-isolate runs in this process")
     protocol = ProtocolConfig(
         trials=args.trials or default_trials(processes), warmup_s=args.warmup_s, min_trial_s=args.min_trial_s,
         target_rel_ci=args.target_rel_ci,
@@ -132,10 +144,14 @@ def execute(args: argparse.Namespace) -> int:
         target_accuracy=args.target_accuracy, max_epochs=args.max_epochs,
         check_accuracy=args.check_accuracy,
         exec=exec_with_compile_mode(args.exec, args.compile_mode) if args.exec else None,
-        scenario="time-to-accuracy" if accuracy_run else "throughput")
+        scenario="time-to-accuracy" if accuracy_run else "throughput",
+        world_size=args.nproc or 1,
+        strategy=(args.strategy or "ddp") if args.nproc is not None else None)
     show_progress = not args.quiet and sys.stderr.isatty()
     # process (default): a fresh worker, a clean CUDA context, the path suites take
-    launcher = make_launcher("inline" if args.no_isolate else "process")
+    # torchrun (--nproc): the ranks through torch.distributed.run
+    launcher = make_launcher("torchrun" if args.nproc is not None
+                             else "inline" if args.no_isolate else "process")
     try:
         with run_progress(show_progress) as progress:
             outcome = run_one(request, launcher, args.timeout, progress)

@@ -9,7 +9,9 @@ them.
 - `inline`: in this process (debugging; no timeout, no clean CUDA context);
 - `process`: fresh worker processes per run (`python -m gpubench.launch.worker`; one,
   or `--processes K` one after another), the default: a clean CUDA context, and a
-  segfault, OOM kill or hang stays in it.
+  segfault, OOM kill or hang stays in it;
+- `torchrun`: the run's ranks through `torch.distributed.run` (launch/torchrun.py),
+  each running the runner with its rank context (`gpubench run --nproc N`).
 """
 
 from __future__ import annotations
@@ -71,6 +73,13 @@ def check_python(python: str) -> str:
     if not os.path.isfile(path) or not os.access(path, os.X_OK):
         raise UserError(f"{python}: not an executable Python interpreter")
     return path
+
+
+def refuse_ranks(req: Any, launcher: str) -> None:
+    """A request for ranks (a strategy, --nproc) needs the launcher that starts them."""
+    if req.strategy is not None or req.world_size != 1:
+        raise UserError(f"a run of ranks (--nproc, --strategy) is started by the torchrun "
+                        f"launcher, not the {launcher} launcher")
 
 
 def is_this_python(python: str) -> bool:

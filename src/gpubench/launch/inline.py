@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from gpubench.errors import BackendUnavailable, Unsupported, UserError
 from gpubench.launch.base import (
-    LaunchResult, Launcher, OnStart, Progress, is_this_python, no_progress,
+    LaunchResult, Launcher, OnStart, Progress, is_this_python, no_progress, refuse_ranks,
 )
 
 
@@ -23,6 +23,7 @@ class InlineLauncher(Launcher):
                             "--no-isolate)")
 
     def preflight(self, req: Any) -> None:
+        refuse_ranks(req, self.name)
         if req.processes > 1:
             raise UserError(f"--processes {req.processes} starts worker processes; the inline "
                             "launcher (--no-isolate) runs in this one")

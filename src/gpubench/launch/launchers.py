@@ -13,8 +13,10 @@ from gpubench.launch.base import LaunchResult, Launcher, Progress, no_progress
 from gpubench.launch.inline import InlineLauncher
 from gpubench.launch.process import ProcessLauncher
 from gpubench.launch.status_rows import read_folder_trials, record_status, settle
+from gpubench.launch.torchrun import TorchrunLauncher
 
-LAUNCHERS: Dict[str, Type[Launcher]] = {"inline": InlineLauncher, "process": ProcessLauncher}
+LAUNCHERS: Dict[str, Type[Launcher]] = {"inline": InlineLauncher, "process": ProcessLauncher,
+                                        "torchrun": TorchrunLauncher}
 
 
 class RunInterrupted(KeyboardInterrupt):

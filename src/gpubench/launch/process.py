@@ -19,7 +19,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from gpubench.errors import Unsupported, UserError
 from gpubench.launch.base import (
-    LaunchResult, Launcher, OnStart, Progress, is_this_python, no_progress, run_ended,
+    LaunchResult, Launcher, OnStart, Progress, is_this_python, no_progress, refuse_ranks,
+    run_ended,
 )
 from gpubench.launch.status_rows import read_folder_trials
 from gpubench.launch.worker import (
@@ -105,6 +106,11 @@ class ProcessLauncher(Launcher):
         return proc, relay
 
     def preflight(self, req: Any) -> None:
+        refuse_ranks(req, self.name)
+        self.preflight_in_python(req)
+
+    def preflight_in_python(self, req: Any) -> None:
+        """The runner's preflight, in this launcher's Python."""
         if is_this_python(self.python):
             from gpubench.measure.runner import preflight
             preflight(req)

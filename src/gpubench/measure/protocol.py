@@ -18,6 +18,12 @@
    `target_rel_ci` of it, up to a time and trial cap, and say why it stopped. Fewer
    than 6 trials have no 95% interval (gpubench.stats): the target is not met by them.
 
+Across the ranks of a data-parallel run (gpubench/ranks.py) every rank runs the same
+steps: warm-up's chunks, the iterations per trial and every decision to stop are rank
+0's (its figures broadcast), each trial starts after a barrier and ends with a device
+synchronisation and a barrier on every rank, and its duration is rank 0's clock. A
+run of one process goes through the same code with collectives that do nothing.
+
 Nothing here prints: progress goes to a callback, results to `on_trial`.
 """
 
@@ -31,6 +37,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from gpubench.backends import Step
+from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.stats import rel_ci_halfwidth
 from gpubench.telemetry import NullSampler, Sampler
 
@@ -119,18 +126,21 @@ class WarmUp:
     first_loss: Optional[float] = None
 
 
-def warm_up(step: Step, budget_s: float, min_steps: int = MIN_WARMUP_STEPS) -> WarmUp:
+def warm_up(step: Step, budget_s: float, min_steps: int = MIN_WARMUP_STEPS,
+            ranks: RankContext = SINGLE_RANK) -> WarmUp:
     """Runs the first step alone (its cost may be compilation or autotuning: cuDNN
     benchmark, XLA, PTX JIT, ONNX Runtime's search), then doubling chunks, each
     synchronised, until `budget_s` has passed, `min_steps` more steps have run and the
     last two chunks agree within STEADY_REL per step; or until WARMUP_CAP_FACTOR x
     `budget_s`, and then it says it was not steady. The per-step estimate is the last
-    chunk's: the first step never enters it."""
+    chunk's: the first step never enters it. Every rank sizes its chunks by rank 0's
+    timings, so all run the same steps."""
+    ranks.barrier()
     t0 = clock()
     step.run(1)
     step.synchronize()
     start = clock()
-    first_s = start - t0
+    first_s = ranks.agree(start - t0)
     first_loss = step.loss()  # already synchronised: reading it costs no timed work
     cap_s = WARMUP_CAP_FACTOR * budget_s
     n, chunk, largest = 0, 1, 0
@@ -139,10 +149,9 @@ def warm_up(step: Step, budget_s: float, min_steps: int = MIN_WARMUP_STEPS) -> W
         t = clock()
         step.run(chunk)
         step.synchronize()
-        per_iter = (clock() - t) / chunk
+        per_iter, elapsed = ranks.agree(((clock() - t) / chunk, clock() - start))
         n += chunk
         largest = max(largest, chunk)
-        elapsed = clock() - start
         steady = (elapsed >= budget_s and n >= min_steps and previous is not None
                   and abs(per_iter - previous) <= STEADY_REL * previous)
         if steady or elapsed >= cap_s:
@@ -168,16 +177,19 @@ LATENCY_PASS_STEPS = 200  # steps timed one by one when timing would slow the tr
 
 
 def run_trial(step: Step, trial: int, iterations: int, record_latency: bool,
-              sampler: Sampler) -> TrialResult:
+              sampler: Sampler, ranks: RankContext = SINGLE_RANK) -> TrialResult:
     separate_pass = record_latency and step.latency_timing_syncs
     timer = step.make_timer(iterations) if record_latency and not separate_pass else None
     step.synchronize()
+    ranks.barrier()  # every rank starts together
     sampler.begin_trial(trial)
     t0 = clock()
     step.run(iterations, timer)
     step.synchronize()
+    ranks.barrier()  # and the trial ends when the slowest rank's device is done
     duration = clock() - t0
     telemetry = sampler.end_trial()
+    duration = ranks.agree(duration)  # rank 0's clock
     if separate_pass:  # after the trial's bracket: its throughput is not disturbed
         timer = step.make_timer(min(iterations, LATENCY_PASS_STEPS))
         step.run(min(iterations, LATENCY_PASS_STEPS), timer)
@@ -187,13 +199,30 @@ def run_trial(step: Step, trial: int, iterations: int, record_latency: bool,
                        telemetry, step.loss())
 
 
+def _stop_reason(config: ProtocolConfig, done: int, throughputs: List[float],
+                 spent_s: float) -> Optional[str]:
+    """Why the trials stop after `done` of them, or None to run another."""
+    if done < config.trials:
+        return None
+    if config.target_rel_ci is None:
+        return STOP_FIXED
+    if rel_ci_halfwidth(throughputs) <= config.target_rel_ci:  # inf below 6 trials
+        return STOP_TARGET_MET
+    if done >= config.max_trials:
+        return STOP_TRIAL_CAP
+    if spent_s >= config.max_time_s:
+        return STOP_TIME_CAP
+    return None
+
+
 def measure(step: Step, config: ProtocolConfig, on_trial: Callable[[TrialResult], None],
-            sampler: Optional[Sampler] = None, progress: Progress = no_progress) -> tuple[Calibration, str]:
+            sampler: Optional[Sampler] = None, progress: Progress = no_progress,
+            ranks: RankContext = SINGLE_RANK) -> tuple[Calibration, str]:
     """Runs the protocol; calls `on_trial` after every kept trial (so results are written
     as they come). Returns the calibration and the stop reason."""
     sampler = sampler or NullSampler()
     progress("warmup", seconds=config.warmup_s)
-    warm = warm_up(step, config.warmup_s)
+    warm = warm_up(step, config.warmup_s, ranks=ranks)
     fixed = config.iterations_per_trial is not None  # calibrated by the run's first process
     iterations = (config.iterations_per_trial if fixed
                   else iterations_for(config.min_trial_s, warm.seconds_per_iteration))
@@ -203,26 +232,19 @@ def measure(step: Step, config: ProtocolConfig, on_trial: Callable[[TrialResult]
     throughputs: List[float] = []
     started = clock()
     trial = config.first_trial
-    stop = STOP_FIXED
     per_iter = warm.seconds_per_iteration  # the warm-up's estimate, then the last trial's
     while True:
-        if trial - config.first_trial >= config.trials:
-            if config.target_rel_ci is None:
-                break
-            if rel_ci_halfwidth(throughputs) <= config.target_rel_ci:  # inf below 6 trials
-                stop = STOP_TARGET_MET
-                break
-            if trial - config.first_trial >= config.max_trials:
-                stop = STOP_TRIAL_CAP
-                break
-            if clock() - started >= config.max_time_s:
-                stop = STOP_TIME_CAP
-                break
+        done = trial - config.first_trial
+        # rank 0's decision (the time cap reads each rank's own clock)
+        stop = ranks.agree(_stop_reason(config, done, throughputs, clock() - started)
+                           if done >= config.trials else None)
+        if stop is not None:
+            break
         # seconds_per_iteration and target_rel_ci: for the progress display's ETA
         progress("trial", trial=trial - config.first_trial, trials=config.trials,
                  iterations=iterations, seconds_per_iteration=per_iter,
                  target_rel_ci=config.target_rel_ci)
-        result = run_trial(step, trial, iterations, config.record_latency, sampler)
+        result = run_trial(step, trial, iterations, config.record_latency, sampler, ranks)
         per_iter = result.duration_s / result.iterations
         if (not fixed and result.duration_s < DISCARD_FRACTION * config.min_trial_s
                 and len(calibration.discarded_trials) < MAX_DISCARDED_TRIALS):

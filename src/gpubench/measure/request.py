@@ -13,6 +13,7 @@ from gpubench.errors import Unsupported, UserError
 from gpubench.measure.memory_check import check_memory
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.scenario import Scenario, resolve_scenario
+from gpubench.ranks import STRATEGIES
 from gpubench.results import schema
 from gpubench.telemetry import check_request as check_telemetry_request
 from gpubench.workloads import Workload, resolve_workload
@@ -41,6 +42,9 @@ class RunRequest:
     scenario: str = "throughput"  # the loop that measures (measure/scenario.py)
     exec: Optional[str] = None  # execution mode; None = the backend's default (eager)
     world_size: int = 1  # processes the run spans (a launcher's business)
+    # how the ranks share the training (gpubench/ranks.py STRATEGIES): set by a rank
+    # launcher (--nproc; ddp unless --strategy says otherwise), None for a plain run
+    strategy: Optional[str] = None
     environment: str = DEFAULT_ENVIRONMENT  # the name of the Python environment it runs in
     # the data measured on (data/sources.py): "synthetic" (made with numpy) or "mnist"
     # (the real set, from data_dir or the cache); an identity column, like threads
@@ -76,15 +80,45 @@ def validate_request(req: RunRequest) -> None:
         raise UserError(f"unknown precision {req.precision!r} (valid: {', '.join(PRECISIONS)})")
     if req.batch_size is not None and req.batch_size < 1:
         raise UserError(f"batch size must be a positive integer, got {req.batch_size}")
-    if req.world_size != 1:
-        raise UserError(f"world size {req.world_size}: runs of more than one process need a "
-                        "launcher that starts ranks, which this gpubench does not have yet")
+    validate_ranks(req)
     if req.processes < 1 or not 0 <= req.process < req.processes:
         raise UserError(f"--processes must be a positive integer, got {req.processes}")
     if not req.environment.strip():
         raise UserError("the environment name is empty")
     validate_accuracy_request(req)
     check_telemetry_request(req.telemetry, req.sample_hz)
+
+
+def validate_ranks(req: RunRequest) -> None:
+    """World size and strategy: several ranks need a strategy (the torchrun launcher
+    sets one), and a rank's trials are not spread over --processes."""
+    if req.world_size < 1:
+        raise UserError(f"the world size must be a positive integer, got {req.world_size}")
+    if req.strategy is None:
+        if req.world_size != 1:
+            raise UserError(f"world size {req.world_size}: runs of more than one process are "
+                            "started by the torchrun launcher (gpubench run --nproc N)")
+        return
+    if req.strategy not in STRATEGIES:
+        raise UserError(f"unknown strategy {req.strategy!r} (valid: {', '.join(STRATEGIES)})")
+    if req.strategy == "fsdp":
+        raise UserError("--strategy fsdp is not implemented yet (use ddp)")
+    if req.processes != 1:
+        raise UserError("--processes spreads one process's trials over several; a run of "
+                        "ranks (--nproc) times all its ranks together: use one or the other")
+
+
+def check_ranked(req: RunRequest, scenario: Scenario, backend: Backend) -> None:
+    """A run of ranks needs a scenario that keeps them in step and steps that honour
+    the rank context."""
+    if req.strategy is None:
+        return
+    if not scenario.ranked:
+        raise UserError(f"scenario {scenario.name} runs in one process; it cannot run on "
+                        "several ranks (--nproc)")
+    if "data_parallel" not in backend.capabilities(req.mode):
+        raise Unsupported(f"{backend.name} {req.mode} steps cannot run data-parallel "
+                          "(--nproc): their ranks would only run side by side")
 
 
 def validate_accuracy_request(req: RunRequest) -> None:
@@ -146,6 +180,7 @@ def preflight(req: RunRequest) -> Preflight:
     backend = resolve_backend(req.backend)
     backend.check_config(req.mode, req.precision)
     exec_mode = exec_mode_of(req, backend)
+    check_ranked(req, scenario, backend)
     if req.data != "synthetic":  # before anything is written: a missing set is exit 2
         from gpubench.data.sources import check_source, labelled_data
         check_source(workload, req.data)

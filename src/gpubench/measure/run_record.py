@@ -14,9 +14,10 @@ from gpubench.backends import Step
 from gpubench.environment import machine_environment
 from gpubench.measure.request import Preflight, RunRequest, run_identity
 from gpubench.peaks import peak_tflops
+from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.results.schema import ENVIRONMENT_COLUMNS, SCHEMA_VERSION
 from gpubench.results.summary import summarize
-from gpubench.results.writer import RunWriter
+from gpubench.results.writer import RankRowsWriter, RunWriter
 
 ERROR_TAIL_CHARS = 2000
 
@@ -48,13 +49,24 @@ def process_entry(meta: Mapping[str, Any], process: int) -> Dict[str, Any]:
     return {"process": process, **{k: meta[k] for k in PROCESS_FIELDS if k in meta}}
 
 
+# What run.json keeps of each rank of a data-parallel run (`ranks`, in rank order); the
+# top level holds rank 0's.
+RANK_FIELDS = ("device", "params_sha256", "calibration", "contention", "loss", "warnings",
+               "telemetry")
+
+
 class RunRecord:
-    def __init__(self, req: RunRequest, plan: Preflight) -> None:
-        self.req, self.plan, self.workload = req, plan, plan.workload
+    """In a run of several ranks every rank keeps a record; rank 0's writes the folder,
+    the others send it their rows (emit, write_samples, finish gather them)."""
+
+    def __init__(self, req: RunRequest, plan: Preflight,
+                 ranks: RankContext = SINGLE_RANK) -> None:
+        self.req, self.plan, self.workload, self.ranks = req, plan, plan.workload, ranks
         self.identity = run_identity(req, plan.workload, plan.backend, plan.exec_mode)
         self.peak_tflops: Optional[float] = None  # known once the device is
         self.env = {**machine_environment(), **plan.backend.environment()}
-        self.writer = RunWriter(req.out_dir, self.env["host"], folder=req.folder)
+        self.writer = (RunWriter(req.out_dir, self.env["host"], folder=req.folder)
+                       if ranks.is_writer else RankRowsWriter(req.folder))
         self.started_utc = self.process_started_utc = utc_now()
         self.earlier_processes: List[Dict[str, Any]] = []
         if req.process > 0:  # a later worker process of the run: the folder holds the earlier
@@ -62,7 +74,8 @@ class RunRecord:
             self.started_utc = earlier.get("started_utc") or self.started_utc
             self.earlier_processes = list(earlier.get("processes") or [process_entry(earlier, 0)])
         self.base_row: Dict[str, Any] = {
-            "run_id": self.writer.run_id, **self.identity, "rank": 0, "process": req.process,
+            "run_id": self.writer.run_id, **self.identity, "rank": ranks.rank,
+            "process": req.process,
             "started_utc": self.started_utc, "git_commit": self.env.get("git_commit"),
             **{c: self.env.get(c) for c in ENVIRONMENT_COLUMNS},
             "schema_version": SCHEMA_VERSION,
@@ -112,15 +125,44 @@ class RunRecord:
         return extra
 
     def emit(self, measured: Mapping[str, Any]) -> None:
+        """One row; in a run of several ranks every rank emits its row of the trial
+        together (the scenario keeps them in step) and rank 0 writes them all."""
         unknown = set(measured) - set(self.plan.scenario.columns)
         assert not unknown, f"{self.plan.scenario.name} fills columns it did not declare: {sorted(unknown)}"
-        self.writer.append_trial({**self.base_row, **measured, "status": "ok"})
+        row = {**self.base_row, **measured, "status": "ok"}
+        if self.ranks.world_size == 1:
+            self.writer.append_trial(row)
+            return
+        rows = self.ranks.gather(row)
+        self.writer.append_trials(rows if rows is not None else [row])
+
+    def write_samples(self, samples: List[Dict[str, Any]]) -> None:
+        """The telemetry series; every rank's (each watched its own device) on rank 0."""
+        if self.ranks.world_size == 1:
+            self.writer.write_samples(samples)
+            return
+        gathered = self.ranks.gather([{**s, "rank": self.ranks.rank} for s in samples])
+        self.writer.write_samples([s for rank in gathered or [samples] for s in rank])
+
+    def rank_entries(self, extra: Mapping[str, Any]) -> Dict[str, Any]:
+        """run.json's `ranks` (every rank's device, parameter hashes, calibration,
+        warnings and telemetry notes) and `distributed`; {} for a plain run."""
+        if not self.ranks.ranked:
+            return {}
+        this = {"rank": self.ranks.rank, "local_rank": self.ranks.local_rank,
+                "host": self.env.get("host"), **{k: extra[k] for k in RANK_FIELDS if k in extra}}
+        entries = self.ranks.gather(this) or [this]
+        return {"ranks": entries, "distributed": {
+            "world_size": self.ranks.world_size, "strategy": self.ranks.strategy,
+            "applied": extra.get("data_parallel"),  # what the step did (none: inference)
+            "process_group_backend": self.ranks.group_backend}}
 
     def failed(self, error: str) -> None:
         self.writer.append_trial({**self.base_row, "trial": len(self.writer.trial_rows),
                                   "status": "failed", "error": error[-ERROR_TAIL_CHARS:]})
 
     def finish(self, stop_reason: str, extra: Mapping[str, Any]) -> RunOutcome:
+        ranked = self.rank_entries(extra)  # a collective: every rank gets here once
         trials = self.writer.write_trials()
         summary = summarize(trials, stop_reason)
         self.writer.write_summary(summary)
@@ -147,7 +189,7 @@ class RunRecord:
                          "optimizer_args": dict(self.workload.optimizer_args),
                          "input_dtype": self.workload.input_dtype,
                          "tokens_per_sample": self.workload.tokens_per_sample},
-            "environment": self.env, **extra, **processes,
+            "environment": self.env, **extra, **processes, **ranked,
         })
         status = "ok" if (trials["status"] == "ok").all() and len(trials) else "failed"
         errors = trials["error"].dropna()

@@ -1,6 +1,11 @@
 """One run end to end: preflight -> prepare -> scenario -> finish. A failure after the
 run folder exists becomes a row with status=failed (the run is data, not a crash); a
-refusal before it (bad input, an unavailable backend) is a UserError for the CLI."""
+refusal before it (bad input, an unavailable backend) is a UserError for the CLI.
+
+A rank of a data-parallel run (`ranks`, made by the rank launcher) runs the same path.
+A failure there is raised instead: the other ranks wait in a collective for this one,
+so a row written here would hang them; the rank launcher kills them all and writes the
+run's failed row from the failing rank's error file."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from gpubench.measure.request import (  # noqa: F401 (the names callers import f
 )
 from gpubench.measure.run_record import ERROR_TAIL_CHARS, RunOutcome, RunRecord  # noqa: F401
 from gpubench.measure.scenario import ScenarioContext
+from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.telemetry import Sampler, make_sampler, pin_cuda_device_order, pre_run_gpu_state
 from gpubench.telemetry.gpu_state import with_gpu_state
 
@@ -25,7 +31,8 @@ def step_config(req: RunRequest, record: RunRecord) -> StepConfig:
     return StepConfig(req.mode, req.precision, record.batch_size, req.device_index,
                       req.threads, req.seed, onnx_path=req.onnx_path,
                       exec_mode=record.plan.exec_mode, data=req.data, data_dir=req.data_dir,
-                      reference_init=record.plan.scenario.same_start_weights or req.check_accuracy)
+                      reference_init=record.plan.scenario.same_start_weights or req.check_accuracy,
+                      ranks=record.ranks)
 
 
 def output_checks(req: RunRequest, plan: Preflight, step: Step, record: RunRecord) -> Dict[str, Any]:
@@ -80,13 +87,14 @@ def open_telemetry(req: RunRequest, step: Step, record: RunRecord) -> Tuple[Samp
     return sampler, gpu_state
 
 
-def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
+def execute_run(req: RunRequest, progress=no_progress,
+                ranks: RankContext = SINGLE_RANK) -> RunOutcome:
     """Runs one configuration and writes its folder. Raises UserError (bad input,
     unavailable backend, unsupported configuration) before anything is written;
     KeyboardInterrupt after writing what finished."""
     cuda_device_order = pin_cuda_device_order(os.environ)  # before any framework starts CUDA
     plan = preflight(req)
-    record = RunRecord(req, plan)
+    record = RunRecord(req, plan, ranks)
     record.env["cuda_device_order"] = cuda_device_order
     progress("prepare", workload=plan.workload.name, backend=plan.backend.name)
     try:
@@ -95,9 +103,12 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
         record.writer.remove_if_empty()
         raise
     except Exception:  # a build that crashed (OOM, a framework bug) is a failed row
+        if ranks.world_size > 1:
+            raise
         record.failed(traceback.format_exc())
         return record.finish(STOP_FAILED, {})
     record.prepared(step)
+    start_digest = step.param_digest() if ranks.ranked else None
     try:  # before timing: a check that crashes is the run's failed row
         checks = output_checks(req, plan, step, record)
     except (UserError, KeyboardInterrupt):
@@ -106,16 +117,23 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
         raise
     except Exception:
         step.close()
+        if ranks.world_size > 1:
+            raise
         record.failed(traceback.format_exc())
         return record.finish(STOP_FAILED, {})
     sampler, gpu_state = open_telemetry(req, step, record)
     context = ScenarioContext(step, req, plan.workload, record.batch_size, record.peak_tflops,
-                              sampler, progress, record.emit)
+                              sampler, progress, record.emit, ranks)
     stop, extra = STOP_FAILED, {"warnings": list(step.warnings) + checks.pop("warnings"),
                                 "data": data_record(req, plan), **checks}
 
+    if ranks.ranked:  # each rank's device and weights, for run.json's `ranks`
+        extra.update(data_parallel=getattr(step, "parallel", None), device={
+            "kind": step.device.kind, "index": step.device.index, "name": step.device.name,
+            "uuid": step.device.uuid})
+
     def finish(stop_reason: str) -> RunOutcome:
-        record.writer.write_samples(sampler.samples())
+        record.write_samples(sampler.samples())
         return record.finish(stop_reason,
                              {**extra, "telemetry": with_gpu_state(sampler.notes(), gpu_state)})
 
@@ -124,10 +142,16 @@ def execute_run(req: RunRequest, progress=no_progress) -> RunOutcome:
             stop, found = plan.scenario.run(context)
         extra["warnings"] += found.pop("warnings", [])
         extra.update(found)
+        if ranks.ranked:  # equal on every rank at the end: the gradients were reduced
+            extra["params_sha256"] = {"start": start_digest, "end": step.param_digest()}
     except KeyboardInterrupt:
+        if ranks.world_size > 1:  # the other ranks are stopped too; finish would wait for them
+            raise
         finish(STOP_INTERRUPTED)
         raise
     except Exception:
+        if ranks.world_size > 1:
+            raise
         record.failed(traceback.format_exc())
     finally:
         step.close()

@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar, Dict, FrozenSet, List, Optional, Tup
 
 from gpubench.backends import Step
 from gpubench.errors import UserError
+from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.telemetry import Sampler
 from gpubench.workloads import Workload
 
@@ -33,6 +34,7 @@ class ScenarioContext:
     sampler: Sampler  # already started; bracket each measured interval with it
     progress: Progress
     emit: Callable[[Dict[str, Any]], None]  # one row of measured columns, written at once
+    ranks: RankContext = SINGLE_RANK  # which rank of a data-parallel run this is
 
 
 class Scenario(ABC):
@@ -45,6 +47,9 @@ class Scenario(ABC):
     # How the data reaches the device, for run.json: `resident` (batches moved before
     # timing and cycled through) or `epochs` (host-shuffled batches copied each step).
     data_pipeline: ClassVar[str] = "resident"
+    # True: its loop keeps the ranks of a data-parallel run in step (the same steps and
+    # decisions on every rank, rank 0's clock); preflight refuses --nproc otherwise.
+    ranked: ClassVar[bool] = False
 
     @abstractmethod
     def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:

@@ -35,6 +35,7 @@ def percentiles_ms(latencies_s: Optional[np.ndarray]) -> Dict[str, float]:
 class ThroughputScenario(Scenario):
     name = "throughput"
     columns = tuple(c for c in MEASURED_COLUMNS if c not in ("status", "error"))
+    ranked = True
 
     def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
         req = ctx.request
@@ -62,7 +63,7 @@ class ThroughputScenario(Scenario):
                                                    result.duration_s)
             ctx.emit(row)
 
-        calibration, stop = measure(ctx.step, protocol, on_trial, watch, progress)
+        calibration, stop = measure(ctx.step, protocol, on_trial, watch, progress, ctx.ranks)
         extra: Dict[str, Any] = {"calibration": asdict(calibration),
                                  "contention": watch.record(), "warnings": watch.warnings()}
         if graphs[0] is not None:  # a compiled step: say whether any trial recompiled

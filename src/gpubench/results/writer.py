@@ -93,6 +93,14 @@ class RunWriter:
         self.trial_rows.append(dict(row))
         self._write_csv("trials.csv", pd.DataFrame(self.trial_rows, columns=list(trial_columns())))
 
+    def append_trials(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Several rows at once (one trial of every rank of a run): one rewrite."""
+        for row in rows:
+            unknown = set(row) - set(trial_columns())
+            assert not unknown, f"columns outside the schema: {sorted(unknown)}"
+        self.trial_rows.extend(dict(row) for row in rows)
+        self._write_csv("trials.csv", pd.DataFrame(self.trial_rows, columns=list(trial_columns())))
+
     def write_trials(self) -> pd.DataFrame:
         """Rewrites trials.csv from the rows held: a signal that cut the last rewrite
         short leaves it one row behind them, and summary.csv must not count more."""
@@ -128,3 +136,24 @@ class RunWriter:
             os.rmdir(self.path)
         except OSError:
             pass
+
+
+class RankRowsWriter(RunWriter):
+    """The writer of a rank other than 0 in a run of several: it keeps its rows but
+    writes nothing (rank 0 writes the folder, with every rank's rows, so that one
+    writer owns its files; the folder may not even be on this rank's node)."""
+
+    def __init__(self, folder: Path) -> None:  # noqa: super().__init__ would make the folder
+        self.path = Path(folder)
+        self.run_id = self.path.name.rsplit("-", 1)[-1]
+        self.trial_rows = []
+        self.earlier_samples = []
+
+    def _write_csv(self, name: str, frame: pd.DataFrame) -> None:
+        pass
+
+    def write_run_json(self, meta: Mapping[str, Any]) -> None:
+        pass
+
+    def remove_if_empty(self) -> None:
+        pass

@@ -1,0 +1,123 @@
+"""The torchrun launcher on the CPU (gloo): `gpubench run --nproc 2` trains the MNIST
+MLP data-parallel (DDP) with one row per rank and the same weights on every rank after
+training; a rank that crashes or hangs makes the run one failed or timeout row, and
+nothing of the run is left running."""
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+import suite_plugins  # noqa: F401 (registers the test-* backends in this process)
+from conftest import PLUGIN_ENV, run_cli
+from gpubench.errors import UserError
+from gpubench.launch import make_launcher, run_one
+from gpubench.measure.protocol import ProtocolConfig
+from gpubench.measure.request import RunRequest
+
+pytest.importorskip("torch")
+
+FAST = ProtocolConfig(trials=2, warmup_s=0.05, min_trial_s=0.05)
+RANK_WORKER = "gpubench.launch.rank_worker"
+
+
+@pytest.fixture
+def tagged(monkeypatch):
+    """Test backends in the ranks, and a tag in every process the test starts (torchrun
+    and the ranks inherit it), by which leftovers are found."""
+    tag = uuid.uuid4().hex
+    for name, value in PLUGIN_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("GPUBENCH_TEST_TAG", tag)
+    return tag
+
+
+def _left_behind(tag):
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.info["cmdline"] and proc.environ().get("GPUBENCH_TEST_TAG") == tag \
+                    and proc.pid != os.getpid():
+                found.append(" ".join(proc.info["cmdline"]))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def test_nproc_2_trains_mnist_with_ddp_rows_per_rank_and_equal_weights(tmp_path):
+    result = run_cli("run", "-w", "mnist", "-b", "torch-cpu", "--nproc", "2", "--trials", "2",
+                     "--warmup-s", "0.05", "--min-trial-s", "0.05", "--telemetry", "none",
+                     "--out", str(tmp_path), "--quiet")
+    assert result.returncode == 0, result.stderr
+    folder = Path(result.stdout.strip().splitlines()[0])
+    trials = pd.read_csv(folder / "trials.csv")
+    assert sorted(trials["rank"]) == [0, 0, 1, 1]
+    assert set(trials["world_size"]) == {2} and set(trials["status"]) == {"ok"}
+    # every trial timed on rank 0's clock: both ranks' rows of a trial agree on it
+    per_trial = trials.groupby("trial")
+    assert (per_trial["duration_s"].nunique() == 1).all()
+    assert (per_trial["iterations"].nunique() == 1).all()
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["distributed"] == {"world_size": 2, "strategy": "ddp", "applied": "ddp",
+                                   "process_group_backend": "gloo"}
+    ranks = meta["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1]
+    digests = [r["params_sha256"] for r in ranks]
+    # DDP's broadcast: the same start; a real all-reduce of different batches' gradients:
+    # the same end, and not the start
+    assert digests[0]["start"] == digests[1]["start"]
+    assert digests[0]["end"] == digests[1]["end"] != digests[0]["start"]
+    # each rank trained on its own batches: their losses differ
+    assert ranks[0]["loss"]["first_step"] != ranks[1]["loss"]["first_step"]
+
+
+def _ranked(tmp_path, backend, **kw):
+    return RunRequest("linreg", backend, protocol=FAST, telemetry="none", world_size=2,
+                      strategy="ddp", out_dir=tmp_path, **kw)
+
+
+@pytest.mark.parametrize("behaviour, headline, detail", [
+    ("raise", "rank 1 of the run failed: RuntimeError: boom: simulated failure in a trial",
+     "in run\n"),  # torchrun's error file keeps the rank's traceback
+    ("abort", "rank 1 of the run was killed by SIGABRT (exit code -6)",
+     "Signal 6 (SIGABRT)"),  # no error file: torchrun's own account, from its log
+])
+def test_a_crashing_rank_is_one_failed_row_with_its_error(behaviour, headline, detail,
+                                                          tmp_path, tagged):
+    outcome = run_one(_ranked(tmp_path, f"test-rank1-{behaviour}"), make_launcher("torchrun"),
+                      timeout_s=120)
+    failed = outcome.trials[outcome.trials["status"] != "ok"]
+    assert len(failed) == 1 and failed["status"].iloc[0] == "failed"
+    error = failed["error"].iloc[0]
+    # the first rank to fail, not rank 0, which lost its connection to it a moment later
+    assert error.splitlines()[-1].startswith(headline + " (then rank 0: ")
+    assert detail in error
+    assert _left_behind(tagged) == []
+
+
+def test_a_hanging_rank_is_one_timeout_row_and_every_process_is_killed(tmp_path, tagged):
+    outcome = run_one(_ranked(tmp_path, "test-rank1-hang"), make_launcher("torchrun"),
+                      timeout_s=12)
+    assert list(outcome.trials["status"]) == ["timeout"]
+    assert outcome.trials["world_size"].iloc[0] == 2
+    assert _left_behind(tagged) == []
+
+
+def test_runs_of_ranks_are_refused_where_they_cannot_run(tmp_path):
+    torchrun = make_launcher("torchrun")
+    with pytest.raises(UserError, match="started by the torchrun launcher, not the process"):
+        make_launcher("process").preflight(_ranked(tmp_path, "torch-cpu"))
+    with pytest.raises(UserError, match="give --nproc N"):
+        torchrun.preflight(RunRequest("linreg", "torch-cpu"))
+    with pytest.raises(UserError, match="cannot run data-parallel"):
+        torchrun.preflight(_ranked(tmp_path, "test-ok"))
+    with pytest.raises(UserError, match="time-to-accuracy runs in one process"):
+        torchrun.preflight(RunRequest("mnist", "torch-cpu", scenario="time-to-accuracy",
+                                      target_accuracy=0.9, data="mnist", world_size=2,
+                                      strategy="ddp", data_dir=str(tmp_path)))
+    with pytest.raises(UserError, match="use one or the other"):
+        torchrun.preflight(_ranked(tmp_path, "torch-cpu", processes=2))

@@ -13,11 +13,12 @@ import psutil
 import pytest
 
 import suite_plugins  # noqa: F401 (registers the test-* backends in this process)
-from conftest import PLUGIN_ENV, run_cli
+from conftest import PLUGIN_ENV, run_cli, run_cli_here
 from gpubench.errors import UserError
 from gpubench.launch import make_launcher, run_one
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.request import RunRequest
+from gpubench.results.reader import read_trials
 
 pytest.importorskip("torch")
 
@@ -80,30 +81,57 @@ def _ranked(tmp_path, backend, **kw):
                       strategy="ddp", out_dir=tmp_path, **kw)
 
 
-@pytest.mark.parametrize("behaviour, headline, detail", [
-    ("raise", "rank 1 of the run failed: RuntimeError: boom: simulated failure in a trial",
-     "in run\n"),  # torchrun's error file keeps the rank's traceback
-    ("abort", "rank 1 of the run was killed by SIGABRT (exit code -6)",
-     "Signal 6 (SIGABRT)"),  # no error file: torchrun's own account, from its log
-])
-def test_a_crashing_rank_is_one_failed_row_with_its_error(behaviour, headline, detail,
-                                                          tmp_path, tagged):
-    outcome = run_one(_ranked(tmp_path, f"test-rank1-{behaviour}"), make_launcher("torchrun"),
-                      timeout_s=120)
-    failed = outcome.trials[outcome.trials["status"] != "ok"]
-    assert len(failed) == 1 and failed["status"].iloc[0] == "failed"
-    error = failed["error"].iloc[0]
-    # the first rank to fail, not rank 0, which lost its connection to it a moment later
-    assert error.splitlines()[-1].startswith(headline + " (then rank 0: ")
-    assert detail in error
+def test_a_crashing_and_a_hanging_rank_in_a_suite_are_one_failed_and_one_timeout_row(
+        tmp_path, tagged):
+    config = tmp_path / "ranks.yaml"
+    config.write_text("""defaults:
+  trials: 2
+  warmup_s: 0.05
+  min_trial_s: 0.05
+  telemetry: none
+  timeout_s: 120
+runs:
+  - workloads: linreg
+    backends: test-ok
+  - workloads: linreg
+    backends: test-rank1-raise
+    nprocs: 2
+  - workloads: linreg
+    backends: test-rank1-hang
+    nprocs: 2
+    timeout_s: 12
+""")
+    proc = run_cli_here("suite", str(config), "--out", str(tmp_path / "out"), "-q",
+                        env_extra=PLUGIN_ENV)
+    assert proc.returncode == 4, proc.stderr
+    trials = read_trials(Path(proc.stdout.splitlines()[0]) / "trials.csv")
+    by_backend = {b: g for b, g in trials.groupby("backend")}
+    ok = by_backend["test-ok"]  # the other run's rows are intact
+    assert list(ok["status"]) == ["ok", "ok"] and (ok["throughput_samples_per_s"] > 0).all()
+    raised = by_backend["test-rank1-raise"]
+    assert list(raised["status"]) == ["failed"] and set(raised["world_size"]) == {2}
+    error = raised["error"].iloc[0]
+    # the first rank to fail, not rank 0, which lost its connection to it a moment later;
+    # torchrun's error file keeps the rank's traceback
+    assert error.splitlines()[-1].startswith(
+        "rank 1 of the run failed: RuntimeError: boom: simulated failure in a trial (then "
+        "rank 0: ")
+    assert "in run\n" in error
+    hang = by_backend["test-rank1-hang"]
+    assert list(hang["status"]) == ["timeout"] and set(hang["world_size"]) == {2}
+    assert "timed out after 12 s" in hang["error"].iloc[0]
     assert _left_behind(tagged) == []
 
 
-def test_a_hanging_rank_is_one_timeout_row_and_every_process_is_killed(tmp_path, tagged):
-    outcome = run_one(_ranked(tmp_path, "test-rank1-hang"), make_launcher("torchrun"),
-                      timeout_s=12)
-    assert list(outcome.trials["status"]) == ["timeout"]
-    assert outcome.trials["world_size"].iloc[0] == 2
+def test_a_rank_killed_by_a_signal_is_named_in_the_failed_row(tmp_path, tagged):
+    outcome = run_one(_ranked(tmp_path, "test-rank1-abort"), make_launcher("torchrun"),
+                      timeout_s=120)
+    assert list(outcome.trials["status"]) == ["failed"]
+    error = outcome.trials["error"].iloc[0]
+    # no error file: the row holds torchrun's own account, from its log
+    assert error.splitlines()[-1].startswith(
+        "rank 1 of the run was killed by SIGABRT (exit code -6) (then rank 0: ")
+    assert "Signal 6 (SIGABRT)" in error
     assert _left_behind(tagged) == []
 
 

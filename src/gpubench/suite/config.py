@@ -28,6 +28,10 @@ workloads x backends x modes x precisions x batch sizes x params.
         backends: [onnxruntime-cpu]
         modes: infer
         check_accuracy: true         # rows say accuracy_ok (measure/accuracy_gate.py)
+      - workloads: mnist             # data-parallel (gpubench run --nproc N): ranks
+        backends: [torch-cuda]       # through torchrun, crossed too (null: a plain run)
+        nprocs: [1, 2, 4, 8]
+        strategy: ddp                # ddp (default)
 """
 
 from __future__ import annotations
@@ -43,14 +47,14 @@ from gpubench.errors import UserError
 
 # Matrix keys: a scalar or a list of scalars each.
 MATRIX_KEYS = {"workloads": str, "backends": str, "modes": str, "precisions": str,
-               "batch_sizes": int, "execs": str}
+               "batch_sizes": int, "execs": str, "nprocs": int}
 # Settings: one scalar each, as `gpubench run` takes them.
 SETTING_KEYS = {"trials": int, "warmup_s": float, "min_trial_s": float,
                 "target_rel_ci": float, "max_time_s": float, "telemetry": str,
                 "sample_hz": float, "timeout_s": float, "seed": int, "threads": int,
                 "device": int, "repeats": int, "require_idle_gpu": bool, "processes": int,
                 "data": str, "data_dir": str, "target_accuracy": float, "max_epochs": int,
-                "check_accuracy": bool}
+                "check_accuracy": bool, "strategy": str}
 # Settings that may be null (null: gpubench run's default).
 NULLABLE_SETTINGS = ("target_rel_ci", "threads", "data_dir", "target_accuracy", "max_epochs")
 ENTRY_KEYS = set(MATRIX_KEYS) | set(SETTING_KEYS) | {"params"}
@@ -63,9 +67,10 @@ DEFAULT_SETTINGS: Dict[str, Any] = {"trials": None, "warmup_s": 1.0, "min_trial_
                                     "device": 0, "repeats": 1, "require_idle_gpu": False,
                                     "processes": None, "data": "synthetic", "data_dir": None,
                                     "target_accuracy": None, "max_epochs": None,
-                                    "check_accuracy": False}
+                                    "check_accuracy": False, "strategy": "ddp"}
 DEFAULT_MATRIX: Dict[str, List[Any]] = {"modes": ["train"], "precisions": ["fp32"],
-                                        "batch_sizes": [None], "execs": [None]}
+                                        "batch_sizes": [None], "execs": [None],
+                                        "nprocs": [None]}
 FILTER_KEYS = ("workload", "backend", "mode", "precision", "batch_size", "params")
 
 
@@ -81,6 +86,7 @@ class SuiteRun:
     params: Tuple[Tuple[str, str], ...]
     settings: Tuple[Tuple[str, Any], ...] = field(default=())
     exec: Optional[str] = None  # execution mode (--exec); None: the backend's default
+    nproc: Optional[int] = None  # ranks through torchrun (--nproc); None: a plain run
 
     @property
     def params_text(self) -> str:
@@ -94,7 +100,8 @@ class SuiteRun:
         return (self.workload, self.backend, self.mode, self.precision,
                 "" if self.batch_size is None else str(self.batch_size), self.params_text,
                 str(settings.get("data", "synthetic")), "" if target is None else f"{target:g}",
-                self.exec or "")
+                self.exec or "", "" if self.nproc is None else str(self.nproc),
+                "" if self.nproc is None else str(settings.get("strategy", "ddp")))
 
     def label(self) -> str:
         batch = "default" if self.batch_size is None else self.batch_size
@@ -105,6 +112,9 @@ class SuiteRun:
             extra += f" to accuracy {settings['target_accuracy']:g}"
         if self.exec is not None:
             extra += f" exec {self.exec}"
+        if self.nproc is not None:
+            strategy = settings.get("strategy", "ddp")
+            extra += f" nproc {self.nproc}" + ("" if strategy == "ddp" else f" {strategy}")
         return (f"{self.workload}{params} {self.backend} {self.mode} {self.precision} "
                 f"batch {batch}{extra}")
 
@@ -153,6 +163,12 @@ def _positive(name: str, value: Any, source: Path, path: str) -> None:
         return
     if name == "data_dir":
         return
+    if name == "strategy":
+        from gpubench.ranks import STRATEGIES
+        if value not in STRATEGIES:
+            raise UserError(f"{_where(source, path)}: expected one of "
+                            f"{', '.join(STRATEGIES)}, got {value!r}")
+        return
     if name == "target_accuracy" and value is not None and not 0 < value <= 1:
         raise UserError(f"{_where(source, path)}: expected an accuracy in (0, 1], got {value!r}")
     if name == "telemetry":
@@ -187,8 +203,8 @@ def _entry(raw: Dict[str, Any], base: Dict[str, Any], source: Path, path: str) -
         where = f"{path}.{key}"
         if key in MATRIX_KEYS:
             merged[key] = _scalar_list(value, MATRIX_KEYS[key], source, where,
-                                       allow_null=key in ("batch_sizes", "execs"))
-            if key == "batch_sizes":
+                                       allow_null=key in ("batch_sizes", "execs", "nprocs"))
+            if key in ("batch_sizes", "nprocs"):
                 for b in merged[key]:
                     if b is not None and b < 1:
                         raise UserError(f"{_where(source, where)}: expected positive integers, got {b!r}")
@@ -240,10 +256,11 @@ def parse_suite(data: Any, source: Path) -> List[SuiteRun]:
         _resolve_protocol_defaults(entry)
         settings = tuple((k, entry[k]) for k in sorted(SETTING_KEYS))
         param_names = sorted(entry["params"])
-        for w, b, m, p, bs, ex, *values in itertools.product(
+        for w, b, m, p, bs, ex, n, *values in itertools.product(
                 entry["workloads"], entry["backends"], entry["modes"], entry["precisions"],
-                entry["batch_sizes"], entry["execs"], *(entry["params"][n] for n in param_names)):
-            runs.append(SuiteRun(w, b, m, p, bs, tuple(zip(param_names, values)), settings, ex))
+                entry["batch_sizes"], entry["execs"], entry["nprocs"],
+                *(entry["params"][n] for n in param_names)):
+            runs.append(SuiteRun(w, b, m, p, bs, tuple(zip(param_names, values)), settings, ex, n))
     seen = set()
     unique = [r for r in runs if not (r.key() in seen or seen.add(r.key()))]
     return unique

@@ -158,8 +158,16 @@ def request_for(run: SuiteRun, folder: Path, device: int, timeout_override: Opti
                      data=s["data"], data_dir=s["data_dir"],
                      target_accuracy=s["target_accuracy"], max_epochs=s["max_epochs"],
                      check_accuracy=s["check_accuracy"],
-                     scenario="throughput" if s["target_accuracy"] is None else "time-to-accuracy")
+                     scenario="throughput" if s["target_accuracy"] is None else "time-to-accuracy",
+                     world_size=run.nproc or 1,
+                     strategy=None if run.nproc is None else s["strategy"])
     return req, timeout_override or s["timeout_s"]
+
+
+def launcher_for(req: RunRequest, launcher: Launcher, torchrun: Optional[Launcher]) -> Launcher:
+    """The suite's launcher, or for a run of ranks (`nprocs`) the torchrun launcher with
+    the same Python."""
+    return launcher if req.strategy is None or torchrun is None else torchrun
 
 
 class SuiteFolder:
@@ -228,6 +236,8 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
     """Runs every planned run through the launcher (a worker process each, by default),
     `len(devices)` at a time (one per device)."""
     launcher = launcher or make_launcher("process")
+    torchrun = (make_launcher("torchrun", launcher.python)
+                if any(p.run.nproc is not None for p in plan.runs) else None)
     statuses: Dict[str, int] = {}
     first_errors: Dict[str, str] = {}
     stop = threading.Event()
@@ -256,7 +266,8 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
                 progress("run_start", index=index, label=planned.label(), device=device)
             # A run refused by preflight here needs no worker (a 10,000-run matrix on a
             # machine without a GPU would spend hours starting workers that refuse).
-            result = (launcher.refusal(req) if process == 0 else None) or launcher.launch_process(
+            runs_it = launcher_for(req, launcher, torchrun)
+            result = (runs_it.refusal(req) if process == 0 else None) or runs_it.launch_process(
                 req, process, timeout_s,
                 on_start=lambda interrupt: active.__setitem__(index, interrupt))
             active.pop(index, None)

@@ -58,10 +58,19 @@ def test_nproc_2_trains_mnist_with_ddp_rows_per_rank_and_equal_weights(tmp_path)
     trials = pd.read_csv(folder / "trials.csv")
     assert sorted(trials["rank"]) == [0, 0, 1, 1]
     assert set(trials["world_size"]) == {2} and set(trials["status"]) == {"ok"}
+    assert set(trials["strategy"]) == {"ddp"}
     # every trial timed on rank 0's clock: both ranks' rows of a trial agree on it
     per_trial = trials.groupby("trial")
     assert (per_trial["duration_s"].nunique() == 1).all()
     assert (per_trial["iterations"].nunique() == 1).all()
+    # the whole run's samples/s, on every rank's row of the trial; per GPU: its own
+    whole = per_trial["samples"].sum() / per_trial["duration_s"].first()
+    for trial, rows in per_trial:
+        assert rows["global_throughput_samples_per_s"].tolist() == pytest.approx(
+            [whole[trial]] * 2)
+        assert rows["throughput_samples_per_s"].tolist() == pytest.approx(
+            (rows["samples"] / rows["duration_s"]).tolist())
+    assert trials["global_energy_j"].isna().all()  # --telemetry none: nothing to add up
     meta = json.loads((folder / "run.json").read_text())
     assert meta["distributed"] == {"world_size": 2, "strategy": "ddp", "applied": "ddp",
                                    "process_group_backend": "gloo"}

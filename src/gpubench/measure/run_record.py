@@ -55,6 +55,21 @@ RANK_FIELDS = ("device", "params_sha256", "calibration", "contention", "loss", "
                "telemetry")
 
 
+def with_global_columns(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Every rank's row of one trial, each given the trial's whole-run figures: all
+    ranks' samples over the trial (timed on rank 0's clock, the same duration on every
+    row) and all their devices' energy (empty unless each measured its own)."""
+    if not rows or "samples" not in rows[0]:  # not a throughput row
+        return rows
+    duration = rows[0]["duration_s"]
+    samples = sum(r["samples"] for r in rows)
+    energies = [r.get("energy_j") for r in rows]
+    known = all(e is not None and e == e for e in energies)  # NaN: not measured
+    energy = sum(energies) if known else None
+    return [{**r, "global_throughput_samples_per_s": samples / duration,
+             "global_energy_j": energy} for r in rows]
+
+
 class RunRecord:
     """In a run of several ranks every rank keeps a record; rank 0's writes the folder,
     the others send it their rows (emit, write_samples, finish gather them)."""
@@ -130,11 +145,11 @@ class RunRecord:
         unknown = set(measured) - set(self.plan.scenario.columns)
         assert not unknown, f"{self.plan.scenario.name} fills columns it did not declare: {sorted(unknown)}"
         row = {**self.base_row, **measured, "status": "ok"}
-        if self.ranks.world_size == 1:
+        if not self.ranks.ranked:
             self.writer.append_trial(row)
             return
         rows = self.ranks.gather(row)
-        self.writer.append_trials(rows if rows is not None else [row])
+        self.writer.append_trials(with_global_columns(rows) if rows is not None else [row])
 
     def write_samples(self, samples: List[Dict[str, Any]]) -> None:
         """The telemetry series; every rank's (each watched its own device) on rank 0."""

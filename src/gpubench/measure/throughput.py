@@ -34,6 +34,7 @@ def percentiles_ms(latencies_s: Optional[np.ndarray]) -> Dict[str, float]:
 
 class ThroughputScenario(Scenario):
     name = "throughput"
+    # the global_* columns are the run record's (it adds up the ranks' rows)
     columns = tuple(c for c in MEASURED_COLUMNS if c not in ("status", "error"))
     ranked = True
 

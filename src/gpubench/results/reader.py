@@ -59,9 +59,15 @@ def _v3_to_v4(frame: pd.DataFrame) -> pd.DataFrame:
     return in_schema_order(frame)
 
 
+def _v4_to_v5(frame: pd.DataFrame) -> pd.DataFrame:
+    """v4 had no strategy and no whole-run columns: every v4 run was a plain run (one
+    process, no ranks), whose strategy and global columns are empty."""
+    return _v3_to_v4(frame)  # the same step: the new columns, empty, in their places
+
+
 # MIGRATIONS[v] turns the rows of version v into rows of version v + 1.
 MIGRATIONS: Dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {
-    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 
 REQUIRED_TRIAL_COLUMNS = IDENTITY_COLUMNS + ("schema_version", "trial", "duration_s",
                                              "throughput_samples_per_s", "status")

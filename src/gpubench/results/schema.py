@@ -32,6 +32,14 @@ History:
     non-eager exec mode's check against eager), `compile_s` (compile or capture time,
     apart from the trials) and `tokens_per_s` (token models). `exec` gains torch's `compile`, `compile:MODE` and
     `cuda-graphs`. A v3 row reads with them all empty (no v3 run had them).
+  5: data-parallel runs of ranks (the torchrun launcher, `--nproc`). Identity column
+    `strategy` (`ddp`; empty for a plain run: world size 1, no process group), and
+    one row per rank and trial (`rank`), each with its own device's telemetry and its
+    own samples/s (per GPU), all timed on rank 0's clock. Measured columns of the
+    whole run's trial, the same on every rank's row: `global_throughput_samples_per_s`
+    (all ranks' samples over the trial) and `global_energy_j` (all ranks' devices;
+    empty unless every rank measured its own). Both empty for a plain run. A v4 row
+    reads as a plain run (no v4 run had ranks).
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # The configuration: what a user asks to measure, declared once. compare's matching,
 # the suite's resume key, de-duplication of rows read twice, the summary's groups and
@@ -47,7 +55,9 @@ SCHEMA_VERSION = 4
 # changes them all together).
 CONFIGURATION_COLUMNS: Tuple[str, ...] = (
     "workload", "backend", "mode", "precision", "batch_size", "params",
-    "scenario", "exec", "world_size", "environment",
+    "scenario", "exec", "world_size",
+    "strategy",  # ddp across ranks (--nproc, --strategy); empty for a plain run
+    "environment",
     "onnx_sha256",  # a user's ONNX file (--onnx) is not the workload's own model
     "threads",  # CPU threads of the framework (--threads; empty: its default)
     "data",  # the data source: synthetic (resident batches) or mnist (the real set)
@@ -58,7 +68,7 @@ CONFIGURATION_COLUMNS: Tuple[str, ...] = (
 # rate (what is watched beside it), the device index (placement), the output paths.
 # What today's runs hold, and what a row written before the column existed means.
 CONFIGURATION_DEFAULTS = {"scenario": "throughput", "exec": "eager", "world_size": 1,
-                          "environment": "default", "onnx_sha256": "",
+                          "strategy": None, "environment": "default", "onnx_sha256": "",
                           "threads": None, "data": "synthetic",
                           "target_accuracy": None}
 # How a label shows a long identity value: `onnx=ab12cd34` (the row keeps all of it).
@@ -95,6 +105,8 @@ MEASURED_COLUMNS = (
     "top1_agreement", "max_abs_diff", "accuracy_ok",
     # a non-eager exec mode's compile or capture seconds, before and apart from the trials
     "compile_s",
+    # a run of ranks: the trial across all of them (rank 0 adds them up), on every rank's row
+    "global_throughput_samples_per_s", "global_energy_j",
     "status", "error",
 )
 
@@ -108,7 +120,7 @@ def trial_columns() -> Tuple[str, ...]:
 TRIAL_COLUMNS = trial_columns()  # as declared at import
 
 TEXT_COLUMNS = ("run_id", "workload", "backend", "mode", "precision", "params",
-                "scenario", "exec", "environment", "onnx_sha256", "data", "device_name",
+                "scenario", "exec", "strategy", "environment", "onnx_sha256", "data", "device_name",
                 "device_uuid",
                 "started_utc", "git_commit", "driver_version", "cuda_version",
                 "cudnn_version", "framework", "framework_version", "gpubench_version",
@@ -122,6 +134,7 @@ MEDIAN_METRICS = (
     "latency_p90_ms", "latency_p99_ms", "tflops", "mfu", "peak_mem_bytes", "power_avg_w",
     "energy_j", "samples_per_joule", "gpu_util_pct", "mem_util_pct", "sm_clock_mhz",
     "mem_bw_gbs", "temp_c", "loss", "compile_s", "tokens_per_s",
+    "global_throughput_samples_per_s", "global_energy_j",
 )
 STAT_NAMES = ("median", "iqr", "mean", "std", "cv", "ci_low", "ci_high")
 

@@ -7,6 +7,9 @@ from gpubench.models import (
     BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU, Residual, analyze,
 )
 from gpubench.workloads import all_workloads, resolve_workload
+from gpubench.workloads.collectives import OPS as COLLECTIVES
+
+MODEL_WORKLOADS = sorted(set(all_workloads()) - set(COLLECTIVES))  # collectives have no model
 
 torch = pytest.importorskip("torch")
 
@@ -16,7 +19,7 @@ TINY_TRANSFORMER = {"layers": "2", "d_model": "32", "heads": "4", "seq_len": "16
 TEST_PARAMS = {"resnet50": {"image_size": "32"}, "gpt": TINY_TRANSFORMER, "bert": TINY_TRANSFORMER}
 
 
-@pytest.mark.parametrize("name", sorted(all_workloads()))
+@pytest.mark.parametrize("name", MODEL_WORKLOADS)
 def test_param_count_equals_torch(name):
     from gpubench.backends.torch_model import build_module
 
@@ -25,7 +28,7 @@ def test_param_count_equals_torch(name):
     assert workload.stats.param_count == sum(p.numel() for p in module.parameters())
 
 
-@pytest.mark.parametrize("name", sorted(all_workloads()))
+@pytest.mark.parametrize("name", MODEL_WORKLOADS)
 def test_torch_module_output_shape_matches_description(name):
     from gpubench.backends.torch_model import build_module
 

@@ -19,6 +19,9 @@ from gpubench.models.memory import activation_footprint, format_bytes
 from gpubench.suite.config import parse_suite
 from gpubench.suite.estimate import REFUSAL_S, WORKER_START_S, run_cost
 from gpubench.workloads import all_workloads, resolve_workload
+from gpubench.workloads.collectives import OPS as COLLECTIVES
+
+MODEL_WORKLOADS = sorted(set(all_workloads()) - set(COLLECTIVES))  # collectives have no model
 
 TESTS = Path(__file__).resolve().parent
 TINY_TRANSFORMER = {"layers": "2", "d_model": "32", "heads": "4", "seq_len": "16", "vocab": "64"}
@@ -106,7 +109,7 @@ def test_mnist_estimate_matches_torch_parameters_and_saved_activations():
     assert est.data_bytes == DATA_BATCHES * batch * (784 * 4 + 8)
 
 
-@pytest.mark.parametrize("name", sorted(all_workloads()))
+@pytest.mark.parametrize("name", MODEL_WORKLOADS)
 def test_training_estimate_is_a_lower_bound_of_what_torch_saves(name):
     pytest.importorskip("torch")
     workload = resolve_workload(name, SMALL.get(name))

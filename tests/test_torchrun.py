@@ -16,13 +16,16 @@ import suite_plugins  # noqa: F401 (registers the test-* backends in this proces
 from conftest import PLUGIN_ENV, run_cli, run_cli_here
 from gpubench.errors import UserError
 from gpubench.launch import make_launcher, run_one
+from gpubench.launch.torchrun import first_failure
 from gpubench.measure.protocol import ProtocolConfig
-from gpubench.measure.request import RunRequest
+from gpubench.measure.request import RunRequest, scenario_for
 from gpubench.results.reader import read_trials
+from gpubench.workloads.collectives import bus_factor
 
 pytest.importorskip("torch")
 
 FAST = ProtocolConfig(trials=2, warmup_s=0.05, min_trial_s=0.05)
+QUICK = ProtocolConfig(trials=2, warmup_s=0.01, min_trial_s=0.01)
 RANK_WORKER = "gpubench.launch.rank_worker"
 
 
@@ -108,7 +111,7 @@ runs:
   - workloads: linreg
     backends: test-rank1-hang
     nprocs: 2
-    timeout_s: 12
+    timeout_s: 10
 """)
     proc = run_cli_here("suite", str(config), "--out", str(tmp_path / "out"), "-q",
                         env_extra=PLUGIN_ENV)
@@ -128,20 +131,69 @@ runs:
     assert "in run\n" in error
     hang = by_backend["test-rank1-hang"]
     assert list(hang["status"]) == ["timeout"] and set(hang["world_size"]) == {2}
-    assert "timed out after 12 s" in hang["error"].iloc[0]
+    assert "timed out after 10 s" in hang["error"].iloc[0]
     assert _left_behind(tagged) == []
 
 
-def test_a_rank_killed_by_a_signal_is_named_in_the_failed_row(tmp_path, tagged):
-    outcome = run_one(_ranked(tmp_path, "test-rank1-abort"), make_launcher("torchrun"),
-                      timeout_s=120)
-    assert list(outcome.trials["status"]) == ["failed"]
-    error = outcome.trials["error"].iloc[0]
-    # no error file: the row holds torchrun's own account, from its log
-    assert error.splitlines()[-1].startswith(
-        "rank 1 of the run was killed by SIGABRT (exit code -6) (then rank 0: ")
-    assert "Signal 6 (SIGABRT)" in error
-    assert _left_behind(tagged) == []
+def test_the_failed_row_names_the_first_failure_not_its_consequences(tmp_path):
+    """torchrun's record of failed ranks (torchrun_agent.py) as the launcher reads it: a
+    rank killed by a signal (no error file) is never a consequence of another's failure;
+    ranks stopped by torchrun (SIGTERM) or that lost their peer raised later."""
+    log = tmp_path / "worker.log"
+    log.write_text("torchrun: Signal 6 (SIGABRT) received by PID 42\n")
+    lost = {"local_rank": 0, "exitcode": 1, "signal": None,
+            "message": "RuntimeError: Connection closed by peer", "py_callstack": "tb0"}
+    abort = {"local_rank": 1, "exitcode": -6, "signal": "SIGABRT", "message": "",
+             "py_callstack": ""}
+    error = first_failure({0: lost, 1: abort}, [], log)
+    assert error.splitlines() == ["torchrun: Signal 6 (SIGABRT) received by PID 42",
+                                  "rank 1 of the run was killed by SIGABRT (exit code -6) "
+                                  "(then rank 0: RuntimeError)"]
+    boom = {**lost, "local_rank": 1, "message": "ValueError: boom", "py_callstack": "tb1"}
+    crashed = [{"event": "crashed", "rank": 1, "t": 10.0}, {"event": "crashed", "rank": 0,
+                                                            "t": 10.2}]
+    assert first_failure({0: lost, 1: boom}, crashed, log).splitlines() == [
+        "tb1", "rank 1 of the run failed: ValueError: boom (then rank 0: RuntimeError)"]
+    stopped = {"local_rank": 0, "exitcode": -15, "signal": "SIGTERM", "message": "",
+               "py_callstack": ""}
+    assert first_failure({0: stopped, 1: boom}, crashed[:1], log).splitlines()[-1] == \
+        "rank 1 of the run failed: ValueError: boom (then rank 0: SIGTERM)"
+    assert first_failure({}, [], log) is None
+
+
+def test_allreduce_on_gloo_at_2_ranks_has_bus_bandwidth_rows_for_every_size(tmp_path):
+    outcome = run_one(RunRequest("allreduce", "torch-cpu", params={"max_bytes": "16384"},
+                                 scenario="collective", protocol=QUICK, telemetry="none",
+                                 world_size=2, strategy="ddp", out_dir=tmp_path),
+                      make_launcher("torchrun"), timeout_s=120)
+    assert outcome.status == "ok", outcome.error
+    trials = outcome.trials
+    sizes = [8 << i for i in range(12)]  # 8 B to 16 KiB, doubling
+    assert sorted(set(trials["message_bytes"])) == sizes
+    for (size, rank), rows in trials.groupby(["message_bytes", "rank"]):
+        assert len(rows) == 2  # each size's trials, on each rank
+    assert set(trials["rank"]) == {0, 1}
+    # nccl-tests: algbw = bytes / time of one operation; busbw = algbw x 2(n-1)/n
+    algbw = trials["message_bytes"] * trials["iterations"] / trials["duration_s"] / 1e9
+    assert trials["algbw_gbs"].tolist() == pytest.approx(algbw.tolist())
+    assert trials["busbw_gbs"].tolist() == pytest.approx((algbw * 2 * 1 / 2).tolist())
+    assert (trials["busbw_gbs"] > 0).all()
+    assert bus_factor("allreduce", 8) == 2 * 7 / 8 and bus_factor("allgather", 8) == 7 / 8
+    # a summary row per size: compare and history take the sizes apart
+    assert sorted(outcome.summary["message_bytes"]) == sizes
+    assert list(outcome.summary["n_trials"]) == [4] * len(sizes)
+
+
+def test_collective_workloads_need_ranks_and_their_scenario(tmp_path):
+    with pytest.raises(UserError, match="runs between ranks: give --nproc N"):
+        make_launcher("process").preflight(RunRequest("allreduce", "torch-cpu",
+                                                      scenario="collective"))
+    with pytest.raises(UserError, match="workload allreduce is a collective: scenario "
+                                        "throughput measures models"):
+        make_launcher("torchrun").preflight(RunRequest("allreduce", "torch-cpu", world_size=2,
+                                                       strategy="ddp"))
+    assert scenario_for("allgather", {}, None) == "collective"
+    assert scenario_for("mnist", {}, None) == "throughput"
 
 
 def test_runs_of_ranks_are_refused_where_they_cannot_run(tmp_path):

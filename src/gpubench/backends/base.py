@@ -22,8 +22,10 @@ PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 # (Step.predict, the accuracy gate).
 # `data_parallel` = the step honours StepConfig.ranks (one replica or shard of the
 # model per rank, gradients reduced across them): preflight refuses a run of several
-# ranks on a backend whose steps would only run side by side.
-STEP_CAPABILITIES = ("run", "train_epoch", "evaluate", "predict", "data_parallel")
+# ranks on a backend whose steps would only run side by side. `collective` = it runs
+# collective workloads (workloads/collectives.py: set_message_bytes, then run).
+STEP_CAPABILITIES = ("run", "train_epoch", "evaluate", "predict", "data_parallel",
+                     "collective")
 # What training steps of the framework backends (torch, TensorFlow) can do.
 TRAINING_CAPABILITIES = frozenset({"run", "train_epoch", "evaluate"})
 

@@ -72,9 +72,10 @@ class TorchBackend(Backend):
     def capabilities(self, mode: str) -> FrozenSet[str]:
         # Training steps walk real data epoch by epoch; inference steps predict. Both
         # run data-parallel: training as DDP replicas, inference as one replica a rank.
+        # Collective workloads: an all-reduce or all-gather step (torch_collective.py).
         if mode == "train":
-            return TRAINING_CAPABILITIES | {"data_parallel"}
-        return frozenset({"run", "predict", "data_parallel"})
+            return TRAINING_CAPABILITIES | {"data_parallel", "collective"}
+        return frozenset({"run", "predict", "data_parallel", "collective"})
 
     def check_config(self, mode: str, precision: str) -> None:
         if self.device_kind == "cpu" and precision not in CPU_PRECISIONS:
@@ -92,6 +93,11 @@ class TorchBackend(Backend):
             device = self._cuda_device(torch, config)
         else:
             device = torch.device("cpu")
+        if workload.task == "collective":
+            from gpubench.backends.torch_collective import collective_step
+            step = collective_step(workload, config, device)
+            self._run_facts = {}
+            return step
         from gpubench.backends.torch_step import TorchStep
         step = TorchStep(workload, config, device)
         self._run_facts = step.facts

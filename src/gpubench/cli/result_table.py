@@ -164,8 +164,9 @@ class Col:
 
 THR = "throughput_samples_per_s"
 # Left out first when the terminal is narrow (rank 0 first).
-DROP_ORDER = ("SM MHz", "compile s", "outputs ok", "exec", "p90 ms", "loss", "CV", "trials", "GB/s", "W", "J/sample", "p99 ms",
-              "MFU", "FLOP/s", "p50 ms", "tokens/s", "95% CI", "samples/s",
+DROP_ORDER = ("SM MHz", "compile s", "outputs ok", "exec", "p90 ms", "loss", "CV", "trials", "GB/s", "W", "J/sample",
+              "algbw GB/s", "p99 ms", "MFU", "FLOP/s", "p50 ms", "ranks", "tokens/s", "95% CI",
+              "samples/s", "global samples/s", "busbw GB/s", "size",
               "energy to acc.", "test acc.", "target", "reached", "time to acc.")
 
 
@@ -231,7 +232,14 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
         Col("exec", lambda r: _exec_text(r.get("exec")), "exec"),
         Col("run", lambda r: repeats.get(r.name, "")),  # suite repeats: 2/3
         Col("trials", lambda r: f"{_int(r['n_ok'])}/{_int(r['n_trials'])}", "trials"),
+        # runs of ranks (--nproc): their number; collectives: the message of the row
+        Col("ranks", lambda r: _int(r.get("world_size")) if _ranked(r) else "", "ranks"),
+        Col("size", lambda r: _bytes_text(r.get("message_bytes")), "size"),
         Col("samples/s", lambda r: _num(r.get(f"{THR}_median")), "samples/s"),
+        Col("global samples/s", lambda r: _num(r.get("global_throughput_samples_per_s_median")),
+            "global samples/s"),
+        Col("algbw GB/s", lambda r: _num(r.get("algbw_gbs_median")), "algbw GB/s"),
+        Col("busbw GB/s", lambda r: _num(r.get("busbw_gbs_median")), "busbw GB/s"),
         Col("tokens/s", lambda r: _num(r.get("tokens_per_s_median")), "tokens/s"),
         Col("95% CI", lambda r: _rel_ci(r, THR)
             + (MISSED_MARK if missed_target(r, targets) else ""), "95% CI"),
@@ -257,6 +265,22 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
         Col("loss first → last", lambda r: loss_text(losses.get(str(r.get("run_id")))), "loss"),
         Col("status", lambda r: str(r["status"]), title=lambda v: f"status {v}"),
     ]
+
+
+def _ranked(r: Any) -> bool:
+    strategy = r.get("strategy")
+    return isinstance(strategy, str) and bool(strategy)
+
+
+def _bytes_text(value: Any) -> str:
+    """A message size as nccl-tests' users read it: 8 B, 64 KiB, 1 GiB."""
+    n = _float(value)
+    if n is None:
+        return ""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}"
+    return f"{n:g} B"
 
 
 def _exec_text(value: Any) -> str:

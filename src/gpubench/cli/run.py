@@ -115,6 +115,7 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.errors import UserError
     from gpubench.measure.protocol import DEFAULT_PROCESSES, ProtocolConfig, default_trials
     from gpubench.launch import RunInterrupted, make_launcher, run_one
+    from gpubench.measure.request import scenario_for
     from gpubench.measure.runner import RunRequest
     from gpubench.workloads import parse_param_args
 
@@ -144,7 +145,7 @@ def execute(args: argparse.Namespace) -> int:
         target_accuracy=args.target_accuracy, max_epochs=args.max_epochs,
         check_accuracy=args.check_accuracy,
         exec=exec_with_compile_mode(args.exec, args.compile_mode) if args.exec else None,
-        scenario="time-to-accuracy" if accuracy_run else "throughput",
+        scenario=scenario_for(args.workload, parse_param_args(args.param), args.target_accuracy),
         world_size=args.nproc or 1,
         strategy=(args.strategy or "ddp") if args.nproc is not None else None)
     show_progress = not args.quiet and sys.stderr.isatty()

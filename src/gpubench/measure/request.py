@@ -108,9 +108,30 @@ def validate_ranks(req: RunRequest) -> None:
                         "ranks (--nproc) times all its ranks together: use one or the other")
 
 
-def check_ranked(req: RunRequest, scenario: Scenario, backend: Backend) -> None:
-    """A run of ranks needs a scenario that keeps them in step and steps that honour
-    the rank context."""
+def scenario_for(workload: str, params: Mapping[str, str],
+                 target_accuracy: Optional[float]) -> str:
+    """The scenario `gpubench run` and suites measure a workload with: time-to-accuracy
+    when given a target, collective for a collective workload, else throughput. An
+    unknown workload is left to preflight's message."""
+    if target_accuracy is not None:
+        return "time-to-accuracy"
+    try:
+        task = resolve_workload(workload, params).task
+    except UserError:
+        return "throughput"
+    return "collective" if task == "collective" else "throughput"
+
+
+def check_ranked(req: RunRequest, scenario: Scenario, backend: Backend,
+                 workload: Workload) -> None:
+    """A collective workload needs the collective scenario and ranks; a run of ranks
+    needs a scenario that keeps them in step and steps that honour the rank context."""
+    if scenario.collective != (workload.task == "collective"):
+        kind = "a collective" if workload.task == "collective" else "a model"
+        raise UserError(f"workload {workload.name} is {kind}: scenario {scenario.name} "
+                        f"measures {'collectives' if scenario.collective else 'models'}")
+    if scenario.collective and req.strategy is None:
+        raise UserError(f"workload {workload.name} runs between ranks: give --nproc N")
     if req.strategy is None:
         return
     if not scenario.ranked:
@@ -180,7 +201,7 @@ def preflight(req: RunRequest) -> Preflight:
     backend = resolve_backend(req.backend)
     backend.check_config(req.mode, req.precision)
     exec_mode = exec_mode_of(req, backend)
-    check_ranked(req, scenario, backend)
+    check_ranked(req, scenario, backend, workload)
     if req.data != "synthetic":  # before anything is written: a missing set is exit 2
         from gpubench.data.sources import check_source, labelled_data
         check_source(workload, req.data)

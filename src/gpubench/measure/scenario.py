@@ -50,6 +50,9 @@ class Scenario(ABC):
     # True: its loop keeps the ranks of a data-parallel run in step (the same steps and
     # decisions on every rank, rank 0's clock); preflight refuses --nproc otherwise.
     ranked: ClassVar[bool] = False
+    # True: it measures a collective workload (no model; workloads/collectives.py), and
+    # only those: preflight pairs collective workloads with collective scenarios.
+    collective: ClassVar[bool] = False
 
     @abstractmethod
     def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
@@ -67,8 +70,14 @@ def _time_to_accuracy() -> Scenario:
     return TimeToAccuracyScenario()
 
 
+def _collective() -> Scenario:
+    from gpubench.measure.collective import CollectiveScenario
+    return CollectiveScenario()
+
+
 _SCENARIOS: Dict[str, Callable[[], Scenario]] = {"throughput": _throughput,
-                                                 "time-to-accuracy": _time_to_accuracy}
+                                                 "time-to-accuracy": _time_to_accuracy,
+                                                 "collective": _collective}
 
 
 def register_scenario(name: str, factory: Callable[[], Scenario]) -> None:

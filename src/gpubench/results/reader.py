@@ -60,8 +60,8 @@ def _v3_to_v4(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _v4_to_v5(frame: pd.DataFrame) -> pd.DataFrame:
-    """v4 had no strategy and no whole-run columns: every v4 run was a plain run (one
-    process, no ranks), whose strategy and global columns are empty."""
+    """v4 had no strategy, whole-run or collective columns: every v4 run was a plain run
+    of a model (one process, no ranks), whose new columns are all empty."""
     return _v3_to_v4(frame)  # the same step: the new columns, empty, in their places
 
 

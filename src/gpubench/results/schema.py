@@ -38,8 +38,11 @@ History:
     own samples/s (per GPU), all timed on rank 0's clock. Measured columns of the
     whole run's trial, the same on every rank's row: `global_throughput_samples_per_s`
     (all ranks' samples over the trial) and `global_energy_j` (all ranks' devices;
-    empty unless every rank measured its own). Both empty for a plain run. A v4 row
-    reads as a plain run (no v4 run had ranks).
+    empty unless every rank measured its own). Both empty for a plain run. Collective
+    workloads (allreduce, allgather; the `collective` scenario): identity column
+    `message_bytes` (the message swept in the run; empty for other workloads) and
+    measured `algbw_gbs` and `busbw_gbs` as nccl-tests defines them. A v4 row reads
+    as a plain run of a model (no v4 run had ranks or collectives).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ CONFIGURATION_COLUMNS: Tuple[str, ...] = (
     "threads",  # CPU threads of the framework (--threads; empty: its default)
     "data",  # the data source: synthetic (resident batches) or mnist (the real set)
     "target_accuracy",  # time-to-accuracy: the test accuracy trained to (empty otherwise)
+    "message_bytes",  # collectives: the message size of the row (empty otherwise)
 )
 # Not configuration (the work measured is the same): `seed` (other values, same work),
 # the protocol's settings (how long and how often it is measured), telemetry and its
@@ -70,7 +74,7 @@ CONFIGURATION_COLUMNS: Tuple[str, ...] = (
 CONFIGURATION_DEFAULTS = {"scenario": "throughput", "exec": "eager", "world_size": 1,
                           "strategy": None, "environment": "default", "onnx_sha256": "",
                           "threads": None, "data": "synthetic",
-                          "target_accuracy": None}
+                          "target_accuracy": None, "message_bytes": None}
 # How a label shows a long identity value: `onnx=ab12cd34` (the row keeps all of it).
 LABEL_NAMES = {"onnx_sha256": ("onnx", 8)}
 # Where a configuration ran: compare matches on the kind of device, not on which one.
@@ -107,6 +111,8 @@ MEASURED_COLUMNS = (
     "compile_s",
     # a run of ranks: the trial across all of them (rank 0 adds them up), on every rank's row
     "global_throughput_samples_per_s", "global_energy_j",
+    # collectives: algorithm and bus bandwidth (nccl-tests' algbw, busbw), GB/s
+    "algbw_gbs", "busbw_gbs",
     "status", "error",
 )
 
@@ -134,7 +140,7 @@ MEDIAN_METRICS = (
     "latency_p90_ms", "latency_p99_ms", "tflops", "mfu", "peak_mem_bytes", "power_avg_w",
     "energy_j", "samples_per_joule", "gpu_util_pct", "mem_util_pct", "sm_clock_mhz",
     "mem_bw_gbs", "temp_c", "loss", "compile_s", "tokens_per_s",
-    "global_throughput_samples_per_s", "global_energy_j",
+    "global_throughput_samples_per_s", "global_energy_j", "algbw_gbs", "busbw_gbs",
 )
 STAT_NAMES = ("median", "iqr", "mean", "std", "cv", "ci_low", "ci_high")
 

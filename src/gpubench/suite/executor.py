@@ -25,7 +25,7 @@ from gpubench.environment import host_name
 from gpubench.errors import UserError
 from gpubench.launch import Launcher, make_launcher, run_ended, settle
 from gpubench.measure.protocol import ProtocolConfig
-from gpubench.measure.request import RunRequest, request_identity
+from gpubench.measure.request import RunRequest, request_identity, scenario_for
 from gpubench.atomic_io import write_text_atomic
 from gpubench.results.reader import read_trials
 from gpubench.results.schema import SCHEMA_VERSION, configuration_key, trial_columns
@@ -158,7 +158,7 @@ def request_for(run: SuiteRun, folder: Path, device: int, timeout_override: Opti
                      data=s["data"], data_dir=s["data_dir"],
                      target_accuracy=s["target_accuracy"], max_epochs=s["max_epochs"],
                      check_accuracy=s["check_accuracy"],
-                     scenario="throughput" if s["target_accuracy"] is None else "time-to-accuracy",
+                     scenario=scenario_for(run.workload, dict(run.params), s["target_accuracy"]),
                      world_size=run.nproc or 1,
                      strategy=None if run.nproc is None else s["strategy"])
     return req, timeout_override or s["timeout_s"]

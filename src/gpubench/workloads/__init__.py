@@ -9,7 +9,7 @@ from gpubench.errors import UserError
 from gpubench.workloads.base import (
     ParamSpec, Workload, WorkloadSpec, format_params, parse_param_args,
 )
-from gpubench.workloads import bert, gpt, lenet5, linreg, mnist, resnet50
+from gpubench.workloads import bert, collectives, gpt, lenet5, linreg, mnist, resnet50
 
 __all__ = [
     "ParamSpec", "Workload", "WorkloadSpec", "format_params", "parse_param_args",
@@ -17,7 +17,8 @@ __all__ = [
 ]
 
 _BUILTIN = {spec.name: spec for spec in (linreg.SPEC, mnist.SPEC, lenet5.SPEC, resnet50.SPEC,
-                                           gpt.SPEC, bert.SPEC)}
+                                           gpt.SPEC, bert.SPEC, collectives.ALLREDUCE,
+                                           collectives.ALLGATHER)}
 _extra: Dict[str, WorkloadSpec] = {}
 _plugins_loaded = False
 

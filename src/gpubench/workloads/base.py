@@ -11,7 +11,8 @@ from gpubench.errors import UserError
 from gpubench.models import Layer, ModelStats, analyze
 
 # language_model: a prediction per position, targets int64 [B, seq] (the next token).
-TASKS = ("regression", "classification", "language_model")
+# collective: no model; a message the ranks of a run exchange (workloads/collectives.py).
+TASKS = ("regression", "classification", "language_model", "collective")
 LOSSES = ("mse", "cross_entropy")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 INPUT_DTYPES = {"float32": 4, "int64": 8}  # the input's dtype -> bytes per element
@@ -33,11 +34,16 @@ class Workload:
     # length: tokens/s = samples/s x tokens_per_sample); None for the others.
     input_dtype: str = "float32"
     tokens_per_sample: Optional[int] = None
+    # Collectives: the operation (allreduce, allgather) and the message sizes swept, in
+    # bytes (the whole message, as nccl-tests counts it); None and () for the others.
+    collective: Optional[str] = None
+    message_sizes: Tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         assert self.task in TASKS and self.loss in LOSSES and self.optimizer in OPTIMIZERS
         assert self.input_dtype in INPUT_DTYPES
         assert self.task != "language_model" or self.tokens_per_sample, self.name
+        assert (self.task == "collective") == bool(self.collective and self.message_sizes)
 
     @property
     def output_shape(self) -> Tuple[int, ...]:

@@ -19,7 +19,7 @@ from gpubench.measure.request import RunRequest, request_identity
 from gpubench.measure.run_record import ERROR_TAIL_CHARS, utc_now
 from gpubench.results.schema import (
     CONFIGURATION_COLUMNS, CONTEXT_COLUMNS, ENVIRONMENT_COLUMNS, PLACEMENT_COLUMNS,
-    SCHEMA_VERSION, trial_columns,
+    SCHEMA_VERSION, TEXT_COLUMNS, trial_columns,
 )
 from gpubench.results.summary import summarize
 
@@ -45,7 +45,8 @@ def read_folder_trials(folder: Path) -> pd.DataFrame:
     path = Path(folder) / "trials.csv"
     if not path.exists():
         return pd.DataFrame(columns=list(trial_columns()))
-    return pd.read_csv(path, dtype={"params": "object", "error": "object", "status": "object"},
+    # text as text: a run id such as 5e123456 would otherwise read as a float (inf)
+    return pd.read_csv(path, dtype={c: "object" for c in TEXT_COLUMNS},
                        keep_default_na=True).assign(params=lambda f: f["params"].fillna(""))
 
 

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 import suite_plugins  # noqa: F401 (registers the test-* backends in this process)
-from conftest import PLUGIN_ENV, run_cli, run_cli_here
+from conftest import PLUGIN_ENV, run_cli_here
 from gpubench.errors import UserError
 from gpubench.launch import make_launcher, run_one
 from gpubench.launch.torchrun import first_failure
@@ -53,9 +53,10 @@ def _left_behind(tag):
 
 
 def test_nproc_2_trains_mnist_with_ddp_rows_per_rank_and_equal_weights(tmp_path):
-    result = run_cli("run", "-w", "mnist", "-b", "torch-cpu", "--nproc", "2", "--trials", "2",
-                     "--warmup-s", "0.05", "--min-trial-s", "0.05", "--telemetry", "none",
-                     "--out", str(tmp_path), "--quiet")
+    # the real command's main(), in this process (its ranks are processes of their own)
+    result = run_cli_here("run", "-w", "mnist", "-b", "torch-cpu", "--nproc", "2", "--trials",
+                          "2", "--warmup-s", "0.05", "--min-trial-s", "0.05", "--telemetry",
+                          "none", "--out", str(tmp_path), "--quiet")
     assert result.returncode == 0, result.stderr
     folder = Path(result.stdout.strip().splitlines()[0])
     trials = pd.read_csv(folder / "trials.csv")
@@ -95,6 +96,8 @@ def _ranked(tmp_path, backend, **kw):
 
 def test_a_crashing_and_a_hanging_rank_in_a_suite_are_one_failed_and_one_timeout_row(
         tmp_path, tagged):
+    """Beside them, an FSDP run of the MNIST MLP: its rows intact, its weights equal on
+    both ranks after training."""
     config = tmp_path / "ranks.yaml"
     config.write_text("""defaults:
   trials: 2
@@ -103,8 +106,10 @@ def test_a_crashing_and_a_hanging_rank_in_a_suite_are_one_failed_and_one_timeout
   telemetry: none
   timeout_s: 120
 runs:
-  - workloads: linreg
-    backends: test-ok
+  - workloads: mnist
+    backends: torch-cpu
+    nprocs: 2
+    strategy: fsdp
   - workloads: linreg
     backends: test-rank1-raise
     nprocs: 2
@@ -116,10 +121,17 @@ runs:
     proc = run_cli_here("suite", str(config), "--out", str(tmp_path / "out"), "-q",
                         env_extra=PLUGIN_ENV)
     assert proc.returncode == 4, proc.stderr
-    trials = read_trials(Path(proc.stdout.splitlines()[0]) / "trials.csv")
+    suite = Path(proc.stdout.splitlines()[0])
+    trials = read_trials(suite / "trials.csv")
     by_backend = {b: g for b, g in trials.groupby("backend")}
-    ok = by_backend["test-ok"]  # the other run's rows are intact
-    assert list(ok["status"]) == ["ok", "ok"] and (ok["throughput_samples_per_s"] > 0).all()
+    fsdp = by_backend["torch-cpu"]  # the other run's rows are intact
+    assert list(fsdp["status"]) == ["ok"] * 4 and sorted(fsdp["rank"]) == [0, 0, 1, 1]
+    assert set(fsdp["strategy"]) == {"fsdp"} and (fsdp["throughput_samples_per_s"] > 0).all()
+    (run_json,) = (suite / "runs").glob(f"*-{fsdp['run_id'].iloc[0]}/run.json")
+    meta = json.loads(run_json.read_text())
+    assert meta["distributed"]["applied"] == "fsdp2"  # torch 2.13 has fully_shard
+    digests = [r["params_sha256"] for r in meta["ranks"]]
+    assert digests[0] == digests[1] and digests[0]["end"] != digests[0]["start"]
     raised = by_backend["test-rank1-raise"]
     assert list(raised["status"]) == ["failed"] and set(raised["world_size"]) == {2}
     error = raised["error"].iloc[0]

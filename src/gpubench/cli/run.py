@@ -101,7 +101,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "rows per rank, every trial timed across all ranks on rank 0's clock")
     p.add_argument("--strategy", choices=STRATEGY_CHOICES,
                    help="with --nproc: how the ranks share training; ddp (default): "
-                        "DistributedDataParallel replicas")
+                        "DistributedDataParallel replicas; fsdp: the model sharded (FSDP2's "
+                        "fully_shard where torch has it, else FSDP1; run.json says which)")
     p.add_argument("--no-isolate", action="store_true",
                    help="run in this process instead of a fresh worker (for debugging)")
     p.set_defaults(execute=execute)

@@ -101,8 +101,6 @@ def validate_ranks(req: RunRequest) -> None:
         return
     if req.strategy not in STRATEGIES:
         raise UserError(f"unknown strategy {req.strategy!r} (valid: {', '.join(STRATEGIES)})")
-    if req.strategy == "fsdp":
-        raise UserError("--strategy fsdp is not implemented yet (use ddp)")
     if req.processes != 1:
         raise UserError("--processes spreads one process's trials over several; a run of "
                         "ranks (--nproc) times all its ranks together: use one or the other")

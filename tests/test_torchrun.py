@@ -5,6 +5,8 @@ nothing of the run is left running."""
 
 import json
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import suite_plugins  # noqa: F401 (registers the test-* backends in this proces
 from conftest import PLUGIN_ENV, run_cli_here
 from gpubench.errors import UserError
 from gpubench.launch import make_launcher, run_one
-from gpubench.launch.torchrun import first_failure
+from gpubench.launch.torchrun import first_failure, free_port
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.request import RunRequest, scenario_for
 from gpubench.results.reader import read_trials
@@ -25,7 +27,6 @@ from gpubench.workloads.collectives import bus_factor
 pytest.importorskip("torch")
 
 FAST = ProtocolConfig(trials=2, warmup_s=0.05, min_trial_s=0.05)
-QUICK = ProtocolConfig(trials=2, warmup_s=0.01, min_trial_s=0.01)
 RANK_WORKER = "gpubench.launch.rank_worker"
 
 
@@ -173,13 +174,28 @@ def test_the_failed_row_names_the_first_failure_not_its_consequences(tmp_path):
     assert first_failure({}, [], log) is None
 
 
-def test_allreduce_on_gloo_at_2_ranks_has_bus_bandwidth_rows_for_every_size(tmp_path):
-    outcome = run_one(RunRequest("allreduce", "torch-cpu", params={"max_bytes": "16384"},
-                                 scenario="collective", protocol=QUICK, telemetry="none",
-                                 world_size=2, strategy="ddp", out_dir=tmp_path),
-                      make_launcher("torchrun"), timeout_s=120)
-    assert outcome.status == "ok", outcome.error
-    trials = outcome.trials
+def test_allreduce_on_gloo_at_2_ranks_on_two_nodes_has_busbw_rows_for_every_size(tmp_path):
+    """Two 'nodes' on this machine: two launchers on 127.0.0.1 (nnodes 2, one rank each),
+    the allreduce sweep between their ranks; node 0 writes every rank's rows."""
+    port = str(free_port())
+    args = ["run", "-w", "allreduce", "-b", "torch-cpu", "-p", "max_bytes=16384", "--nproc",
+            "1", "--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", port,
+            "--trials", "2", "--warmup-s", "0.01", "--min-trial-s", "0.01", "--telemetry",
+            "none", "-q"]
+    node1 = subprocess.Popen([sys.executable, "-m", "gpubench", *args, "--node-rank", "1",
+                              "--out", str(tmp_path / "node1")], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        node0 = run_cli_here(*args, "--node-rank", "0", "--out", str(tmp_path / "node0"))
+        out1, err1 = node1.communicate(timeout=120)
+    finally:
+        node1.kill()
+    assert node0.returncode == 0, node0.stderr
+    assert node1.returncode == 0, err1
+    assert not (Path(out1.strip()) / "trials.csv").exists()  # node 1's ranks: worker.log only
+    folder = Path(node0.stdout.strip().splitlines()[0])
+    trials = read_trials(folder / "trials.csv")
+    assert set(trials["world_size"]) == {2} and set(trials["status"]) == {"ok"}
     sizes = [8 << i for i in range(12)]  # 8 B to 16 KiB, doubling
     assert sorted(set(trials["message_bytes"])) == sizes
     for (size, rank), rows in trials.groupby(["message_bytes", "rank"]):
@@ -192,8 +208,11 @@ def test_allreduce_on_gloo_at_2_ranks_has_bus_bandwidth_rows_for_every_size(tmp_
     assert (trials["busbw_gbs"] > 0).all()
     assert bus_factor("allreduce", 8) == 2 * 7 / 8 and bus_factor("allgather", 8) == 7 / 8
     # a summary row per size: compare and history take the sizes apart
-    assert sorted(outcome.summary["message_bytes"]) == sizes
-    assert list(outcome.summary["n_trials"]) == [4] * len(sizes)
+    summary = pd.read_csv(folder / "summary.csv")
+    assert sorted(summary["message_bytes"]) == sizes
+    assert list(summary["n_trials"]) == [4] * len(sizes)
+    meta = json.loads((folder / "run.json").read_text())
+    assert [(r["rank"], r["local_rank"]) for r in meta["ranks"]] == [(0, 0), (1, 0)]
 
 
 def test_collective_workloads_need_ranks_and_their_scenario(tmp_path):

@@ -103,6 +103,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --nproc: how the ranks share training; ddp (default): "
                         "DistributedDataParallel replicas; fsdp: the model sharded (FSDP2's "
                         "fully_shard where torch has it, else FSDP1; run.json says which)")
+    p.add_argument("--nnodes", type=positive_int, default=1, metavar="M",
+                   help="with --nproc: the run spans M nodes of --nproc ranks each (world size "
+                        "N x M); run the same command on every node, each with its "
+                        "--node-rank, all naming node 0 in --master-addr and --master-port. "
+                        "Node 0 writes the results; the others keep their ranks' output")
+    p.add_argument("--node-rank", type=nonnegative_int, default=0, metavar="R",
+                   help="with --nnodes: this node's number, 0 to M-1 (default 0)")
+    p.add_argument("--master-addr", metavar="HOST",
+                   help="with --nnodes: node 0's address (one node: 127.0.0.1)")
+    p.add_argument("--master-port", type=positive_int, metavar="PORT",
+                   help="with --nnodes: a free port on node 0 (one node: a free one is picked)")
     p.add_argument("--no-isolate", action="store_true",
                    help="run in this process instead of a fresh worker (for debugging)")
     p.set_defaults(execute=execute)
@@ -130,6 +141,11 @@ def execute(args: argparse.Namespace) -> int:
         raise UserError("--strategy is for runs of ranks: give --nproc N")
     if args.nproc is not None and args.no_isolate:
         raise UserError("--nproc starts ranks through torchrun; --no-isolate runs in this process")
+    multi_node = (args.nnodes != 1 or args.node_rank != 0 or args.master_addr is not None
+                  or args.master_port is not None)
+    if multi_node and args.nproc is None:
+        raise UserError("--nnodes, --node-rank, --master-addr and --master-port are for runs "
+                        "of ranks: give --nproc N")
     protocol = ProtocolConfig(
         trials=args.trials or default_trials(processes), warmup_s=args.warmup_s, min_trial_s=args.min_trial_s,
         target_rel_ci=args.target_rel_ci,
@@ -147,18 +163,28 @@ def execute(args: argparse.Namespace) -> int:
         check_accuracy=args.check_accuracy,
         exec=exec_with_compile_mode(args.exec, args.compile_mode) if args.exec else None,
         scenario=scenario_for(args.workload, parse_param_args(args.param), args.target_accuracy),
-        world_size=args.nproc or 1,
+        world_size=(args.nproc or 1) * args.nnodes,
         strategy=(args.strategy or "ddp") if args.nproc is not None else None)
     show_progress = not args.quiet and sys.stderr.isatty()
     # process (default): a fresh worker, a clean CUDA context, the path suites take
     # torchrun (--nproc): the ranks through torch.distributed.run
-    launcher = make_launcher("torchrun" if args.nproc is not None
-                             else "inline" if args.no_isolate else "process")
+    if args.nproc is not None:
+        from gpubench.launch.torchrun import TorchrunLauncher
+        launcher = TorchrunLauncher(nnodes=args.nnodes, node_rank=args.node_rank,
+                                    master_addr=args.master_addr, master_port=args.master_port)
+    else:
+        launcher = make_launcher("inline" if args.no_isolate else "process")
     try:
         with run_progress(show_progress) as progress:
             outcome = run_one(request, launcher, args.timeout, progress)
     except RunInterrupted as exc:  # Ctrl-C or SIGTERM: the run wrote what finished
         raise KeyboardInterrupt(show_kept(exc.folder, args.format, args.quiet)) from None
+    if outcome.stop_reason == "rows_on_node_0":  # another node of a run of several
+        print(outcome.path)
+        if not args.quiet:
+            print(f"node {args.node_rank} of {args.nnodes}: its ranks finished; node 0 "
+                  "writes the run's rows (this folder keeps their output in worker.log)")
+        return EXIT_OK
     for warning in outcome.warnings:  # also in run.json
         print(f"gpubench: warning: {warning}", file=sys.stderr)
     if args.target_rel_ci is not None and len(outcome.summary):  # stopped on a cap short of it

@@ -96,6 +96,11 @@ class Launcher(ABC):
     def __init__(self, python: Optional[str] = None) -> None:
         self.python = sys.executable if python is None else check_python(python)
 
+    def writes_rows(self, req: Any) -> bool:
+        """Whether the run's rows land in this launcher's folder: False for the other
+        nodes of a run of several (rank 0's node writes them)."""
+        return True
+
     @abstractmethod
     def preflight(self, req: Any) -> None:
         """The checks that need no framework, run by the interpreter the run will run

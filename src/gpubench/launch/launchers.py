@@ -43,6 +43,7 @@ def run_one(req, launcher: Optional[Launcher] = None, timeout_s: Optional[float]
     from gpubench.environment import host_name
     from gpubench.measure.run_record import RunOutcome
     from gpubench.results.reader import read_run
+    from gpubench.results.summary import summarize
     from gpubench.results.writer import new_run_id, run_folder_name
 
     launcher = launcher or ProcessLauncher()
@@ -72,6 +73,11 @@ def run_one(req, launcher: Optional[Launcher] = None, timeout_s: Optional[float]
     if result.outcome == "refused":
         shutil.rmtree(folder, ignore_errors=True)
         raise (Unsupported if result.refused_kind == "unsupported" else UserError)(result.message)
+    if result.outcome == "finished" and not launcher.writes_rows(req):
+        # another node of a run of several: its ranks sent their rows to rank 0's node;
+        # this folder keeps their output (worker.log)
+        return RunOutcome(folder, "ok", "rows_on_node_0", read_folder_trials(folder),
+                          summarize(read_folder_trials(folder)))
     settle(req, result)
     data = read_run(folder)
     trials = data.trials

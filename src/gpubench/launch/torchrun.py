@@ -164,6 +164,9 @@ class TorchrunLauncher(Launcher):
         self.master_addr = master_addr or "127.0.0.1"
         self.master_port = master_port
 
+    def writes_rows(self, req: Any) -> bool:
+        return self.node_rank == 0  # global rank 0 is node 0's first
+
     def preflight(self, req: Any) -> None:
         if req.strategy is None:
             raise UserError("the torchrun launcher starts ranks: give --nproc N")
@@ -218,7 +221,7 @@ class TorchrunLauncher(Launcher):
             if interrupted.is_set():
                 return LaunchResult("interrupted", events=events)
             finished = [e for e in events if e["event"] == "finished"]
-            if code == 0 and finished:
+            if code == 0 and (finished or self.node_rank > 0):  # rank 0 tells, on node 0
                 return LaunchResult("finished", events=events)
             refused = [e for e in events if e["event"] == "refused"]
             if refused:

@@ -83,6 +83,9 @@ class RunRecord:
         self.writer = (RunWriter(req.out_dir, self.env["host"], folder=req.folder)
                        if ranks.is_writer else RankRowsWriter(req.folder))
         self.started_utc = self.process_started_utc = utc_now()
+        if ranks.world_size > 1:  # rank 0's run: other nodes name their own folders
+            self.writer.run_id, self.started_utc = ranks.agree((self.writer.run_id,
+                                                                self.started_utc))
         self.earlier_processes: List[Dict[str, Any]] = []
         if req.process > 0:  # a later worker process of the run: the folder holds the earlier
             earlier = self.writer.resume()

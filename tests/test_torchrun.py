@@ -22,6 +22,7 @@ from gpubench.launch.torchrun import first_failure, free_port
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.request import RunRequest, scenario_for
 from gpubench.results.reader import read_trials
+from gpubench.results.scaling import scaling_efficiency
 from gpubench.workloads.collectives import bus_factor
 
 pytest.importorskip("torch")
@@ -225,6 +226,25 @@ def test_collective_workloads_need_ranks_and_their_scenario(tmp_path):
                                                        strategy="ddp"))
     assert scenario_for("allgather", {}, None) == "collective"
     assert scenario_for("mnist", {}, None) == "throughput"
+
+
+def test_weak_scaling_efficiency_is_throughput_n_over_n_times_throughput_1():
+    def row(run_id, world_size, whole, device_index=None):
+        return {"run_id": run_id, "workload": "mnist", "backend": "torch-cuda", "mode": "train",
+                "precision": "fp32", "batch_size": 64, "params": "hidden=128",
+                "scenario": "throughput", "exec": "eager", "world_size": world_size,
+                "strategy": "ddp", "environment": "default", "data": "synthetic",
+                "device_index": device_index, "device_name": "H100", "status": "ok",
+                "throughput_samples_per_s_median": whole / world_size,
+                "global_throughput_samples_per_s_median": whole}
+    summary = pd.DataFrame([row("a", 1, 1000.0), row("b", 2, 1900.0, 0), row("b", 2, 1900.0, 1),
+                            row("c", 4, 3200.0)]
+                           + [row("d", 8, 4000.0, 0) | {"status": "failed"}])
+    scaling = scaling_efficiency(summary)
+    assert scaling["world_size"].tolist() == [1, 2, 4]  # the failed run is left out
+    assert scaling["efficiency"].tolist() == pytest.approx([1.0, 0.95, 0.8])
+    assert scaling["per_rank_samples_per_s"].tolist() == pytest.approx([1000, 950, 800])
+    assert scaling_efficiency(summary[summary["world_size"] != 1]).empty  # no baseline
 
 
 def test_runs_of_ranks_are_refused_where_they_cannot_run(tmp_path):

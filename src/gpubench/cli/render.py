@@ -182,6 +182,10 @@ def suite_json(path: Any, summary: "pd.DataFrame", statuses: Dict[str, int],
         scores = score_runs(trials)
         if not scores.empty:  # time-to-accuracy configurations, MLPerf-scored
             doc["accuracy_scores"] = _records(scores)
+    from gpubench.results.scaling import scaling_efficiency
+    scaling = scaling_efficiency(summary)
+    if not scaling.empty:  # nprocs crossed: weak scaling efficiency
+        doc["scaling"] = _records(scaling)
     return json.dumps(doc, indent=2)
 
 
@@ -193,6 +197,7 @@ def print_suite_result(path: Any, summary: "pd.DataFrame", trials: Optional["pd.
     print_table(console, summary, title=title, trials=trials, folder=path)
     if trials is not None:
         print_accuracy_scores(console, trials)
+    print_scaling(console, summary)
     console.print(counts_line, markup=False)
     for _, row in summary[summary["status"] != "ok"].iterrows():
         error = row["error"] if isinstance(row["error"], str) else ""
@@ -225,6 +230,33 @@ def print_accuracy_scores(console: Any, trials: "pd.DataFrame") -> None:
             f"{float(r['target_accuracy']):g}", r["n_runs"], r["n_reached"],
             sig(r["score_s"]) if r["score_s"] == r["score_s"] else "",
             sig(r["score_j"]) if r["score_j"] == r["score_j"] else "", r["note"])))
+    console.print(table)
+
+
+def print_scaling(console: Any, summary: "pd.DataFrame") -> None:
+    """Under a suite's table: weak scaling efficiency of the configurations run at
+    several world sizes, one of them 1 (results/scaling.py)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from gpubench.cli.result_table import sig
+    from gpubench.results.scaling import scaling_efficiency
+
+    scaling = scaling_efficiency(summary)
+    if scaling.empty:
+        return
+    table = Table(title="Weak scaling: throughput(N) / (N x throughput(1))",
+                  title_justify="left")
+    for header in ("workload", "backend", "precision", "batch", "strategy", "ranks",
+                   "global samples/s", "per rank", "efficiency"):
+        table.add_column(header, justify="left" if header in ("workload", "backend",
+                                                             "precision", "strategy") else "right")
+    for _, r in scaling.iterrows():
+        strategy = r["strategy"] if isinstance(r["strategy"], str) else "none"
+        table.add_row(*(Text(str(v)) for v in (
+            workload_label(r), r["backend"], r["precision"], r["batch_size"], strategy,
+            r["world_size"], sig(r["global_samples_per_s"]),
+            sig(r["per_rank_samples_per_s"]), f"{r['efficiency']:.1%}")))
     console.print(table)
 
 

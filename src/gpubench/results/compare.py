@@ -8,7 +8,9 @@ new/base, a 95% CI of the ratio (rank-based: compare_stats.py), Mann-Whitney U p
 rule is in results/compare_stats.py); beside it the change in joules per sample and
 in SM clock, and the share of throttled trials, so that a slowdown caused by
 throttling shows as such. A configuration on one side only is listed with verdict
-`base_only` / `new_only`, never dropped.
+`base_only` / `new_only`, never dropped. A run of ranks (--nproc) counts each trial
+once (rank 0's row: results/rank_rows.py); its whole-run figures are the metrics
+`global_throughput_samples_per_s` and `global_energy_j`.
 
 The statistical unit: trials of one process share its conditions (clocks, placement,
 memory layout, neighbours), so with one process a side the test sees only within-
@@ -45,6 +47,7 @@ import pandas as pd
 from gpubench.errors import UserError
 from gpubench.results import compare_load as load
 from gpubench.results import schema
+from gpubench.results.rank_rows import one_row_per_trial
 from gpubench.results.compare_stats import DIRECTIONS, NOISE_MULTIPLE, assess_batch
 from gpubench.results.compare_units import (  # noqa: F401 (MIN_RUNS_PER_SIDE: re-exported)
     MIN_RUNS_PER_SIDE, history_noise, unit_noise, unit_values,
@@ -143,7 +146,7 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
     key = list(schema.match_columns(by))
     sides = {}
     for name, frame in (("base", base), ("new", new)):
-        frame = load.with_derived(frame)
+        frame = load.with_derived(one_row_per_trial(frame))  # a run of ranks: a trial once
         if metric not in frame.columns:
             raise UserError(f"{labels[0 if name == 'base' else 1]}: no column {metric}")
         positions: Dict[tuple, List[int]] = {}

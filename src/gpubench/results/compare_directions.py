@@ -20,5 +20,10 @@ DIRECTIONS = {
     # time-to-accuracy runs: one value a run, on its last epoch row
     "time_to_accuracy_s": LOWER,
     "energy_to_accuracy_j": LOWER,
+    # runs of ranks (--nproc): the whole run's trial; collectives: per message size
+    "global_throughput_samples_per_s": HIGHER,
+    "global_energy_j": LOWER,
+    "busbw_gbs": HIGHER,
+    "algbw_gbs": HIGHER,
 }
 METRICS = tuple(DIRECTIONS)  # the first is the default

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from gpubench.results import schema
+from gpubench.results.rank_rows import one_row_per_trial
 from gpubench.results.schema import DESCRIBED_METRICS, MEDIAN_METRICS, STAT_NAMES
 from gpubench.stats import describe
 
@@ -43,13 +44,15 @@ def _status(group: pd.DataFrame) -> str:
 
 
 def summarize(trials: pd.DataFrame, stop_reason: Optional[str] = None) -> pd.DataFrame:
-    """One row per configuration in `trials` (statistics over its ok trials)."""
+    """One row per configuration and device in `trials` (statistics over its ok trials;
+    a run of ranks on GPUs has a row per rank, each rank its own device)."""
     rows: List[Dict[str, object]] = []
     columns = summary_columns()
     if trials.empty:
         return pd.DataFrame(columns=list(columns))
     groups = list(schema.group_columns())
     for key, group in trials.groupby(groups, dropna=False, sort=False):
+        group = one_row_per_trial(group)  # ranks sharing a device (the CPU): a trial once
         ok = group[group["status"] == "ok"]
         row: Dict[str, object] = dict(zip(groups, key))
         row.update(n_trials=len(group), n_ok=len(ok), status=_status(group),

@@ -261,3 +261,35 @@ def test_runs_of_ranks_are_refused_where_they_cannot_run(tmp_path):
                                       strategy="ddp", data_dir=str(tmp_path)))
     with pytest.raises(UserError, match="use one or the other"):
         torchrun.preflight(_ranked(tmp_path, "torch-cpu", processes=2))
+
+
+def test_resume_counts_a_collective_run_that_swept_its_sizes_as_done(tmp_path):
+    """A collective run's rows each carry their message size; the run the suite asked
+    for has none, and --resume must still find it done (not sweep it again)."""
+    from gpubench.suite.executor import plan_suite, request_for
+    from gpubench.suite.config import load_suite
+    from gpubench.measure.request import request_identity
+    from gpubench.results.schema import trial_columns
+
+    config = tmp_path / "sweep.yaml"
+    config.write_text("runs:\n  - workloads: [allreduce, mnist]\n    backends: torch-cpu\n"
+                      "    nprocs: 2\n    params: {}\n")
+    out = tmp_path / "out"
+    folder = out / "20260101T000000Z-host-sweep"
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"kind": "suite", "suite_name": "sweep"}))
+    rows = []
+    for run in load_suite(config):
+        req, _ = request_for(run, folder / "runs" / "x", 0, None)
+        identity = request_identity(req)
+        if run.workload == "allreduce":
+            for size in (8, 16, 32):
+                rows += [{**identity, "run_id": "a1", "message_bytes": size, "rank": rank,
+                          "trial": 0, "status": "ok", "schema_version": 5} for rank in (0, 1)]
+        else:  # a failed run of the MLP is run again
+            rows.append({**identity, "run_id": "m1", "rank": 0, "status": "failed",
+                         "schema_version": 5})
+    pd.DataFrame(rows, columns=list(trial_columns())).to_csv(folder / "trials.csv", index=False)
+    plan = plan_suite(config, out, resume=True)
+    assert [p.run.workload for p in plan.skipped] == ["allreduce"]
+    assert [p.run.workload for p in plan.runs] == ["mnist"]

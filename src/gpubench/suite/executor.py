@@ -80,7 +80,9 @@ def resolved_key(run: SuiteRun, source: Path) -> Tuple[str, ...]:
 
 
 def row_key(row: pd.Series) -> Tuple[str, ...]:
-    return configuration_key(row)
+    """A run's configuration from one of its rows. A collective run sweeps its message
+    sizes in one run, so the row's size is not part of what the suite asked for."""
+    return configuration_key({**row.to_dict(), "message_bytes": None})
 
 
 def find_resumable(out_dir: Path, suite_name: str) -> Path:

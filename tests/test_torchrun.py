@@ -293,3 +293,49 @@ def test_resume_counts_a_collective_run_that_swept_its_sizes_as_done(tmp_path):
     plan = plan_suite(config, out, resume=True)
     assert [p.run.workload for p in plan.skipped] == ["allreduce"]
     assert [p.run.workload for p in plan.runs] == ["mnist"]
+
+
+def test_a_run_of_ranks_on_several_devices_holds_them_all(tmp_path, monkeypatch):
+    """`suite --devices 0,1`: plain runs go one per GPU side by side; a run of 2 ranks
+    (on GPUs 0 and 1) waits for both and runs alone; ranks that would land outside the
+    list are refused before anything runs."""
+    import threading
+    import time
+
+    from gpubench.launch.base import LaunchResult, Launcher
+    from gpubench.suite import executor
+
+    spans, lock = [], threading.Lock()
+
+    class Recording(Launcher):
+        name, isolated = "recording", False
+
+        def preflight(self, req):
+            pass
+
+        def launch(self, req, timeout_s=None, progress=None, on_start=lambda i: None):
+            os.makedirs(req.folder, exist_ok=True)
+            start = time.monotonic()
+            time.sleep(0.3)
+            with lock:
+                spans.append((req.world_size, req.device_index, start, time.monotonic()))
+            return LaunchResult("refused", "recorded", "unsupported")
+
+    monkeypatch.setattr(executor, "make_launcher", lambda *a, **k: Recording())
+    config = tmp_path / "devs.yaml"
+    config.write_text("runs:\n  - workloads: linreg\n    backends: torch-cpu\n"
+                      "    batch_sizes: [8, 16, 32, 64]\n"
+                      "  - workloads: linreg\n    backends: torch-cpu\n    nprocs: 2\n")
+    plan = executor.plan_suite(config, tmp_path / "out")
+    executor.check_rank_devices(plan, [0, 1])
+    suite = executor.open_suite_folder(plan, tmp_path / "out", {})
+    executor.execute_suite(plan, suite, [0, 1])
+    ranked = [s for s in spans if s[0] == 2]
+    plain = [s for s in spans if s[0] == 1]
+    assert len(ranked) == 1 and len(plain) == 4 and ranked[0][1] == 0
+    assert {s[1] for s in plain} == {0, 1}  # side by side
+    _, _, start, end = ranked[0]
+    assert all(e <= start or s >= end for _, _, s, e in plain)  # nothing beside the ranks
+    with pytest.raises(UserError, match=r"its 2 ranks run on GPUs 0-1, and --devices 0,2 "
+                                        r"leaves out 1"):
+        executor.check_rank_devices(plan, [0, 2])

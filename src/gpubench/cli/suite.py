@@ -55,7 +55,8 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.cli import EXIT_OK, EXIT_RUN_FAILED
     from gpubench.cli.progress import suite_progress
     from gpubench.cli.render import print_suite, print_suite_plan
-    from gpubench.suite.executor import execute_suite, open_suite_folder, plan_suite
+    from gpubench.suite.executor import (check_rank_devices, execute_suite, open_suite_folder,
+                                         plan_suite)
 
     plan = plan_suite(args.config, args.out, args.filter, args.resume)
     if args.dry_run:
@@ -67,6 +68,7 @@ def execute(args: argparse.Namespace) -> int:
         devices = [0]
     else:
         check_devices(devices)
+        check_rank_devices(plan, devices)
     options = {"filter": args.filter, "timeout_s": args.timeout, "devices": devices}
     suite = open_suite_folder(plan, args.out, options)
     if args.format != "json":  # JSON: standard output holds one document

@@ -146,6 +146,25 @@ def _ok_runs(folder: Path) -> Dict[Tuple[str, ...], int]:
     return counts
 
 
+def check_rank_devices(plan: SuitePlan, devices: Sequence[int]) -> None:
+    """A run of N ranks puts them on N consecutive GPUs from its device (the ranks'
+    local ranks added to it). Spread over several --devices, such a run waits for all of
+    them and runs alone (execute_suite), so its ranks must land on GPUs of the list."""
+    if len(devices) < 2:
+        return
+    for planned in plan.runs:
+        nproc = planned.run.nproc
+        if nproc is None:
+            continue
+        wanted = [min(devices) + r for r in range(nproc)]
+        outside = [str(d) for d in wanted if d not in devices]
+        if outside:
+            shown = ",".join(str(d) for d in devices)
+            raise UserError(f"{plan.config_path}: {planned.label()}: its {nproc} ranks run on GPUs "
+                            f"{wanted[0]}-{wanted[-1]}, and --devices {shown} leaves out "
+                            f"{', '.join(outside)}")
+
+
 def request_for(run: SuiteRun, folder: Path, device: int, timeout_override: Optional[float]) -> Tuple[RunRequest, float]:
     s = dict(run.settings)
     protocol = ProtocolConfig(trials=s["trials"], warmup_s=s["warmup_s"],
@@ -247,13 +266,23 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
     free: "queue.Queue[int]" = queue.Queue()
     for device in devices:
         free.put(device)
+    gather_all = threading.Lock()  # one run of ranks at a time gathers every device
+
+    def take(planned: PlannedRun) -> List[int]:
+        """The devices a run holds: one; a run of ranks on several --devices, all of them
+        (its ranks use consecutive GPUs: check_rank_devices), so nothing shares them."""
+        if planned.run.nproc is None or len(devices) < 2:
+            return [free.get()]
+        with gather_all:
+            return sorted(free.get() for _ in devices)
 
     started: Dict[int, Tuple[RunRequest, float, str]] = {}  # run index -> its request
     ended: set = set()
 
     def one(index: int, planned: PlannedRun, process: int) -> None:
         """Worker process `process` of run `index` (its only one, without --processes)."""
-        device = free.get()
+        held = take(planned)
+        device = held[0]
         try:
             if stop.is_set() or index in ended:
                 return
@@ -293,7 +322,8 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
                 first_errors.setdefault(status, _last_error_line(rows, status))
             progress("run_done", index=index, label=planned.label(), status=status)
         finally:
-            free.put(device)
+            for device in held:
+                free.put(device)
 
     interrupted = False
     # Round k runs worker process k of every run that has one (--processes): the

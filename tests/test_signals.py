@@ -183,3 +183,26 @@ def test_a_worker_that_ignores_the_interrupt_is_killed_after_the_grace(tmp_path,
     assert results and results[0].outcome == "failed", results
     assert "SIGKILL" in results[0].message
     assert time.monotonic() - started < 10
+
+
+def test_ctrl_c_of_a_run_of_ranks_closes_its_folder_and_leaves_nothing_running(tmp_path):
+    """Once one rank stops the others cannot finish in step: torchrun and every rank are
+    killed, and the launcher closes the folder for them (summary.csv, run.json)."""
+    proc = _start("run", "-w", "linreg", "-b", "torch-cpu", "--nproc", "2", "--trials", "1000",
+                  "--warmup-s", "0.05", "--min-trial-s", "0.1", "--telemetry", "none",
+                  "--out", str(tmp_path))
+    folder = wait_for_trials(tmp_path, at_least=4)  # two trials of two ranks
+    started = psutil.Process(proc.pid).children(recursive=True)
+    assert any("rank_worker" in " ".join(p.cmdline()) for p in started)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    data = read_run(folder)
+    assert data.meta["stop_reason"] == "interrupted"
+    assert sorted(set(data.trials["rank"])) == [0, 1]
+    trials = data.trials["trial"].nunique()
+    assert data.summary["n_ok"].iloc[0] == trials >= 2  # each trial once, not per rank
+    assert stdout.splitlines()[0] == str(folder)
+    assert f"{trials} finished trials kept in {folder}" in stderr
+    assert all(_gone(p.pid) for p in started)

@@ -206,6 +206,7 @@ def show_kept(folder: Optional[Path], fmt: str, quiet: bool) -> str:
     from gpubench.cli.render import print_run
     from gpubench.errors import UserError
     from gpubench.measure.run_record import RunOutcome
+    from gpubench.results.rank_rows import one_row_per_trial
     from gpubench.results.reader import read_run
     from gpubench.results.summary import summarize
 
@@ -217,7 +218,7 @@ def show_kept(folder: Optional[Path], fmt: str, quiet: bool) -> str:
     trials = data.trials
     summary = data.summary if data.summary is not None else summarize(trials, "interrupted")
     print_run(RunOutcome(folder, "interrupted", "interrupted", trials, summary), fmt, quiet)
-    ok = trials[trials["status"] == "ok"]
+    ok = one_row_per_trial(trials[trials["status"] == "ok"])  # ranks: a trial once
     if not len(ok):
         return f"no trial had finished; the run's record is in {folder}"
     column = "throughput_samples_per_s_median"

@@ -15,6 +15,7 @@ from gpubench.atomic_io import write_text_atomic
 from gpubench.environment import git_commit, host_name
 from gpubench.launch.base import LaunchResult
 from gpubench.launch.worker import request_to_json
+from gpubench.measure.protocol import STOP_INTERRUPTED
 from gpubench.measure.request import RunRequest, request_identity
 from gpubench.measure.run_record import ERROR_TAIL_CHARS, utc_now
 from gpubench.results.schema import (
@@ -70,6 +71,25 @@ def record_status(req: RunRequest, status: str, error: str, process: int = 0) ->
             {"schema_version": SCHEMA_VERSION, "run_id": row["run_id"], "status": status,
              "config": request_to_json(req), "error": error[-ERROR_TAIL_CHARS:]}, indent=2) + "\n")
     return rows
+
+
+def close_interrupted(req: RunRequest) -> None:
+    """The folder of a run whose processes were killed at a Ctrl-C before they could
+    close it (a run of ranks: once one rank stops, the others cannot finish in step):
+    the finished trials stay, with summary.csv and a run.json saying it was interrupted.
+    Nothing when no trial had finished (run_one then removes the folder)."""
+    folder = Path(req.folder)
+    trials = read_folder_trials(folder)
+    if trials.empty:
+        return
+    write_text_atomic(folder / "summary.csv",
+                      summarize(trials, stop_reason=STOP_INTERRUPTED).to_csv(index=False))
+    if not (folder / "run.json").exists():
+        write_text_atomic(folder / "run.json", json.dumps(
+            {"schema_version": SCHEMA_VERSION, "run_id": str(trials["run_id"].iloc[0]),
+             "stop_reason": STOP_INTERRUPTED, "finished_utc": utc_now(),
+             "config": request_to_json(req),
+             "trials_finished": int(trials["trial"].nunique())}, indent=2) + "\n")
 
 
 def settle(req: RunRequest, result: LaunchResult) -> pd.DataFrame:

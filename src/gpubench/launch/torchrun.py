@@ -34,6 +34,7 @@ from gpubench.errors import UserError
 from gpubench.launch.base import LaunchResult, Launcher, OnStart, Progress, no_progress
 from gpubench.launch.process import LOG_NAME, ProcessLauncher, tail
 from gpubench.launch.rank_worker import EVENT_FILE_ENV, REQUEST_ENV
+from gpubench.launch.status_rows import close_interrupted
 from gpubench.launch.worker import request_to_json
 from gpubench.telemetry import pin_cuda_device_order
 
@@ -212,13 +213,18 @@ class TorchrunLauncher(Launcher):
                 kill_tree(proc)
 
             on_start(interrupt)
-            code = self._wait(proc, relay, timeout_s)
+            try:
+                code = self._wait(proc, relay, timeout_s)
+            except KeyboardInterrupt:  # everything is killed: close the folder for it
+                close_interrupted(req)
+                raise
             relay.poll()
             events = relay.events
             if code is None:
                 return LaunchResult("timeout", f"timed out after {timeout_s:g} s; last output:\n"
                                     + tail(folder / LOG_NAME), events=events)
             if interrupted.is_set():
+                close_interrupted(req)
                 return LaunchResult("interrupted", events=events)
             finished = [e for e in events if e["event"] == "finished"]
             if code == 0 and (finished or self.node_rank > 0):  # rank 0 tells, on node 0

@@ -98,8 +98,8 @@ def _ranked(tmp_path, backend, **kw):
 
 def test_a_crashing_and_a_hanging_rank_in_a_suite_are_one_failed_and_one_timeout_row(
         tmp_path, tagged):
-    """Beside them, an FSDP run of the MNIST MLP: its rows intact, its weights equal on
-    both ranks after training."""
+    """Beside them, an FSDP run of a tiny gpt (its LM head tied to the token embedding):
+    its rows intact, its weights equal on both ranks after training."""
     config = tmp_path / "ranks.yaml"
     config.write_text("""defaults:
   trials: 2
@@ -108,8 +108,9 @@ def test_a_crashing_and_a_hanging_rank_in_a_suite_are_one_failed_and_one_timeout
   telemetry: none
   timeout_s: 120
 runs:
-  - workloads: mnist
+  - workloads: gpt
     backends: torch-cpu
+    params: {layers: 2, d_model: 32, heads: 4, seq_len: 16, vocab: 64}
     nprocs: 2
     strategy: fsdp
   - workloads: linreg
@@ -339,3 +340,27 @@ def test_a_run_of_ranks_on_several_devices_holds_them_all(tmp_path, monkeypatch)
     with pytest.raises(UserError, match=r"its 2 ranks run on GPUs 0-1, and --devices 0,2 "
                                         r"leaves out 1"):
         executor.check_rank_devices(plan, [0, 2])
+
+
+def test_fsdp2_shards_whole_layers_and_leaves_tied_parameters_to_the_whole():
+    """A layer's forward gathers its parameters; a tied head uses the embedding's matrix
+    without holding it, so neither may be sharded alone (the ranks would then mix a
+    sharded and a whole tensor)."""
+    from gpubench.backends.torch_model import TiedLMHead, TokenEmbedding, build_module
+    from gpubench.backends.torch_parallel import shardable_layers
+    from gpubench.workloads import resolve_workload
+
+    tiny = {"layers": "2", "d_model": "32", "heads": "4", "seq_len": "16", "vocab": "64"}
+    for name in ("gpt", "bert", "mnist"):
+        workload = resolve_workload(name, tiny if name != "mnist" else {})
+        model = build_module(workload.layers, workload.input_shape)
+        layers = list(model.children())
+        sharded = shardable_layers(model)
+        kinds = {type(m) for m in sharded}
+        if name == "gpt":  # tied: embedding and head stay with the whole model
+            assert TokenEmbedding not in kinds and TiedLMHead in {type(m) for m in layers}
+        if name == "bert":  # untied: the embedding is a layer like the others
+            assert TokenEmbedding in kinds
+        holding = [m for m in layers if any(True for _ in m.parameters())]
+        shared = 2 if name == "gpt" else 0  # the embedding and the head that borrows it
+        assert len(sharded) == len(holding) - (1 if shared else 0) > 1

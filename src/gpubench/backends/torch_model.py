@@ -88,6 +88,11 @@ class TiedLMHead(nn.Module):
         super().__init__()
         self._embedding: List[TokenEmbedding] = [embedding]
 
+    def borrowed_parameters(self) -> List[nn.Parameter]:
+        """Parameters this layer uses but another holds (FSDP2 must not shard them
+        with the other layer alone: backends/torch_parallel.py)."""
+        return [self._embedding[0].token.weight]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self._embedding[0].token.weight
         if not torch.onnx.is_in_onnx_export():

@@ -3,15 +3,17 @@ the process group the rank launcher opened (the step never opens, queries or clo
 
 - ddp: the model wrapped in DistributedDataParallel (rank 0's weights broadcast at the
   start, gradients all-reduced in the backward pass);
-- fsdp: the model sharded with FSDP2 (`fully_shard`, each layer that holds parameters,
-  then the whole) where the torch version has it, else wrapped in FSDP1
+- fsdp: the model sharded with FSDP2 (`fully_shard` on each of the model's layers that
+  holds parameters of its own, then on the whole: a layer's parameters are gathered
+  when its forward starts; parameters two layers share, as a tied LM head and its
+  token embedding do, stay with the whole) where the torch version has it, else FSDP1
   (FullyShardedDataParallel); run.json says which (`distributed.applied`). Every rank
   starts from the same weights (the same seed), since neither FSDP broadcasts them."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Tuple
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -30,9 +32,8 @@ def wrap_data_parallel(model: torch.nn.Module, ranks: RankContext,
     if ranks.strategy == "fsdp":
         fully_shard = _fully_shard()
         if fully_shard is not None:
-            for module in model.modules():  # each layer's parameters gathered just in time
-                if module is not model and any(True for _ in module.parameters(recurse=False)):
-                    fully_shard(module)
+            for layer in shardable_layers(model):
+                fully_shard(layer)
             fully_shard(model)
             return model, "fsdp2"
         from torch.distributed.fsdp import FullyShardedDataParallel
@@ -41,6 +42,22 @@ def wrap_data_parallel(model: torch.nn.Module, ranks: RankContext,
             device if device.type == "cuda" else None)), "fsdp1"
     raise Unsupported(f"data-parallel strategy {ranks.strategy!r} is not supported by torch "
                       "steps (they run: ddp, fsdp)")
+
+
+def shardable_layers(model: torch.nn.Module) -> List[torch.nn.Module]:
+    """The model's layers (its children) that FSDP2 may shard apart: those holding
+    parameters, none of which another layer also holds. Whole layers, not their inner
+    modules: a layer may use an inner module's weight without calling it (the position
+    table of TokenEmbedding), which only the layer's own forward hook would gather."""
+    layers = list(model.children())
+    owners: Dict[int, int] = {}
+    for layer in layers:  # a tied head uses the embedding's matrix without holding it
+        used = list(layer.parameters()) + list(getattr(layer, "borrowed_parameters", list)())
+        for p in {id(p) for p in used}:
+            owners[p] = owners.get(p, 0) + 1
+    return [layer for layer in layers
+            if any(True for _ in layer.parameters())
+            and all(owners[id(p)] == 1 for p in layer.parameters())]
 
 
 def _fully_shard():

@@ -24,6 +24,8 @@ room for is "skipped (time)". Expected times on an H100/H200 (16 cores) in brack
              against integrated power                                                [~15 s]
   suite      two runs of one configuration in isolated workers (--devices 0), then
              `gpubench compare --by run_id` on them                                  [~20 s]
+  ranks      ResNet-50 (128 px) bf16 training, plain and through the torchrun launcher
+             at --nproc 1 (NCCL, DDP): within 3%; allreduce on NCCL to 64 MiB       [~40 s]
   exec       small gpt under torch.compile (train) and CUDA graphs (train, infer):
              ran, matched eager, compile_s recorded, no recompile in a trial; last,
              in the time left (a cold compile takes tens of seconds)                [~60 s]
@@ -68,8 +70,8 @@ from gpubench.peaks import peak_tflops  # noqa: E402 (no framework: the datashee
 # The script's own modules beside it (benchmarks/ is on sys.path when it runs as a script).
 from gpu_check_kernels import measure_kernels  # noqa: E402
 from gpu_check_rows import (  # noqa: E402
-    FAIL, PASS, SKIP, Check, _fmt, _num, check_energy_integrated, check_exec_run, check_kernel,
-    check_pytest,
+    FAIL, PASS, SKIP, Check, _fmt, _num, check_collective_run, check_energy_integrated,
+    check_exec_run, check_kernel, check_pytest, check_ranked_run,
     check_run, energy_vs_integrated, gpm_expected_for, gpu_state_of, gpu_state_text,
     parse_junit, parse_pytest_tail, run_table_row,
 )
@@ -84,7 +86,7 @@ FINAL_RESERVE_S = 8.0  # kept for writing the final files
 # step: (timeout cap, least time worth starting it with)
 LIMITS = {"env": (60.0, 5.0), "list": (45.0, 3.0), "kernels": (90.0, 8.0),
           "pytest": (150.0, 30.0), "run": (60.0, 6.0), "steady": (75.0, 15.0),
-          "suite": (100.0, 25.0), "compare": (30.0, 3.0)}
+          "suite": (100.0, 25.0), "compare": (30.0, 3.0), "ranks": (60.0, 30.0)}
 KILL_GRACE_S = 10.0  # SIGINT first (gpubench then stops its worker), SIGKILL after this
 
 # --- what runs ---------------------------------------------------------------------------
@@ -106,6 +108,14 @@ WORKLOAD_MATRIX = {"gpt": (("train", "bf16"), ("infer", "fp16")),
                    "bert": (("train", "bf16"), ("infer", "fp16"))}
 # Last, in what time is left: torch.compile (cold: tens of seconds) and CUDA graphs on
 # the small gpt, each checked against eager by gpubench before timing.
+# Runs of ranks: one GPU here, so --nproc 1 (NCCL, DDP) against the plain run, and the
+# all-reduce sweep to 64 MiB (with one rank busbw is 0 by nccl-tests' factor; algbw shows).
+RANKED_ARGS = ("--workload", "resnet50", "--mode", "train", "--precision", "bf16",
+               "--batch-size", "128", "--param", "image_size=128", "--backend", "torch-cuda",
+               "--trials", "5", "--min-trial-s", "0.5", "--warmup-s", "1", "--telemetry", "nvml")
+COLLECTIVE_ARGS = ("--workload", "allreduce", "--backend", "torch-cuda", "--nproc", "1",
+                   "--param", f"max_bytes={64 << 20}", "--trials", "3", "--min-trial-s", "0.1",
+                   "--warmup-s", "0.1", "--telemetry", "nvml")
 EXEC_RUNS = (("compile", "train"), ("cuda-graphs", "train"), ("cuda-graphs", "infer"))
 STEADY_ARGS = ("--workload", "resnet50", "--mode", "train", "--precision", "bf16",
                "--batch-size", "256", "--param", "image_size=128", "--trials", "3",
@@ -386,7 +396,8 @@ class Checker:
         if r.timed_out or r.rc != 0:
             raise GpuCheckError(f"gpubench list failed: {_last_line(r.stderr)}")
         data = json.loads(r.stdout)
-        names = [w["name"] for w in data.get("workloads", [])]
+        # collectives (allreduce, ...) need ranks: the ranks step runs them, not the matrix
+        names = [w["name"] for w in data.get("workloads", []) if w.get("task") != "collective"]
         if names:
             self.workloads = names
         backends = {b["name"]: b for b in data.get("backends", [])}
@@ -496,6 +507,21 @@ class Checker:
         rows, _, run_json = self._run_once(label, args, mode, "exec")
         self.report.add([check_exec_run(label, rows, run_json)])
 
+    def step_ranks(self) -> None:
+        """The torchrun launcher on NCCL: one rank against the plain run, then the
+        all-reduce sweep."""
+        plain, _, _ = self._run_once("plain resnet50 train bf16", RANKED_ARGS, "train", "ranks")
+        label = "--nproc 1 resnet50 train bf16"
+        ranked, _, run_json = self._run_once(label, [*RANKED_ARGS, "--nproc", "1"], "train",
+                                             "ranks")
+        self.report.add([check_ranked_run(label, plain, ranked, run_json)])
+        if not self.budget.allows(LIMITS["run"][1]):
+            self.report.add([Check("allreduce --nproc 1", "ran", SKIP, "skipped (time)")])
+            return
+        label = "allreduce --nproc 1 to 64 MiB"
+        rows, _, run_json = self._run_once(label, COLLECTIVE_ARGS, "train", "ranks")
+        self.report.add([check_collective_run(label, rows, run_json)])
+
     def step_steady(self) -> None:
         label = "steady resnet50 train bf16"
         t0 = time.monotonic()
@@ -571,6 +597,7 @@ class Checker:
                               self.step_run, workload, mode, precision)
             self.step("steady run: energy counter vs integrated power", LIMITS["steady"][1], self.step_steady)
             self.step("suite + compare", LIMITS["suite"][1], self.step_suite)
+            self.step("runs of ranks (torchrun, NCCL)", LIMITS["ranks"][1], self.step_ranks)
             for exec_mode, mode in EXEC_RUNS:
                 self.step(f"exec {exec_mode} gpt {mode}", LIMITS["run"][1], self.step_exec,
                           exec_mode, mode)

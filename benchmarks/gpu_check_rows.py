@@ -318,6 +318,60 @@ def check_exec_run(label: str, rows: List[Dict[str, Any]], run_json: Dict[str, A
     return Check(label, "exec mode against eager", FAIL if problems else PASS, detail)
 
 
+# The torchrun launcher with one rank (NCCL, DDP) against the plain run of the same
+# configuration: the launcher, the process group and DDP's bucketed all-reduce of one
+# rank must cost no more than this.
+RANKED_TOLERANCE = 0.03
+
+
+def check_ranked_run(label: str, plain: List[Dict[str, Any]], ranked: List[Dict[str, Any]],
+                     run_json: Dict[str, Any]) -> Check:
+    """`--nproc 1` through torchrun: ok rows on NCCL with DDP applied, samples/s within
+    RANKED_TOLERANCE of the plain run's (medians)."""
+    dist = run_json.get("distributed") or {}
+    base = _median([_num(r.get("throughput_samples_per_s")) for r in plain
+                    if r.get("status") == "ok"])
+    mine = _median([_num(r.get("throughput_samples_per_s")) for r in ranked
+                    if r.get("status") == "ok"])
+    problems = []
+    if mine is None or base is None:
+        problems.append(f"no ok rows ({_last_error(ranked if mine is None else plain)})")
+    if dist.get("process_group_backend") != "nccl" or dist.get("applied") != "ddp":
+        problems.append(f"process group {dist.get('process_group_backend')}, "
+                        f"applied {dist.get('applied')} (expected nccl, ddp)")
+    ratio = mine / base if mine and base else None
+    if ratio is not None and abs(ratio - 1) > RANKED_TOLERANCE:
+        problems.append(f"{(ratio - 1) * 100:+.1f}% against the plain run "
+                        f"(tolerance {RANKED_TOLERANCE * 100:g}%)")
+    figures = (f"plain {_fmt(base)} samples/s, --nproc 1 {_fmt(mine)} samples/s, ratio "
+               f"{_fmt(ratio, '.4f')}")
+    detail = f"{'; '.join(problems)} ({figures})" if problems else figures
+    return Check(label, "--nproc 1 (NCCL, DDP) within 3% of the plain run",
+                 FAIL if problems else PASS, detail)
+
+
+def check_collective_run(label: str, rows: List[Dict[str, Any]],
+                         run_json: Dict[str, Any]) -> Check:
+    """A collective run on NCCL: ok rows for every message size swept, algbw > 0."""
+    sizes = [s.get("message_bytes") for s in (run_json.get("collective") or {}).get("sizes", [])]
+    ok = [r for r in rows if r.get("status") == "ok"]
+    measured = {int(_num(r.get("message_bytes")) or 0) for r in ok
+                if (_num(r.get("algbw_gbs")) or 0) > 0}
+    missing = [s for s in sizes if s not in measured]
+    backend = (run_json.get("distributed") or {}).get("process_group_backend")
+    largest = [r for r in ok if sizes and _num(r.get("message_bytes")) == sizes[-1]]
+    algbw = _median([_num(r.get("algbw_gbs")) for r in largest])
+    problems = []
+    if not sizes or missing:
+        problems.append(f"sizes without an algbw: {missing or 'no sizes'} ({_last_error(rows)})")
+    if backend != "nccl":
+        problems.append(f"process group {backend} (expected nccl)")
+    figures = f"{len(measured)} sizes, algbw at {_fmt(sizes[-1] if sizes else None)} B: {_fmt(algbw)} GB/s"
+    detail = f"{'; '.join(problems)} ({figures})" if problems else figures
+    return Check(label, "a row with algbw for every message size", FAIL if problems else PASS,
+                 detail)
+
+
 def _last_error(rows: List[Dict[str, Any]]) -> str:
     errors = [str(r.get("error")).strip().splitlines()[-1] for r in rows if r.get("error")]
     return errors[-1] if errors else f"{len(rows)} rows"

@@ -263,6 +263,29 @@ def test_exec_runs_pass_only_when_they_matched_eager_compiled_and_did_not_recomp
     assert failed.verdict == "FAIL" and "boom" in failed.detail
 
 
+def test_a_run_of_one_rank_passes_within_3_percent_of_the_plain_run_on_nccl():
+    plain = [{"status": "ok", "throughput_samples_per_s": v} for v in (1000.0, 1010.0, 990.0)]
+    meta = {"distributed": {"process_group_backend": "nccl", "applied": "ddp"}}
+    close = [{"status": "ok", "throughput_samples_per_s": v} for v in (985.0, 980.0, 990.0)]
+    passed = gcr.check_ranked_run("r", plain, close, meta)
+    assert passed.verdict == "PASS" and "ratio 0.9850" in passed.detail
+    slow = [{**r, "throughput_samples_per_s": 960.0} for r in close]
+    assert "-4.0% against the plain run" in gcr.check_ranked_run("r", plain, slow, meta).detail
+    gloo = {"distributed": {"process_group_backend": "gloo", "applied": "ddp"}}
+    assert gcr.check_ranked_run("r", plain, close, gloo).verdict == "FAIL"
+    failed = gcr.check_ranked_run("r", plain, [{"status": "failed", "error": "x\nNCCL error"}], meta)
+    assert failed.verdict == "FAIL" and "NCCL error" in failed.detail
+
+
+def test_a_collective_run_passes_with_an_algbw_row_for_every_size():
+    meta = {"distributed": {"process_group_backend": "nccl"},
+            "collective": {"sizes": [{"message_bytes": 8}, {"message_bytes": 16}]}}
+    rows = [{"status": "ok", "message_bytes": b, "algbw_gbs": g} for b, g in ((8, 0.01), (16, 0.02))]
+    passed = gcr.check_collective_run("c", rows, meta)
+    assert passed.verdict == "PASS" and "2 sizes" in passed.detail and "0.02 GB/s" in passed.detail
+    assert gcr.check_collective_run("c", rows[:1], meta).verdict == "FAIL"
+
+
 # -- the summary ------------------------------------------------------------------------------
 def _report():
     report = gcs.Report(started_utc="2026-01-01T00:00:00Z", host="box", deadline_s=390.0,

@@ -232,8 +232,9 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
         Col("exec", lambda r: _exec_text(r.get("exec")), "exec"),
         Col("run", lambda r: repeats.get(r.name, "")),  # suite repeats: 2/3
         Col("trials", lambda r: f"{_int(r['n_ok'])}/{_int(r['n_trials'])}", "trials"),
-        # runs of ranks (--nproc): their number; collectives: the message of the row
-        Col("ranks", lambda r: _int(r.get("world_size")) if _ranked(r) else "", "ranks"),
+        # runs of ranks (--nproc): their number, and the strategy unless DDP (the default);
+        # collectives: the message of the row
+        Col("ranks", _ranks_text, "ranks"),
         Col("size", lambda r: _bytes_text(r.get("message_bytes")), "size"),
         Col("samples/s", lambda r: _num(r.get(f"{THR}_median")), "samples/s"),
         Col("global samples/s", lambda r: _num(r.get("global_throughput_samples_per_s_median")),
@@ -265,6 +266,13 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
         Col("loss first → last", lambda r: loss_text(losses.get(str(r.get("run_id")))), "loss"),
         Col("status", lambda r: str(r["status"]), title=lambda v: f"status {v}"),
     ]
+
+
+def _ranks_text(r: Any) -> str:
+    if not _ranked(r):
+        return ""
+    strategy = str(r.get("strategy"))
+    return _int(r.get("world_size")) + ("" if strategy == "ddp" else f" {strategy}")
 
 
 def _ranked(r: Any) -> bool:

@@ -2,6 +2,7 @@
 (results/rank_rows.py), in summary.csv and in compare."""
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from gpubench.results.compare import compare
@@ -16,7 +17,7 @@ def ranked(values, *, world_size=2, run_id="r1", **columns):
     frames = []
     for rank in range(world_size):
         frame = make_trials(values, run_id=run_id, world_size=world_size, strategy="ddp",
-                            rank=rank, process=0, **columns)
+                            rank=rank, process=0, schema_version=5, **columns)
         frame["global_throughput_samples_per_s"] = frame["throughput_samples_per_s"] * world_size
         frames.append(frame)
     return pd.concat(frames, ignore_index=True).sort_values(["trial", "rank"], kind="stable")
@@ -54,3 +55,36 @@ def test_compare_counts_a_ranked_trial_once_and_compares_global_throughput():
     table = compare(base, new, metric="global_throughput_samples_per_s")
     assert table.iloc[0]["verdict"] == "slower"
     assert np.isclose(table.iloc[0]["ratio"], 0.8, atol=0.01)
+
+
+def _scaling_side(tmp_path, name, efficiency_2):
+    """A side with runs at world size 1 (1000 samples/s) and 2 (2000 x efficiency)."""
+    one = ranked([1000.0, 1010.0, 990.0, 1000.0, 1005.0, 995.0], world_size=1, run_id=f"{name}1")
+    two = ranked([1000.0 * efficiency_2] * 6, world_size=2, run_id=f"{name}2")
+    folder = tmp_path / name
+    folder.mkdir()
+    pd.concat([one, two]).to_csv(folder / "trials.csv", index=False)
+    return folder
+
+
+def test_compare_and_report_show_weak_scaling_of_both_sides(tmp_path):
+    from gpubench.results.compare import compare_paths
+    from gpubench.results.compare_format import to_json, to_markdown
+    from gpubench.results.report import build_report
+
+    base, new = _scaling_side(tmp_path, "base", 0.9), _scaling_side(tmp_path, "new", 0.6)
+    comparison = compare_paths(base, new, metric="global_throughput_samples_per_s")
+    scaling = comparison.scaling
+    assert scaling["world_size"].tolist() == [2]
+    assert scaling["efficiency_base"].tolist() == pytest.approx([0.9])
+    assert scaling["efficiency_new"].tolist() == pytest.approx([0.6])
+    assert scaling["change_points"].tolist() == pytest.approx([-30.0])
+    assert "| 90.0% | 60.0% | -30.0 points |" in to_markdown(comparison)
+    assert '"change_points": -30' in to_json(comparison, "regression", 1)
+    html = build_report([base, new])
+    assert "<h2>Weak scaling</h2>" in html and "Weak scaling efficiency</title>" in html
+    assert "90.0%" in html and "60.0%" in html
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    make_trials([100.0] * 6).to_csv(plain / "trials.csv", index=False)
+    assert "Weak scaling" not in build_report([plain])  # plain runs: no section

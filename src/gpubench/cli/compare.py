@@ -153,4 +153,17 @@ def table_text(comparison, width) -> str:
         table.add_row(*(row[i] for i in keep))
     console.print(table)
     console.print(escape(RULE), style="dim")
+    if len(comparison.scaling):
+        scaling = Table(title="Weak scaling efficiency: throughput(N) / (N x throughput(1))",
+                        title_justify="left")
+        for h in ("configuration", "ranks", "base", "new", "efficiency base", "efficiency new",
+                  "change"):
+            scaling.add_column(h, justify="left" if h in ("configuration", "base", "new")
+                               else "right")
+        for _, r in comparison.scaling.iterrows():
+            scaling.add_row(escape(config_label(r)), f"{r['world_size']:.0f}",
+                            escape(str(r["base"])), escape(str(r["new"])),
+                            f"{r['efficiency_base']:.1%}", f"{r['efficiency_new']:.1%}",
+                            f"{r['change_points']:+.1f} points")
+        console.print(scaling)
     return buffer.getvalue()

@@ -48,6 +48,7 @@ from gpubench.errors import UserError
 from gpubench.results import compare_load as load
 from gpubench.results import schema
 from gpubench.results.rank_rows import one_row_per_trial
+from gpubench.results.scaling import scaling_by_group, scaling_changes
 from gpubench.results.compare_stats import DIRECTIONS, NOISE_MULTIPLE, assess_batch
 from gpubench.results.compare_units import (  # noqa: F401 (MIN_RUNS_PER_SIDE: re-exported)
     MIN_RUNS_PER_SIDE, history_noise, unit_noise, unit_values,
@@ -245,6 +246,9 @@ class Comparison:
     inputs: List[str]
     by: Optional[str] = None
     groups: List[str] = field(default_factory=list)  # --by values, baseline first
+    # weak scaling efficiency of each side where runs of ranks were run at several world
+    # sizes (results/scaling.py); empty otherwise
+    scaling: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
@@ -270,7 +274,9 @@ def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
         table = compare(frames[0], frames[1], metric, threshold, labels=("base", "new"), seed=seed,
                         include_contended=include_contended, history_noise=past)
         _require_match(table, inputs[0], inputs[1])
-        return Comparison(table, metric, threshold, inputs)
+        scaling = scaling_changes(scaling_by_group([("base", frames[0]), ("new", frames[1])]),
+                                  "base")
+        return Comparison(table, metric, threshold, inputs, scaling=scaling)
     label = " and ".join(inputs)
     combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     groups = load.split_by(combined, by, baseline, label)
@@ -282,7 +288,8 @@ def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
     # A group that matches nothing is listed (base_only/new_only rows); none matching is an error.
     _require_match(table, f"{by}={base_value!r} in {label}",
                    ", ".join(f"{by}={value!r}" for value, _ in others))
-    return Comparison(table, metric, threshold, inputs, by, [g[0] for g in groups])
+    scaling = scaling_changes(scaling_by_group(groups), base_value)
+    return Comparison(table, metric, threshold, inputs, by, [g[0] for g in groups], scaling)
 
 
 def _require_match(table: pd.DataFrame, base: str, new: str) -> None:

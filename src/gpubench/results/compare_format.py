@@ -109,6 +109,14 @@ def to_markdown(comparison: Comparison) -> str:
                                 else "--:" for h in header) + "|")
     lines += ["| " + " | ".join(c[h] for h in header) + " |" for c in rows]
     lines += ["", f"<sub>{md_escape(RULE)}.</sub>", ""]
+    if len(comparison.scaling):
+        lines += ["### Weak scaling efficiency: throughput(N) / (N x throughput(1))", "",
+                  "| configuration | ranks | base | new | efficiency base | efficiency new | change |",
+                  "|---|--:|---|---|--:|--:|--:|"]
+        lines += [f"| {md_escape(config_label(r))} | {r['world_size']:.0f} | {md_escape(r['base'])} "
+                  f"| {md_escape(r['new'])} | {r['efficiency_base']:.1%} | {r['efficiency_new']:.1%} "
+                  f"| {r['change_points']:+.1f} points |" for _, r in comparison.scaling.iterrows()]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -134,5 +142,7 @@ def to_json(comparison: Comparison, outcome: str, exit_code: int) -> str:
     payload = {"metric": comparison.metric, "threshold": comparison.threshold,
                "inputs": comparison.inputs, "by": comparison.by, "groups": comparison.groups,
                "rule": RULE, "counts": counts(comparison.table), "outcome": outcome,
-               "exit_code": exit_code, "rows": rows}
+               "exit_code": exit_code, "rows": rows,
+               "scaling": [{k: _clean(v) for k, v in r.items()}
+                           for r in comparison.scaling.to_dict(orient="records")]}
     return json.dumps(payload, indent=2) + "\n"

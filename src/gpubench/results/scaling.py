@@ -10,12 +10,13 @@ summary.csv rows, no framework."""
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
 from gpubench.results import schema
+from gpubench.results.summary import summarize
 
 GLOBAL = "global_throughput_samples_per_s_median"
 OWN = "throughput_samples_per_s_median"
@@ -55,3 +56,38 @@ def scaling_efficiency(summary: pd.DataFrame) -> pd.DataFrame:
                          "per_rank_samples_per_s": whole / n,
                          "efficiency": whole / (n * base)})
     return pd.DataFrame(rows, columns=columns)
+
+
+def scaling_by_group(sides: Sequence[Tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """Every group's scaling rows, from its trial rows, with a `group` column; empty
+    when no group ran a configuration at world size 1 and more."""
+    frames = []
+    for group, trials in sides:
+        if trials.empty or "strategy" not in trials.columns:
+            continue
+        table = scaling_efficiency(summarize(trials))
+        if len(table):
+            frames.append(table.assign(group=group))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def scaling_changes(scaling: pd.DataFrame, base: str) -> pd.DataFrame:
+    """Per configuration and world size (N > 1): each group's efficiency, and the
+    others' change against `base`'s in points (compare's scaling table); empty when
+    no configuration scales in two groups."""
+    if scaling.empty:
+        return scaling
+    keys = [c for c in scaling_keys() if c in scaling.columns]
+    rows = []
+    for key, sizes in scaling[scaling["world_size"] > 1].groupby(keys + ["world_size"],
+                                                                 dropna=False, sort=False):
+        by_group = dict(zip(sizes["group"], sizes["efficiency"]))
+        if base not in by_group or len(by_group) < 2:
+            continue
+        for group, efficiency in by_group.items():
+            if group != base:
+                rows.append({**dict(zip(keys + ["world_size"], key)), "base": base,
+                             "new": group, "efficiency_base": by_group[base],
+                             "efficiency_new": efficiency,
+                             "change_points": (efficiency - by_group[base]) * 100})
+    return pd.DataFrame(rows)

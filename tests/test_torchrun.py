@@ -240,7 +240,8 @@ def test_weak_scaling_efficiency_is_throughput_n_over_n_times_throughput_1():
                 "global_throughput_samples_per_s_median": whole}
     summary = pd.DataFrame([row("a", 1, 1000.0), row("b", 2, 1900.0, 0), row("b", 2, 1900.0, 1),
                             row("c", 4, 3200.0)]
-                           + [row("d", 8, 4000.0, 0) | {"status": "failed"}])
+                           + [row("d", 8, 4000.0, 0) | {"status": "failed"}]
+                           + [row("e", None, 500.0)])  # no world size (an old row): left out
     scaling = scaling_efficiency(summary)
     assert scaling["world_size"].tolist() == [1, 2, 4]  # the failed run is left out
     assert scaling["efficiency"].tolist() == pytest.approx([1.0, 0.95, 0.8])

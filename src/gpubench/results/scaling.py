@@ -41,6 +41,7 @@ def scaling_efficiency(summary: pd.DataFrame) -> pd.DataFrame:
     own = pd.to_numeric(ok.get(GLOBAL), errors="coerce")
     ok["whole"] = own.fillna(pd.to_numeric(ok[OWN], errors="coerce"))
     ok["world_size"] = pd.to_numeric(ok["world_size"], errors="coerce")
+    ok = ok[ok["world_size"].notna()]  # a row that does not say cannot be placed
     # a run of ranks on GPUs has a summary row per rank, each with the run's whole figure
     per_run = ok.groupby(keys + ["world_size", "run_id"], dropna=False)["whole"].first()
     per_size = per_run.groupby(level=list(range(len(keys) + 1)), dropna=False).median()
@@ -63,8 +64,9 @@ def scaling_by_group(sides: Sequence[Tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     when no group ran a configuration at world size 1 and more."""
     frames = []
     for group, trials in sides:
-        if trials.empty or "strategy" not in trials.columns:
-            continue
+        if trials.empty or "strategy" not in trials.columns or \
+                trials["strategy"].fillna("").astype(str).str.strip().eq("").all():
+            continue  # no run of ranks: nothing scales (and no summary to compute)
         table = scaling_efficiency(summarize(trials))
         if len(table):
             frames.append(table.assign(group=group))

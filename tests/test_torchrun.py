@@ -236,7 +236,7 @@ def test_weak_scaling_efficiency_is_throughput_n_over_n_times_throughput_1():
                 "scenario": "throughput", "exec": "eager", "world_size": world_size,
                 "strategy": "ddp", "environment": "default", "data": "synthetic",
                 "device_index": device_index, "device_name": "H100", "status": "ok",
-                "throughput_samples_per_s_median": whole / world_size,
+                "throughput_samples_per_s_median": whole / (world_size or 1),
                 "global_throughput_samples_per_s_median": whole}
     summary = pd.DataFrame([row("a", 1, 1000.0), row("b", 2, 1900.0, 0), row("b", 2, 1900.0, 1),
                             row("c", 4, 3200.0)]

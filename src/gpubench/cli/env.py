@@ -14,28 +14,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frameworks", action="store_true",
                    help="import each framework for the facts only it knows (threads, cuDNN, "
                         "providers); slow: TensorFlow alone takes seconds")
+    p.add_argument("--all-environments", action="store_true",
+                   help="each known Python environment instead (this one, those of gpubench "
+                        "envs add, this checkout's .venv-tf): its Python, frameworks and CUDA "
+                        "builds, and the backends it can run; each probed in a subprocess, "
+                        "all at once")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="with --all-environments: how long an environment may take to "
+                        "answer (default 30 s)")
     p.set_defaults(execute=execute)
 
 
 def collect(frameworks: bool = False) -> Dict[str, Any]:
     """Machine facts, each framework's version and build (from package metadata unless
     `frameworks`: then imported, as a run records them), and the GPUs through NVML."""
-    from gpubench.backends import all_backends
+    from gpubench.backends.inventory import framework_facts
     from gpubench.environment import machine_environment
 
-    env: Dict[str, Any] = {"machine": machine_environment(), "frameworks": {}}
-    for name, factory in sorted(all_backends().items()):
-        backend = factory()
-        if backend.framework in env["frameworks"]:
-            continue
-        ok, why = backend.is_available()
-        if not ok and backend.device_kind != "cpu":
-            continue  # the framework's CPU backend says whether it is installed
-        if not ok:
-            env["frameworks"][backend.framework] = {"available": False, "reason": why}
-        else:
-            env["frameworks"][backend.framework] = (backend.environment() if frameworks
-                                                    else backend.build_facts())
+    env: Dict[str, Any] = {"machine": machine_environment(),
+                           "frameworks": framework_facts(imported=frameworks)}
     from gpubench.telemetry.nvml import gpu_inventory
 
     env["gpus"] = gpu_inventory()  # driver, CUDA driver, and each GPU, through NVML
@@ -65,6 +62,9 @@ def _text(value: Any) -> str:
 
 
 def execute(args: argparse.Namespace) -> int:
+    if args.all_environments:
+        from gpubench.cli.env_all import show_environments
+        return show_environments(args.json, args.timeout)
     env = collect(args.frameworks)
     if args.json:
         print(json.dumps(env, indent=2, default=str))

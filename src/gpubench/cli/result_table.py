@@ -223,9 +223,13 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
     flops_unit, flops_scale = _unit([_float(r.get("tflops_median")) for r in records], FLOPS_UNITS)
     joule_unit, joule_scale = _unit([_j_per_sample(r) for r in records], JOULE_UNITS)
     repeats = dict(zip(summary.index, _repeat_numbers(summary)))
+    other_envs = any(_env_text(r.get("environment")) != "default" for r in records)
     cols = [
         Col("workload", workload_label, title=str),
         Col("backend", lambda r: str(r["backend"]), title=str),
+        # the Python environment, when some row ran outside the default one
+        Col("env", lambda r: _env_text(r.get("environment")) if other_envs else "",
+            title=lambda v: f"env {v}"),
         Col("mode", lambda r: str(r["mode"]), title=str),
         Col("precision", lambda r: str(r["precision"]), title=str),
         Col("batch", lambda r: _int(r["batch_size"]), title=lambda v: f"batch {v}"),
@@ -289,6 +293,10 @@ def _bytes_text(value: Any) -> str:
         if n >= scale:
             return f"{n / scale:g} {unit}"
     return f"{n:g} B"
+
+
+def _env_text(value: Any) -> str:
+    return value if isinstance(value, str) and value else "default"
 
 
 def _exec_text(value: Any) -> str:

@@ -114,6 +114,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --nnodes: node 0's address (one node: 127.0.0.1)")
     p.add_argument("--master-port", type=positive_int, metavar="PORT",
                    help="with --nnodes: a free port on node 0 (one node: a free one is picked)")
+    p.add_argument("--python", metavar="PATH",
+                   help="run in another Python environment: a venv folder or an interpreter "
+                        "with this checkout's gpubench (gpubench envs add installs it); rows "
+                        "name the environment (its registered name, else its path)")
     p.add_argument("--no-isolate", action="store_true",
                    help="run in this process instead of a fresh worker (for debugging)")
     p.set_defaults(execute=execute)
@@ -127,7 +131,8 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.errors import UserError
     from gpubench.measure.protocol import DEFAULT_PROCESSES, ProtocolConfig, default_trials
     from gpubench.launch import RunInterrupted, make_launcher, run_one
-    from gpubench.measure.request import scenario_for
+    from gpubench.measure.request import DEFAULT_ENVIRONMENT, scenario_for
+    from gpubench.suite.environments import name_for
     from gpubench.measure.runner import RunRequest
     from gpubench.workloads import parse_param_args
 
@@ -146,6 +151,7 @@ def execute(args: argparse.Namespace) -> int:
     if multi_node and args.nproc is None:
         raise UserError("--nnodes, --node-rank, --master-addr and --master-port are for runs "
                         "of ranks: give --nproc N")
+    python = checked_python(args.python) if args.python else None
     protocol = ProtocolConfig(
         trials=args.trials or default_trials(processes), warmup_s=args.warmup_s, min_trial_s=args.min_trial_s,
         target_rel_ci=args.target_rel_ci,
@@ -164,16 +170,17 @@ def execute(args: argparse.Namespace) -> int:
         exec=exec_with_compile_mode(args.exec, args.compile_mode) if args.exec else None,
         scenario=scenario_for(args.workload, parse_param_args(args.param), args.target_accuracy),
         world_size=(args.nproc or 1) * args.nnodes,
-        strategy=(args.strategy or "ddp") if args.nproc is not None else None)
+        strategy=(args.strategy or "ddp") if args.nproc is not None else None,
+        environment=DEFAULT_ENVIRONMENT if python is None else name_for(python))
     show_progress = not args.quiet and sys.stderr.isatty()
     # process (default): a fresh worker, a clean CUDA context, the path suites take
     # torchrun (--nproc): the ranks through torch.distributed.run
     if args.nproc is not None:
         from gpubench.launch.torchrun import TorchrunLauncher
-        launcher = TorchrunLauncher(nnodes=args.nnodes, node_rank=args.node_rank,
+        launcher = TorchrunLauncher(python, nnodes=args.nnodes, node_rank=args.node_rank,
                                     master_addr=args.master_addr, master_port=args.master_port)
     else:
-        launcher = make_launcher("inline" if args.no_isolate else "process")
+        launcher = make_launcher("inline" if args.no_isolate else "process", python)
     try:
         with run_progress(show_progress) as progress:
             outcome = run_one(request, launcher, args.timeout, progress)
@@ -196,6 +203,26 @@ def execute(args: argparse.Namespace) -> int:
             print(f"gpubench: warning: {missed}", file=sys.stderr)
     print_run(outcome, args.format, args.quiet)
     return EXIT_OK if outcome.status == "ok" else EXIT_RUN_FAILED
+
+
+def checked_python(path: str) -> str:
+    """--python PATH as an interpreter that can run this checkout's workers; UserError
+    saying what is wrong (not a Python, too old, without gpubench's dependencies or
+    this gpubench: `run` installs nothing)."""
+    from gpubench.errors import UserError
+    from gpubench.launch.interpreter import is_this_python, probe, resolve_python
+    from gpubench.suite.environments import Environment, ready
+
+    try:
+        python = resolve_python(path)
+    except UserError as exc:
+        raise UserError(f"--python: {exc}") from None
+    if not is_this_python(python):
+        found, _ = ready(Environment("", python, f"--python {path}"), probe(python), install=False)
+        if not found.has_this_gpubench:
+            raise UserError(f"--python {path}: {python} does not import gpubench; "
+                            f"`gpubench envs add NAME {path}` installs this checkout there")
+    return python
 
 
 def show_kept(folder: Optional[Path], fmt: str, quiet: bool) -> str:

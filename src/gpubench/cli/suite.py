@@ -58,7 +58,11 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.suite.executor import (check_rank_devices, execute_suite, open_suite_folder,
                                          plan_suite)
 
-    plan = plan_suite(args.config, args.out, args.filter, args.resume)
+    plan = plan_suite(args.config, args.out, args.filter, args.resume, install=not args.dry_run)
+    for line in plan.environments.notes:  # gpubench installed into a named environment
+        print(f"gpubench: {line}", file=sys.stderr)
+    for line in plan.environments.warnings:
+        print(f"gpubench: warning: {line}", file=sys.stderr)
     if args.dry_run:
         from gpubench.suite.estimate import estimate_suite
         print_suite_plan(plan, args.format, estimate=estimate_suite(plan, args.devices, args.timeout))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Optional
 
 from gpubench.errors import UserError
+from gpubench.launch.interpreter import is_this_python, resolve_python  # noqa: F401 (re-exported)
 from gpubench.measure.protocol import Progress, no_progress  # noqa: F401 (re-exported)
 
 # A launcher hands its caller a way to interrupt the run (SIGINT: write what finished).
@@ -67,14 +68,6 @@ def run_ended(req: Any, result: LaunchResult) -> bool:
     return meta.get("stop_reason") == "failed"
 
 
-def check_python(python: str) -> str:
-    """`python` as a usable interpreter path, or a UserError saying what is wrong."""
-    path = os.path.abspath(os.path.expanduser(python))
-    if not os.path.isfile(path) or not os.access(path, os.X_OK):
-        raise UserError(f"{python}: not an executable Python interpreter")
-    return path
-
-
 def refuse_ranks(req: Any, launcher: str) -> None:
     """A request for ranks (a strategy, --nproc) needs the launcher that starts them."""
     if req.strategy is not None or req.world_size != 1:
@@ -82,19 +75,12 @@ def refuse_ranks(req: Any, launcher: str) -> None:
                         f"launcher, not the {launcher} launcher")
 
 
-def is_this_python(python: str) -> bool:
-    try:
-        return os.path.samefile(python, sys.executable)
-    except OSError:
-        return False
-
-
 class Launcher(ABC):
     name: ClassVar[str]
     isolated: ClassVar[bool]  # a fresh process per run (timeouts and crashes contained)
 
     def __init__(self, python: Optional[str] = None) -> None:
-        self.python = sys.executable if python is None else check_python(python)
+        self.python = sys.executable if python is None else resolve_python(python)
 
     def writes_rows(self, req: Any) -> bool:
         """Whether the run's rows land in this launcher's folder: False for the other

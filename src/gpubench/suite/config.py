@@ -2,6 +2,9 @@
 messages that name the file and the key, and expanded into the cross product of
 workloads x backends x modes x precisions x batch sizes x params.
 
+    environments:        # optional: Python environments by name (a venv folder or an
+      torch: .venv       # interpreter; relative to the current folder). gpubench is
+      tf: .venv-tf       # installed into one that lacks it (suite/environments.py)
     defaults:            # optional; any entry key below may also stand here
       trials: 5
       timeout_s: 600
@@ -32,6 +35,9 @@ workloads x backends x modes x precisions x batch sizes x params.
         backends: [torch-cuda]       # through torchrun, crossed too (null: a plain run)
         nprocs: [1, 2, 4, 8]
         strategy: ddp                # ddp (default)
+      - workloads: mnist             # in each named environment (crossed too; left out:
+        backends: [torch-cpu]        # the first environment that can run the backend)
+        environments: [torch, tf]
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from gpubench.errors import UserError
 
 # Matrix keys: a scalar or a list of scalars each.
 MATRIX_KEYS = {"workloads": str, "backends": str, "modes": str, "precisions": str,
-               "batch_sizes": int, "execs": str, "nprocs": int}
+               "batch_sizes": int, "execs": str, "nprocs": int, "environments": str}
 # Settings: one scalar each, as `gpubench run` takes them.
 SETTING_KEYS = {"trials": int, "warmup_s": float, "min_trial_s": float,
                 "target_rel_ci": float, "max_time_s": float, "telemetry": str,
@@ -58,7 +64,7 @@ SETTING_KEYS = {"trials": int, "warmup_s": float, "min_trial_s": float,
 # Settings that may be null (null: gpubench run's default).
 NULLABLE_SETTINGS = ("target_rel_ci", "threads", "data_dir", "target_accuracy", "max_epochs")
 ENTRY_KEYS = set(MATRIX_KEYS) | set(SETTING_KEYS) | {"params"}
-TOP_KEYS = {"defaults", "runs"}
+TOP_KEYS = {"environments", "defaults", "runs"}
 # trials and processes None: gpubench run's defaults (measure/protocol.py)
 DEFAULT_SETTINGS: Dict[str, Any] = {"trials": None, "warmup_s": 1.0, "min_trial_s": 1.0,
                                     "target_rel_ci": None, "max_time_s": 120.0,
@@ -70,8 +76,8 @@ DEFAULT_SETTINGS: Dict[str, Any] = {"trials": None, "warmup_s": 1.0, "min_trial_
                                     "check_accuracy": False, "strategy": "ddp"}
 DEFAULT_MATRIX: Dict[str, List[Any]] = {"modes": ["train"], "precisions": ["fp32"],
                                         "batch_sizes": [None], "execs": [None],
-                                        "nprocs": [None]}
-FILTER_KEYS = ("workload", "backend", "mode", "precision", "batch_size", "params")
+                                        "nprocs": [None], "environments": [None]}
+FILTER_KEYS = ("workload", "backend", "mode", "precision", "batch_size", "params", "environment")
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,7 @@ class SuiteRun:
     settings: Tuple[Tuple[str, Any], ...] = field(default=())
     exec: Optional[str] = None  # execution mode (--exec); None: the backend's default
     nproc: Optional[int] = None  # ranks through torchrun (--nproc); None: a plain run
+    environment: Optional[str] = None  # the Python environment; None: chosen when planned
 
     @property
     def params_text(self) -> str:
@@ -101,7 +108,8 @@ class SuiteRun:
                 "" if self.batch_size is None else str(self.batch_size), self.params_text,
                 str(settings.get("data", "synthetic")), "" if target is None else f"{target:g}",
                 self.exec or "", "" if self.nproc is None else str(self.nproc),
-                "" if self.nproc is None else str(settings.get("strategy", "ddp")))
+                "" if self.nproc is None else str(settings.get("strategy", "ddp")),
+                self.environment or "")
 
     def label(self) -> str:
         batch = "default" if self.batch_size is None else self.batch_size
@@ -115,6 +123,8 @@ class SuiteRun:
         if self.nproc is not None:
             strategy = settings.get("strategy", "ddp")
             extra += f" nproc {self.nproc}" + ("" if strategy == "ddp" else f" {strategy}")
+        if self.environment not in (None, "default"):
+            extra += f" env {self.environment}"
         return (f"{self.workload}{params} {self.backend} {self.mode} {self.precision} "
                 f"batch {batch}{extra}")
 
@@ -186,6 +196,26 @@ def _positive(name: str, value: Any, source: Path, path: str) -> None:
         raise UserError(f"{_where(source, path)}: expected {expected}, got {value!r}")
 
 
+def parse_environments(data: Any, source: Path) -> Dict[str, str]:
+    """The suite's `environments:` mapping, name -> path as written (checked further,
+    and resolved, by suite/environments.py)."""
+    raw = data.get("environments") if isinstance(data, dict) else None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not raw:
+        raise UserError(f"{_where(source, 'environments')}: expected a mapping of names to "
+                        "venv folders or Python interpreters")
+    from gpubench.suite.environments import check_name
+    out = {}
+    for name, path in raw.items():
+        where = _where(source, f"environments.{name}")
+        check_name(name, where)
+        if not isinstance(path, str) or not path.strip():
+            raise UserError(f"{where}: expected a venv folder or a Python interpreter, got {path!r}")
+        out[name] = path
+    return out
+
+
 def _check_mapping(value: Any, allowed: set, source: Path, path: str) -> Dict[str, Any]:
     if not isinstance(value, dict):
         raise UserError(f"{_where(source, path)}: expected a mapping, got {type(value).__name__}")
@@ -245,6 +275,7 @@ def parse_suite(data: Any, source: Path) -> List[SuiteRun]:
     entries = top.get("runs")
     if not isinstance(entries, list) or not entries:
         raise UserError(f"{_where(source, 'runs')}: expected a non-empty list of run entries")
+    environments = set(parse_environments(top, source)) | {"default"}
     runs: List[SuiteRun] = []
     for i, raw in enumerate(entries):
         path = f"runs[{i}]"
@@ -254,19 +285,36 @@ def parse_suite(data: Any, source: Path) -> List[SuiteRun]:
                 raise UserError(f"{_where(source, f'{path}.{key}')}: missing (neither the entry "
                                 f"nor defaults name any)")
         _resolve_protocol_defaults(entry)
+        for j, name in enumerate(entry["environments"]):
+            if name is not None and name not in environments:
+                where = f"{path}.environments" if "environments" in raw else "defaults.environments"
+                raise UserError(f"{_where(source, f'{where}[{j}]')}: unknown environment "
+                                f"{name!r} (the suite's environments: "
+                                f"{', '.join(sorted(environments))})")
         settings = tuple((k, entry[k]) for k in sorted(SETTING_KEYS))
         param_names = sorted(entry["params"])
-        for w, b, m, p, bs, ex, n, *values in itertools.product(
+        for w, b, m, p, bs, ex, n, env, *values in itertools.product(
                 entry["workloads"], entry["backends"], entry["modes"], entry["precisions"],
-                entry["batch_sizes"], entry["execs"], entry["nprocs"],
+                entry["batch_sizes"], entry["execs"], entry["nprocs"], entry["environments"],
                 *(entry["params"][n] for n in param_names)):
-            runs.append(SuiteRun(w, b, m, p, bs, tuple(zip(param_names, values)), settings, ex, n))
+            runs.append(SuiteRun(w, b, m, p, bs, tuple(zip(param_names, values)), settings, ex, n,
+                                 env))
     seen = set()
     unique = [r for r in runs if not (r.key() in seen or seen.add(r.key()))]
     return unique
 
 
+@dataclass(frozen=True)
+class SuiteFile:
+    runs: List[SuiteRun]
+    environments: Dict[str, str]  # name -> venv folder or interpreter, as written
+
+
 def load_suite(path: Path) -> List[SuiteRun]:
+    return load_suite_file(path).runs
+
+
+def load_suite_file(path: Path) -> SuiteFile:
     import yaml
 
     path = Path(path)
@@ -277,13 +325,32 @@ def load_suite(path: Path) -> List[SuiteRun]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read ({exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_unique_keys_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
-    return parse_suite(data, path)
+    return SuiteFile(parse_suite(data, path), parse_environments(data, path))
+
+
+def _unique_keys_loader() -> type:
+    """yaml.SafeLoader refusing a key written twice in one mapping (safe_load keeps the
+    last silently: an environment named twice would lose one of its paths)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Dict[Any, Any]:
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is used twice in one mapping", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
 
 
 def parse_filter(expr: str) -> List[Tuple[str, str]]:
@@ -300,5 +367,6 @@ def parse_filter(expr: str) -> List[Tuple[str, str]]:
 
 
 def matches(run: SuiteRun, conditions: List[Tuple[str, str]]) -> bool:
-    values = dict(zip(FILTER_KEYS, run.key()))
+    key = run.key()
+    values = {**dict(zip(FILTER_KEYS[:6], key)), "environment": run.environment or "default"}
     return all(fnmatch.fnmatchcase(values[k], pattern) for k, pattern in conditions)

@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from gpubench.backends import Backend, resolve_backend
+from gpubench.backends import Backend, get_backend, resolve_backend
 from gpubench.errors import BackendUnavailable, Unsupported, UserError
 from gpubench.measure.memory_check import MemoryCapacity, check_memory
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.request import exec_mode_of, validate_request
+from gpubench.launch.interpreter import is_this_python
 from gpubench.suite.config import SuiteRun
+from gpubench.suite.environments import EnvironmentSet
 from gpubench.suite.executor import SuitePlan, request_for
 from gpubench.workloads import Workload, resolve_workload
 
@@ -66,15 +68,26 @@ def run_cost(run: SuiteRun, timeout_override: Optional[float] = None) -> RunCost
 class Judge:
     """Preflight's checks for many configurations (validate_request, the backend's
     availability and check_config, the exec mode, the memory check), each backend,
-    workload and memory size looked up once."""
+    workload and memory size looked up once. A backend's availability in another
+    environment is what that environment's probe said."""
 
-    def __init__(self, device: Optional[int] = None) -> None:
+    def __init__(self, device: Optional[int] = None,
+                 environments: Optional[EnvironmentSet] = None) -> None:
         self.device = device  # --devices' first GPU; None: each run's own `device`
+        self.environments = environments
         self.capacity = MemoryCapacity()
         self._backends: Dict[str, object] = {}
         self._workloads: Dict[Tuple[str, Tuple[Tuple[str, str], ...]], Workload] = {}
 
-    def _backend(self, name: str) -> Backend:
+    def _backend(self, name: str, environment: Optional[str]) -> Backend:
+        if self.environments is not None and environment is not None:
+            env = self.environments.environment(environment)
+            if not is_this_python(env.python):
+                why = self.environments.unavailable(env, name)
+                if why is not None:
+                    raise BackendUnavailable(f"backend {name} is not available in "
+                                             f"environment {environment}: {why}")
+                return get_backend(name)
         if name not in self._backends:
             try:
                 self._backends[name] = resolve_backend(name)
@@ -98,7 +111,7 @@ class Judge:
         try:
             validate_request(req)
             workload = self._workload(run)
-            backend = self._backend(run.backend)
+            backend = self._backend(run.backend, run.environment)
             backend.check_config(run.mode, run.precision)
             exec_mode_of(req, backend)
             check_memory(workload, backend, run.mode, run.precision,
@@ -154,7 +167,7 @@ def estimate_suite(plan: SuitePlan, devices: Optional[Sequence[int]] = None,
                    timeout_override: Optional[float] = None) -> SuiteEstimate:
     """The plan's wall time and its known refusals (a refused run costs a worker that
     refuses, REFUSAL_S, not a measurement)."""
-    judge = Judge(devices[0] if devices else None)
+    judge = Judge(devices[0] if devices else None, plan.environments)
     estimate = SuiteEstimate(len(plan.runs), len(devices) if devices else 1, 0.0, 0.0)
     judged: Dict[Tuple[str, ...], Optional[Refusal]] = {}  # repeats share a configuration
     for planned in plan.runs:

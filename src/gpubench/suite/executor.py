@@ -25,13 +25,16 @@ from gpubench.environment import host_name
 from gpubench.errors import UserError
 from gpubench.launch import Launcher, make_launcher, run_ended, settle
 from gpubench.measure.protocol import ProtocolConfig
-from gpubench.measure.request import RunRequest, request_identity, scenario_for
+from gpubench.measure.request import (
+    DEFAULT_ENVIRONMENT, RunRequest, request_identity, scenario_for,
+)
 from gpubench.atomic_io import write_text_atomic
 from gpubench.results.reader import read_trials
 from gpubench.results.schema import SCHEMA_VERSION, configuration_key, trial_columns
 from gpubench.results.summary import summarize
 from gpubench.results.writer import new_run_id, run_folder_name
-from gpubench.suite.config import SuiteRun, load_suite, matches, parse_filter
+from gpubench.suite.config import SuiteRun, load_suite_file, matches, parse_filter
+from gpubench.suite.environments import EnvironmentSet, declared_environments
 from gpubench.workloads import resolve_workload
 
 Progress = Callable[..., None]
@@ -55,6 +58,7 @@ class SuitePlan:
     runs: List[PlannedRun]
     skipped: List[PlannedRun] = field(default_factory=list)  # --resume: already ok
     folder: Optional[Path] = None  # the folder resumed, if any
+    environments: Optional[EnvironmentSet] = None  # None: every run in this interpreter
 
 
 @dataclass
@@ -105,20 +109,29 @@ def find_resumable(out_dir: Path, suite_name: str) -> Path:
 
 
 def plan_suite(config_path: Path, out_dir: Path, filter_expr: Optional[str] = None,
-               resume: bool = False) -> SuitePlan:
-    runs = load_suite(config_path)
+               resume: bool = False, install: bool = True) -> SuitePlan:
+    """The runs to make. Each run's environment is the one its entry names, else the
+    first that can run its backend; gpubench is installed into a named environment that
+    lacks it, unless `install` is off (--dry-run)."""
+    suite_file = load_suite_file(config_path)
     known = set(backend_names())
-    for run in runs:
+    for run in suite_file.runs:
         if run.backend not in known:
             raise UserError(f"{config_path}: unknown backend {run.backend!r} "
                             f"(valid: {', '.join(sorted(known))})")
+    environments = EnvironmentSet(declared_environments(suite_file.environments, config_path),
+                                  install)
+    runs = [r if r.environment else replace(r, environment=environments.choose(r.backend).name)
+            for r in suite_file.runs]
+    seen: set = set()  # an entry naming the environment another entry's run was given
+    runs = [r for r in runs if not (r.key() in seen or seen.add(r.key()))]
     planned = [PlannedRun(r, resolved_key(r, config_path)) for r in runs]
     if filter_expr:
         conditions = parse_filter(filter_expr)
         planned = [p for p in planned if matches(p.run, conditions)]
         if not planned:
             raise UserError(f"--filter {filter_expr!r} matches no run of {config_path}")
-    plan = SuitePlan(Path(config_path), [])
+    plan = SuitePlan(Path(config_path), [], environments=environments)
     done: Dict[Tuple[str, ...], int] = {}
     if resume:
         plan.folder = find_resumable(out_dir, Path(config_path).stem)
@@ -181,14 +194,34 @@ def request_for(run: SuiteRun, folder: Path, device: int, timeout_override: Opti
                      check_accuracy=s["check_accuracy"],
                      scenario=scenario_for(run.workload, dict(run.params), s["target_accuracy"]),
                      world_size=run.nproc or 1,
-                     strategy=None if run.nproc is None else s["strategy"])
+                     strategy=None if run.nproc is None else s["strategy"],
+                     environment=run.environment or DEFAULT_ENVIRONMENT)
     return req, timeout_override or s["timeout_s"]
 
 
-def launcher_for(req: RunRequest, launcher: Launcher, torchrun: Optional[Launcher]) -> Launcher:
-    """The suite's launcher, or for a run of ranks (`nprocs`) the torchrun launcher with
-    the same Python."""
-    return launcher if req.strategy is None or torchrun is None else torchrun
+class Launchers:
+    """The launchers of a suite's runs, one per environment's Python: the process
+    launcher, or for a run of ranks (`nprocs`) the torchrun launcher. `launcher`, when
+    given, runs the `default` environment's plain runs."""
+
+    def __init__(self, environments: Optional[EnvironmentSet],
+                 launcher: Optional[Launcher] = None) -> None:
+        self.environments = environments
+        self.made: Dict[Tuple[str, str], Launcher] = {}
+        if launcher is not None:
+            self.made[(DEFAULT_ENVIRONMENT, "process")] = launcher
+
+    def python(self, environment: str) -> Optional[str]:
+        if self.environments is None or environment == DEFAULT_ENVIRONMENT:
+            return None
+        return self.environments.environment(environment).python
+
+    def __call__(self, req: RunRequest) -> Launcher:
+        kind = "process" if req.strategy is None else "torchrun"
+        key = (req.environment, kind)
+        if key not in self.made:
+            self.made[key] = make_launcher(kind, self.python(req.environment))
+        return self.made[key]
 
 
 class SuiteFolder:
@@ -247,6 +280,7 @@ def open_suite_folder(plan: SuitePlan, out_dir: Path, options: Dict[str, Any]) -
     meta = {"kind": "suite", "schema_version": SCHEMA_VERSION, "suite_id": suite_id,
             "suite_name": plan.config_path.stem, "config_path": str(plan.config_path.resolve()),
             "config_text": plan.config_path.read_text(), "options": options,
+            "environments": plan.environments.describe() if plan.environments else {},
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": []}
     return SuiteFolder(path, meta)
 
@@ -256,9 +290,7 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
                   launcher: Optional[Launcher] = None) -> SuiteOutcome:
     """Runs every planned run through the launcher (a worker process each, by default),
     `len(devices)` at a time (one per device)."""
-    launcher = launcher or make_launcher("process")
-    torchrun = (make_launcher("torchrun", launcher.python)
-                if any(p.run.nproc is not None for p in plan.runs) else None)
+    launchers = Launchers(plan.environments, launcher)
     statuses: Dict[str, int] = {}
     first_errors: Dict[str, str] = {}
     stop = threading.Event()
@@ -297,7 +329,7 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
                 progress("run_start", index=index, label=planned.label(), device=device)
             # A run refused by preflight here needs no worker (a 10,000-run matrix on a
             # machine without a GPU would spend hours starting workers that refuse).
-            runs_it = launcher_for(req, launcher, torchrun)
+            runs_it = launchers(req)
             result = (runs_it.refusal(req) if process == 0 else None) or runs_it.launch_process(
                 req, process, timeout_s,
                 on_start=lambda interrupt: active.__setitem__(index, interrupt))
@@ -316,7 +348,9 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
             status = _run_status(rows)
             suite.add_run(folder, rows, {"run_id": run_id, "label": planned.label(),
                                          "folder": str(folder.relative_to(suite.path)),
-                                         "status": status, "device": device})
+                                         "status": status, "device": device,
+                                         "environment": req.environment,
+                                         "python": runs_it.python})
             statuses[status] = statuses.get(status, 0) + 1
             if status != "ok":
                 first_errors.setdefault(status, _last_error_line(rows, status))

@@ -218,7 +218,12 @@ def checked_python(path: str) -> str:
     except UserError as exc:
         raise UserError(f"--python: {exc}") from None
     if not is_this_python(python):
-        found, _ = ready(Environment("", python, f"--python {path}"), probe(python), install=False)
+        env = Environment("", python, f"--python {path}")
+        try:
+            found = probe(python)
+        except UserError as exc:
+            raise UserError(f"{env.where}: {exc}") from None
+        found, _ = ready(env, found, install=False)
         if not found.has_this_gpubench:
             raise UserError(f"--python {path}: {python} does not import gpubench; "
                             f"`gpubench envs add NAME {path}` installs this checkout there")

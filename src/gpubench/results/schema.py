@@ -149,10 +149,17 @@ RUN_FILES = ("trials.csv", "summary.csv", "run.json")
 
 # Everything below derives from CONFIGURATION_COLUMNS when called.
 
+# What a Python environment decides: comparing by one of them (torch 2.13 against 2.14)
+# pairs rows across environments, whose names differ because these do.
+ENVIRONMENT_DECIDES = ("framework_version", "cuda_version", "cudnn_version")
+
+
 def match_columns(by: Optional[str] = None) -> Tuple[str, ...]:
     """compare: rows of the two sides are the same configuration when these agree
-    (`by`, the column being compared, left out)."""
-    return tuple(c for c in CONFIGURATION_COLUMNS + MATCHED_PLACEMENT if c != by)
+    (`by`, the column being compared, left out; `environment` too when `by` is
+    something an environment decides)."""
+    left_out = {by, "environment"} if by in ENVIRONMENT_DECIDES else {by}
+    return tuple(c for c in CONFIGURATION_COLUMNS + MATCHED_PLACEMENT if c not in left_out)
 
 
 def group_columns() -> Tuple[str, ...]:

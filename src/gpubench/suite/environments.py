@@ -199,28 +199,14 @@ class EnvironmentSet:
 
     def choose(self, backend: str) -> Environment:
         """The environment that runs `backend` when its entry names none."""
-        order = [e for e in self.candidates if e.name in self.inventories]
-        for env in order:
-            if self._available(env, backend):
-                return env
-        if not self._probed:  # probe the rest only now: most suites never need them
-            self._probed = True
+        known = [(e.name, self.inventories[e.name]) for e in self.candidates
+                 if e.name in self.inventories]
+        if not self._probed and not any(available(backend, inv) for _, inv in known):
+            self._probed = True  # probe the rest only now: most suites never need them
             self._probe([e for e in self.candidates if e.name not in self.inventories], False)
             self.candidates = [e for e in self.candidates if e.name in self.inventories]
             return self.choose(backend)
-        for env in order:
-            if self._has_framework(env, backend):
-                return env
-        return self.by_name[DEFAULT] if DEFAULT in self.by_name else order[0]
-
-    def _available(self, env: Environment, backend: str) -> bool:
-        return bool(self.inventories[env.name]["backends"].get(backend, {}).get("available"))
-
-    def _has_framework(self, env: Environment, backend: str) -> bool:
-        inventory = self.inventories[env.name]
-        framework = inventory["backends"].get(backend, {}).get("framework")
-        facts = inventory["frameworks"].get(framework) or {}
-        return facts.get("framework_version") is not None
+        return self.by_name[pick(backend, known) or DEFAULT]
 
     def unavailable(self, env: Environment, backend: str) -> Optional[str]:
         """Why `backend` cannot run in `env` as its probe says (None: it can, or unknown)."""
@@ -233,6 +219,26 @@ class EnvironmentSet:
         """For the suite's run.json: each environment with a known inventory."""
         return {e.name: {"python": e.python, "where": e.where}
                 for e in self.by_name.values() if e.name in self.inventories}
+
+
+def available(backend: str, inventory: Dict[str, Any]) -> bool:
+    return bool(inventory["backends"].get(backend, {}).get("available"))
+
+
+def has_framework(backend: str, inventory: Dict[str, Any]) -> bool:
+    framework = inventory["backends"].get(backend, {}).get("framework")
+    return (inventory["frameworks"].get(framework) or {}).get("framework_version") is not None
+
+
+def pick(backend: str, inventories: List[Tuple[str, Dict[str, Any]]]) -> Optional[str]:
+    """Of (name, inventory) candidates in order, the first that can run `backend`, else
+    the first that has its framework (its row will say why it cannot run); None when
+    no candidate has the framework."""
+    for test in (available, has_framework):
+        for name, inventory in inventories:
+            if test(backend, inventory):
+                return name
+    return None
 
 
 def declared_environments(raw: Dict[str, str], source: Path) -> List[Environment]:

@@ -3,6 +3,7 @@ see them too): one that succeeds with real numbers, and ones that abort the proc
 hang, raise, refuse a precision, or warn about how it runs."""
 
 import os
+import sys
 import time
 
 import numpy as np
@@ -160,3 +161,16 @@ class RankBehaviourBackend(BehaviourBackend):
 
 for _behaviour in ("ok", "hang", "raise", "abort"):
     register_backend(f"test-rank1-{_behaviour}", lambda b=_behaviour: RankBehaviourBackend(b))
+
+
+class OnlyInPrefix(BehaviourBackend):
+    """Available only in the environment whose sys.prefix GPUBENCH_TEST_PREFIX names: a
+    framework installed in one environment and not in the one gpubench runs in."""
+
+    def is_available(self):
+        if os.path.realpath(sys.prefix) == os.path.realpath(os.environ.get("GPUBENCH_TEST_PREFIX", "")):
+            return True, ""
+        return False, "its framework is installed in another environment only"
+
+
+register_backend("test-elsewhere", lambda: OnlyInPrefix("elsewhere"))

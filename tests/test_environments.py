@@ -22,7 +22,8 @@ import pytest
 from conftest import PLUGIN_ENV, run_cli_here
 from gpubench.launch.interpreter import package_folder
 from gpubench.results import schema
-from gpubench.suite.environments import pick
+from gpubench.cli.run import checked_python
+from gpubench.suite.environments import name_for, pick
 from test_compare import make_trials
 
 SRC = str(Path(package_folder()).parent)
@@ -104,16 +105,31 @@ def test_one_suite_runs_in_both_environments(second, tmp_path):
         ("here", "other", "inconclusive")]  # 2 trials a side: too few to call
 
 
-def test_run_python_names_the_environment(second, tmp_path):
+def test_without_yaml_a_backend_runs_where_its_framework_is(second, tmp_path, monkeypatch):
+    """test-elsewhere is available only in the registered environment `other` (as
+    TensorFlow only in .venv-tf): `run` and a suite that names no environment take it
+    there; what this interpreter can run stays here."""
     venv, python, config, _ = second
-    proc = run_cli_here("run", "-w", "linreg", "-b", "test-ok", "--python", venv,
-                        "--trials", "2", "--warmup-s", "0.02", "--min-trial-s", "0.02",
-                        "--telemetry", "none", "--out", tmp_path, "--format", "json",
-                        env_extra=_env(config))
+    env = {**_env(config), "GPUBENCH_TEST_PREFIX": str(venv)}
+    proc = run_cli_here("run", "-w", "linreg", "-b", "test-elsewhere", "--trials", "2",
+                        "--warmup-s", "0.02", "--min-trial-s", "0.02", "--telemetry", "none",
+                        "--out", tmp_path, "--format", "json", env_extra=env)
     assert proc.returncode == 0, proc.stderr
+    assert f"test-elsewhere is not available here; it runs in environment other ({python})" \
+        in proc.stderr
     folder = Path(json.loads(proc.stdout)["path"])
     assert set(pd.read_csv(folder / "trials.csv")["environment"]) == {"other"}
     assert json.loads((folder / "run.json").read_text())["environment"]["python_executable"] == python
+    suite = tmp_path / "plain.yaml"
+    suite.write_text(json.dumps({"runs": [{"workloads": "linreg",
+                                           "backends": ["test-ok", "test-elsewhere"]}]}))
+    proc = run_cli_here("suite", suite, "--dry-run", env_extra=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[:2] == ["linreg test-ok train fp32 batch default",
+                                            "linreg test-elsewhere train fp32 batch default env other"]
+    # --python VENV: checked, and its rows would name it by its registered name
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    assert checked_python(str(venv)) == python and name_for(python) == "other"
 
 
 def test_all_environments_lists_each_with_its_backends(second):

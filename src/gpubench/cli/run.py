@@ -152,6 +152,8 @@ def execute(args: argparse.Namespace) -> int:
         raise UserError("--nnodes, --node-rank, --master-addr and --master-port are for runs "
                         "of ranks: give --nproc N")
     python = checked_python(args.python) if args.python else None
+    if python is None and not args.no_isolate:
+        python = environment_for(args.backend)
     protocol = ProtocolConfig(
         trials=args.trials or default_trials(processes), warmup_s=args.warmup_s, min_trial_s=args.min_trial_s,
         target_rel_ci=args.target_rel_ci,
@@ -203,6 +205,26 @@ def execute(args: argparse.Namespace) -> int:
             print(f"gpubench: warning: {missed}", file=sys.stderr)
     print_run(outcome, args.format, args.quiet)
     return EXIT_OK if outcome.status == "ok" else EXIT_RUN_FAILED
+
+
+def environment_for(backend: str) -> "str | None":
+    """The interpreter of the first known environment that can run `backend` when this
+    one cannot (TensorFlow in .venv-tf, say), said on stderr; None: this one."""
+    from gpubench.backends import all_backends
+    from gpubench.suite.environments import DEFAULT, EnvironmentSet
+
+    factory = all_backends().get(backend)
+    if factory is None or factory().is_available()[0]:  # unknown: preflight says so
+        return None
+    envs = EnvironmentSet([], install=False)
+    chosen = envs.choose(backend)
+    for line in envs.warnings:
+        print(f"gpubench: warning: {line}", file=sys.stderr)
+    if chosen.name == DEFAULT:
+        return None
+    print(f"gpubench: {backend} is not available here; it runs in environment {chosen.name} "
+          f"({chosen.python})", file=sys.stderr)
+    return chosen.python
 
 
 def checked_python(path: str) -> str:

@@ -287,12 +287,12 @@ def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
     table = pd.concat(tables, ignore_index=True)
     # A group that matches nothing is listed (base_only/new_only rows); none matching is an error.
     _require_match(table, f"{by}={base_value!r} in {label}",
-                   ", ".join(f"{by}={value!r}" for value, _ in others))
+                   ", ".join(f"{by}={value!r}" for value, _ in others), by)
     scaling = scaling_changes(scaling_by_group(groups), base_value)
     return Comparison(table, metric, threshold, inputs, by, [g[0] for g in groups], scaling)
 
 
-def _require_match(table: pd.DataFrame, base: str, new: str) -> None:
+def _require_match(table: pd.DataFrame, base: str, new: str, by: Optional[str] = None) -> None:
     """Nothing in common is bad input, never a silent "no regressions"."""
     if table["verdict"].isin(ONE_SIDED).all():
         def configs(side: str) -> str:
@@ -303,7 +303,7 @@ def _require_match(table: pd.DataFrame, base: str, new: str) -> None:
                             for _, r in rows.iterrows()})
             return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         raise UserError(f"nothing matches between {base} ({configs('base')}) and {new} "
-                        f"({configs('new')}) on {', '.join(schema.match_columns())}")
+                        f"({configs('new')}) on {', '.join(schema.match_columns(by))}")
 
 
 def counts(table: pd.DataFrame) -> Dict[str, int]:

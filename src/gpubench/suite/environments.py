@@ -183,6 +183,10 @@ class EnvironmentSet:
                     raise
                 self.warnings.append(f"{exc}; left out")
                 continue
+            if not found.has_this_gpubench and not strict:  # never installed into unasked
+                self.warnings.append(f"{env.where}: {env.python} lacks this gpubench "
+                                     f"(gpubench envs add {env.name} {env.python}); left out")
+                continue
             if how:
                 self.notes.append(f"installed this checkout into environment {env.name} "
                                   f"({env.python}): {how}")

@@ -233,3 +233,27 @@ def test_bad_environments_are_one_line_naming_file_and_key(tmp_path):
     _one_error(run_cli_here("envs", "add", "y", bare, env_extra=env), "envs add y",
                "lacks gpubench's dependencies")
     assert not list(bare.rglob("gpubench-checkout.pth"))  # refused before anything was written
+
+
+def test_without_pip_the_checkout_goes_in_through_a_pth_file(tmp_path):
+    from gpubench.launch.interpreter import Probe
+    from gpubench.suite.env_install import PTH_NAME, install_checkout
+
+    site = tmp_path / "site-packages"
+    how = install_checkout(Probe(sys.executable, (3, 11, 7), purelib=str(site), tools={}))
+    assert (site / PTH_NAME).read_text() == SRC + "\n"
+    assert how == f"{site / PTH_NAME} names {SRC} (no pip there)"
+    # pip without a setuptools that builds editable wheels: the same, and says why
+    old = Probe(sys.executable, (3, 11, 7), purelib=str(tmp_path / "b"),
+                tools={"pip": "23.2", "setuptools": "65.5.0"})
+    assert install_checkout(old).endswith("(setuptools 65.5.0 there builds wheels only with "
+                                          "the wheel package, which is missing)")
+
+
+def test_envs_add_refuses_a_name_or_an_environment_used_twice(second):
+    venv, python, config, _ = second
+    env = _env(config)
+    _one_error(run_cli_here("envs", "add", "other", sys.executable, env_extra=env),
+               "the name other is already used by", python)
+    _one_error(run_cli_here("envs", "add", "again", venv, env_extra=env),
+               f"{python} is already named other")

@@ -152,7 +152,7 @@ def probe(python: str, timeout_s: float = PROBE_TIMEOUT_S) -> Probe:
     try:
         done = subprocess.run([python, "-c", _PROBE, _MARK.strip(), src, ",".join(WORKER_MODULES),
                                required], stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=timeout_s)
+                              encoding="utf-8", errors="replace", timeout=timeout_s)
     except subprocess.TimeoutExpired:
         raise UserError(f"{python}: did not answer gpubench's probe in {timeout_s:g} s") from None
     except OSError as exc:
@@ -163,9 +163,14 @@ def probe(python: str, timeout_s: float = PROBE_TIMEOUT_S) -> Probe:
         last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
         raise UserError(f"{python}: not a Python interpreter gpubench can use (no answer to "
                         f"its probe: {last.strip()})")
-    data = json.loads(answer[-1][len(_MARK):])
-    folder, version = (data.get("gpubench") or [None, None])
-    return Probe(python, tuple(data["version"]), data.get("executable", ""),
+    try:
+        data = json.loads(answer[-1][len(_MARK):])
+        folder, version = (data.get("gpubench") or [None, None])
+        python_version = tuple(int(v) for v in data["version"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise UserError(f"{python}: not a Python interpreter gpubench can use (its answer to "
+                        f"the probe does not read: {answer[-1][:80]!r})") from None
+    return Probe(python, python_version, data.get("executable", ""),
                  data.get("prefix", ""), list(data.get("missing") or []), folder, version,
                  data.get("gpubench_error"), data.get("facts"), data.get("facts_error"),
                  data.get("purelib", ""), dict(data.get("tools") or {}))

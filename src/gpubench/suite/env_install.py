@@ -74,15 +74,9 @@ def install_checkout(found: Probe) -> str:
                         f"source checkout: install gpubench there with that environment's pip")
     problem = pip_problem(found)
     if problem is None:
-        done = subprocess.run([found.python, "-m", "pip", "install", "--no-deps",
-                               "--no-build-isolation", "--no-index", "--quiet", "-e", str(root)],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=PIP_TIMEOUT_S)
-        if done.returncode == 0:
+        problem = _pip_install(found.python, root)
+        if problem is None:
             return f"pip install --no-deps -e {root}"
-        lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
-        errors = [ln for ln in lines if ln.lower().startswith("error")]
-        problem = "pip failed: " + ((errors or lines or [f"exit code {done.returncode}"])[-1])
     if not found.purelib:
         raise UserError(f"cannot install gpubench there ({problem}; no site-packages known)")
     pth = Path(found.purelib) / PTH_NAME
@@ -93,6 +87,25 @@ def install_checkout(found: Probe) -> str:
         raise UserError(f"cannot install gpubench there ({problem}; and writing {pth}: "
                         f"{exc.strerror or exc})") from None
     return f"{pth} names {root / 'src'} ({problem})"
+
+
+def _pip_install(python: str, root: Path) -> Optional[str]:
+    """pip's editable install of `root` (nothing fetched); None when it worked, else
+    why not in one line."""
+    try:
+        done = subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+                               "--no-index", "--quiet", "-e", str(root)],
+                              stdin=subprocess.DEVNULL, capture_output=True, encoding="utf-8",
+                              errors="replace", timeout=PIP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return f"pip did not finish in {PIP_TIMEOUT_S:g} s"
+    except OSError as exc:
+        return f"pip could not start: {exc.strerror or exc}"
+    if done.returncode == 0:
+        return None
+    lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.lower().startswith("error")]
+    return "pip failed: " + (errors or lines or [f"exit code {done.returncode}"])[-1]
 
 
 def ensure_checkout(found: Probe, install: bool = True) -> "tuple[Probe, Optional[str]]":

@@ -32,6 +32,15 @@ def gpu_missing_reason() -> str:
     return "" if torch.cuda.is_available() else "torch sees no CUDA device"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_registered_environments(tmp_path_factory):
+    """The environments a developer named with `gpubench envs add` are not the tests':
+    every test (and every gpubench process it starts) sees an empty registry."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+        yield
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if not gpu_items:

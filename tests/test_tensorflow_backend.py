@@ -58,8 +58,12 @@ def test_missing_tensorflow_is_unavailable_with_install_hint(name, no_tensorflow
     assert why == "tensorflow is not installed (pip install 'gpubench[tf]')"
 
 
-def test_cli_reports_missing_tensorflow(no_tensorflow, tmp_path, capsys):
+def test_cli_reports_missing_tensorflow(no_tensorflow, tmp_path, capsys, monkeypatch):
     from gpubench.cli import main
+    from gpubench.suite import environments
+
+    # nor in another environment (this checkout's .venv-tf would run it: README)
+    monkeypatch.setattr(environments, "checkout_root", lambda: None)
 
     assert main(["list", "--json"]) == 0
     rows = {b["name"]: b for b in json.loads(capsys.readouterr().out)["backends"]}

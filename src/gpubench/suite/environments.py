@@ -149,7 +149,6 @@ class EnvironmentSet:
         self.warnings: List[str] = []  # known environments left out, and why
         self.inventories: Dict[str, Dict[str, Any]] = {}
         this = this_environment()
-        self.declared = declared
         self._check_declared(declared)
         if declared:
             self.candidates = declared + [e for e in [this] if not
@@ -177,16 +176,19 @@ class EnvironmentSet:
             try:
                 if isinstance(found, UserError):
                     raise UserError(f"{env.where}: {found}")
-                found, how = ready(env, found, self.install)
+                found, how = ready(env, found, self.install and strict)
             except UserError as exc:
                 if strict:
                     raise
                 self.warnings.append(f"{exc}; left out")
                 continue
-            if not found.has_this_gpubench and not strict:  # never installed into unasked
+            if not found.has_this_gpubench and not strict:  # installed into only when named
                 self.warnings.append(f"{env.where}: {env.python} lacks this gpubench "
                                      f"(gpubench envs add {env.name} {env.python}); left out")
                 continue
+            if not found.has_this_gpubench:  # named, with installing off (--dry-run)
+                self.notes.append(f"environment {env.name} ({env.python}) lacks this gpubench; "
+                                  "the suite installs it when it runs")
             if how:
                 self.notes.append(f"installed this checkout into environment {env.name} "
                                   f"({env.python}): {how}")

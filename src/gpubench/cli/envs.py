@@ -14,13 +14,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "that suites run backends in: a backend a suite entry does "
                                    "not place runs in the first environment that can run it. "
                                    "`gpubench env --all-environments` shows what each holds.")
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True,
+                               help="add, remove or list")
     add = actions.add_parser("add", help="check an environment, install this checkout's "
                                          "gpubench there if missing, and name it")
     add.add_argument("name", help="the name rows and suites use (letters, digits, . _ + -)")
     add.add_argument("path", help="a venv folder or a Python interpreter")
     remove = actions.add_parser("remove", help="forget a name (the environment is left as it is)")
-    remove.add_argument("name")
+    remove.add_argument("name", help="a name given by envs add")
     actions.add_parser("list", help="the names and their interpreters (nothing probed)")
     p.set_defaults(execute=execute)
 

@@ -345,15 +345,15 @@ def fit_columns(cols: List[Col], cells: List[List[str]], width: int
                 ) -> Tuple[List[int], List[int], List[int], List[int]]:
     """Which columns to show at `width` and how wide: (shown, moved to the title, left
     out) as column indices, and the widths of the shown. A number's cell is never
-    narrower than the number; headers and text wrap at spaces. A numeric column that is
-    empty in every row is not shown at all."""
+    narrower than the number; headers and text wrap at spaces. A column that is empty in
+    every row (a suite's `run` without repeats, `env` when every run was in `default`)
+    is not shown at all."""
     n = len(cols)
     low = [max([_words_width(cols[i].header)] + [
         (_lines_width if cols[i].numeric else _words_width)(row[i]) for row in cells]) for i in range(n)]
     high = [max([_lines_width(cols[i].header)] + [_lines_width(row[i]) for row in cells])
             for i in range(n)]
-    shown = [i for i in range(n) if any(row[i] for row in cells)
-             or not cols[i].numeric and cols[i].header != "run"]
+    shown = [i for i in range(n) if any(row[i] for row in cells)]
     titled: List[int] = []
     dropped: List[int] = []
     if _table_width([low[i] for i in shown]) > width and cells:

@@ -119,7 +119,7 @@ runs:
   - workloads: linreg
     backends: test-rank1-hang
     nprocs: 2
-    timeout_s: 10
+    timeout_s: 6
 """)
     proc = run_cli_here("suite", str(config), "--out", str(tmp_path / "out"), "-q",
                         env_extra=PLUGIN_ENV)
@@ -146,7 +146,7 @@ runs:
     assert "in run\n" in error
     hang = by_backend["test-rank1-hang"]
     assert list(hang["status"]) == ["timeout"] and set(hang["world_size"]) == {2}
-    assert "timed out after 10 s" in hang["error"].iloc[0]
+    assert "timed out after 6 s" in hang["error"].iloc[0]
     assert _left_behind(tagged) == []
 
 

@@ -170,7 +170,7 @@ class TorchStep(Step):
         eager = self._outputs(self.model, x)
         sync = self.synchronize
         if self.exec_mode == "cuda-graphs":
-            self._capture(workload, x, y, sync)
+            self._capture(workload, x, y, sync, eager)
             return
         compiled, first_s = timed(lambda: self._outputs(self.run_model, x), sync)
         self.compile_s = first_s
@@ -179,7 +179,10 @@ class TorchStep(Step):
             self.compile_s += train_s
         self.exec_check = (eager.cpu().numpy(), compiled.cpu().numpy())
 
-    def _capture(self, workload: Workload, x: torch.Tensor, y: torch.Tensor, sync) -> None:
+    def _capture(self, workload: Workload, x: torch.Tensor, y: torch.Tensor, sync,
+                 eager: torch.Tensor) -> None:
+        """CUDA graphs: the step (or the forward) captured once and replayed; the first
+        replay checked against `eager` (the forward's outputs before capture)."""
         if not self.is_cuda:
             raise Unsupported("exec mode cuda-graphs needs a CUDA device")
         if self._step is None:  # inference: the forward pass, under inference mode

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Dict, Optional, Type
 
 from gpubench.errors import Unsupported, UserError
-from gpubench.launch.base import LaunchResult, Launcher, Progress, no_progress
+from gpubench.launch.base import Launcher, Progress, no_progress
 from gpubench.launch.inline import InlineLauncher
 from gpubench.launch.process import ProcessLauncher
-from gpubench.launch.status_rows import read_folder_trials, record_status, settle
+from gpubench.launch.status_rows import read_folder_trials, settle
 from gpubench.launch.torchrun import TorchrunLauncher
 
 LAUNCHERS: Dict[str, Type[Launcher]] = {"inline": InlineLauncher, "process": ProcessLauncher,

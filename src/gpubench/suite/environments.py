@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from gpubench.errors import UserError
 from gpubench.launch.interpreter import (
-    Probe, environment_root, probe, probe_all, resolve_python, same_environment,
+    Probe, environment_root, probe_all, resolve_python, same_environment,
 )
 from gpubench.results.schema import CONFIGURATION_DEFAULTS
 from gpubench.suite.env_install import checkout_root, ensure_checkout

@@ -24,8 +24,15 @@ PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 # model per rank, gradients reduced across them): preflight refuses a run of several
 # ranks on a backend whose steps would only run side by side. `collective` = it runs
 # collective workloads (workloads/collectives.py: set_message_bytes, then run).
+# `serve` = batches of any size up to the batch size from a host sample library, outputs
+# back in host memory (Step.start_serving, Step.serve: the serving scenarios).
 STEP_CAPABILITIES = ("run", "train_epoch", "evaluate", "predict", "data_parallel",
-                     "collective")
+                     "collective", "serve")
+# What inference steps that serve can do (every inference backend's).
+SERVING_CAPABILITIES = frozenset({"run", "predict", "serve"})
+# start_serving's answer for steps without device events: the host's clock after serve()
+# returned, which it does once the outputs are in host memory (a synchronisation).
+HOST_CLOCK_FACTS = {"latency_clock": "host_after_sync"}
 # What training steps of the framework backends (torch, TensorFlow) can do.
 TRAINING_CAPABILITIES = frozenset({"run", "train_epoch", "evaluate"})
 
@@ -49,6 +56,9 @@ class StepConfig:
     # The rank this step runs as (gpubench/ranks.py): with a strategy, a torch step
     # wraps its model (DistributedDataParallel) and draws its own data for its rank.
     ranks: RankContext = SINGLE_RANK
+    # Serving: batches of every size from 1 to batch_size (the server and offline
+    # scenarios), where a backend builds for one shape (a TensorRT profile) otherwise.
+    variable_batch: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,23 @@ class Step(ABC):
         """The model's float32 outputs [N, classes] for a host batch in the description's
         layout (N, C, H, W), at the step's precision; synchronises."""
         raise NotImplementedError(f"{type(self).__name__} cannot predict")
+
+    # -- serving (the serving scenarios: measure/serving.py) ----------------------------
+    def start_serving(self, library: np.ndarray) -> Dict[str, Any]:
+        """Keeps `library` (host samples in the description's layout, N first) for
+        serve(), in the step's own layout and input dtype, and sets up what serve()
+        needs, before anything is timed. Returns how serve() times completions, for
+        run.json: {"latency_clock": "device_events" | "host_after_sync", ...}."""
+        raise NotImplementedError(f"{type(self).__name__} cannot serve")
+
+    def serve(self, samples: np.ndarray) -> Optional[float]:
+        """One batch of a server: gathers the library's `samples` (indices, 1 to the
+        step's batch size of them) into a host batch, runs the model on it (the step's
+        precision and execution mode), and copies its outputs back to host memory,
+        returning once they are there. Returns when the outputs were complete on the
+        device's clock, mapped onto time.perf_counter, where the step has device events;
+        None where it has not (the caller reads the host clock after the return)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot serve")
 
     def param_digest(self) -> Optional[str]:
         """A hash of the model's parameters (data-parallel runs record it per rank at

@@ -50,3 +50,40 @@ class CudaEventPool:
             self._starts += fresh[:missing]
             self._ends += fresh[missing:]
         return CudaEventTimer(self._starts[:iterations], self._ends[:iterations], self.stream)
+
+
+class DeviceClock:
+    """Serving's completion times on the device's clock (steps with CUDA events:
+    torch-cuda, tensorrt), mapped onto the host's time.perf_counter so that they compare
+    with the host-clock moments queries were issued at.
+
+    The mapping: with `stream` idle, the host reads its clock and records a reference
+    event at once, which the device runs as soon as it is recorded; a completion is an
+    event recorded after the batch's work, and its time is the host reading plus the
+    events' elapsed time. The launch of the reference event (microseconds) is the
+    mapping's error, bounded by `alignment_s` (the host time around recording and
+    waiting for it). One event is reused: serve() waits for it before the next batch."""
+
+    def __init__(self, stream: Any) -> None:
+        import time
+
+        self.stream, self._clock = stream, time.perf_counter
+        self._done = torch.cuda.Event(enable_timing=True)
+        self._ref = torch.cuda.Event(enable_timing=True)
+        self._done.record(stream)  # the first record creates the CUDA event: not in a batch
+        stream.synchronize()
+        t0 = self._clock()
+        self._ref.record(stream)
+        stream.synchronize()
+        self.ref_host_s = t0
+        self.alignment_s = self._clock() - t0
+
+    def facts(self) -> dict:
+        return {"latency_clock": "device_events", "clock_alignment_s": self.alignment_s}
+
+    def stamp(self) -> float:
+        """Records an event after the work queued on the stream so far, waits for it, and
+        returns when it ran on the device, in time.perf_counter seconds."""
+        self._done.record(self.stream)
+        self._done.synchronize()
+        return self.ref_host_s + self._ref.elapsed_time(self._done) / 1e3

@@ -239,15 +239,20 @@ def check_against_workload(sig: OnnxSignature, workload: Workload, label: str) -
 
 
 def check_graph(sig: OnnxSignature, workload: Workload, precision: str, batch_size: int,
-                label: str) -> None:
+                label: str, variable_batch: bool = False) -> None:
     """The one check of a user's graph against a run (preflight and every ONNX backend):
-    the workload's model, in the graph type `precision` runs, runnable at `batch_size`."""
+    the workload's model, in the graph type `precision` runs, runnable at `batch_size`
+    (with `variable_batch`, at every size up to it: a serving scenario's batches)."""
     check_against_workload(sig, workload, label)
     dtype = graph_dtype(precision)
     if sig.graph_type is not None and sig.graph_type != dtype:
         raise UserError(f"{label} is a {sig.graph_type} model; --precision {precision} needs "
                         f"a {dtype} one (the graph's type is the precision it runs at)")
     for what, dims in (("input", sig.input_dims), ("output", sig.output_dims)):
+        if dims and dims[0] is not None and variable_batch:
+            raise UserError(f"{label}: {what} has a fixed batch size of {dims[0]} (shape "
+                            f"{shape_text(dims)}); a serving scenario runs batches of every "
+                            f"size up to {batch_size}: it needs a dynamic batch dimension")
         if dims and dims[0] is not None and dims[0] != batch_size:
             raise UserError(f"{label}: {what} has a fixed batch size of {dims[0]} (shape "
                             f"{shape_text(dims)}); asked for --batch-size {batch_size} (a graph "
@@ -255,8 +260,9 @@ def check_graph(sig: OnnxSignature, workload: Workload, precision: str, batch_si
 
 
 def check_onnx_file(path: Union[str, Path], workload: Workload, precision: str,
-                    batch_size: int) -> str:
+                    batch_size: int, variable_batch: bool = False) -> str:
     """Preflight: reads, parses and checks a user's file; returns its SHA-256 hex."""
     data, digest = read_onnx_bytes(path)
-    check_graph(read_signature(data, str(path)), workload, precision, batch_size, str(path))
+    check_graph(read_signature(data, str(path)), workload, precision, batch_size, str(path),
+                variable_batch)
     return digest

@@ -8,7 +8,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, Optional, Tuple
 
-from gpubench.backends.base import Backend, Step, StepConfig
+from gpubench.backends.base import SERVING_CAPABILITIES, Backend, Step, StepConfig
 from gpubench.errors import Unsupported
 from gpubench.workloads import Workload
 
@@ -62,7 +62,7 @@ class OnnxRuntimeBackend(Backend):
         return True, ""
 
     def capabilities(self, mode: str) -> FrozenSet[str]:
-        return frozenset({"run", "predict"})  # inference only; predict: the accuracy gate
+        return SERVING_CAPABILITIES  # inference only; predict: the accuracy gate; serve
 
     def check_config(self, mode: str, precision: str) -> None:
         if mode == "train":

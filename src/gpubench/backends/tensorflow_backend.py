@@ -23,7 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, Iterator, Optional, Tuple
 
-from gpubench.backends.base import TRAINING_CAPABILITIES, Backend, DeviceInfo, Step, StepConfig
+from gpubench.backends.base import (
+    SERVING_CAPABILITIES, TRAINING_CAPABILITIES, Backend, DeviceInfo, Step, StepConfig,
+)
 from gpubench.backends.torch_backend import nvidia_driver_problem  # framework-free
 from gpubench.errors import BackendUnavailable, Unsupported, UserError
 from gpubench.workloads import Workload
@@ -132,8 +134,8 @@ class TFBackend(Backend):
         return True, ""
 
     def capabilities(self, mode: str) -> FrozenSet[str]:
-        # Training steps walk real data epoch by epoch; inference steps predict.
-        return TRAINING_CAPABILITIES if mode == "train" else frozenset({"run", "predict"})
+        # Training steps walk real data epoch by epoch; inference steps predict and serve.
+        return TRAINING_CAPABILITIES if mode == "train" else SERVING_CAPABILITIES
 
     def check_config(self, mode: str, precision: str) -> None:
         if self.device_kind != "cpu":

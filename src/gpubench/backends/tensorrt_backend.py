@@ -10,7 +10,7 @@ import importlib.util
 import re
 from typing import Any, Dict, FrozenSet, List, Tuple
 
-from gpubench.backends.base import Backend, Step, StepConfig
+from gpubench.backends.base import SERVING_CAPABILITIES, Backend, Step, StepConfig
 from gpubench.backends.tensorrt_engine import ENGINE_PRECISIONS
 from gpubench.errors import BackendUnavailable, Unsupported
 from gpubench.workloads import Workload
@@ -58,7 +58,7 @@ class TensorRTBackend(Backend):
         return (not problems), "; ".join(problems)
 
     def capabilities(self, mode: str) -> FrozenSet[str]:
-        return frozenset({"run", "predict"})  # inference only; predict: the accuracy gate
+        return SERVING_CAPABILITIES  # inference only; predict: the accuracy gate; serve
 
     def check_config(self, mode: str, precision: str) -> None:
         if mode == "train":

@@ -14,7 +14,7 @@ import torch
 
 from gpubench.backends.artifact_cache import ArtifactCache
 from gpubench.backends.base import DeviceInfo, Step, StepConfig, StepTimer
-from gpubench.backends.cuda_events import CudaEventPool
+from gpubench.backends.cuda_events import CudaEventPool, DeviceClock
 from gpubench.backends.onnx_export import OnnxModel
 from gpubench.backends.tensorrt_engine import (
     EngineBuildError, build_serialized_engine, check_batch, engine_facts, engine_key,
@@ -44,7 +44,9 @@ class TrtStep(Step):
         self.logger = make_logger(trt)
         self.runtime = trt.Runtime(self.logger)
         self.sample_shape = tuple(workload.input_shape)
-        self.profile = profile_for([config.batch_size])
+        # serving runs every batch size up to it: one engine with a dynamic profile
+        self.profile = profile_for([1, config.batch_size] if config.variable_batch
+                                   else [config.batch_size])
         self.engine, self.engine_facts = self._engine(model, props.name, (props.major, props.minor))
         self.context = self.engine.create_execution_context()
         self._bind(workload, config)
@@ -146,6 +148,34 @@ class TrtStep(Step):
             if not execute(handle):
                 raise RuntimeError("TensorRT execute_async_v3 failed: " + "; ".join(self.logger.messages[-2:]))
             ends[i].record(stream)
+
+    # -- serving: host batches of any size in the profile, outputs back on the host -----
+    def start_serving(self, library: np.ndarray) -> Dict[str, Any]:
+        dtype, device_in = self.inputs[0].dtype, self.inputs[0]
+        self._library = torch.from_numpy(np.ascontiguousarray(library)).to(dtype).pin_memory()
+        self._serve_host_in = torch.empty(device_in.shape, dtype=dtype).pin_memory()
+        self._serve_device_in = torch.empty_like(device_in)
+        self._serve_host_out = [torch.empty(b.shape, dtype=b.dtype).pin_memory()
+                                for b in self.output_buffers]
+        self._device_clock = DeviceClock(self.stream)
+        return self._device_clock.facts()
+
+    def serve(self, samples: np.ndarray) -> Optional[float]:
+        n, ctx = len(samples), self.context
+        host_in = self._serve_host_in[:n]
+        torch.index_select(self._library, 0, torch.from_numpy(samples), out=host_in)
+        with torch.cuda.stream(self.stream):  # both copies on the engine's stream
+            self._serve_device_in[:n].copy_(host_in, non_blocking=True)
+            if not ctx.set_input_shape(self.input_name, (n,) + self.sample_shape):
+                raise RuntimeError(f"TensorRT refused batch {n}: the engine's profile is "
+                                   f"[{self.profile.min}, {self.profile.max}]")
+            ctx.set_tensor_address(self.input_name, self._serve_device_in.data_ptr())
+            if not ctx.execute_async_v3(self.stream.cuda_stream):
+                raise RuntimeError("TensorRT execute_async_v3 failed: "
+                                   + "; ".join(self.logger.messages[-2:]))
+            for host, device in zip(self._serve_host_out, self.output_buffers):
+                host[:n].copy_(device[:n], non_blocking=True)  # batch-major: n rows first
+        return self._device_clock.stamp()
 
     def synchronize(self) -> None:
         self.stream.synchronize()

@@ -6,13 +6,15 @@ forward pass. XLA, precision and loss scaling are decided once here, never per s
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from gpubench.backends.base import DeviceInfo, HostTimer, Step, StepConfig, StepTimer
+from gpubench.backends.base import (
+    HOST_CLOCK_FACTS, DeviceInfo, HostTimer, Step, StepConfig, StepTimer,
+)
 from gpubench.backends.keras_model import (
     build_keras_model, load_reference_weights, to_channels_last,
 )
@@ -54,6 +56,7 @@ class TFStep(Step):
         self.device = device
         self.tf_device = tf_device
         self.is_gpu = device.kind == "cuda"
+        self.xla = xla
         self.latency_timing_syncs = self.is_gpu  # TF has no device events to time with
         self._last_loss: Optional[tf.Tensor] = None
         keras.utils.set_random_seed(config.seed)
@@ -183,6 +186,22 @@ class TFStep(Step):
     def _predict_channels_last(self, x: np.ndarray) -> np.ndarray:
         with tf.device(self.tf_device):
             return np.asarray(tf.cast(self._forward(tf.constant(x)), tf.float32).numpy())
+
+    # -- serving: host batches of any size, outputs back on the host ------------------
+    def start_serving(self, library: np.ndarray) -> Dict[str, Any]:
+        self._library = np.ascontiguousarray(to_channels_last(library))
+        spec = tf.TensorSpec((None,) + self._library.shape[1:], tf.as_dtype(self._library.dtype))
+        model = self.model
+        # one graph for every batch size (XLA still compiles each shape it meets: the
+        # serving warm-up runs them all before timing)
+        self._serve_fn = tf.function(lambda x: model(x, training=False),
+                                     input_signature=[spec], jit_compile=self.xla)
+        return dict(HOST_CLOCK_FACTS)  # .numpy() returns once the outputs are on the host
+
+    def serve(self, samples: np.ndarray) -> Optional[float]:
+        with tf.device(self.tf_device):
+            self._serve_fn(tf.constant(self._library[samples])).numpy()
+        return None
 
     def synchronize(self) -> None:
         # Eager CPU ops have finished when they return; GPU kernels are queued on streams.

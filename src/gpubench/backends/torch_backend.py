@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any, Dict, FrozenSet, Optional, Tuple
 
 from gpubench.backends.exec_modes import TORCH_CPU_EXEC_MODES, TORCH_CUDA_EXEC_MODES
-from gpubench.backends.base import TRAINING_CAPABILITIES, Backend, Step, StepConfig
+from gpubench.backends.base import (
+    SERVING_CAPABILITIES, TRAINING_CAPABILITIES, Backend, Step, StepConfig,
+)
 from gpubench.errors import BackendUnavailable, Unsupported, UserError
 from gpubench.workloads import Workload
 
@@ -70,12 +72,13 @@ class TorchBackend(Backend):
         return True, ""
 
     def capabilities(self, mode: str) -> FrozenSet[str]:
-        # Training steps walk real data epoch by epoch; inference steps predict. Both
-        # run data-parallel: training as DDP replicas, inference as one replica a rank.
-        # Collective workloads: an all-reduce or all-gather step (torch_collective.py).
+        # Training steps walk real data epoch by epoch; inference steps predict and
+        # serve. Both run data-parallel: training as DDP replicas, inference as one
+        # replica a rank. Collective workloads: an all-reduce or all-gather step
+        # (torch_collective.py).
         if mode == "train":
             return TRAINING_CAPABILITIES | {"data_parallel", "collective"}
-        return frozenset({"run", "predict", "data_parallel", "collective"})
+        return SERVING_CAPABILITIES | {"data_parallel", "collective"}
 
     def check_config(self, mode: str, precision: str) -> None:
         if self.device_kind == "cpu" and precision not in CPU_PRECISIONS:

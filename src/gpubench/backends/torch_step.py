@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from gpubench.backends.base import DeviceInfo, HostTimer, Step, StepConfig, StepTimer
-from gpubench.backends.cuda_events import CudaEventPool, CudaEventTimer
+from gpubench.backends.base import (
+    HOST_CLOCK_FACTS, DeviceInfo, HostTimer, Step, StepConfig, StepTimer,
+)
+from gpubench.backends.cuda_events import CudaEventPool, CudaEventTimer, DeviceClock
 from gpubench.backends.exec_modes import compile_mode
 from gpubench.backends.torch_exec import GraphedStep, compile_module, dynamo_graphs, timed
 from gpubench.backends.torch_model import build_module
@@ -334,6 +336,35 @@ class TorchStep(Step):
                     return self.model(x)
         finally:
             self.model.train(was_training)
+
+    # -- serving: host batches of any size, outputs back on the host ------------------
+    def start_serving(self, library: np.ndarray) -> Dict[str, Any]:
+        self._library = torch.from_numpy(np.ascontiguousarray(library))
+        if not self.is_cuda:  # outputs are in host memory as they are computed
+            return dict(HOST_CLOCK_FACTS)
+        # pinned host buffers: the copies each way run asynchronously on the stream
+        self._library = self._library.pin_memory()
+        batch = self.config.batch_size
+        self._serve_in = torch.empty((batch,) + tuple(library.shape[1:]),
+                                     dtype=self._library.dtype).pin_memory()
+        with torch.inference_mode(), self._autocast():
+            out = self.run_model(self.inputs[0][:batch])
+        self._serve_out = torch.empty(out.shape, dtype=out.dtype).pin_memory()
+        self._device_clock = DeviceClock(torch.cuda.current_stream(self.torch_device))
+        return self._device_clock.facts()
+
+    def serve(self, samples: np.ndarray) -> Optional[float]:
+        idx = torch.from_numpy(samples)
+        with torch.inference_mode(), self._autocast():
+            if not self.is_cuda:
+                self.run_model(self._library.index_select(0, idx))
+                return None
+            n = len(samples)
+            host_in, host_out = self._serve_in[:n], self._serve_out[:n]
+            torch.index_select(self._library, 0, idx, out=host_in)
+            out = self.run_model(host_in.to(self.torch_device, non_blocking=True))
+            host_out.copy_(out[:n], non_blocking=True)  # cuda-graphs: its static output
+            return self._device_clock.stamp()  # after the copy back; waits for it
 
     def synchronize(self) -> None:
         if self.is_cuda:

@@ -2,7 +2,8 @@
 measured columns it fills and the step capabilities it needs (backends/base.py
 STEP_CAPABILITIES); preflight refuses a backend whose steps lack one, so no scenario
 ever names a backend. Today's protocol is the `throughput` scenario
-(measure/throughput.py); a new scenario is a new module registered here.
+(measure/throughput.py); a new scenario is a new module registered here (the serving
+scenarios: measure/streams.py and measure/server.py).
 
 A scenario gets the prepared step and a context, writes its rows through
 `ctx.emit(measured columns)` as they come (the run record adds the identity and
@@ -17,6 +18,7 @@ from typing import Any, Callable, ClassVar, Dict, FrozenSet, List, Optional, Tup
 
 from gpubench.backends import Step
 from gpubench.errors import UserError
+from gpubench.measure.serving import SERVING_SCENARIOS
 from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.telemetry import Sampler
 from gpubench.workloads import Workload
@@ -53,6 +55,9 @@ class Scenario(ABC):
     # True: it measures a collective workload (no model; workloads/collectives.py), and
     # only those: preflight pairs collective workloads with collective scenarios.
     collective: ClassVar[bool] = False
+    # True: it runs batches of any size up to the step's batch size (the serving
+    # scenarios' `serve`), which an exec mode replaying one captured shape cannot.
+    variable_batches: ClassVar[bool] = False
 
     @abstractmethod
     def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
@@ -75,9 +80,19 @@ def _collective() -> Scenario:
     return CollectiveScenario()
 
 
-_SCENARIOS: Dict[str, Callable[[], Scenario]] = {"throughput": _throughput,
-                                                 "time-to-accuracy": _time_to_accuracy,
-                                                 "collective": _collective}
+def _serving(name: str) -> Callable[[], Scenario]:
+    """MLPerf Inference's LoadGen scenarios (measure/streams.py, measure/server.py)."""
+    def make() -> Scenario:
+        from gpubench.measure import server, streams
+        return {"single-stream": streams.SingleStreamScenario,
+                "multi-stream": streams.MultiStreamScenario, "offline": streams.OfflineScenario,
+                "server": server.ServerScenario}[name]()
+    return make
+
+
+_SCENARIOS: Dict[str, Callable[[], Scenario]] = {
+    "throughput": _throughput, "time-to-accuracy": _time_to_accuracy, "collective": _collective,
+    **{name: _serving(name) for name in SERVING_SCENARIOS}}
 
 
 def register_scenario(name: str, factory: Callable[[], Scenario]) -> None:

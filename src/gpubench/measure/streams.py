@@ -1,0 +1,124 @@
+"""The serving scenarios whose queries come one after another (measure/serving.py has
+what they share):
+
+- `single-stream`: one sample a query, the next issued when the last completes; MLPerf
+  reports its p90 latency (here p50, p90, p99 and p99.9 too).
+- `multi-stream`: queries of S samples (--samples-per-query, default 8) back to back,
+  each one batch; MLPerf reports its p99 query latency.
+- `offline`: one query of all a trial's samples, issued at once, served in batches of
+  the largest size (--max-batch; the last one partial); samples/s from the issue to the
+  last batch's outputs, as MLPerf's offline scenario. Unlike `throughput` (batches
+  already on the device, cycled back to back without a synchronisation between them,
+  its default), every batch here is gathered from host memory and its outputs copied
+  back before the next: a server's work, the copies included.
+
+Each runs --trials trials of at least --min-trial-s (and, streams, --min-queries
+queries), one row each.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+
+from gpubench.measure.protocol import STOP_FIXED
+from gpubench.measure.scenario import Scenario, ScenarioContext
+from gpubench.measure.serving import (
+    SERVING_COLUMNS, Trial, clock, sample_library, serve_timed, serving_record, settings_of,
+    trial_row, warm_up,
+)
+
+
+class StreamScenario(Scenario):
+    """single-stream (batch 1) and multi-stream (batch S): queries back to back."""
+
+    needs = frozenset({"serve"})
+    columns = SERVING_COLUMNS
+
+    def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
+        s, step = settings_of(ctx), ctx.step
+        library = sample_library(ctx, s.batch)
+        clock_facts = step.start_serving(library)
+        ctx.progress("warmup", seconds=s.warmup_s)
+        warm = warm_up(step.serve, len(library), s.batch, [s.batch], s.warmup_s, s.seed)
+        per_query = warm.seconds_per_batch
+        expected = max(s.min_queries, math.ceil(s.min_duration_s / max(per_query, 1e-9)))
+        records: List[Dict[str, Any]] = []
+        for trial in range(s.trials):
+            ctx.progress("trial", trial=trial, trials=s.trials, iterations=expected,
+                         seconds_per_iteration=per_query)
+            queries = np.random.default_rng([s.seed, 3, trial]).integers(
+                0, len(library), (expected, s.batch))
+            step.synchronize()
+            ctx.sampler.begin_trial(trial)
+            latencies, seconds = self._queries(step.serve, queries, s.min_duration_s,
+                                               s.min_queries)
+            telemetry = ctx.sampler.end_trial()
+            measured = Trial(trial, seconds, len(latencies),
+                             len(latencies) * s.batch, [s.batch] * len(latencies), latencies)
+            row, record = trial_row(ctx, measured, telemetry)
+            records.append(record)
+            ctx.emit(row)
+        return STOP_FIXED, serving_record(ctx, s, clock_facts, warm, records)
+
+    @staticmethod
+    def _queries(serve: Any, queries: np.ndarray, min_s: float,
+                 min_queries: int) -> Tuple[np.ndarray, float]:
+        """Issues queries one after another (each when the last completed) until both
+        minimums are met: their latencies, and the seconds from the first issue to the
+        last completion."""
+        latencies: List[float] = []
+        started = done = clock()
+        i, k = 0, len(queries)
+        while len(latencies) < min_queries or done - started < min_s:
+            issued = clock()
+            done = serve_timed(serve, queries[i % k])
+            latencies.append(done - issued)
+            i += 1
+        return np.asarray(latencies), done - started
+
+
+class SingleStreamScenario(StreamScenario):
+    name = "single-stream"
+
+
+class MultiStreamScenario(StreamScenario):
+    name = "multi-stream"
+
+
+class OfflineScenario(Scenario):
+    name = "offline"
+    needs = frozenset({"serve"})
+    columns = SERVING_COLUMNS
+    variable_batches = True  # the last batch of the query is partial
+
+    def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
+        s, step = settings_of(ctx), ctx.step
+        library = sample_library(ctx, s.batch)
+        clock_facts = step.start_serving(library)
+        ctx.progress("warmup", seconds=s.warmup_s)
+        warm = warm_up(step.serve, len(library), s.batch, [s.batch], s.warmup_s, s.seed)
+        # the query: enough samples to last min_trial_s at the warm-up's rate
+        n = max(s.batch, math.ceil(s.min_duration_s / warm.seconds_per_batch * s.batch))
+        if n % s.batch:  # the partial last batch's shape, run once before timing
+            step.serve(np.arange(n % s.batch) % len(library))
+        records: List[Dict[str, Any]] = []
+        for trial in range(s.trials):
+            ctx.progress("trial", trial=trial, trials=s.trials, iterations=-(-n // s.batch),
+                         seconds_per_iteration=warm.seconds_per_batch)
+            samples = np.random.default_rng([s.seed, 3, trial]).integers(0, len(library), n)
+            batches = [samples[i:i + s.batch] for i in range(0, n, s.batch)]
+            step.synchronize()
+            ctx.sampler.begin_trial(trial)
+            issued = clock()  # the whole query at once
+            for batch in batches:
+                done = serve_timed(step.serve, batch)
+            telemetry = ctx.sampler.end_trial()
+            measured = Trial(trial, done - issued, 1, n, [len(b) for b in batches])
+            row, record = trial_row(ctx, measured, telemetry)
+            records.append(record)
+            ctx.emit(row)
+        return STOP_FIXED, serving_record(ctx, s, clock_facts, warm, records,
+                                          samples_per_query=n)

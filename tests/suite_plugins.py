@@ -1,6 +1,7 @@
 """Backends registered only for the tests (through GPUBENCH_PLUGINS, so suite workers
 see them too): one that succeeds with real numbers, and ones that abort the process,
-hang, raise, refuse a precision, or warn about how it runs."""
+hang, raise, refuse a precision, or warn about how it runs; and one whose batches take
+a known service time (the serving scenarios' queueing tests)."""
 
 import os
 import sys
@@ -174,3 +175,48 @@ class OnlyInPrefix(BehaviourBackend):
 
 
 register_backend("test-elsewhere", lambda: OnlyInPrefix("elsewhere"))
+
+
+# A step whose batch of n samples takes a known time (a sleep: it holds no CPU, so the
+# harness's threads are what share the cores), for the serving scenarios' queueing tests.
+SERVICE_BASE_S, SERVICE_PER_SAMPLE_S = 0.002, 0.0001
+
+
+def service_s(samples):
+    return SERVICE_BASE_S + SERVICE_PER_SAMPLE_S * samples
+
+
+class ServiceTimeStep(MatmulStep):
+    def __init__(self, batch_size):
+        super().__init__("ok")
+        self.batch_size = batch_size
+
+    def run(self, iterations, timer=None):
+        for i in range(iterations):
+            t0 = time.perf_counter()
+            time.sleep(service_s(self.batch_size))
+            if timer is not None:
+                timer.values[i] = time.perf_counter() - t0
+
+    def start_serving(self, library):
+        self.library = library
+        return {"latency_clock": "host_after_sync"}
+
+    def serve(self, samples):
+        self.library[samples]  # gathers the batch, as a server does
+        time.sleep(service_s(len(samples)))
+        return None
+
+
+class ServiceTimeBackend(BehaviourBackend):
+    def __init__(self):
+        super().__init__("service-time")
+
+    def capabilities(self, mode):
+        return frozenset({"run", "serve"})
+
+    def prepare(self, workload, config):
+        return ServiceTimeStep(config.batch_size)
+
+
+register_backend("test-service-time", ServiceTimeBackend)

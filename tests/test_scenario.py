@@ -79,7 +79,8 @@ def test_a_scenario_needing_what_the_steps_cannot_do_is_refused(registered):
 
 
 def test_unknown_scenario_lists_the_valid_ones():
-    with pytest.raises(UserError, match=r"unknown scenario 'soak' \(valid: collective, throughput, time-to-accuracy\)"):
+    with pytest.raises(UserError, match=r"unknown scenario 'soak' \(valid: collective, multi-stream, offline, server, "
+                                          r"single-stream, throughput, time-to-accuracy\)"):
         preflight(RunRequest("linreg", "torch-cpu", scenario="soak"))
 
 

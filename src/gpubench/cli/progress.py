@@ -39,6 +39,14 @@ def trial_description(fields: dict) -> str:
     return f"{where}trial {trial} ({iterations}{until})"
 
 
+def probe_description(fields: dict) -> str:
+    """'probe 3 at 1,234 QPS (p99 <= 5 ms; held so far: 1,000 QPS)'."""
+    best = fields.get("best_qps")
+    held = f"; held so far: {float(best):,.0f} QPS" if best is not None else ""
+    return (f"probe {int(fields['probe']) + 1} at {float(fields['qps']):,.0f} QPS "
+            f"(p99 <= {float(fields['bound_ms']):g} ms{held})")
+
+
 def trials_left_s(fields: dict) -> Optional[float]:
     """Seconds the planned trials still need from this trial on, the later processes'
     included (their start-up and warm-up not: None when nothing is known)."""
@@ -82,6 +90,8 @@ def run_progress(enabled: bool, console: Any = None,
                                              f"(to test accuracy {float(fields['target']):g})",
                            completed=int(fields["epoch"]) - 1, total=int(fields["epochs"]),
                            deadline=None if per_epoch is None else clock() + left * float(per_epoch))
+            elif event == "probe":  # server --find-max-qps: the search has no fixed length
+                bar.update(task, description=probe_description(fields), total=None, deadline=None)
             elif event == "trial":
                 total = max(int(fields["trials"]), int(fields["trial"]) + 1)
                 left = trials_left_s(fields)

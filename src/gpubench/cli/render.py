@@ -119,6 +119,10 @@ def print_run(outcome: Any, fmt: str, quiet: bool) -> None:
         return
     console = stdout_console()
     print_table(console, outcome.summary, trials=outcome.trials, folder=outcome.path)
+    from gpubench.cli.serving_table import probes_table
+    probes = probes_table(outcome.trials)  # a --find-max-qps search: each probe
+    if probes is not None:
+        console.print(probes)
     warning = throttle_warning(outcome.trials)
     if warning:
         console.print(f"[yellow]warning:[/yellow] {escape_text(warning)}")

@@ -165,9 +165,10 @@ class Col:
 THR = "throughput_samples_per_s"
 # Left out first when the terminal is narrow (rank 0 first).
 DROP_ORDER = ("SM MHz", "compile s", "outputs ok", "exec", "p90 ms", "loss", "CV", "trials", "GB/s", "W", "J/sample",
-              "algbw GB/s", "p99 ms", "MFU", "FLOP/s", "p50 ms", "ranks", "tokens/s", "95% CI",
-              "samples/s", "global samples/s", "busbw GB/s", "size",
-              "energy to acc.", "test acc.", "target", "reached", "time to acc.")
+              "algbw GB/s", "p99.9 ms", "p99 ms", "MFU", "FLOP/s", "p50 ms", "ranks", "tokens/s",
+              "95% CI", "samples/s", "global samples/s", "busbw GB/s", "size",
+              "energy to acc.", "test acc.", "target", "reached", "time to acc.",
+              "scenario", "target QPS", "p99 bound ms", "QPS", "held", "max QPS")
 
 
 def workload_label(r: Any) -> str:
@@ -218,6 +219,8 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
     GB/s column per bandwidth source; `losses` (run_id -> run.json `loss`) fill the
     loss column; a run that missed its target (`targets`, see missed_target) has its
     95% CI marked with MISSED_MARK."""
+    from gpubench.cli import serving_table as serving
+
     losses = losses or {}
     records = [r for _, r in summary.iterrows()]
     flops_unit, flops_scale = _unit([_float(r.get("tflops_median")) for r in records], FLOPS_UNITS)
@@ -233,6 +236,7 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
         Col("mode", lambda r: str(r["mode"]), title=str),
         Col("precision", lambda r: str(r["precision"]), title=str),
         Col("batch", lambda r: _int(r["batch_size"]), title=lambda v: f"batch {v}"),
+        *serving.identity_columns(),
         Col("exec", lambda r: _exec_text(r.get("exec")), "exec"),
         Col("run", lambda r: repeats.get(r.name, "")),  # suite repeats: 2/3
         Col("trials", lambda r: f"{_int(r['n_ok'])}/{_int(r['n_trials'])}", "trials"),
@@ -241,6 +245,7 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
         Col("ranks", _ranks_text, "ranks"),
         Col("size", lambda r: _bytes_text(r.get("message_bytes")), "size"),
         Col("samples/s", lambda r: _num(r.get(f"{THR}_median")), "samples/s"),
+        *serving.result_columns(),
         Col("global samples/s", lambda r: _num(r.get("global_throughput_samples_per_s_median")),
             "global samples/s"),
         Col("algbw GB/s", lambda r: _num(r.get("algbw_gbs_median")), "algbw GB/s"),
@@ -252,6 +257,7 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
         Col("p50 ms", lambda r: _num(r.get("latency_p50_ms_median")), "p50 ms"),
         Col("p90 ms", lambda r: _num(r.get("latency_p90_ms_median")), "p90 ms"),
         Col("p99 ms", lambda r: _num(r.get("latency_p99_ms_median")), "p99 ms"),
+        Col("p99.9 ms", lambda r: _num(r.get("latency_p999_ms_median")), "p99.9 ms"),
         Col(flops_unit, lambda r: _num(r.get("tflops_median"), flops_scale), "FLOP/s"),
         Col("MFU", lambda r: _pct(r.get("mfu_median")), "MFU"),
         Col("W", lambda r: _fixed(r.get("power_avg_w_median"), 1), "W"),  # NVML: 0.1 W steps
@@ -384,9 +390,11 @@ def summary_table(summary: "pd.DataFrame", title: Optional[str] = None,
     from rich.table import Table
     from rich.text import Text
 
+    from gpubench.cli.serving_table import searched_cells
+
     cols = summary_columns(summary, trials, losses, targets)
     rows = [r for _, r in summary.iterrows()]
-    cells = [[col.cell(r) for col in cols] for r in rows]
+    cells = [searched_cells(r, cols, [col.cell(r) for col in cols]) for r in rows]
     shown, titled, dropped, widths = fit_columns(cols, cells, width or UNLIMITED_WIDTH)
     if titled:
         moved = ", ".join(cols[i].title(cells[0][i]) for i in titled)

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from gpubench.cli.argtypes import accuracy, fraction, nonnegative_int, positive_float, positive_int
+from gpubench.cli.argtypes import (
+    accuracy, fraction, nonnegative_float, nonnegative_int, positive_float, positive_int,
+)
 
 MODES = ("train", "infer")  # kept in step with gpubench.backends.MODES (tested)
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
@@ -25,9 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Benchmark one workload on one backend and write a run folder.")
     p.add_argument("--workload", "-w", required=True, help="workload name (see gpubench list)")
     p.add_argument("--backend", "-b", default="auto", help="backend name, or auto (default)")
-    p.add_argument("--mode", choices=MODES, default="train",
-                   help="train (default): forward, backward and optimizer step; infer: forward "
-                        "only, with per-step latency percentiles")
+    p.add_argument("--mode", choices=MODES,
+                   help="train (the default, but infer for a serving --scenario): forward, "
+                        "backward and optimizer step; infer: forward only, with per-step "
+                        "latency percentiles")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default); tf32 (TensorFloat-32 matmuls, NVIDIA Ampere and newer); "
                         "fp16 or bf16 (mixed precision)")
@@ -76,6 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="inference: before timing, run the model (seeded, the same weights on "
                         "every backend) through this backend and fp32 torch on 1,000 test "
                         "images (--data mnist; else synthetic inputs); rows say accuracy_ok")
+    add_serving_arguments(p)
     p.add_argument("--threads", type=positive_int, help="CPU threads for the framework")
     p.add_argument("--device", type=nonnegative_int, default=0, help="GPU index (default 0)")
     p.add_argument("--seed", type=nonnegative_int, default=0,
@@ -123,6 +127,55 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(execute=execute)
 
 
+SCENARIOS = ("throughput", "offline", "single-stream", "multi-stream", "server")
+
+
+def add_serving_arguments(p: argparse.ArgumentParser) -> None:
+    """The serving scenarios' options (MLPerf Inference's LoadGen scenarios)."""
+    p.add_argument("--scenario", choices=SCENARIOS,
+                   help="inference as it is served: single-stream (one sample a query, each "
+                        "when the last completes), multi-stream (queries of "
+                        "--samples-per-query samples), server (Poisson arrivals, a dynamic "
+                        "batcher), offline (one query of every sample); default throughput "
+                        "(resident batches back to back)")
+    p.add_argument("--samples-per-query", type=positive_int, metavar="S",
+                   help="multi-stream: samples a query (default 8)")
+    p.add_argument("--max-batch", type=positive_int, metavar="N",
+                   help="server, offline: the largest batch (default: --batch-size or the "
+                        "workload's)")
+    p.add_argument("--target-qps", type=positive_float, metavar="QPS",
+                   help="server: the Poisson arrival rate, queries per second")
+    p.add_argument("--find-max-qps", action="store_true",
+                   help="server: search (bisection) for the highest rate whose p99 latency "
+                        "meets --latency-bound-ms; every probe a row")
+    p.add_argument("--latency-bound-ms", type=positive_float, metavar="MS",
+                   help="server: the p99 latency bound; rows say whether it held")
+    p.add_argument("--batch-timeout-ms", type=nonnegative_float, metavar="MS",
+                   help="server: how long the batcher holds the oldest waiting query for more "
+                        "(default 0: what waits goes as soon as the model is free)")
+    p.add_argument("--min-queries", type=positive_int, metavar="N",
+                   help="single-stream, multi-stream, server: queries a trial holds at least "
+                        "(default 459: the fewest that can claim p99 at 99%% confidence)")
+
+
+def serving_batch_size(args: argparse.Namespace) -> Optional[int]:
+    """--batch-size, or what a serving scenario names it: multi-stream's
+    --samples-per-query, server's and offline's --max-batch."""
+    from gpubench.errors import UserError
+    for flag, value, scenarios in (("--samples-per-query", args.samples_per_query, ("multi-stream",)),
+                                   ("--max-batch", args.max_batch, ("server", "offline"))):
+        if value is None:
+            continue
+        if args.scenario not in scenarios:
+            raise UserError(f"{flag} is for scenario {' and '.join(scenarios)}, not "
+                            f"{args.scenario or 'throughput'}")
+        if args.batch_size is not None and args.batch_size != value:
+            raise UserError(f"{flag} {value} and --batch-size {args.batch_size} both set the "
+                            "batch: give one")
+        return value
+    return args.batch_size
+
+
 def execute(args: argparse.Namespace) -> int:
     from gpubench.cli import EXIT_OK, EXIT_RUN_FAILED
     from gpubench.cli.progress import run_progress
@@ -151,6 +204,11 @@ def execute(args: argparse.Namespace) -> int:
     if multi_node and args.nproc is None:
         raise UserError("--nnodes, --node-rank, --master-addr and --master-port are for runs "
                         "of ranks: give --nproc N")
+    from gpubench.measure.serving import SERVING_SCENARIOS
+    serving = args.scenario in SERVING_SCENARIOS
+    if args.find_max_qps and args.trials is not None:
+        raise UserError("--find-max-qps probes as the search goes: --trials is for runs at a "
+                        "fixed --target-qps")
     python = checked_python(args.python) if args.python else None
     if python is None and not args.no_isolate:
         python = environment_for(args.backend)
@@ -159,8 +217,9 @@ def execute(args: argparse.Namespace) -> int:
         target_rel_ci=args.target_rel_ci,
         max_time_s=args.max_time_s)
     request = RunRequest(
-        workload=args.workload, backend=args.backend, mode=args.mode,
-        precision=args.precision, batch_size=args.batch_size,
+        workload=args.workload, backend=args.backend,
+        mode=args.mode or ("infer" if serving else "train"),
+        precision=args.precision, batch_size=serving_batch_size(args),
         params=parse_param_args(args.param), device_index=args.device, threads=args.threads,
         seed=args.seed, protocol=protocol, telemetry=args.telemetry,
         sample_hz=args.sample_hz, out_dir=args.out,
@@ -170,7 +229,11 @@ def execute(args: argparse.Namespace) -> int:
         target_accuracy=args.target_accuracy, max_epochs=args.max_epochs,
         check_accuracy=args.check_accuracy,
         exec=exec_with_compile_mode(args.exec, args.compile_mode) if args.exec else None,
-        scenario=scenario_for(args.workload, parse_param_args(args.param), args.target_accuracy),
+        scenario=scenario_for(args.workload, parse_param_args(args.param), args.target_accuracy,
+                              args.scenario),
+        target_qps=args.target_qps, latency_bound_ms=args.latency_bound_ms,
+        batch_timeout_ms=args.batch_timeout_ms, find_max_qps=args.find_max_qps,
+        min_queries=args.min_queries,
         world_size=(args.nproc or 1) * args.nnodes,
         strategy=(args.strategy or "ddp") if args.nproc is not None else None,
         environment=DEFAULT_ENVIRONMENT if python is None else name_for(python))

@@ -13,6 +13,9 @@ from gpubench.errors import Unsupported, UserError
 from gpubench.measure.memory_check import check_memory
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.scenario import Scenario, resolve_scenario
+from gpubench.measure.serving_request import (
+    batch_size_of, check_serving_plan, serving_identity, validate_serving_request,
+)
 from gpubench.ranks import STRATEGIES
 from gpubench.results import schema
 from gpubench.telemetry import check_request as check_telemetry_request
@@ -56,6 +59,15 @@ class RunRequest:
     max_epochs: Optional[int] = None
     # the accuracy gate (measure/accuracy_gate.py): outputs against fp32 torch before timing
     check_accuracy: bool = False
+    # The serving scenarios (measure/serving.py; the batch cap is batch_size): server's
+    # Poisson rate, its p99 latency bound and the dynamic batcher's timeout are identity
+    # columns (server runs only); --find-max-qps searches the rate instead (target_qps
+    # None); each trial's minimum query count (None: enough to claim p99).
+    target_qps: Optional[float] = None
+    latency_bound_ms: Optional[float] = None
+    batch_timeout_ms: Optional[float] = None
+    find_max_qps: bool = False
+    min_queries: Optional[int] = None
     # Worker processes the run's trials are spread over, one after another (the process
     # launcher; `protocol.trials` each), and which one this request is. Protocol, not
     # identity: runs with any number of processes measure the same work.
@@ -86,6 +98,7 @@ def validate_request(req: RunRequest) -> None:
     if not req.environment.strip():
         raise UserError("the environment name is empty")
     validate_accuracy_request(req)
+    validate_serving_request(req)
     check_telemetry_request(req.telemetry, req.sample_hz)
 
 
@@ -107,10 +120,12 @@ def validate_ranks(req: RunRequest) -> None:
 
 
 def scenario_for(workload: str, params: Mapping[str, str],
-                 target_accuracy: Optional[float]) -> str:
-    """The scenario `gpubench run` and suites measure a workload with: time-to-accuracy
-    when given a target, collective for a collective workload, else throughput. An
-    unknown workload is left to preflight's message."""
+                 target_accuracy: Optional[float], asked: Optional[str] = None) -> str:
+    """The scenario `gpubench run` and suites measure a workload with: the one asked for
+    (--scenario), else time-to-accuracy when given a target, collective for a collective
+    workload, else throughput. An unknown workload is left to preflight's message."""
+    if asked is not None:
+        return asked
     if target_accuracy is not None:
         return "time-to-accuracy"
     try:
@@ -214,10 +229,11 @@ def preflight(req: RunRequest) -> Preflight:
         raise UserError(f"--onnx is for backends that run ONNX files (onnxruntime-cpu, "
                         f"onnxruntime-cuda, tensorrt); {backend.name} builds its own model")
     if req.onnx_path is not None:  # the workload's model, or its FLOPs would be fiction
-        check_onnx_file(req.onnx_path, workload, req.precision,
-                        req.batch_size or workload.default_batch_size)
+        check_onnx_file(req.onnx_path, workload, req.precision, batch_size_of(req, workload),
+                        variable_batch=scenario.variable_batches)
+    check_serving_plan(req, scenario, exec_mode, workload)
     check_memory(workload, backend, req.mode, req.precision,  # a lower bound that cannot fit
-                 req.batch_size or workload.default_batch_size, req.device_index,
+                 batch_size_of(req, workload), req.device_index,
                  user_model=req.onnx_path is not None)
     return Preflight(workload, backend, scenario, exec_mode)
 
@@ -229,9 +245,9 @@ def run_identity(req: RunRequest, workload: Workload, backend: Backend,
     (`threads` as asked: empty for the framework's default, whatever that is here;
     `data`)."""
     resolved = {"workload": workload.name, "backend": backend.name,
-                "batch_size": req.batch_size or workload.default_batch_size,
+                "batch_size": batch_size_of(req, workload),
                 "params": workload.params_str, "exec": exec_mode,
-                "onnx_sha256": onnx_identity(req)}
+                "onnx_sha256": onnx_identity(req), **serving_identity(req)}
     return {c: resolved[c] if c in resolved else getattr(req, c, None)
             for c in schema.CONFIGURATION_COLUMNS}
 
@@ -252,7 +268,8 @@ def request_identity(req: RunRequest) -> Dict[str, Any]:
         return run_identity(req, workload, backend, req.exec or backend.exec_modes[0])
     except UserError:
         spelled = {"params": ";".join(f"{k}={v}" for k, v in sorted(req.params.items())),
-                   "exec": req.exec or schema.CONFIGURATION_DEFAULTS["exec"]}
+                   "exec": req.exec or schema.CONFIGURATION_DEFAULTS["exec"],
+                   **serving_identity(req)}
         try:
             spelled["onnx_sha256"] = onnx_identity(req)
         except UserError:  # an unreadable file: no hash to record

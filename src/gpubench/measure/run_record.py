@@ -13,6 +13,7 @@ import pandas as pd
 from gpubench.backends import Step
 from gpubench.environment import machine_environment
 from gpubench.measure.request import Preflight, RunRequest, run_identity
+from gpubench.measure.serving_request import batch_size_of
 from gpubench.peaks import peak_tflops
 from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.results.schema import ENVIRONMENT_COLUMNS, SCHEMA_VERSION
@@ -101,8 +102,7 @@ class RunRecord:
 
     @property
     def batch_size(self) -> int:
-        return int(self.identity.get("batch_size") or self.req.batch_size
-                   or self.workload.default_batch_size)
+        return int(self.identity.get("batch_size") or batch_size_of(self.req, self.workload))
 
     def prepared(self, step: Step) -> None:
         """Records what only a prepared step knows: the device, and framework settings

@@ -32,7 +32,7 @@ def step_config(req: RunRequest, record: RunRecord) -> StepConfig:
                       req.threads, req.seed, onnx_path=req.onnx_path,
                       exec_mode=record.plan.exec_mode, data=req.data, data_dir=req.data_dir,
                       reference_init=record.plan.scenario.same_start_weights or req.check_accuracy,
-                      ranks=record.ranks)
+                      ranks=record.ranks, variable_batch=record.plan.scenario.variable_batches)
 
 
 def output_checks(req: RunRequest, plan: Preflight, step: Step, record: RunRecord) -> Dict[str, Any]:

@@ -25,5 +25,12 @@ DIRECTIONS = {
     "global_energy_j": LOWER,
     "busbw_gbs": HIGHER,
     "algbw_gbs": HIGHER,
+    # the serving scenarios: latency with queueing (early-stopping bounds), the rate
+    # served, a --find-max-qps search's result (one value a run), energy per query
+    "latency_p999_ms": LOWER,
+    "latency_mean_ms": LOWER,
+    "achieved_qps": HIGHER,
+    "max_qps": HIGHER,
+    "energy_j_per_query": LOWER,
 }
 METRICS = tuple(DIRECTIONS)  # the first is the default

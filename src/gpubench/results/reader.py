@@ -65,9 +65,15 @@ def _v4_to_v5(frame: pd.DataFrame) -> pd.DataFrame:
     return _v3_to_v4(frame)  # the same step: the new columns, empty, in their places
 
 
+def _v5_to_v6(frame: pd.DataFrame) -> pd.DataFrame:
+    """v5 had no serving scenarios: no server identity (rate, bound, batcher timeout)
+    and no query columns; all empty, as for today's non-serving rows."""
+    return _v3_to_v4(frame)
+
+
 # MIGRATIONS[v] turns the rows of version v into rows of version v + 1.
 MIGRATIONS: Dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {
-    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
+    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6}
 
 REQUIRED_TRIAL_COLUMNS = IDENTITY_COLUMNS + ("schema_version", "trial", "duration_s",
                                              "throughput_samples_per_s", "status")
@@ -78,9 +84,11 @@ REQUIRED_V1_COLUMNS = ("run_id", "workload", "backend", "mode", "precision", "ba
                        "status")
 NUMERIC_COLUMNS = tuple(
     c for c in ("batch_size", "threads", "world_size", "target_accuracy", "device_index",
-                "rank", "process")
+                "rank", "process", "target_qps", "latency_bound_ms",
+                "batch_timeout_ms")
     + MEASURED_COLUMNS
-    if c not in TEXT_COLUMNS and c not in ("throttled", "contended", "reached", "accuracy_ok"))
+    if c not in TEXT_COLUMNS and c not in ("throttled", "contended", "reached", "accuracy_ok",
+                                           "latency_bound_met"))
 
 
 @dataclass

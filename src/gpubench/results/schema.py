@@ -43,6 +43,17 @@ History:
     `message_bytes` (the message swept in the run; empty for other workloads) and
     measured `algbw_gbs` and `busbw_gbs` as nccl-tests defines them. A v4 row reads
     as a plain run of a model (no v4 run had ranks or collectives).
+  6: the serving scenarios (MLPerf Inference's: `single-stream`, `multi-stream`,
+    `server`, `offline` in `scenario`). Identity columns of server runs (empty for every
+    other scenario): `target_qps` (the Poisson rate; empty when --find-max-qps searched
+    it), `latency_bound_ms` (the p99 bound asked for) and `batch_timeout_ms` (the
+    dynamic batcher's). Measured: `queries`, `offered_qps`, `achieved_qps`,
+    `latency_mean_ms`, `latency_p999_ms`, `latency_bound_met`, `queries_unfinished`,
+    `batch_size_mean`, `batch_size_p50`, `batch_size_max`, `energy_j_per_query`, and
+    `max_qps` (a search's result, on its last probe's row). In these scenarios the
+    latency percentile columns hold early-stopping bounds (measure/early_stopping.py),
+    in `throughput` the percentiles of its steps as before. A v5 row reads with them
+    all empty (no v5 run served).
 """
 
 from __future__ import annotations
@@ -50,7 +61,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # The configuration: what a user asks to measure, declared once. compare's matching,
 # the suite's resume key, de-duplication of rows read twice, the summary's groups and
@@ -66,6 +77,9 @@ CONFIGURATION_COLUMNS: Tuple[str, ...] = (
     "data",  # the data source: synthetic (resident batches) or mnist (the real set)
     "target_accuracy",  # time-to-accuracy: the test accuracy trained to (empty otherwise)
     "message_bytes",  # collectives: the message size of the row (empty otherwise)
+    # server: the Poisson rate (empty: --find-max-qps searched it), the p99 latency
+    # bound, the dynamic batcher's timeout (all empty for other scenarios)
+    "target_qps", "latency_bound_ms", "batch_timeout_ms",
 )
 # Not configuration (the work measured is the same): `seed` (other values, same work),
 # the protocol's settings (how long and how often it is measured), telemetry and its
@@ -74,7 +88,9 @@ CONFIGURATION_COLUMNS: Tuple[str, ...] = (
 CONFIGURATION_DEFAULTS = {"scenario": "throughput", "exec": "eager", "world_size": 1,
                           "strategy": None, "environment": "default", "onnx_sha256": "",
                           "threads": None, "data": "synthetic",
-                          "target_accuracy": None, "message_bytes": None}
+                          "target_accuracy": None, "message_bytes": None,
+                          "target_qps": None, "latency_bound_ms": None,
+                          "batch_timeout_ms": None}
 # How a label shows a long identity value: `onnx=ab12cd34` (the row keeps all of it).
 LABEL_NAMES = {"onnx_sha256": ("onnx", 8)}
 # Where a configuration ran: compare matches on the kind of device, not on which one.
@@ -113,6 +129,13 @@ MEASURED_COLUMNS = (
     "global_throughput_samples_per_s", "global_energy_j",
     # collectives: algorithm and bus bandwidth (nccl-tests' algbw, busbw), GB/s
     "algbw_gbs", "busbw_gbs",
+    # the serving scenarios (measure/serving.py): queries issued, the rate offered and
+    # achieved, latency (percentiles: early-stopping bounds) with queueing, whether the
+    # bound held, queries left unfinished, batch sizes the batcher formed, energy per
+    # query; a --find-max-qps search's result on its last probe
+    "queries", "offered_qps", "achieved_qps", "latency_mean_ms", "latency_p999_ms",
+    "latency_bound_met", "queries_unfinished", "batch_size_mean", "batch_size_p50",
+    "batch_size_max", "energy_j_per_query", "max_qps",
     "status", "error",
 )
 
@@ -141,6 +164,8 @@ MEDIAN_METRICS = (
     "energy_j", "samples_per_joule", "gpu_util_pct", "mem_util_pct", "sm_clock_mhz",
     "mem_bw_gbs", "temp_c", "loss", "compile_s", "tokens_per_s",
     "global_throughput_samples_per_s", "global_energy_j", "algbw_gbs", "busbw_gbs",
+    "latency_p999_ms", "latency_mean_ms", "offered_qps", "achieved_qps", "batch_size_mean",
+    "energy_j_per_query",
 )
 STAT_NAMES = ("median", "iqr", "mean", "std", "cv", "ci_low", "ci_high")
 

@@ -16,13 +16,15 @@ from gpubench.stats import describe
 # empty for other scenarios. The output checks' columns likewise.
 RESULT_COLUMNS = ("test_accuracy", "time_to_accuracy_s", "energy_to_accuracy_j",
                   "epochs_to_accuracy", "reached",
+                  "max_qps",  # a server --find-max-qps search's result, on its last probe
                   # the output checks (the same on every row of a run): --check-accuracy, exec
                   "top1_agreement", "max_abs_diff", "accuracy_ok")
 STAT_COLUMNS = (
     ("n_trials", "n_ok", "status", "stop_reason")
     + tuple(f"{m}_{s}" for m in DESCRIBED_METRICS for s in STAT_NAMES)
     + tuple(f"{m}_median" for m in MEDIAN_METRICS)
-    + ("throttled_any",) + tuple(f"{c}_last" for c in RESULT_COLUMNS) + ("error",)
+    + ("throttled_any", "latency_bound_met_all")
+    + tuple(f"{c}_last" for c in RESULT_COLUMNS) + ("error",)
 )
 
 
@@ -41,6 +43,13 @@ def _status(group: pd.DataFrame) -> str:
         if bad in statuses:
             return bad
     return "ok" if "ok" in statuses else "failed"
+
+
+def _flags(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A true/false column's known values as booleans (CSV reads them as text)."""
+    if column not in frame.columns:
+        return pd.Series(dtype=bool)
+    return frame[column].dropna().astype(str).str.lower().isin(("true", "1", "1.0"))
 
 
 def summarize(trials: pd.DataFrame, stop_reason: Optional[str] = None) -> pd.DataFrame:
@@ -66,6 +75,8 @@ def summarize(trials: pd.DataFrame, stop_reason: Optional[str] = None) -> pd.Dat
             row[f"{metric}_median"] = float(np.median(values)) if len(values) else np.nan
         throttled = ok["throttled"].dropna()
         row["throttled_any"] = bool(throttled.astype(str).str.lower().eq("true").any()) if len(throttled) else np.nan
+        met = _flags(ok, "latency_bound_met")  # server: every trial (probe) held its bound
+        row["latency_bound_met_all"] = bool(met.all()) if len(met) else np.nan
         for column in RESULT_COLUMNS:  # the run's last value (epoch rows come in order)
             values = ok[column].dropna() if column in ok.columns else ok.iloc[:0, 0]
             row[f"{column}_last"] = values.iloc[-1] if len(values) else np.nan

@@ -38,6 +38,22 @@ workloads x backends x modes x precisions x batch sizes x params.
       - workloads: mnist             # in each named environment (crossed too; left out:
         backends: [torch-cpu]        # the first environment that can run the backend)
         environments: [torch, tf]
+      - workloads: [mnist, lenet5]   # served inference (gpubench run --scenario ...);
+        backends: [torch-cpu, onnxruntime-cpu]  # modes default to infer for these
+        scenarios: [single-stream, multi-stream, offline]  # crossed (null: throughput)
+        batch_sizes: [8]             # multi-stream's S; server's and offline's largest batch
+      - workloads: mnist
+        backends: onnxruntime-cpu
+        scenarios: server
+        target_qps: [1000, 2000, 4000]  # Poisson rates, crossed: a latency-against-load curve
+        latency_bound_ms: 5          # rows say whether p99 held it
+        batch_timeout_ms: 0.5        # the dynamic batcher's wait for more (default 0)
+      - workloads: mnist
+        backends: onnxruntime-cpu
+        scenarios: server
+        find_max_qps: true           # the highest rate whose p99 meets latency_bound_ms
+        latency_bound_ms: 5
+        min_queries: 1000            # per trial or probe (default: enough to claim p99)
 """
 
 from __future__ import annotations
@@ -50,19 +66,23 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from gpubench.errors import UserError
+from gpubench.measure.serving import SERVING_SCENARIOS
 
 # Matrix keys: a scalar or a list of scalars each.
 MATRIX_KEYS = {"workloads": str, "backends": str, "modes": str, "precisions": str,
-               "batch_sizes": int, "execs": str, "nprocs": int, "environments": str}
+               "batch_sizes": int, "execs": str, "nprocs": int, "environments": str,
+               "scenarios": str, "target_qps": float}
 # Settings: one scalar each, as `gpubench run` takes them.
 SETTING_KEYS = {"trials": int, "warmup_s": float, "min_trial_s": float,
                 "target_rel_ci": float, "max_time_s": float, "telemetry": str,
                 "sample_hz": float, "timeout_s": float, "seed": int, "threads": int,
                 "device": int, "repeats": int, "require_idle_gpu": bool, "processes": int,
                 "data": str, "data_dir": str, "target_accuracy": float, "max_epochs": int,
-                "check_accuracy": bool, "strategy": str}
+                "check_accuracy": bool, "strategy": str, "latency_bound_ms": float,
+                "batch_timeout_ms": float, "find_max_qps": bool, "min_queries": int}
 # Settings that may be null (null: gpubench run's default).
-NULLABLE_SETTINGS = ("target_rel_ci", "threads", "data_dir", "target_accuracy", "max_epochs")
+NULLABLE_SETTINGS = ("target_rel_ci", "threads", "data_dir", "target_accuracy", "max_epochs",
+                     "latency_bound_ms", "batch_timeout_ms", "min_queries")
 ENTRY_KEYS = set(MATRIX_KEYS) | set(SETTING_KEYS) | {"params"}
 TOP_KEYS = {"environments", "defaults", "runs"}
 # trials and processes None: gpubench run's defaults (measure/protocol.py)
@@ -73,10 +93,16 @@ DEFAULT_SETTINGS: Dict[str, Any] = {"trials": None, "warmup_s": 1.0, "min_trial_
                                     "device": 0, "repeats": 1, "require_idle_gpu": False,
                                     "processes": None, "data": "synthetic", "data_dir": None,
                                     "target_accuracy": None, "max_epochs": None,
-                                    "check_accuracy": False, "strategy": "ddp"}
+                                    "check_accuracy": False, "strategy": "ddp",
+                                    "latency_bound_ms": None, "batch_timeout_ms": None,
+                                    "find_max_qps": False, "min_queries": None}
+# modes default to train, but to infer for the serving scenarios (parse_suite)
 DEFAULT_MATRIX: Dict[str, List[Any]] = {"modes": ["train"], "precisions": ["fp32"],
                                         "batch_sizes": [None], "execs": [None],
-                                        "nprocs": [None], "environments": [None]}
+                                        "nprocs": [None], "environments": [None],
+                                        "scenarios": [None], "target_qps": [None]}
+# matrix keys whose null means the default (null: gpubench run's choice)
+NULLABLE_MATRIX = ("batch_sizes", "execs", "nprocs", "scenarios", "target_qps")
 FILTER_KEYS = ("workload", "backend", "mode", "precision", "batch_size", "params", "environment")
 
 
@@ -94,6 +120,8 @@ class SuiteRun:
     exec: Optional[str] = None  # execution mode (--exec); None: the backend's default
     nproc: Optional[int] = None  # ranks through torchrun (--nproc); None: a plain run
     environment: Optional[str] = None  # the Python environment; None: chosen when planned
+    scenario: Optional[str] = None  # --scenario; None: the workload's (throughput, ...)
+    target_qps: Optional[float] = None  # server's Poisson rate (--target-qps)
 
     @property
     def params_text(self) -> str:
@@ -109,7 +137,17 @@ class SuiteRun:
                 str(settings.get("data", "synthetic")), "" if target is None else f"{target:g}",
                 self.exec or "", "" if self.nproc is None else str(self.nproc),
                 "" if self.nproc is None else str(settings.get("strategy", "ddp")),
-                self.environment or "")
+                self.environment or "",
+                self.scenario or "", "" if self.target_qps is None else f"{self.target_qps:g}",
+                *self._serving_key(settings))
+
+    def _serving_key(self, settings: Dict[str, Any]) -> Tuple[str, ...]:
+        """The serving settings that change what is measured (server runs)."""
+        if self.scenario != "server":
+            return ()
+        return tuple("" if settings.get(k) is None else f"{settings[k]:g}"
+                     for k in ("latency_bound_ms", "batch_timeout_ms")) + (
+            "find" if settings.get("find_max_qps") else "",)
 
     def label(self) -> str:
         batch = "default" if self.batch_size is None else self.batch_size
@@ -125,6 +163,14 @@ class SuiteRun:
             extra += f" nproc {self.nproc}" + ("" if strategy == "ddp" else f" {strategy}")
         if self.environment not in (None, "default"):
             extra += f" env {self.environment}"
+        if self.scenario is not None:
+            extra += f" {self.scenario}"
+        if self.target_qps is not None:
+            extra += f" at {self.target_qps:g} QPS"
+        if self.scenario == "server" and settings.get("find_max_qps"):
+            extra += " max QPS"
+        if self.scenario == "server" and settings.get("latency_bound_ms") is not None:
+            extra += f" p99 <= {settings['latency_bound_ms']:g} ms"
         return (f"{self.workload}{params} {self.backend} {self.mode} {self.precision} "
                 f"batch {batch}{extra}")
 
@@ -233,11 +279,17 @@ def _entry(raw: Dict[str, Any], base: Dict[str, Any], source: Path, path: str) -
         where = f"{path}.{key}"
         if key in MATRIX_KEYS:
             merged[key] = _scalar_list(value, MATRIX_KEYS[key], source, where,
-                                       allow_null=key in ("batch_sizes", "execs", "nprocs"))
-            if key in ("batch_sizes", "nprocs"):
+                                       allow_null=key in NULLABLE_MATRIX)
+            if key in ("batch_sizes", "nprocs", "target_qps"):
                 for b in merged[key]:
-                    if b is not None and b < 1:
-                        raise UserError(f"{_where(source, where)}: expected positive integers, got {b!r}")
+                    if b is not None and not b > 0:
+                        raise UserError(f"{_where(source, where)}: expected positive numbers, got {b!r}")
+            if key == "scenarios":
+                from gpubench.measure.scenario import scenario_names
+                for name in merged[key]:
+                    if name is not None and name not in scenario_names():
+                        raise UserError(f"{_where(source, where)}: unknown scenario {name!r} "
+                                        f"(valid: {', '.join(scenario_names())})")
         elif key in SETTING_KEYS:
             merged[key] = None if value is None and key in NULLABLE_SETTINGS else \
                 _scalar(value, SETTING_KEYS[key], source, where)
@@ -293,12 +345,18 @@ def parse_suite(data: Any, source: Path) -> List[SuiteRun]:
                                 f"{', '.join(sorted(environments))})")
         settings = tuple((k, entry[k]) for k in sorted(SETTING_KEYS))
         param_names = sorted(entry["params"])
-        for w, b, m, p, bs, ex, n, env, *values in itertools.product(
+        modes_given = "modes" in raw or "modes" in defaults_raw
+        for w, b, m, p, bs, ex, n, env, sc, q, *values in itertools.product(
                 entry["workloads"], entry["backends"], entry["modes"], entry["precisions"],
                 entry["batch_sizes"], entry["execs"], entry["nprocs"], entry["environments"],
+                entry["scenarios"], entry["target_qps"],
                 *(entry["params"][n] for n in param_names)):
-            runs.append(SuiteRun(w, b, m, p, bs, tuple(zip(param_names, values)), settings, ex, n,
-                                 env))
+            if sc in SERVING_SCENARIOS and not modes_given:
+                m = "infer"  # served inference: as gpubench run --scenario does
+            run = SuiteRun(w, b, m, p, bs, tuple(zip(param_names, values)), settings, ex, n,
+                           environment=env, scenario=sc, target_qps=q)
+            _check_serving(run, source, path)
+            runs.append(run)
     seen = set()
     unique = [r for r in runs if not (r.key() in seen or seen.add(r.key()))]
     return unique
@@ -308,6 +366,27 @@ def parse_suite(data: Any, source: Path) -> List[SuiteRun]:
 class SuiteFile:
     runs: List[SuiteRun]
     environments: Dict[str, str]  # name -> venv folder or interpreter, as written
+
+
+def _check_serving(run: SuiteRun, source: Path, path: str) -> None:
+    """A serving setting outside its scenario (or a server run with neither a rate nor a
+    search) is an error naming the file and the entry, before anything runs."""
+    from types import SimpleNamespace
+
+    from gpubench.measure.protocol import ProtocolConfig
+    from gpubench.measure.serving_request import validate_serving_request
+
+    s = dict(run.settings)
+    request = SimpleNamespace(
+        scenario=run.scenario or "throughput", mode=run.mode, batch_size=run.batch_size,
+        target_qps=run.target_qps, processes=s["processes"],
+        protocol=ProtocolConfig(target_rel_ci=s["target_rel_ci"]),
+        **{k: s[k] for k in ("latency_bound_ms", "batch_timeout_ms", "find_max_qps",
+                             "min_queries")})
+    try:
+        validate_serving_request(request)
+    except UserError as exc:
+        raise UserError(f"{_where(source, path)}: {exc}") from None
 
 
 def load_suite(path: Path) -> List[SuiteRun]:

@@ -16,6 +16,7 @@ from gpubench.measure.memory_check import MemoryCapacity, check_memory
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.request import exec_mode_of, validate_request
 from gpubench.launch.interpreter import is_this_python
+from gpubench.measure.serving_request import batch_size_of
 from gpubench.suite.config import SuiteRun
 from gpubench.suite.environments import EnvironmentSet
 from gpubench.suite.executor import SuitePlan, request_for
@@ -55,6 +56,12 @@ def run_cost(run: SuiteRun, timeout_override: Optional[float] = None) -> RunCost
         return RunCost(WORKER_START_S, timeout)  # unknown before the first one; at most the timeout
     trials_s = s["trials"] * s["min_trial_s"]
     worst_s = trials_s
+    if run.scenario == "server":  # an overloaded probe waits up to its length again
+        if s.get("find_max_qps"):  # a search: typically 8 probes, at most MAX_PROBES
+            from gpubench.measure.server import MAX_PROBES
+            trials_s, worst_s = 8 * s["min_trial_s"], 2 * MAX_PROBES * s["min_trial_s"]
+        else:
+            worst_s = 2 * trials_s
     if s["target_rel_ci"] is not None:
         # The time cap is checked before each extra trial: the last one may end past it.
         capped = min(s["max_time_s"] + s["min_trial_s"], ProtocolConfig.max_trials * s["min_trial_s"])
@@ -115,8 +122,7 @@ class Judge:
             backend.check_config(run.mode, run.precision)
             exec_mode_of(req, backend)
             check_memory(workload, backend, run.mode, run.precision,
-                         run.batch_size or workload.default_batch_size, device,
-                         capacity=self.capacity)
+                         batch_size_of(req, workload), device, capacity=self.capacity)
         except (Unsupported, BackendUnavailable) as exc:
             return "unsupported", str(exc)
         except UserError as exc:  # bad input the file's checks let through: a failed row

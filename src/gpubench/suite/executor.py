@@ -192,7 +192,11 @@ def request_for(run: SuiteRun, folder: Path, device: int, timeout_override: Opti
                      data=s["data"], data_dir=s["data_dir"],
                      target_accuracy=s["target_accuracy"], max_epochs=s["max_epochs"],
                      check_accuracy=s["check_accuracy"],
-                     scenario=scenario_for(run.workload, dict(run.params), s["target_accuracy"]),
+                     scenario=scenario_for(run.workload, dict(run.params), s["target_accuracy"],
+                                           run.scenario),
+                     target_qps=run.target_qps, latency_bound_ms=s["latency_bound_ms"],
+                     batch_timeout_ms=s["batch_timeout_ms"], find_max_qps=s["find_max_qps"],
+                     min_queries=s["min_queries"],
                      world_size=run.nproc or 1,
                      strategy=None if run.nproc is None else s["strategy"],
                      environment=run.environment or DEFAULT_ENVIRONMENT)

@@ -1,0 +1,85 @@
+"""The serving scenarios in the results table (cli/result_table.py): which scenario, the
+server's rate and bound, the rate achieved, p99.9, whether the bound held, a search's
+highest rate; and under a --find-max-qps run, a table of its probes. All empty (so not
+shown) for other scenarios."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, List, Optional
+
+from gpubench.cli.result_table import Col, _float, _num, sig
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SERVING = ("single-stream", "multi-stream", "server", "offline")
+
+
+# What a search's summary row shows: its medians over probes at different rates mean
+# nothing (the probes table has each probe), its result and settings do.
+SEARCH_CELLS = ("trials", "scenario", "p99 bound ms", "max QPS")
+
+
+def searched(r: Any) -> bool:
+    """A --find-max-qps configuration: a server row without a fixed rate."""
+    return r.get("scenario") == "server" and _float(r.get("target_qps")) is None
+
+
+def searched_cells(r: Any, cols: List[Col], cells: List[str]) -> List[str]:
+    """A row's cells, the numbers aggregated over a search's probes left empty."""
+    if not searched(r):
+        return cells
+    return [c if not col.numeric or col.key in SEARCH_CELLS else ""
+            for col, c in zip(cols, cells)]
+
+
+def _flag(value: Any) -> str:
+    text = str(value).strip().lower()
+    return {"true": "yes", "1": "yes", "1.0": "yes", "false": "no", "0": "no",
+            "0.0": "no"}.get(text, "")
+
+
+def identity_columns() -> List[Col]:
+    """After the batch: the scenario (serving ones only), the server's rate and bound."""
+    return [
+        Col("scenario", lambda r: str(r.get("scenario")) if r.get("scenario") in SERVING else "",
+            "scenario"),
+        Col("target QPS", lambda r: _num(r.get("target_qps")), "target QPS"),
+        Col("p99 bound ms", lambda r: _num(r.get("latency_bound_ms")), "p99 bound ms"),
+    ]
+
+
+def result_columns() -> List[Col]:
+    """The rate served, and a search's result: the highest rate that held the bound."""
+    return [
+        Col("QPS", lambda r: _num(r.get("achieved_qps_median")), "QPS"),
+        Col("held", lambda r: _flag(r.get("latency_bound_met_all")), "held"),
+        Col("max QPS", lambda r: _num(r.get("max_qps_last")), "max QPS"),
+    ]
+
+
+def probes_table(trials: "pd.DataFrame") -> Optional[Any]:
+    """A --find-max-qps run's probes in the order run (None when there is no search)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if "scenario" not in trials.columns or "offered_qps" not in trials.columns:
+        return None
+    rows = trials[(trials["scenario"] == "server") & trials["target_qps"].isna()
+                  & (trials["status"] == "ok")]
+    if rows.empty:
+        return None
+    bound = _float(rows["latency_bound_ms"].iloc[0])
+    table = Table(title=f"--find-max-qps probes (p99 bound {sig(bound) if bound else '?'} ms; "
+                        "latencies are early-stopping bounds)", title_justify="left")
+    headers = ("probe", "offered QPS", "achieved QPS", "p50 ms", "p99 ms", "p99.9 ms",
+               "held", "batch avg", "unfinished")
+    for header in headers:
+        table.add_column(header, justify="right")
+    for _, r in rows.iterrows():
+        table.add_row(*(Text(v) for v in (
+            str(int(r["trial"])), _num(r["offered_qps"]), _num(r["achieved_qps"]),
+            _num(r["latency_p50_ms"]), _num(r["latency_p99_ms"]), _num(r["latency_p999_ms"]),
+            _flag(r["latency_bound_met"]), _num(r["batch_size_mean"]),
+            _num(r["queries_unfinished"]))))
+    return table

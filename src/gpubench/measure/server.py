@@ -118,7 +118,8 @@ def run_probe(serve: Callable[[np.ndarray], Optional[float]], library_size: int,
                               "p99": float(np.nanpercentile(lag_ms, 99)),
                               "max": float(np.nanmax(lag_ms))}}
     return Trial(trial, last - float(due[0]), len(schedule), int(finished.sum()), batch_sizes,
-                 np.where(finished, completed, end) - due, unfinished, rate_qps, extra), telemetry
+                 np.where(finished, completed, end) - due, unfinished, rate_qps, extra,
+                 np.asarray(service_s)), telemetry
 
 
 class ServerScenario(Scenario):

@@ -159,6 +159,7 @@ class Trial:
     unfinished: int = 0  # queries not complete when the probe's drain limit passed
     offered_qps: Optional[float] = None
     extra: Optional[Dict[str, Any]] = None  # for run.json
+    service_s: Optional[np.ndarray] = None  # server: each batch's seconds in serve()
 
 
 def trial_row(ctx: Any, trial: Trial, telemetry: Dict[str, Any],

@@ -286,9 +286,10 @@ def _entry(raw: Dict[str, Any], base: Dict[str, Any], source: Path, path: str) -
                         raise UserError(f"{_where(source, where)}: expected positive numbers, got {b!r}")
             if key == "scenarios":
                 from gpubench.measure.scenario import scenario_names
-                for name in merged[key]:
+                for i, name in enumerate(merged[key]):
                     if name is not None and name not in scenario_names():
-                        raise UserError(f"{_where(source, where)}: unknown scenario {name!r} "
+                        at = f"{where}[{i}]" if isinstance(value, list) else where
+                        raise UserError(f"{_where(source, at)}: unknown scenario {name!r} "
                                         f"(valid: {', '.join(scenario_names())})")
         elif key in SETTING_KEYS:
             merged[key] = None if value is None and key in NULLABLE_SETTINGS else \

@@ -1,0 +1,145 @@
+"""The serving scenarios' pure parts: early-stopping percentile bounds, the seeded
+Poisson schedule (and the thread that issues it), the batcher's policy and queue, and
+the --find-max-qps search."""
+
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from gpubench.measure.arrivals import ArrivalThread, poisson_schedule, query_samples
+from gpubench.measure.batcher import Query, QueryQueue, dispatch_wait_s
+from gpubench.measure.early_stopping import (
+    bound_rank, claimed_percentiles_ms, percentile_bound, queries_needed,
+)
+from gpubench.measure.server import QpsSearch
+
+
+# -- early stopping ----------------------------------------------------------------------
+def test_a_percentile_needs_enough_queries_to_be_claimed():
+    assert queries_needed(0.99) == 459 and queries_needed(0.90) == 44
+    assert bound_rank(459, 0.99) == 459  # the largest latency, and only just
+    assert bound_rank(458, 0.99) is None
+    latencies = np.arange(1, 459)  # 458 queries: no p99, a p90
+    assert math.isnan(percentile_bound(latencies, 0.99))
+    claimed = claimed_percentiles_ms(np.arange(1, 1001) / 1e3)
+    assert math.isnan(claimed["latency_p999_ms"])  # 1000 < 4603 queries
+
+
+def test_the_bound_is_never_below_the_observed_percentile_and_falls_with_more_queries():
+    rng = np.random.default_rng(1)
+    for n in (500, 2000, 20000):
+        x = rng.exponential(size=n)
+        for p in (0.5, 0.9, 0.99):
+            assert percentile_bound(x, p) >= np.quantile(x, p, method="higher")
+    # the rank's excess over p*n shrinks relative to n as n grows (sqrt(n) scaling)
+    excess = [(bound_rank(n, 0.9) - 0.9 * n) / n for n in (100, 1000, 10000)]
+    assert excess[0] > excess[1] > excess[2] > 0
+
+
+def test_the_bound_covers_the_true_percentile_with_the_stated_confidence():
+    """Simulated runs of a known distribution: the bound falls below the true p99 in
+    at most 1% of them (binomial noise of 4,000 runs allowed), and not in none (it is
+    the tightest bound at that confidence, not a needlessly loose one)."""
+    rng = np.random.default_rng(7)
+    runs, n = 4000, 600
+    true_p99 = -math.log(0.01)  # exponential, rate 1
+    k = bound_rank(n, 0.99)
+    bounds = np.sort(rng.exponential(size=(runs, n)), axis=1)[:, k - 1]
+    misses = np.mean(bounds < true_p99)
+    assert 0.001 < misses <= 0.01 + 3 * math.sqrt(0.01 * 0.99 / runs)
+
+
+# -- arrivals ----------------------------------------------------------------------------
+def test_the_seeded_schedule_is_the_same_twice_and_poisson():
+    a = poisson_schedule(500.0, 3, 2.0, 100)
+    b = poisson_schedule(500.0, 3, 2.0, 100)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a[:50], poisson_schedule(500.0, 4, 2.0, 100)[:50])
+    assert a[-1] >= 2.0 and a[-2] < 2.0 and len(a) >= 100  # stops at the first past both
+    assert abs(len(a) / a[-1] - 500) < 4 * math.sqrt(500 / 2.0)  # the rate (4 sigma)
+    gaps = np.diff(np.concatenate([[0.0], a]))
+    assert stats.kstest(gaps * 500, "expon").pvalue > 1e-3  # exponential gaps
+    # one seed at two rates: the same arrivals, compressed (the search's common numbers)
+    fast = poisson_schedule(1000.0, 3, 1.0, 100)
+    assert np.allclose(fast, a[:len(fast)] / 2)
+    assert len(poisson_schedule(10.0, 3, 0.1, 300)) == 300  # the query count can rule
+    assert np.array_equal(query_samples((3, 1), 50, 7), query_samples((3, 1), 50, 7))
+
+
+def _issued(schedule, start):
+    got = []
+    done = threading.Event()
+    thread = ArrivalThread(schedule, np.zeros(len(schedule), int), start, got.extend, done.set)
+    thread.start()
+    thread.join(timeout=10)
+    assert done.is_set() and thread.error is None
+    return got, thread
+
+
+def test_two_runs_issue_the_same_arrival_times():
+    """The thread issues every query with its scheduled time, in order, never before
+    it; runs of one seed issue the same times (relative to their start)."""
+    runs = []
+    for _ in range(2):
+        schedule = poisson_schedule(2000.0, 11, 0.15, 50)
+        start = time.perf_counter() + 0.005
+        got, thread = _issued(schedule, start)
+        assert [q.id for q in got] == list(range(len(schedule)))
+        assert all(q.enqueued_s >= q.scheduled_s for q in got)  # never early
+        runs.append(np.array([q.scheduled_s for q in got]) - start)
+    assert np.allclose(runs[0], runs[1], rtol=0, atol=1e-9)
+
+
+# -- the batcher -------------------------------------------------------------------------
+def test_dispatch_policy():
+    assert dispatch_wait_s(0, None, 5.0, 8, 0.01) is None  # nothing waits
+    assert dispatch_wait_s(8, 4.0, 4.0, 8, 0.01) == 0.0  # a full batch goes at once
+    assert dispatch_wait_s(3, 4.0, 4.004, 8, 0.01) == pytest.approx(0.006)  # until the timeout
+    assert dispatch_wait_s(3, 4.0, 4.02, 8, 0.01) == 0.0  # the oldest waited long enough
+    assert dispatch_wait_s(1, 4.0, 4.0, 8, 0.0) == 0.0  # greedy
+
+
+def _queries(n, now):
+    return [Query(i, now, i, now) for i in range(n)]
+
+
+def test_the_queue_takes_full_batches_waits_out_the_timeout_and_drains():
+    q = QueryQueue(max_batch=4, timeout_s=0.05)
+    now = time.perf_counter()
+    q.put(_queries(6, now))
+    assert [x.id for x in q.next_batch(now + 5)] == [0, 1, 2, 3]  # full: at once
+    t0 = time.perf_counter()
+    assert [x.id for x in q.next_batch(now + 5)] == [4, 5]  # two wait out the timeout
+    assert time.perf_counter() - now >= 0.045
+    assert time.perf_counter() - t0 < 2  # and no more than a scheduling delay past it
+    q.put(_queries(2, time.perf_counter()))
+    assert q.next_batch(time.perf_counter() + 0.01) == []  # the deadline came first
+    assert len(q.drain()) == 2
+    q.put(_queries(1, time.perf_counter()))
+    q.close()  # no more will come: no reason to wait
+    assert len(q.next_batch(time.perf_counter() + 5)) == 1
+    assert q.next_batch(time.perf_counter() + 5) == []
+
+
+# -- the search --------------------------------------------------------------------------
+@pytest.mark.parametrize("start", [3000.0, 1000.0, 150.0])
+def test_the_search_finds_the_highest_passing_rate(start):
+    search = QpsSearch(start, rel_tol=0.02)
+    while not search.done:
+        search.record(search.rate <= 1000.0)
+    assert 980.0 <= search.max_qps <= 1000.0
+    assert len(search.probes) <= 12
+    lows = [r for r, ok in search.probes if ok]
+    assert search.max_qps == max(lows)
+
+
+def test_a_search_where_nothing_passes_gives_no_rate():
+    search = QpsSearch(1000.0, max_probes=5)
+    while not search.done:
+        search.record(False)
+    assert search.max_qps is None and len(search.probes) == 5
+    assert search.probes[-1][0] == pytest.approx(1000.0 / 16)

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from gpubench.measure.arrivals import ArrivalThread, poisson_schedule, query_samples
-from gpubench.measure.batcher import Query, QueryQueue, dispatch_wait_s
+from gpubench.measure.batcher import QueryQueue, dispatch_wait_s
 from gpubench.measure.early_stopping import (
     bound_rank, claimed_percentiles_ms, percentile_bound, queries_needed,
 )
@@ -73,7 +73,7 @@ def test_the_seeded_schedule_is_the_same_twice_and_poisson():
 def _issued(schedule, start):
     got = []
     done = threading.Event()
-    thread = ArrivalThread(schedule, np.zeros(len(schedule), int), start, got.extend, done.set)
+    thread = ArrivalThread(schedule, start, got.extend, done.set)
     thread.start()
     thread.join(timeout=10)
     assert done.is_set() and thread.error is None
@@ -81,16 +81,16 @@ def _issued(schedule, start):
 
 
 def test_two_runs_issue_the_same_arrival_times():
-    """The thread issues every query with its scheduled time, in order, never before
-    it; runs of one seed issue the same times (relative to their start)."""
+    """The thread issues every query in order and never before its scheduled time, and
+    runs of one seed issue the same times (relative to their start)."""
     runs = []
     for _ in range(2):
         schedule = poisson_schedule(2000.0, 11, 0.15, 50)
         start = time.perf_counter() + 0.005
         got, thread = _issued(schedule, start)
-        assert [q.id for q in got] == list(range(len(schedule)))
-        assert all(q.enqueued_s >= q.scheduled_s for q in got)  # never early
-        runs.append(np.array([q.scheduled_s for q in got]) - start)
+        assert got == list(range(len(schedule)))
+        assert (thread.issued_s >= thread.due_s).all()  # never early
+        runs.append(thread.due_s - start)
     assert np.allclose(runs[0], runs[1], rtol=0, atol=1e-9)
 
 
@@ -103,25 +103,25 @@ def test_dispatch_policy():
     assert dispatch_wait_s(1, 4.0, 4.0, 8, 0.0) == 0.0  # greedy
 
 
-def _queries(n, now):
-    return [Query(i, now, i, now) for i in range(n)]
-
-
 def test_the_queue_takes_full_batches_waits_out_the_timeout_and_drains():
-    q = QueryQueue(max_batch=4, timeout_s=0.05)
+    enqueued = np.zeros(20)
+    q = QueryQueue(max_batch=4, timeout_s=0.05, enqueued_s=enqueued)
     now = time.perf_counter()
-    q.put(_queries(6, now))
-    assert [x.id for x in q.next_batch(now + 5)] == [0, 1, 2, 3]  # full: at once
+    enqueued[:6] = now
+    q.put(range(6))
+    assert q.next_batch(now + 5) == [0, 1, 2, 3]  # full: at once
     t0 = time.perf_counter()
-    assert [x.id for x in q.next_batch(now + 5)] == [4, 5]  # two wait out the timeout
+    assert q.next_batch(now + 5) == [4, 5]  # two wait out the timeout
     assert time.perf_counter() - now >= 0.045
     assert time.perf_counter() - t0 < 2  # and no more than a scheduling delay past it
-    q.put(_queries(2, time.perf_counter()))
+    enqueued[6:8] = time.perf_counter()
+    q.put(range(6, 8))
     assert q.next_batch(time.perf_counter() + 0.01) == []  # the deadline came first
-    assert len(q.drain()) == 2
-    q.put(_queries(1, time.perf_counter()))
+    assert q.drain() == [6, 7]
+    enqueued[8] = time.perf_counter()
+    q.put([8])
     q.close()  # no more will come: no reason to wait
-    assert len(q.next_batch(time.perf_counter() + 5)) == 1
+    assert q.next_batch(time.perf_counter() + 5) == [8]
     assert q.next_batch(time.perf_counter() + 5) == []
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from gpubench.measure.batcher import Query
 
 clock = time.perf_counter
 
@@ -58,19 +57,20 @@ def query_samples(seed: Seed, queries: int, library_size: int) -> np.ndarray:
 
 
 class ArrivalThread(threading.Thread):
-    """Issues queries at `start_s + schedule_s[i]` (time.perf_counter) into `put`: it
-    sleeps until the next arrival, then issues every query already due at once (a burst
-    takes one lock). Each query carries its scheduled time, and latency counts from it:
-    an issue that ran late counts against the server, never for it (no coordinated
-    omission). `issued_s` records when each went out."""
+    """Issues the queries of a schedule at `start_s + schedule_s[i]` (time.perf_counter)
+    into `put`, as their ids (places in the schedule): it sleeps until the next arrival,
+    then issues every query already due at once (a burst takes one lock). Latency counts
+    from the scheduled time, so an issue that ran late counts against the server, never
+    for it (no coordinated omission); `issued_s` records when each went out (the
+    batcher's timeout counts from there)."""
 
-    def __init__(self, schedule_s: np.ndarray, samples: np.ndarray, start_s: float,
-                 put: Callable[[List[Query]], None], done: Callable[[], None]) -> None:
+    def __init__(self, schedule_s: np.ndarray, start_s: float,
+                 put: Callable[[Iterable[int]], None], done: Callable[[], None],
+                 issued_s: Optional[np.ndarray] = None) -> None:
         super().__init__(name="gpubench-arrivals", daemon=True)
         self.due_s = start_s + np.asarray(schedule_s, dtype=float)
-        self.samples = samples
         self.put, self.done = put, done
-        self.issued_s = np.full(len(self.due_s), np.nan)
+        self.issued_s = np.full(len(self.due_s), np.nan) if issued_s is None else issued_s
         self._halt = threading.Event()
         self.error: Optional[BaseException] = None
 
@@ -91,7 +91,7 @@ class ArrivalThread(threading.Thread):
                 continue
             j = int(np.searchsorted(due, now, side="right"))
             self.issued_s[i:j] = now
-            self.put([Query(k, float(due[k]), int(self.samples[k]), now) for k in range(i, j)])
+            self.put(range(i, j))
             i = j
 
     def stop(self) -> None:

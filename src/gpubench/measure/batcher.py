@@ -14,16 +14,12 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Deque, List, Optional
+from typing import Callable, Deque, Iterable, List, Optional
 
+import numpy as np
 
-@dataclass(frozen=True)
-class Query:
-    id: int  # its place in the schedule
-    scheduled_s: float  # when it was due to arrive (time.perf_counter): latency counts from here
-    sample: int  # the library sample it carries
-    enqueued_s: float  # when it entered the queue: the batch timeout counts from here
+# A query is its place in the probe's schedule (an int): its scheduled time, its sample
+# and when it was enqueued live in the probe's arrays, so the hot path moves ints.
 
 
 def dispatch_wait_s(waiting: int, oldest_enqueued_s: Optional[float], now_s: float,
@@ -39,19 +35,21 @@ def dispatch_wait_s(waiting: int, oldest_enqueued_s: Optional[float], now_s: flo
 
 
 class QueryQueue:
-    """Queries issued by the arrival thread (put, then close when the schedule ends),
-    taken in batches by the serving loop (next_batch)."""
+    """Queries (ids) issued by the arrival thread (put, then close when the schedule
+    ends), taken in batches by the serving loop (next_batch). `enqueued_s[id]` is when
+    each entered the queue (the arrival thread writes it before put)."""
 
-    def __init__(self, max_batch: int, timeout_s: float,
+    def __init__(self, max_batch: int, timeout_s: float, enqueued_s: np.ndarray,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.max_batch, self.timeout_s, self.clock = max_batch, timeout_s, clock
-        self._waiting: Deque[Query] = collections.deque()
+        self.enqueued_s = enqueued_s
+        self._waiting: Deque[int] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
 
-    def put(self, queries: List[Query]) -> None:
+    def put(self, ids: Iterable[int]) -> None:
         with self._cond:
-            self._waiting.extend(queries)
+            self._waiting.extend(ids)
             self._cond.notify()
 
     def close(self) -> None:
@@ -60,7 +58,7 @@ class QueryQueue:
             self._closed = True
             self._cond.notify()
 
-    def next_batch(self, deadline_s: float) -> List[Query]:
+    def next_batch(self, deadline_s: float) -> List[int]:
         """The next batch by the policy; [] once the queue is closed and empty, or when
         `deadline_s` passes first (the probe's drain limit: what still waits is counted
         unfinished)."""
@@ -70,8 +68,8 @@ class QueryQueue:
                 if now >= deadline_s:
                     return []
                 waiting = self._waiting
-                wait = dispatch_wait_s(len(waiting), waiting[0].enqueued_s if waiting else None,
-                                       now, self.max_batch, self.timeout_s)
+                oldest = float(self.enqueued_s[waiting[0]]) if waiting else None
+                wait = dispatch_wait_s(len(waiting), oldest, now, self.max_batch, self.timeout_s)
                 if wait == 0.0 or (self._closed and waiting):
                     n = min(len(waiting), self.max_batch)
                     return [waiting.popleft() for _ in range(n)]
@@ -80,7 +78,7 @@ class QueryQueue:
                 left = deadline_s - now
                 self._cond.wait(left if wait is None else min(wait, left))
 
-    def drain(self) -> List[Query]:
+    def drain(self) -> List[int]:
         """Whatever still waits (taken out): the queries a probe left unfinished."""
         with self._cond:
             left = list(self._waiting)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import PLUGIN_ENV, run_cli_here
+from conftest import run_cli_here
 
 pytest.importorskip("torch")
 

@@ -71,26 +71,26 @@ def test_the_seeded_schedule_is_the_same_twice_and_poisson():
 
 
 def _issued(schedule, start):
-    got = []
-    done = threading.Event()
-    thread = ArrivalThread(schedule, start, got.extend, done.set)
+    """The arrival thread alone (no serving loop taking batches) issuing a schedule."""
+    queue = QueryQueue(max_batch=len(schedule), timeout_s=0.0, due_s=start + schedule)
+    thread = ArrivalThread(queue.issue_due)
     thread.start()
     thread.join(timeout=10)
-    assert done.is_set() and thread.error is None
-    return got, thread
+    assert not thread.is_alive() and thread.error is None
+    return queue
 
 
 def test_two_runs_issue_the_same_arrival_times():
-    """The thread issues every query in order and never before its scheduled time, and
-    runs of one seed issue the same times (relative to their start)."""
+    """The thread issues every query, never before its scheduled time, and runs of one
+    seed issue the same times (relative to their start)."""
     runs = []
     for _ in range(2):
         schedule = poisson_schedule(2000.0, 11, 0.15, 50)
         start = time.perf_counter() + 0.005
-        got, thread = _issued(schedule, start)
-        assert got == list(range(len(schedule)))
-        assert (thread.issued_s >= thread.due_s).all()  # never early
-        runs.append(thread.due_s - start)
+        queue = _issued(schedule, start)
+        assert queue.drain() == list(range(len(schedule))) and queue.all_issued
+        assert (queue.issued_s >= queue.due_s).all()  # never early
+        runs.append(queue.due_s - start)
     assert np.allclose(runs[0], runs[1], rtol=0, atol=1e-9)
 
 
@@ -104,25 +104,21 @@ def test_dispatch_policy():
 
 
 def test_the_queue_takes_full_batches_waits_out_the_timeout_and_drains():
-    enqueued = np.zeros(20)
-    q = QueryQueue(max_batch=4, timeout_s=0.05, enqueued_s=enqueued)
     now = time.perf_counter()
-    enqueued[:6] = now
-    q.put(range(6))
-    assert q.next_batch(now + 5) == [0, 1, 2, 3]  # full: at once
+    due = np.array([now] * 6 + [now + 0.2] * 2 + [now + 0.4])
+    q = QueryQueue(max_batch=4, timeout_s=0.05, due_s=due)
+    assert q.next_batch(now + 5) == [0, 1, 2, 3]  # due, issued by the loop itself; full
     t0 = time.perf_counter()
     assert q.next_batch(now + 5) == [4, 5]  # two wait out the timeout
-    assert time.perf_counter() - now >= 0.045
-    assert time.perf_counter() - t0 < 2  # and no more than a scheduling delay past it
-    enqueued[6:8] = time.perf_counter()
-    q.put(range(6, 8))
+    assert time.perf_counter() - t0 >= 0.045
+    assert time.perf_counter() - t0 < 0.15  # not until the next arrival (0.2 s in)
+    time.sleep(max(0.0, now + 0.2 - time.perf_counter()))
     assert q.next_batch(time.perf_counter() + 0.01) == []  # the deadline came first
     assert q.drain() == [6, 7]
-    enqueued[8] = time.perf_counter()
-    q.put([8])
-    q.close()  # no more will come: no reason to wait
-    assert q.next_batch(time.perf_counter() + 5) == [8]
-    assert q.next_batch(time.perf_counter() + 5) == []
+    assert q.issue_due() == due[8]  # the next one's time
+    time.sleep(max(0.0, now + 0.4 - time.perf_counter()))
+    assert q.next_batch(time.perf_counter() + 5) == [8]  # the last: no reason to wait
+    assert q.all_issued and q.next_batch(time.perf_counter() + 5) == []
 
 
 # -- the search --------------------------------------------------------------------------

@@ -138,24 +138,28 @@ def add_serving_arguments(p: argparse.ArgumentParser) -> None:
                         "--samples-per-query samples), server (Poisson arrivals, a dynamic "
                         "batcher), offline (one query of every sample); default throughput "
                         "(resident batches back to back)")
-    p.add_argument("--samples-per-query", type=positive_int, metavar="S",
-                   help="multi-stream: samples a query (default 8)")
-    p.add_argument("--max-batch", type=positive_int, metavar="N",
-                   help="server, offline: the largest batch (default: --batch-size or the "
-                        "workload's)")
-    p.add_argument("--target-qps", type=positive_float, metavar="QPS",
-                   help="server: the Poisson arrival rate, queries per second")
+    for flag, kind, metavar, text in SERVING_OPTIONS:
+        p.add_argument(flag, type=kind, metavar=metavar, help=text)
     p.add_argument("--find-max-qps", action="store_true",
                    help="server: search (bisection) for the highest rate whose p99 latency "
                         "meets --latency-bound-ms; every probe a row")
-    p.add_argument("--latency-bound-ms", type=positive_float, metavar="MS",
-                   help="server: the p99 latency bound; rows say whether it held")
-    p.add_argument("--batch-timeout-ms", type=nonnegative_float, metavar="MS",
-                   help="server: how long the batcher holds the oldest waiting query for more "
-                        "(default 0: what waits goes as soon as the model is free)")
-    p.add_argument("--min-queries", type=positive_int, metavar="N",
-                   help="single-stream, multi-stream, server: queries a trial holds at least "
-                        "(default 459: the fewest that can claim p99 at 99%% confidence)")
+
+
+# The serving scenarios' valued options: flag, type, metavar, help.
+SERVING_OPTIONS = (
+    ("--samples-per-query", positive_int, "S", "multi-stream: samples a query (default 8)"),
+    ("--max-batch", positive_int, "N",
+     "server, offline: the largest batch (default: --batch-size or the workload's)"),
+    ("--target-qps", positive_float, "QPS", "server: the Poisson arrival rate, queries per second"),
+    ("--latency-bound-ms", positive_float, "MS",
+     "server: the p99 latency bound; rows say whether it held"),
+    ("--batch-timeout-ms", nonnegative_float, "MS",
+     "server: how long the batcher holds the oldest waiting query for more (default 0: what "
+     "waits goes as soon as the model is free)"),
+    ("--min-queries", positive_int, "N",
+     "single-stream, multi-stream, server: queries a trial holds at least (default 459: the "
+     "fewest that can claim p99 at 99%% confidence)"),
+)
 
 
 def serving_batch_size(args: argparse.Namespace) -> Optional[int]:

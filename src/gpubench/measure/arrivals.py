@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -57,42 +57,27 @@ def query_samples(seed: Seed, queries: int, library_size: int) -> np.ndarray:
 
 
 class ArrivalThread(threading.Thread):
-    """Issues the queries of a schedule at `start_s + schedule_s[i]` (time.perf_counter)
-    into `put`, as their ids (places in the schedule): it sleeps until the next arrival,
-    then issues every query already due at once (a burst takes one lock). Latency counts
-    from the scheduled time, so an issue that ran late counts against the server, never
-    for it (no coordinated omission); `issued_s` records when each went out (the
-    batcher's timeout counts from there)."""
+    """Issues a probe's queries at their scheduled times: `issue_due` issues every query
+    due by now and says when the next is due (QueryQueue.issue_due); the thread sleeps
+    until then, so a burst of late arrivals goes out at once. Latency counts from the
+    scheduled time, so an issue that ran late counts against the server, never for it
+    (no coordinated omission)."""
 
-    def __init__(self, schedule_s: np.ndarray, start_s: float,
-                 put: Callable[[Iterable[int]], None], done: Callable[[], None],
-                 issued_s: Optional[np.ndarray] = None) -> None:
+    def __init__(self, issue_due: Callable[[], Optional[float]]) -> None:
         super().__init__(name="gpubench-arrivals", daemon=True)
-        self.due_s = start_s + np.asarray(schedule_s, dtype=float)
-        self.put, self.done = put, done
-        self.issued_s = np.full(len(self.due_s), np.nan) if issued_s is None else issued_s
+        self.issue_due = issue_due
         self._halt = threading.Event()
         self.error: Optional[BaseException] = None
 
     def run(self) -> None:
         try:
-            self._issue()
+            while not self._halt.is_set():
+                due = self.issue_due()
+                if due is None:
+                    return
+                self._halt.wait(max(0.0, due - clock()))
         except BaseException as exc:  # re-raised by the serving loop (join_and_check)
             self.error = exc
-        finally:
-            self.done()
-
-    def _issue(self) -> None:
-        due, n, i = self.due_s, len(self.due_s), 0
-        while i < n and not self._halt.is_set():
-            now = clock()
-            if due[i] > now:
-                self._halt.wait(due[i] - now)
-                continue
-            j = int(np.searchsorted(due, now, side="right"))
-            self.issued_s[i:j] = now
-            self.put(range(i, j))
-            i = j
 
     def stop(self) -> None:
         self._halt.set()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Callable, Deque, Iterable, List, Optional
+from typing import Callable, Deque, List, Optional
 
 import numpy as np
 
@@ -35,31 +35,48 @@ def dispatch_wait_s(waiting: int, oldest_enqueued_s: Optional[float], now_s: flo
 
 
 class QueryQueue:
-    """Queries (ids) issued by the arrival thread (put, then close when the schedule
-    ends), taken in batches by the serving loop (next_batch). `enqueued_s[id]` is when
-    each entered the queue (the arrival thread writes it before put)."""
+    """A probe's queries: issued when due (their ids, places in the schedule `due_s`, in
+    time.perf_counter seconds) and taken in batches by the serving loop (next_batch).
 
-    def __init__(self, max_batch: int, timeout_s: float, enqueued_s: np.ndarray,
+    The arrival thread (measure/arrivals.py) issues them, sleeping until each is due;
+    the serving loop also issues whatever has come due each time it looks for a batch,
+    so a busy server sees its arrivals on time even when the arrival thread wakes late
+    (a loaded machine delays a sleeping thread by milliseconds). `issued_s[id]` is when
+    each entered the queue: the batch timeout counts from there, latency from `due_s`."""
+
+    def __init__(self, max_batch: int, timeout_s: float, due_s: np.ndarray,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.max_batch, self.timeout_s, self.clock = max_batch, timeout_s, clock
-        self.enqueued_s = enqueued_s
+        self.due_s = due_s
+        self.issued_s = np.full(len(due_s), np.nan)
+        self._next = 0  # the first query not yet issued
         self._waiting: Deque[int] = collections.deque()
         self._cond = threading.Condition()
-        self._closed = False
 
-    def put(self, ids: Iterable[int]) -> None:
-        with self._cond:
-            self._waiting.extend(ids)
-            self._cond.notify()
+    def _issue(self, now: float) -> None:
+        """Under the lock: every query due by `now` joins the queue."""
+        j = int(np.searchsorted(self.due_s, now, side="right"))
+        if j > self._next:
+            self.issued_s[self._next:j] = now
+            self._waiting.extend(range(self._next, j))
+            self._next = j
 
-    def close(self) -> None:
-        """No more queries will come: what waits goes without waiting for the timeout."""
+    def issue_due(self) -> Optional[float]:
+        """Issues every query due by now; returns when the next one is due (None: all
+        are issued)."""
         with self._cond:
-            self._closed = True
-            self._cond.notify()
+            before = self._next
+            self._issue(self.clock())
+            if self._next > before:
+                self._cond.notify()
+            return float(self.due_s[self._next]) if self._next < len(self.due_s) else None
+
+    @property
+    def all_issued(self) -> bool:
+        return self._next >= len(self.due_s)
 
     def next_batch(self, deadline_s: float) -> List[int]:
-        """The next batch by the policy; [] once the queue is closed and empty, or when
+        """The next batch by the policy; [] once every query is issued and taken, or when
         `deadline_s` passes first (the probe's drain limit: what still waits is counted
         unfinished)."""
         with self._cond:
@@ -67,15 +84,17 @@ class QueryQueue:
                 now = self.clock()
                 if now >= deadline_s:
                     return []
+                self._issue(now)
                 waiting = self._waiting
-                oldest = float(self.enqueued_s[waiting[0]]) if waiting else None
+                oldest = float(self.issued_s[waiting[0]]) if waiting else None
                 wait = dispatch_wait_s(len(waiting), oldest, now, self.max_batch, self.timeout_s)
-                if wait == 0.0 or (self._closed and waiting):
+                done = self.all_issued  # no more will come: no reason to wait for them
+                if wait == 0.0 or (done and waiting):
                     n = min(len(waiting), self.max_batch)
                     return [waiting.popleft() for _ in range(n)]
-                if wait is None and self._closed:
+                if wait is None and done:
                     return []
-                left = deadline_s - now
+                left = deadline_s - now  # idle: the arrival thread's notify wakes it
                 self._cond.wait(left if wait is None else min(wait, left))
 
     def drain(self) -> List[int]:

@@ -26,11 +26,11 @@ import numpy as np
 from gpubench.measure.arrivals import ArrivalThread, Seed, poisson_schedule, query_samples
 from gpubench.measure.batcher import QueryQueue
 from gpubench.measure.protocol import STOP_FIXED
-from gpubench.measure.scenario import Scenario, ScenarioContext
+from gpubench.measure.scenario import ScenarioContext
 from gpubench.measure.serving import (
-    SERVING_COLUMNS, ServingSettings, Trial, clock, sample_library, serve_timed,
-    serving_record, settings_of, trial_row, warm_up,
+    ServingSettings, Trial, clock, serve_timed, serving_record, trial_row,
 )
+from gpubench.measure.streams import ServingScenario
 from gpubench.telemetry import Sampler
 
 STOP_SEARCHED = "max_qps_found"
@@ -93,10 +93,9 @@ def run_probe(serve: Callable[[np.ndarray], Optional[float]], library_size: int,
     sampler.begin_trial(trial)
     start = clock() + LEAD_S
     deadline = start + float(schedule[-1]) + drain_s
-    issued_s = np.full(len(schedule), np.nan)  # the thread writes, the batcher reads
     switch = sys.getswitchinterval()
-    queue = QueryQueue(s.batch, s.batch_timeout_s, issued_s)
-    arrivals = ArrivalThread(schedule, start, queue.put, queue.close, issued_s)
+    queue = QueryQueue(s.batch, s.batch_timeout_s, start + schedule)
+    arrivals = ArrivalThread(queue.issue_due)
     # The arrival thread waits for the GIL each time it wakes: at Python's default switch
     # interval (5 ms) the serving loop's Python code could hold it that long and every
     # burst would be issued late. Shorter slices keep the issue lag to a fraction of a ms.
@@ -121,7 +120,7 @@ def run_probe(serve: Callable[[np.ndarray], Optional[float]], library_size: int,
     finished = ~np.isnan(completed)
     unfinished = int((~finished).sum())
     last = end if unfinished else float(completed.max())
-    lag_ms = (arrivals.issued_s - due) * 1e3
+    lag_ms = (queue.issued_s - due) * 1e3
     extra = {"offered_qps": rate_qps, "unfinished": unfinished, "drain_limit_s": drain_s,
              "service_ms_mean": float(np.mean(service_s)) * 1e3 if service_s else None,
              "issue_lag_ms": {"p50": float(np.nanpercentile(lag_ms, 50)),
@@ -132,19 +131,14 @@ def run_probe(serve: Callable[[np.ndarray], Optional[float]], library_size: int,
                  np.asarray(service_s)), telemetry
 
 
-class ServerScenario(Scenario):
+class ServerScenario(ServingScenario):
     name = "server"
-    needs = frozenset({"serve"})
-    columns = SERVING_COLUMNS
     variable_batches = True
 
     def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
-        s, step = settings_of(ctx), ctx.step
-        library = sample_library(ctx, s.batch)
-        clock_facts = step.start_serving(library)
-        ctx.progress("warmup", seconds=s.warmup_s)
-        warm = warm_up(step.serve, len(library), s.batch, range(1, s.batch + 1), s.warmup_s,
-                       s.seed)
+        step = ctx.step
+        # every batch size the batcher may form, once before timing
+        s, library, clock_facts, warm = self.start(ctx, lambda batch: range(1, batch + 1))
         capacity = s.batch / warm.seconds_per_batch  # queries of one sample
         records: List[Dict[str, Any]] = []
 

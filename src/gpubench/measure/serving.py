@@ -174,7 +174,7 @@ def trial_row(ctx: Any, trial: Trial, telemetry: Dict[str, Any],
         "trial": trial.trial, "iterations": len(trial.batch_sizes), "samples": trial.samples,
         "queries": trial.queries, "duration_s": duration,
         "throughput_samples_per_s": trial.samples / duration,
-        "achieved_qps": completed / duration, "offered_qps": trial.offered_qps,
+        "offered_qps": trial.offered_qps,
         "queries_unfinished": trial.unfinished if trial.offered_qps is not None else None,
         "tflops": flops, "mfu": flops / ctx.peak_tflops if ctx.peak_tflops else None,
         "tokens_per_s": trial.samples * tokens / duration if tokens else None,
@@ -184,7 +184,7 @@ def trial_row(ctx: Any, trial: Trial, telemetry: Dict[str, Any],
                               **(trial.extra or {})}
     if trial.latencies_s is not None and len(trial.latencies_s):
         latencies = trial.latencies_s
-        row.update(claimed_percentiles_ms(latencies),
+        row.update(claimed_percentiles_ms(latencies), achieved_qps=completed / duration,
                    latency_mean_ms=float(np.mean(latencies)) * 1e3)
         record["observed_ms"] = observed_percentiles_ms(latencies)
         if bound_s is not None:
@@ -194,7 +194,8 @@ def trial_row(ctx: Any, trial: Trial, telemetry: Dict[str, Any],
     energy = row.get("energy_j")
     if energy:
         row["samples_per_joule"] = trial.samples / energy
-        row["energy_j_per_query"] = energy / completed if completed else None
+        if trial.latencies_s is not None and completed:  # offline's one query: J/sample says it
+            row["energy_j_per_query"] = energy / completed
     return row, record
 
 

@@ -19,30 +19,43 @@ queries), one row each.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from gpubench.measure.protocol import STOP_FIXED
 from gpubench.measure.scenario import Scenario, ScenarioContext
 from gpubench.measure.serving import (
-    SERVING_COLUMNS, Trial, clock, sample_library, serve_timed, serving_record, settings_of,
-    trial_row, warm_up,
+    SERVING_COLUMNS, ServingSettings, Trial, WarmUp, clock, sample_library, serve_timed,
+    serving_record, settings_of, trial_row, warm_up,
 )
 
 
-class StreamScenario(Scenario):
-    """single-stream (batch 1) and multi-stream (batch S): queries back to back."""
+class ServingScenario(Scenario):
+    """What every serving scenario starts with: its settings, the sample library handed
+    to the step, and the warm-up (every batch size in `shapes` once first)."""
 
     needs = frozenset({"serve"})
     columns = SERVING_COLUMNS
 
-    def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
-        s, step = settings_of(ctx), ctx.step
+    @staticmethod
+    def start(ctx: ScenarioContext, shapes: Callable[[int], Sequence[int]]
+              ) -> Tuple[ServingSettings, np.ndarray, Dict[str, Any], WarmUp]:
+        s = settings_of(ctx)
         library = sample_library(ctx, s.batch)
-        clock_facts = step.start_serving(library)
+        clock_facts = ctx.step.start_serving(library)
         ctx.progress("warmup", seconds=s.warmup_s)
-        warm = warm_up(step.serve, len(library), s.batch, [s.batch], s.warmup_s, s.seed)
+        warm = warm_up(ctx.step.serve, len(library), s.batch, shapes(s.batch), s.warmup_s,
+                       s.seed)
+        return s, library, clock_facts, warm
+
+
+class StreamScenario(ServingScenario):
+    """single-stream (batch 1) and multi-stream (batch S): queries back to back."""
+
+    def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
+        step = ctx.step
+        s, library, clock_facts, warm = self.start(ctx, lambda batch: [batch])
         per_query = warm.seconds_per_batch
         expected = max(s.min_queries, math.ceil(s.min_duration_s / max(per_query, 1e-9)))
         records: List[Dict[str, Any]] = []
@@ -88,18 +101,13 @@ class MultiStreamScenario(StreamScenario):
     name = "multi-stream"
 
 
-class OfflineScenario(Scenario):
+class OfflineScenario(ServingScenario):
     name = "offline"
-    needs = frozenset({"serve"})
-    columns = SERVING_COLUMNS
     variable_batches = True  # the last batch of the query is partial
 
     def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
-        s, step = settings_of(ctx), ctx.step
-        library = sample_library(ctx, s.batch)
-        clock_facts = step.start_serving(library)
-        ctx.progress("warmup", seconds=s.warmup_s)
-        warm = warm_up(step.serve, len(library), s.batch, [s.batch], s.warmup_s, s.seed)
+        step = ctx.step
+        s, library, clock_facts, warm = self.start(ctx, lambda batch: [batch])
         # the query: enough samples to last min_trial_s at the warm-up's rate
         n = max(s.batch, math.ceil(s.min_duration_s / warm.seconds_per_batch * s.batch))
         if n % s.batch:  # the partial last batch's shape, run once before timing

@@ -3,7 +3,6 @@ Poisson schedule (and the thread that issues it), the batcher's policy and queue
 the --find-max-qps search."""
 
 import math
-import threading
 import time
 
 import numpy as np

@@ -184,7 +184,7 @@ def test_tf_cpu_serves_batches_of_any_size():
     from gpubench.workloads import resolve_workload
 
     workload = resolve_workload("mnist", {"hidden": "16"})
-    step = get_backend("tf-cpu").prepare(workload, StepConfig("infer", "fp32", 8, threads=1))
+    step = get_backend("tf-cpu").prepare(workload, StepConfig("infer", "fp32", 8))
     library = np.random.default_rng(0).standard_normal((20, 1, 28, 28)).astype(np.float32)
     assert step.start_serving(library) == {"latency_clock": "host_after_sync"}
     for n in (1, 5, 8):

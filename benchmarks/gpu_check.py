@@ -9,7 +9,7 @@ psutil, nvidia-ml-py, pytest), installs nothing and needs no network. It drives 
 through its public CLI only (`python3 -m gpubench ...` subprocesses) and reads the result
 CSVs with pandas; plain torch is used only for the reference GEMM and copy figures.
 
-Steps, each under a global deadline (default 390 s) and its own timeout; a step that
+Steps, each under a global deadline (default 420 s) and its own timeout; a step that
 raises or times out is a FAIL line and the next step runs; a step the deadline leaves no
 room for is "skipped (time)". Expected times on an H100/H200 (16 cores) in brackets:
   env        `gpubench env --json`: driver, GPUs, power limit, peak bandwidth        [~6 s]
@@ -26,10 +26,12 @@ room for is "skipped (time)". Expected times on an H100/H200 (16 cores) in brack
              `gpubench compare --by run_id` on them                                  [~20 s]
   ranks      ResNet-50 (128 px) bf16 training, plain and through the torchrun launcher
              at --nproc 1 (NCCL, DDP): within 3%; allreduce on NCCL to 64 MiB       [~40 s]
+  serving    MNIST MLP on torch-cuda, single-stream and a --find-max-qps search under
+             a 5 ms p99: latencies on the device clock (CUDA events)                [~25 s]
   exec       small gpt under torch.compile (train) and CUDA graphs (train, infer):
              ran, matched eager, compile_s recorded, no recompile in a trial; last,
              in the time left (a cold compile takes tens of seconds)                [~60 s]
-Total ~5 min, so that a rerun fits in a 15-minute slot.
+Total ~6 min (deadline 7 min), so that a rerun fits in a 15-minute slot.
 
 Writes at most 8 files to $OUT (or ./gpu-check-out): summary.md (every check as
 PASS/FAIL/SKIP, with the figures; rewritten atomically after every step, so a kill keeps
@@ -71,7 +73,7 @@ from gpubench.peaks import peak_tflops  # noqa: E402 (no framework: the datashee
 from gpu_check_kernels import measure_kernels  # noqa: E402
 from gpu_check_rows import (  # noqa: E402
     FAIL, PASS, SKIP, Check, _fmt, _num, check_collective_run, check_energy_integrated,
-    check_exec_run, check_kernel, check_pytest, check_ranked_run,
+    check_exec_run, check_kernel, check_pytest, check_ranked_run, check_serving_run,
     check_run, energy_vs_integrated, gpm_expected_for, gpu_state_of, gpu_state_text,
     parse_junit, parse_pytest_tail, run_table_row,
 )
@@ -81,7 +83,7 @@ OUT_FILES = ("summary.md", "log.txt", "trials.csv", "samples.csv", "suite.yaml",
              "results.json")  # never more than 8: only that many come back from a device run
 
 # --- budget (seconds) ------------------------------------------------------------------
-DEADLINE_S = 390.0  # hard: every step ends before it; ~5 min expected
+DEADLINE_S = 420.0  # hard: every step ends before it; ~6 min expected (run it with 480 s)
 FINAL_RESERVE_S = 8.0  # kept for writing the final files
 # step: (timeout cap, least time worth starting it with)
 LIMITS = {"env": (60.0, 5.0), "list": (45.0, 3.0), "kernels": (90.0, 8.0),
@@ -116,6 +118,11 @@ RANKED_ARGS = ("--workload", "resnet50", "--mode", "train", "--precision", "bf16
 COLLECTIVE_ARGS = ("--workload", "allreduce", "--backend", "torch-cuda", "--nproc", "1",
                    "--param", f"max_bytes={64 << 20}", "--trials", "3", "--min-trial-s", "0.1",
                    "--warmup-s", "0.1", "--telemetry", "nvml")
+# Served inference on the GPU: the CUDA-event clock and the batcher, kept short.
+SERVING_RUNS = (("single-stream", ("--min-queries", "500")),
+                ("server", ("--find-max-qps", "--latency-bound-ms", "5", "--min-queries", "500")))
+SERVING_ARGS = ("--workload", "mnist", "--backend", "torch-cuda", "--mode", "infer",
+                "--batch-size", "64", "--warmup-s", "0.5", "--telemetry", "nvml")
 EXEC_RUNS = (("compile", "train"), ("cuda-graphs", "train"), ("cuda-graphs", "infer"))
 STEADY_ARGS = ("--workload", "resnet50", "--mode", "train", "--precision", "bf16",
                "--batch-size", "256", "--param", "image_size=128", "--trials", "3",
@@ -522,6 +529,12 @@ class Checker:
         rows, _, run_json = self._run_once(label, COLLECTIVE_ARGS, "train", "ranks")
         self.report.add([check_collective_run(label, rows, run_json)])
 
+    def step_serving(self, scenario: str, extra: Sequence[str]) -> None:
+        label = f"serving mnist {scenario}"
+        rows, _, run_json = self._run_once(label, [*SERVING_ARGS, "--scenario", scenario, *extra],
+                                           "infer", "serving")
+        self.report.add([check_serving_run(label, rows, run_json)])
+
     def step_steady(self) -> None:
         label = "steady resnet50 train bf16"
         t0 = time.monotonic()
@@ -598,6 +611,9 @@ class Checker:
             self.step("steady run: energy counter vs integrated power", LIMITS["steady"][1], self.step_steady)
             self.step("suite + compare", LIMITS["suite"][1], self.step_suite)
             self.step("runs of ranks (torchrun, NCCL)", LIMITS["ranks"][1], self.step_ranks)
+            for scenario, extra in SERVING_RUNS:
+                self.step(f"serving {scenario}", LIMITS["run"][1], self.step_serving,
+                          scenario, extra)
             for exec_mode, mode in EXEC_RUNS:
                 self.step(f"exec {exec_mode} gpt {mode}", LIMITS["run"][1], self.step_exec,
                           exec_mode, mode)

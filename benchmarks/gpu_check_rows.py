@@ -372,6 +372,28 @@ def check_collective_run(label: str, rows: List[Dict[str, Any]],
                  detail)
 
 
+def check_serving_run(label: str, rows: List[Dict[str, Any]], run_json: Dict[str, Any]) -> Check:
+    """A serving run on the GPU: ok rows, latencies stamped on the device's clock (CUDA
+    events), and for a --find-max-qps search a max_qps on its last row."""
+    serving = run_json.get("serving") or {}
+    ok = [r for r in rows if r.get("status") == "ok"]
+    clock = serving.get("latency_clock")
+    problems = []
+    if not ok:
+        problems.append(f"no ok row ({_last_error(rows)})")
+    if clock != "device_events":
+        problems.append(f"latency clock {clock} (expected device_events)")
+    search = serving.get("search")
+    max_qps = _num((search or {}).get("max_qps"))
+    if search is not None and not max_qps:
+        problems.append("the search found no rate within the bound")
+    p99 = _median([_num(r.get("latency_p99_ms")) for r in ok])
+    figures = (f"{len(ok)} ok rows, p99 {_fmt(p99)} ms"
+               + (f", max QPS {_fmt(max_qps, ',.0f')}" if search is not None else ""))
+    detail = f"{'; '.join(problems)} ({figures})" if problems else figures
+    return Check(label, "serving on the device clock", FAIL if problems else PASS, detail)
+
+
 def _last_error(rows: List[Dict[str, Any]]) -> str:
     errors = [str(r.get("error")).strip().splitlines()[-1] for r in rows if r.get("error")]
     return errors[-1] if errors else f"{len(rows)} rows"

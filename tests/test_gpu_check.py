@@ -286,6 +286,17 @@ def test_a_collective_run_passes_with_an_algbw_row_for_every_size():
     assert gcr.check_collective_run("c", rows[:1], meta).verdict == "FAIL"
 
 
+def test_a_serving_run_passes_on_the_device_clock_with_a_max_qps():
+    rows = [{"status": "ok", "latency_p99_ms": 1.5}]
+    meta = {"serving": {"latency_clock": "device_events", "search": {"max_qps": 12000.0}}}
+    passed = gcr.check_serving_run("s", rows, meta)
+    assert passed.verdict == "PASS" and "max QPS 12,000" in passed.detail
+    host = {"serving": {"latency_clock": "host_after_sync"}}
+    assert "expected device_events" in gcr.check_serving_run("s", rows, host).detail
+    none = {"serving": {"latency_clock": "device_events", "search": {"max_qps": None}}}
+    assert gcr.check_serving_run("s", rows, none).verdict == "FAIL"
+
+
 # -- the summary ------------------------------------------------------------------------------
 def _report():
     report = gcs.Report(started_utc="2026-01-01T00:00:00Z", host="box", deadline_s=390.0,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import pandas as pd
 
@@ -65,12 +65,21 @@ def record_status(req: RunRequest, status: str, error: str, process: int = 0) ->
                 row[column] = trials[column].iloc[-1]
     rows = pd.concat([trials, pd.DataFrame([row])], ignore_index=True)[list(trial_columns())]
     write_text_atomic(folder / "trials.csv", rows.to_csv(index=False))
-    write_text_atomic(folder / "summary.csv", summarize(rows).to_csv(index=False))
+    _close_folder(req, rows, None, {"run_id": row["run_id"], "status": status,
+                                    "error": error[-ERROR_TAIL_CHARS:]})
+    return rows
+
+
+def _close_folder(req: RunRequest, rows: pd.DataFrame, stop_reason: Optional[str],
+                  meta: Dict[str, Any]) -> None:
+    """summary.csv from `rows`, and a run.json of `meta` (with the schema version and the
+    request) unless the run wrote its own before it ended."""
+    folder = Path(req.folder)
+    write_text_atomic(folder / "summary.csv", summarize(rows, stop_reason).to_csv(index=False))
     if not (folder / "run.json").exists():
         write_text_atomic(folder / "run.json", json.dumps(
-            {"schema_version": SCHEMA_VERSION, "run_id": row["run_id"], "status": status,
-             "config": request_to_json(req), "error": error[-ERROR_TAIL_CHARS:]}, indent=2) + "\n")
-    return rows
+            {"schema_version": SCHEMA_VERSION, **meta, "config": request_to_json(req)},
+            indent=2) + "\n")
 
 
 def close_interrupted(req: RunRequest) -> None:
@@ -82,14 +91,9 @@ def close_interrupted(req: RunRequest) -> None:
     trials = read_folder_trials(folder)
     if trials.empty:
         return
-    write_text_atomic(folder / "summary.csv",
-                      summarize(trials, stop_reason=STOP_INTERRUPTED).to_csv(index=False))
-    if not (folder / "run.json").exists():
-        write_text_atomic(folder / "run.json", json.dumps(
-            {"schema_version": SCHEMA_VERSION, "run_id": str(trials["run_id"].iloc[0]),
-             "stop_reason": STOP_INTERRUPTED, "finished_utc": utc_now(),
-             "config": request_to_json(req),
-             "trials_finished": int(trials["trial"].nunique())}, indent=2) + "\n")
+    _close_folder(req, trials, STOP_INTERRUPTED,
+                  {"run_id": str(trials["run_id"].iloc[0]), "stop_reason": STOP_INTERRUPTED,
+                   "finished_utc": utc_now(), "trials_finished": int(trials["trial"].nunique())})
 
 
 def settle(req: RunRequest, result: LaunchResult) -> pd.DataFrame:

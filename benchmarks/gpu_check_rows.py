@@ -295,6 +295,12 @@ def check_energy_integrated(figures: List[Dict[str, Any]]) -> Check:
                  f"median |diff| {diff * 100:.2f}% (limit {ENERGY_TOL * 100:g}%); {detail}")
 
 
+def verdict(label: str, what: str, problems: List[str], figures: str) -> Check:
+    """PASS with the figures, or FAIL saying what is wrong and then the figures."""
+    detail = f"{'; '.join(problems)} ({figures})" if problems else figures
+    return Check(label, what, FAIL if problems else PASS, detail)
+
+
 def check_exec_run(label: str, rows: List[Dict[str, Any]], run_json: Dict[str, Any]) -> Check:
     """A non-eager exec mode's run: ok rows, accuracy_ok on them (its outputs matched
     eager's), compile_s > 0, no trial that recompiled."""
@@ -314,8 +320,7 @@ def check_exec_run(label: str, rows: List[Dict[str, Any]], run_json: Dict[str, A
     figures = (f"compile_s {_fmt(compile_s)}, top-1 vs eager {_fmt(check.get('top1_agreement'))}, "
                f"max abs diff {_fmt(check.get('max_abs_diff'))}, "
                f"{_fmt(_median([_num(r.get('throughput_samples_per_s')) or 0.0 for r in ok]))} samples/s")
-    detail = f"{'; '.join(problems)} ({figures})" if problems else figures
-    return Check(label, "exec mode against eager", FAIL if problems else PASS, detail)
+    return verdict(label, "exec mode against eager", problems, figures)
 
 
 # The torchrun launcher with one rank (NCCL, DDP) against the plain run of the same
@@ -345,9 +350,7 @@ def check_ranked_run(label: str, plain: List[Dict[str, Any]], ranked: List[Dict[
                         f"(tolerance {RANKED_TOLERANCE * 100:g}%)")
     figures = (f"plain {_fmt(base)} samples/s, --nproc 1 {_fmt(mine)} samples/s, ratio "
                f"{_fmt(ratio, '.4f')}")
-    detail = f"{'; '.join(problems)} ({figures})" if problems else figures
-    return Check(label, "--nproc 1 (NCCL, DDP) within 3% of the plain run",
-                 FAIL if problems else PASS, detail)
+    return verdict(label, "--nproc 1 (NCCL, DDP) within 3% of the plain run", problems, figures)
 
 
 def check_collective_run(label: str, rows: List[Dict[str, Any]],
@@ -367,9 +370,7 @@ def check_collective_run(label: str, rows: List[Dict[str, Any]],
     if backend != "nccl":
         problems.append(f"process group {backend} (expected nccl)")
     figures = f"{len(measured)} sizes, algbw at {_fmt(sizes[-1] if sizes else None)} B: {_fmt(algbw)} GB/s"
-    detail = f"{'; '.join(problems)} ({figures})" if problems else figures
-    return Check(label, "a row with algbw for every message size", FAIL if problems else PASS,
-                 detail)
+    return verdict(label, "a row with algbw for every message size", problems, figures)
 
 
 def check_serving_run(label: str, rows: List[Dict[str, Any]], run_json: Dict[str, Any]) -> Check:
@@ -390,8 +391,7 @@ def check_serving_run(label: str, rows: List[Dict[str, Any]], run_json: Dict[str
     p99 = _median([_num(r.get("latency_p99_ms")) for r in ok])
     figures = (f"{len(ok)} ok rows, p99 {_fmt(p99)} ms"
                + (f", max QPS {_fmt(max_qps, ',.0f')}" if search is not None else ""))
-    detail = f"{'; '.join(problems)} ({figures})" if problems else figures
-    return Check(label, "serving on the device clock", FAIL if problems else PASS, detail)
+    return verdict(label, "serving on the device clock", problems, figures)
 
 
 def _last_error(rows: List[Dict[str, Any]]) -> str:

@@ -89,7 +89,7 @@ demo: install
 	$(VENV)/bin/gpubench run --workload mnist --backend auto
 
 test: install native browser
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=10
 
 bench: install
 	$(PY) benchmarks/overhead.py
@@ -98,6 +98,7 @@ bench: install
 	$(PY) benchmarks/ort_vs_torch.py
 	$(PY) benchmarks/tf_vs_keras_fit.py
 	$(PY) benchmarks/exec_modes.py
+	$(PY) benchmarks/server_queueing.py
 
 clean:
 	rm -rf $(VENV) $(VENV_TF) build src/*.egg-info

@@ -4,6 +4,7 @@ files, each of which must come out as one line and exit 2 through the real CLI."
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from pathlib import Path
 
@@ -77,7 +78,12 @@ def test_loaded_arrays_are_cached_read_only_and_reloaded_when_a_file_changes(tmp
     first = load_mnist(folder)
     assert load_mnist(folder) is first
     assert not first.train_x.flags.writeable and not first.train_y.flags.writeable
+    before = (folder / TRAIN_LABELS).stat()
     write_idx(folder / TRAIN_LABELS, np.zeros(20, dtype=np.uint8), compress=False)
+    # The same size, and (on a kernel with coarse file timestamps, one tick of 1-10 ms)
+    # possibly the same mtime as the file it replaced when the machine is fast: the
+    # change is dated a second later, as a change made by hand would be.
+    os.utime(folder / TRAIN_LABELS, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
     again = load_mnist(folder)
     assert again is not first and not again.train_y.any()
 

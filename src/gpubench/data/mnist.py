@@ -102,13 +102,13 @@ def load_mnist(data_dir: Optional[PathLike] = None) -> LabelledImages:
         raise DataError(f"MNIST not found in {where} ({what}): {HOW_TO_GET}")
     stamps = []
     for path in paths:
-        st = path.stat()
-        stamps.append((str(path), st.st_mtime_ns, st.st_size))
+        st = path.stat()  # the inode too: a same-size rewrite (by rename) within a clock tick
+        stamps.append((str(path), st.st_ino, st.st_mtime_ns, st.st_size))
     return _load(folder, tuple(stamps))
 
 
 @lru_cache(maxsize=2)  # full MNIST is ~220 MB as float32: keep few
-def _load(folder: Path, stamps: Tuple[Tuple[str, int, int], ...]) -> LabelledImages:
+def _load(folder: Path, stamps: Tuple[Tuple[str, int, int, int], ...]) -> LabelledImages:
     (train_x, train_y), (test_x, test_y) = (
         _pair(Path(stamps[i][0]), Path(stamps[i + 1][0])) for i in (0, 2))
     return LabelledImages(train_x, train_y, test_x, test_y, folder)

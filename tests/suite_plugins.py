@@ -1,10 +1,12 @@
 """Backends registered only for the tests (through GPUBENCH_PLUGINS, so suite workers
 see them too): one that succeeds with real numbers, and ones that abort the process,
 hang, raise, refuse a precision, or warn about how it runs; and one whose batches take
-a known service time (the serving scenarios' queueing tests)."""
+a known service time (the serving scenarios' queueing tests), in real time (a sleep) or
+on a virtual clock that a test installs (VirtualTime: no real time at all)."""
 
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -220,3 +222,106 @@ class ServiceTimeBackend(BehaviourBackend):
 
 
 register_backend("test-service-time", ServiceTimeBackend)
+
+
+# The same service times on a virtual clock: the server scenario run as a discrete-event
+# simulation on one thread, so the queueing it measures is the code's, never the
+# machine's (a loaded machine stretches sleeps and delays threads; virtual time neither).
+VIRTUAL_TIME = None  # the VirtualTime a test installed: test-virtual-service-time serves on it
+
+
+class VirtualTime:
+    """A clock that moves only when a batch is served (by its service time, service_s)
+    or when the serving loop waits (to the next query's arrival, or to the end of the
+    wait, whichever is first). `install` puts it under the serving scenarios for one
+    test: their clock, the server's query queue (its waits jump instead of sleeping), and
+    no arrival thread (the serving loop issues every query that has come due itself)."""
+
+    def __init__(self, start_s: float = 1000.0):
+        self.now = start_s
+
+    def clock(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+    def queue(self, max_batch, timeout_s, due_s):
+        """A QueryQueue on this clock (the server's, when installed)."""
+        from gpubench.measure.batcher import QueryQueue
+
+        return QueryQueue(max_batch, timeout_s, due_s, clock=self.clock,
+                          condition=_VirtualCondition(self, due_s))
+
+    def install(self, monkeypatch):
+        from gpubench.measure import server, serving, streams
+
+        monkeypatch.setattr(sys.modules[__name__], "VIRTUAL_TIME", self)
+        for module in (serving, server, streams):
+            monkeypatch.setattr(module, "clock", self.clock)
+        monkeypatch.setattr(server, "QueryQueue", self.queue)
+        monkeypatch.setattr(server, "ArrivalThread", _IssuedByTheServingLoop)
+        return self
+
+
+class _VirtualCondition(threading.Condition):
+    """QueryQueue's condition on a virtual clock: a wait of up to `timeout` seconds moves
+    the clock on to the next arrival (which would have woken it) or by `timeout`."""
+
+    def __init__(self, time_, due_s):
+        super().__init__()
+        self.time, self.due_s = time_, due_s
+
+    def wait(self, timeout=None):
+        now = self.time.now
+        following = self.due_s[int(np.searchsorted(self.due_s, now, side="right")):]
+        target = min(now + (np.inf if timeout is None else timeout),
+                     float(following[0]) if following.size else np.inf)
+        if not np.isfinite(target):
+            raise AssertionError("a wait with nothing to wait for on a virtual clock")
+        self.time.now = max(target, np.nextafter(now, np.inf))  # time always moves on
+        return False
+
+
+class _IssuedByTheServingLoop:
+    """No arrival thread: on a virtual clock, QueryQueue.next_batch issues each query as
+    it comes due (the real thread only wakes an idle serving loop in real time)."""
+
+    def __init__(self, issue_due):
+        self.error = None
+
+    def start(self):
+        pass
+
+    def join_and_check(self):
+        pass
+
+
+class VirtualServiceStep(ServiceTimeStep):
+    def _advance(self, samples):
+        if VIRTUAL_TIME is None:
+            raise RuntimeError("test-virtual-service-time serves on a VirtualTime that a test "
+                               "installs in its own process (tests/suite_plugins.py)")
+        VIRTUAL_TIME.advance(service_s(samples))
+
+    def run(self, iterations, timer=None):
+        for i in range(iterations):
+            self._advance(self.batch_size)
+            if timer is not None:
+                timer.values[i] = service_s(self.batch_size)
+
+    def serve(self, samples):
+        self.library[samples]
+        self._advance(len(samples))
+        return None
+
+
+class VirtualServiceTimeBackend(ServiceTimeBackend):
+    def __init__(self):
+        BehaviourBackend.__init__(self, "virtual-service-time")
+
+    def prepare(self, workload, config):
+        return VirtualServiceStep(config.batch_size)
+
+
+register_backend("test-virtual-service-time", VirtualServiceTimeBackend)

@@ -74,7 +74,7 @@ def _issued(schedule, start):
     queue = QueryQueue(max_batch=len(schedule), timeout_s=0.0, due_s=start + schedule)
     thread = ArrivalThread(queue.issue_due)
     thread.start()
-    thread.join(timeout=10)
+    thread.join(timeout=60)  # the schedule lasts 0.15 s
     assert not thread.is_alive() and thread.error is None
     return queue
 
@@ -103,21 +103,28 @@ def test_dispatch_policy():
 
 
 def test_the_queue_takes_full_batches_waits_out_the_timeout_and_drains():
-    now = time.perf_counter()
+    # on a virtual clock (tests/suite_plugins.py): a wait moves it on to the next
+    # arrival or by the time waited, so when each batch goes is exact, at any speed
+    from suite_plugins import VirtualTime
+
+    clock = VirtualTime(start_s=10.0)
+    now = clock.now
     due = np.array([now] * 6 + [now + 0.2] * 2 + [now + 0.4])
-    q = QueryQueue(max_batch=4, timeout_s=0.05, due_s=due)
+    q = clock.queue(max_batch=4, timeout_s=0.05, due_s=due)
     assert q.next_batch(now + 5) == [0, 1, 2, 3]  # due, issued by the loop itself; full
-    t0 = time.perf_counter()
-    assert q.next_batch(now + 5) == [4, 5]  # two wait out the timeout
-    assert time.perf_counter() - t0 >= 0.045
-    assert time.perf_counter() - t0 < 0.15  # not until the next arrival (0.2 s in)
-    time.sleep(max(0.0, now + 0.2 - time.perf_counter()))
-    assert q.next_batch(time.perf_counter() + 0.01) == []  # the deadline came first
+    assert clock.now == now  # a full batch goes at once
+    assert q.next_batch(now + 5) == [4, 5]  # two wait out the timeout...
+    assert clock.now == pytest.approx(now + 0.05, abs=1e-12)  # ...not the next arrival (0.2 s)
+    clock.now = now + 0.2
+    assert q.next_batch(now + 0.21) == []  # the deadline came first
+    assert clock.now == pytest.approx(now + 0.21, abs=1e-12)
     assert q.drain() == [6, 7]
+    np.testing.assert_array_equal(q.issued_s[:8], [now] * 6 + [now + 0.2] * 2)
     assert q.issue_due() == due[8]  # the next one's time
-    time.sleep(max(0.0, now + 0.4 - time.perf_counter()))
-    assert q.next_batch(time.perf_counter() + 5) == [8]  # the last: no reason to wait
-    assert q.all_issued and q.next_batch(time.perf_counter() + 5) == []
+    clock.now = now + 0.4
+    assert q.next_batch(now + 5) == [8]  # the last: no reason to wait
+    assert clock.now == now + 0.4
+    assert q.all_issued and q.next_batch(now + 5) == []
 
 
 # -- the search --------------------------------------------------------------------------

@@ -45,13 +45,16 @@ class QueryQueue:
     each entered the queue: the batch timeout counts from there, latency from `due_s`."""
 
     def __init__(self, max_batch: int, timeout_s: float, due_s: np.ndarray,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 condition: Optional[threading.Condition] = None) -> None:
+        # `clock` and `condition` (its lock, and the waits of next_batch) are the real
+        # ones unless a test runs the queue on a virtual clock (tests/suite_plugins.py)
         self.max_batch, self.timeout_s, self.clock = max_batch, timeout_s, clock
         self.due_s = due_s
         self.issued_s = np.full(len(due_s), np.nan)
         self._next = 0  # the first query not yet issued
         self._waiting: Deque[int] = collections.deque()
-        self._cond = threading.Condition()
+        self._cond = condition if condition is not None else threading.Condition()
 
     def _issue(self, now: float) -> None:
         """Under the lock: every query due by `now` joins the queue."""

@@ -13,7 +13,6 @@ import json
 import math
 import subprocess
 import sys
-import time
 from collections import namedtuple
 from pathlib import Path
 from types import SimpleNamespace
@@ -457,9 +456,12 @@ def test_torch_cpu_beside_busy_loops_is_contended(tmp_path):
     from gpubench.measure.runner import execute_run
 
     loops = max(1, math.ceil(CPU_OTHERS_MACHINE_SHARE * (psutil.cpu_count() or 1) * 1.2))
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(loops)]
+    spin = "print('spinning', flush=True)\nwhile True: pass"
+    burners = [subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE, text=True)
+               for _ in range(loops)]
     try:
-        time.sleep(0.2)  # let them start spinning
+        for proc in burners:  # each spins before the run starts, however slow its start-up
+            assert proc.stdout.readline() == "spinning\n"
         outcome = execute_run(RunRequest(
             "linreg", "torch-cpu", telemetry="none", threads=1, out_dir=tmp_path,
             protocol=ProtocolConfig(trials=2, warmup_s=0.1, min_trial_s=0.5)))
@@ -467,6 +469,7 @@ def test_torch_cpu_beside_busy_loops_is_contended(tmp_path):
         for proc in burners:
             proc.kill()
             proc.wait()
+            proc.stdout.close()
     assert outcome.status == "ok"
     assert outcome.trials["contended"].astype(str).eq("True").all(), outcome.trials["contended"]
     meta = json.loads((outcome.path / "run.json").read_text())

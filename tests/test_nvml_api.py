@@ -124,20 +124,31 @@ def test_cuda_ordinals_map_to_nvml_devices(fake_nvml_dir):
     assert "MIG instance" in out[8]
 
 
+# Trials on the real clock (the double's counter runs on it). What is asserted of them
+# holds at any speed: a trial's energy at constant power lies between the power times
+# the time the script slept inside it and times the time its begin_trial/end_trial calls
+# spanned (`outer_s`), whatever the machine did meanwhile. `probe`: the (time, counter)
+# readings the thread learnt the counter's update period from.
 SAMPLER_TRIALS = """
     import json, time
-    from gpubench.telemetry import make_sampler
+    from gpubench.telemetry import make_sampler, sampler as sampler_module
+    probes = []
+    learn = sampler_module.counter_period_s
+    sampler_module.counter_period_s = lambda seen: probes.append(list(seen)) or learn(seen)
     sampler = make_sampler({kind!r}, "cuda", {index}, {hz})
     rows = []
     with sampler:
         for trial, seconds in enumerate({seconds}):
+            outer = time.monotonic()
             sampler.begin_trial(trial)
             t0 = time.monotonic()
             time.sleep(seconds)
             duration = time.monotonic() - t0
-            rows.append({{**sampler.end_trial(), "duration_s": duration}})
+            columns = sampler.end_trial()
+            rows.append({{**columns, "duration_s": duration, "outer_s": time.monotonic() - outer}})
     print(json.dumps({{"name": sampler.name, "rows": rows, "notes": sampler.notes(),
-                      "env": sampler.environment(), "samples": sampler.samples()}}))
+                      "env": sampler.environment(), "samples": sampler.samples(),
+                      "probe": probes[0] if probes else None}}))
 """
 
 
@@ -146,13 +157,28 @@ def sampler_run(lib, kind="auto", index=0, hz=20, seconds=(0.25,), **fake):
               **fake)
 
 
+MJ = 0.001  # the counter's unit, and its rounding: in joules
+
+
+def assert_energy_at(row, watts):
+    """A trial at constant `watts`: its energy (counter delta or integrated power) is
+    over at least the time slept inside it and at most the time its calls spanned; its
+    average power, `watts` (give or take the counter's rounding)."""
+    inner, outer = row["duration_s"], row["outer_s"]
+    assert watts * inner - 2 * MJ <= row["energy_j"] <= watts * outer + 2 * MJ, row
+    assert watts - 2 * MJ / inner <= row["power_avg_w"] <= (watts * outer + 2 * MJ) / inner, row
+
+
 def test_auto_on_a_gpu_samples_nvml_with_gpm_bandwidth(fake_nvml_dir):
     out = sampler_run(fake_nvml_dir, POWER_W=220, GPM_DRAM_BW_PCT=25, TEMP_C=61)
     assert out["name"] == "nvml"
     (row,) = out["rows"]
-    assert row["energy_source"] == "counter"
-    assert row["energy_j"] == pytest.approx(220 * row["duration_s"], rel=0.02)
-    assert row["power_avg_w"] == pytest.approx(220, rel=0.02)
+    # the counter moves continuously: the period learnt is the thread's reading interval
+    # (ms), and only a trial shorter than that (a stall while it learnt) integrates power
+    window = out["notes"]["trial_windows"][0]
+    shorter = window["t_end_s"] - window["t_begin_s"] < out["notes"]["energy_counter_period_s"]
+    assert row["energy_source"] == ("integrated" if shorter else "counter")
+    assert_energy_at(row, 220)
     assert row["mem_bw_source"] == "gpm"
     assert row["mem_bw_gbs"] == pytest.approx(0.25 * PEAK_BW_GBS, rel=0.01)
     assert row["temp_c"] == 61 and row["sm_clock_mhz"] == 1980 and row["gpu_util_pct"] == 97
@@ -175,15 +201,45 @@ def test_without_gpm_bandwidth_is_a_labelled_utilisation_estimate(fake_nvml_dir)
 
 
 def test_trials_shorter_than_the_counter_period_integrate_power(fake_nvml_dir):
-    out = sampler_run(fake_nvml_dir, kind="nvml", hz=50, seconds=(0.15, 1.2),
+    from gpubench.telemetry.aggregate import counter_period_s
+
+    out = sampler_run(fake_nvml_dir, kind="nvml", hz=50, seconds=(0.02, 1.2),
                       POWER_W=100, ENERGY_PERIOD_MS=400)
-    short, long = out["rows"]
-    notes = out["notes"]
-    assert notes["energy_counter_period_s"] == pytest.approx(0.4, abs=0.05)
-    assert short["energy_source"] == "integrated"
-    assert short["energy_j"] == pytest.approx(100 * short["duration_s"], rel=0.02)
-    assert long["energy_source"] == "counter"
-    assert [w for w in notes["warnings"] if "update period" in w and "trial 0" in w]
+    notes, probe = out["notes"], out["probe"]
+    period = notes["energy_counter_period_s"]
+    # The thread learnt the period from its readings of the double's counter: updates of
+    # 40 J (100 W for 0.4 s), at least two of them in the probe's 1 s.
+    assert (period, False) == counter_period_s([tuple(o) for o in probe])
+    assert notes["energy_counter_period_is_lower_bound"] is False
+    changes = [i for i in range(1, len(probe)) if probe[i][1] != probe[i - 1][1]]
+    assert len(changes) >= 2
+    for i in changes:
+        updates = (probe[i][1] - probe[i - 1][1]) / 40_000
+        assert updates == pytest.approx(round(updates), abs=1e-4) and round(updates) >= 1
+    # The thread reads the counter, then the clock: an update seen at reading x came
+    # after the clock read of reading x - 2, so the time between two observed updates
+    # is whole periods, give or take those brackets' widths (however late the reads).
+    for a, b in zip(changes, changes[1:]):
+        if a < 2:
+            continue  # the first reading's bracket has no start
+        whole = 0.4 * (probe[b][1] - probe[a][1]) / 40_000
+        slack = max(probe[x][0] - probe[x - 2][0] for x in (a, b))
+        assert abs((probe[b][0] - probe[a][0]) - whole) <= slack, (a, b, probe)
+    # A trial shorter than the period integrates power and says so; one longer uses the
+    # counter: whole 40 J updates. (Which is which is decided on the windows as they
+    # were: a stall of the machine could stretch the 0.02 s one past the period.)
+    windows = notes["trial_windows"]
+    for trial, row in enumerate(out["rows"]):
+        shorter = windows[trial]["t_end_s"] - windows[trial]["t_begin_s"] < period
+        assert row["energy_source"] == ("integrated" if shorter else "counter")
+        assert bool([w for w in notes["warnings"]
+                     if "update period" in w and f"trial {trial} " in w]) == shorter
+        if shorter:
+            assert_energy_at(row, 100)
+        else:
+            updates = row["energy_j"] / 40
+            assert updates == pytest.approx(round(updates), abs=1e-4)
+            assert row["duration_s"] - 0.4 <= 0.4 * round(updates) <= row["outer_s"] + 0.4
 
 
 def test_power_usage_when_the_instant_field_is_missing(fake_nvml_dir):
@@ -191,5 +247,6 @@ def test_power_usage_when_the_instant_field_is_missing(fake_nvml_dir):
     (row,) = out["rows"]
     assert out["notes"]["power_source"] == "power_usage"
     assert row["energy_source"] == "integrated"
-    assert row["energy_j"] == pytest.approx(90 * row["duration_s"], rel=0.02)
+    assert_energy_at(row, 90)
+    assert row["power_avg_w"] == pytest.approx(90, rel=1e-9)  # constant power, integrated
     assert "energy counter" in out["notes"]["unavailable"]

@@ -1,6 +1,11 @@
 """The polling sampler against a scripted Source (a test implementation of the
 interface), the CPU source against a fake /sys/class/powercap tree, and make_sampler's
-choices and refusals. NVML itself is tested through the C double (test_nvml_*.py)."""
+choices and refusals. NVML itself is tested through the C double (test_nvml_*.py).
+
+The sampler's clock is a fake one here, moved by the test: trial windows, energies and
+counter periods are exact, and the tests wait (in real time) for the thread's polls
+instead of sleeping and hoping it polled. Only the test of the polling rate runs on the
+real clock, and asserts what holds at any speed."""
 
 from __future__ import annotations
 
@@ -10,28 +15,64 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gpubench.errors import UserError
 from gpubench.telemetry import MAX_SAMPLE_HZ, NullSampler, make_sampler
 from gpubench.telemetry.cpu import CpuSource, find_rapl_domains
+from gpubench.telemetry import sampler as sampler_module
 from gpubench.telemetry.errors import TelemetryError
 from gpubench.telemetry.sampler import PollingSampler, Source
 
 
+class FakeClock:
+    """The sampler's clock (sampler.clock, monkeypatched by the `clock` fixture) and the
+    scripted sources': time moves only when the test moves it (or, while the thread
+    learns the energy counter's period, a tick at each of its reads), so a trial's
+    window, its energy and its samples' times are exact whatever the machine does.
+    Held in whole microseconds."""
+
+    def __init__(self):
+        self.us = 0
+
+    def __call__(self):
+        return 1000.0 + self.us / 1e6
+
+    def advance(self, seconds):
+        self.us += round(seconds * 1e6)
+
+
+PROBE_TICK_S = 0.01  # fake time between the thread's reads as it learns the counter's period
+WAIT_S = 60.0  # real time a test waits for the sampler thread: only a hung thread takes it
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(sampler_module, "clock", fake)
+    return fake
+
+
+def in_sampler_thread():
+    return threading.current_thread().name.startswith("gpubench-")
+
+
 class ScriptedSource(Source):
     """Constant power; an energy counter that moves every `counter_period_s` (0:
-    continuously); `failing` makes every read fail, as a lost GPU would."""
+    continuously) on the fake clock; `failing` makes every read fail, as a lost GPU
+    would. `reads` counts read() calls: the thread's polls and the trial edges."""
 
     name = "scripted"
     device_index = 0
     power_key = "power_w"
     gauges = {"gpu_util_pct": "util"}
 
-    def __init__(self, power_w: float = 100.0, counter_period_s: float = 0.0,
+    def __init__(self, clock: FakeClock, power_w: float = 100.0, counter_period_s: float = 0.0,
                  counter: bool = True) -> None:
-        self.power_w, self.period, self.counter = power_w, counter_period_s, counter
-        self.t0 = time.monotonic()
+        self.clock, self.power_w, self.counter = clock, power_w, counter
+        self.period_us = round(counter_period_s * 1e6)
+        self.t0_us = clock.us
         self.failing = False
         self.broken = False
         self.reads = 0
@@ -50,10 +91,12 @@ class ScriptedSource(Source):
             return None
         if self.failing:
             raise TelemetryError("GPU is lost (NVML error 15)")
-        t = time.monotonic() - self.t0
-        if self.period:
-            t = (t // self.period) * self.period
-        return t * self.power_w * 1000.0
+        if in_sampler_thread():  # learning the period: each read a tick after the last
+            self.clock.advance(PROBE_TICK_S)
+        t_us = self.clock.us - self.t0_us
+        if self.period_us:
+            t_us = t_us // self.period_us * self.period_us
+        return t_us * self.power_w / 1000.0  # uJ -> mJ
 
     def unavailable(self):
         return {"temperature": "not supported here"}
@@ -62,28 +105,46 @@ class ScriptedSource(Source):
         self.closed = True
 
 
-def run_trial(sampler: PollingSampler, trial: int, seconds: float) -> dict:
+def wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"the sampler thread did not {what} in {WAIT_S:g} s"
+        time.sleep(0.001)
+
+
+def first_poll(source: ScriptedSource) -> None:
+    """After start(): the thread has learnt the counter's period and polled once."""
+    wait_for(lambda: source.reads > 0, "poll")
+
+
+def polls(clock: FakeClock, source: ScriptedSource, seconds: float, n: int) -> None:
+    """`seconds` pass on the fake clock in `n` steps, the thread polling after each."""
+    for _ in range(n):
+        clock.advance(seconds / n)
+        before = source.reads
+        wait_for(lambda: source.reads > before, "poll")
+
+
+def run_trial(sampler: PollingSampler, clock: FakeClock, source: ScriptedSource, trial: int,
+              seconds: float) -> dict:
+    """A trial of `seconds` (fake), the thread polling twice inside it."""
     sampler.begin_trial(trial)
-    t0 = time.monotonic()
-    time.sleep(seconds)
-    duration = time.monotonic() - t0
-    columns = sampler.end_trial()
-    columns["_duration_s"] = duration
-    return columns
+    polls(clock, source, seconds, 2)
+    return sampler.end_trial()
 
 
-def test_trials_are_bracketed_and_energy_matches_power_times_time():
-    source = ScriptedSource(power_w=150.0)
+def test_trials_are_bracketed_and_energy_matches_power_times_time(clock):
+    source = ScriptedSource(clock, power_w=150.0)
     sampler = PollingSampler(source, sample_hz=50)
     with sampler:
-        time.sleep(0.05)
-        cols0 = run_trial(sampler, 0, 0.25)
-        time.sleep(0.05)
-        cols1 = run_trial(sampler, 1, 0.15)
-    for cols in (cols0, cols1):
+        first_poll(source)
+        cols0 = run_trial(sampler, clock, source, 0, 0.25)
+        polls(clock, source, 0.05, 1)
+        cols1 = run_trial(sampler, clock, source, 1, 0.15)
+    for cols, seconds in ((cols0, 0.25), (cols1, 0.15)):
         assert cols["energy_source"] == "counter"
-        assert cols["energy_j"] == pytest.approx(150.0 * cols["_duration_s"], rel=0.02)
-        assert cols["power_avg_w"] == pytest.approx(150.0, rel=0.02)
+        assert cols["energy_j"] == pytest.approx(150.0 * seconds, rel=1e-9)
+        assert cols["power_avg_w"] == pytest.approx(150.0, rel=1e-9)
         assert cols["gpu_util_pct"] == pytest.approx(50.0)
     samples = sampler.samples()
     by_trial = {t: [s for s in samples if s["trial"] == t] for t in (0, 1, None)}
@@ -93,6 +154,9 @@ def test_trials_are_bracketed_and_energy_matches_power_times_time():
         assert kinds.count("poll") >= 2  # the thread sampled inside the trial
     assert by_trial[None], "samples between trials belong to no trial"
     assert [s["t_s"] for s in samples] == sorted(s["t_s"] for s in samples)
+    windows = sampler.notes()["trial_windows"]
+    assert [w["t_end_s"] - w["t_begin_s"] for w in windows] == [pytest.approx(0.25),
+                                                                pytest.approx(0.15)]
     assert source.closed
     assert not any(t.name.startswith("gpubench-scripted") for t in threading.enumerate())
     notes = sampler.notes()
@@ -102,74 +166,83 @@ def test_trials_are_bracketed_and_energy_matches_power_times_time():
     sampler.stop()  # twice is fine
 
 
-def test_a_discarded_trial_leaves_its_number_to_the_rerun():
+def test_a_discarded_trial_leaves_its_number_to_the_rerun(clock):
     # The protocol runs a far-too-short trial again under the same number: the rerun's
     # columns must come from its own samples only, and samples.csv must not give the
     # discarded attempt's samples to any trial.
-    source = ScriptedSource(power_w=100.0)
+    source = ScriptedSource(clock, power_w=100.0)
     sampler = PollingSampler(source, sample_hz=50)
     with sampler:
-        run_trial(sampler, 0, 0.1)
+        first_poll(source)
+        run_trial(sampler, clock, source, 0, 0.1)
         sampler.discard_trial(0)
         source.power_w = 200.0
-        cols = run_trial(sampler, 0, 0.15)
-    assert cols["power_avg_w"] == pytest.approx(200.0, rel=0.02)
+        cols = run_trial(sampler, clock, source, 0, 0.15)
+    assert cols["power_avg_w"] == pytest.approx(200.0, rel=1e-9)
     kept = [s for s in sampler.samples() if s["trial"] == 0]
-    assert kept and all(s["power_w"] == 200.0 for s in kept)
+    assert len(kept) >= 4 and all(s["power_w"] == 200.0 for s in kept)
     windows = sampler.notes()["trial_windows"]
     assert [w.get("discarded", False) for w in windows] == [True, False]
 
 
-def test_without_a_counter_power_is_integrated():
-    sampler = PollingSampler(ScriptedSource(power_w=80.0, counter=False), sample_hz=20)
+def test_without_a_counter_power_is_integrated(clock):
+    source = ScriptedSource(clock, power_w=80.0, counter=False)
+    sampler = PollingSampler(source, sample_hz=20)
     with sampler:
-        cols = run_trial(sampler, 0, 0.2)
+        first_poll(source)
+        cols = run_trial(sampler, clock, source, 0, 0.2)
     assert cols["energy_source"] == "integrated"
-    assert cols["energy_j"] == pytest.approx(80.0 * cols["_duration_s"], rel=0.02)
+    assert cols["energy_j"] == pytest.approx(80.0 * 0.2, rel=1e-9)
 
 
-def test_driver_errors_mid_run_are_gaps_not_exceptions():
-    source = ScriptedSource(power_w=100.0)
+def test_driver_errors_mid_run_are_gaps_not_exceptions(clock):
+    source = ScriptedSource(clock, power_w=100.0)
     sampler = PollingSampler(source, sample_hz=50)
     with sampler:
-        ok = run_trial(sampler, 0, 0.1)
+        first_poll(source)
+        ok = run_trial(sampler, clock, source, 0, 0.1)
         source.failing = True
-        lost = run_trial(sampler, 1, 0.1)
+        lost = run_trial(sampler, clock, source, 1, 0.1)
         source.failing = False
-        back = run_trial(sampler, 2, 0.1)
+        back = run_trial(sampler, clock, source, 2, 0.1)
     assert ok["energy_source"] == "counter" and back["energy_source"] == "counter"
-    assert set(lost) == {"_duration_s"}  # nothing measured: empty columns, never 0
+    assert lost == {}  # nothing measured: empty columns, never 0
     notes = sampler.notes()
     assert len(notes["gaps"]) == 1
     gap = notes["gaps"][0]
-    assert "GPU is lost" in gap["error"] and gap["failed_reads"] >= 3
+    # the trial's two edges and the thread's two polls inside it
+    assert "GPU is lost" in gap["error"] and gap["failed_reads"] >= 4
     assert not [s for s in sampler.samples() if s["trial"] == 1]
     assert any("gap" in w for w in notes["warnings"])
     assert notes["errors"]  # the counter failed at the lost trial's edges
 
 
-def test_a_bug_in_the_sampler_thread_is_raised_at_stop():
-    source = ScriptedSource()
+def test_a_bug_in_the_sampler_thread_is_raised_at_stop(clock):
+    source = ScriptedSource(clock)
+    source.broken = True
     sampler = PollingSampler(source, sample_hz=100)
     sampler.start()
-    source.broken = True
-    time.sleep(0.1)
+    first_poll(source)  # the thread's first poll met the bug
     with pytest.raises(RuntimeError, match="sampler thread failed") as info:
         sampler.stop()
     assert isinstance(info.value.__cause__, ValueError)
 
 
-def test_trial_shorter_than_the_counter_update_period_is_flagged():
-    source = ScriptedSource(power_w=100.0, counter_period_s=0.1)
+def test_trial_shorter_than_the_counter_update_period_is_flagged(clock):
+    source = ScriptedSource(clock, power_w=100.0, counter_period_s=0.1)
     sampler = PollingSampler(source, sample_hz=50)
     with sampler:
-        short = run_trial(sampler, 0, 0.03)
-        long = run_trial(sampler, 1, 0.5)
+        first_poll(source)
+        short = run_trial(sampler, clock, source, 0, 0.03)
+        long = run_trial(sampler, clock, source, 1, 0.5)
     notes = sampler.notes()
-    assert notes["energy_counter_period_s"] == pytest.approx(0.1, abs=0.02)
+    # the thread read the counter every 10 ms (fake): it saw each update when it came
+    assert notes["energy_counter_period_s"] == pytest.approx(0.1, abs=1e-6)
+    assert notes["energy_counter_period_is_lower_bound"] is False
     assert short["energy_source"] == "integrated"
-    assert short["energy_j"] == pytest.approx(100.0 * short["_duration_s"], rel=0.05)
+    assert short["energy_j"] == pytest.approx(100.0 * 0.03, rel=1e-9)
     assert long["energy_source"] == "counter"
+    assert long["energy_j"] == pytest.approx(100.0 * 0.5, abs=10.0)  # whole updates only
     assert any("trial 0" in w and "update period" in w for w in notes["warnings"])
     assert not any("trial 1" in w for w in notes["warnings"])
 
@@ -209,19 +282,37 @@ def test_rapl_not_readable_is_not_available_with_the_reason(tmp_path):
     assert "not readable" in source.unavailable()["energy"]
 
 
-def test_cpu_sampler_fills_rapl_energy_per_trial(tmp_path):
+class MovingRaplSource(CpuSource):
+    """The CPU source on a fake powercap tree whose package counter moves 1 uJ every
+    20 ms (fake) while the sampler thread learns its period: each of the thread's reads
+    finds it moved once."""
+
+    def __init__(self, root: Path, clock: FakeClock) -> None:
+        super().__init__(powercap_root=root)
+        self.root, self.clock, self.uj = root, clock, 0
+
+    def energy_mj(self):
+        if in_sampler_thread():
+            self.clock.advance(0.02)
+            self.uj += 1
+            write_rapl(self.root, {0: (self.uj, 10**12)})
+        return super().energy_mj()
+
+
+def test_cpu_sampler_fills_rapl_energy_per_trial(tmp_path, clock):
     write_rapl(tmp_path, {0: (0, 10**12)})
-    sampler = PollingSampler(CpuSource(powercap_root=tmp_path), sample_hz=20)
+    source = MovingRaplSource(tmp_path, clock)
+    sampler = PollingSampler(source, sample_hz=20)
     with sampler:
-        for uj in range(1, 6):  # the counter moves every 20 ms while the sampler learns its period
-            time.sleep(0.02)
-            write_rapl(tmp_path, {0: (uj, 10**12)})
+        wait_for(lambda: sampler.samples(), "poll")
         sampler.begin_trial(0)
-        write_rapl(tmp_path, {0: (25_000_005, 10**12)})  # 25 J during the trial
-        time.sleep(0.05)
+        write_rapl(tmp_path, {0: (source.uj + 25_000_000, 10**12)})  # 25 J during the trial
+        clock.advance(0.05)
         cols = sampler.end_trial()
+    assert sampler.notes()["energy_counter_period_s"] == pytest.approx(0.02, abs=1e-6)
     assert cols["energy_source"] == "counter"
     assert cols["energy_j"] == pytest.approx(25.0)
+    assert cols["power_avg_w"] == pytest.approx(25.0 / 0.05)
     assert sampler.notes()["sampler"] == "cpu"
 
 
@@ -247,9 +338,37 @@ def test_importing_gpubench_and_listing_loads_no_pynvml_or_torch():
     assert out.stdout.strip() == "[]"
 
 
+class OneSlowRead(Source):
+    """No energy counter; its `slow_read`-th read takes `slow_s` (a driver call that
+    hung for a moment), on the real clock."""
+
+    name = "slow-once"
+    device_index = 0
+
+    def __init__(self, slow_read: int, slow_s: float) -> None:
+        self.slow_read, self.slow_s, self.reads = slow_read, slow_s, 0
+
+    def read(self):
+        self.reads += 1
+        if self.reads == self.slow_read:
+            time.sleep(self.slow_s)
+        return {"power_w": 1.0}
+
+
 def test_the_sampler_never_polls_faster_than_asked():
-    sampler = PollingSampler(ScriptedSource(), sample_hz=40)
+    """On the real clock: a poll that comes late (here a slow read, or a busy machine)
+    is skipped, never made up in a burst. What holds at any speed: polls j and m (in
+    order) are at least m - j - 1 periods apart (one period is lost to a late poll);
+    lateness only spaces them further."""
+    hz, period = 100, 0.01
+    source = OneSlowRead(slow_read=5, slow_s=5 * period)
+    sampler = PollingSampler(source, sample_hz=hz)
     with sampler:
-        time.sleep(0.5)
+        wait_for(lambda: source.reads >= 40, "poll 40 times")
+    t = np.array([s["t_s"] for s in sampler.samples() if s["sample_kind"] == "poll"])
+    n = len(t)
+    apart = t[None, :] - t[:, None]  # apart[j, m] = t[m] - t[j]
+    j, m = np.triu_indices(n, 1)
+    assert (apart[j, m] >= (m - j - 1) * period - 1e-4).all()
     achieved = sampler.notes()["achieved_hz"]
-    assert 0 < achieved <= 40 * 1.05  # a late tick is skipped, never made up in a burst
+    assert 0 < achieved <= hz * (n - 1) / (n - 2) + 0.01

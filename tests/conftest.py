@@ -111,12 +111,39 @@ def run_cli_here(*args: str, env_extra: dict | None = None, cwd: Path | None = N
                                        err.getvalue())
 
 
-def without_contention(stderr: str) -> str:
-    """stderr less the contention warning: whether another process took a core during
-    a trial depends on the machine the tests run on (a busy CI runner), not on the
-    code a test checks (test_contention.py tests the warning itself)."""
-    return "".join(line for line in stderr.splitlines(keepends=True)
-                   if "ran under contention" not in line)
+def lines_with(stream: str, *fragments: str) -> List[str]:
+    """The lines of stdout or stderr that hold any of `fragments`: the lines a test is
+    about. A test never asserts the whole stream of a run that measured something: a
+    contention, throttle or late-issue warning may come on any run, depending on what
+    else the machine did at that moment, not on the code under test."""
+    return [line for line in stream.splitlines() if any(f in line for f in fragments)]
+
+
+@pytest.fixture
+def register(monkeypatch):
+    """register_backend for this test only: the registry is the process's, and a backend
+    left in it would be listed in every later test (in any order) of this process."""
+    import gpubench.backends as backends
+    from gpubench.backends import register_backend
+
+    def add(name, factory):
+        monkeypatch.setitem(backends._extra, name, factory)  # deleted again after the test
+        register_backend(name, factory)
+    return add
+
+
+@pytest.fixture
+def torch_threads_put_back():
+    """For tests whose inline runs set threads: torch's thread count is the whole test
+    process's. Put back, so no later test (in any order) runs with this one's."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -146,7 +173,7 @@ def linreg_infer_json_run(tmp_path_factory):
 
 
 def wait_for_trials(root: Path, at_least: int, below: int | None = None,
-                    timeout_s: float = 60) -> Path:
+                    timeout_s: float = 300) -> Path:
     """Polls `root/*/trials.csv` until one holds at least `at_least` rows (and fewer
     than `below`); returns its folder. For tests that interrupt a run mid-way."""
     import time
@@ -161,6 +188,25 @@ def wait_for_trials(root: Path, at_least: int, below: int | None = None,
                 return path.parent
         time.sleep(0.02)
     raise AssertionError(f"no trials.csv under {root} reached {at_least} rows in {timeout_s:g} s")
+
+
+def interrupt_after_trials(command: List[str], root: Path, at_least: int,
+                           env: dict) -> "tuple[Path, int, str]":
+    """Starts `command` (a gpubench command line, in REPO), waits for a trials.csv under
+    `root` with `at_least` rows, sends SIGINT: (that run folder, the exit code, stderr).
+    Its deadlines are ones only a hung run reaches, never how fast the machine is today;
+    the process is killed whatever happens."""
+    import signal
+
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        folder = wait_for_trials(root, at_least=at_least)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    return folder, proc.returncode, stderr
 
 
 @pytest.fixture(scope="session")

@@ -98,7 +98,7 @@ FAST = ("--trials", "2", "--warmup-s", "0.1", "--min-trial-s", "0.2")
 FAKE_CUDA_PLUGIN = "fake_cuda_plugin"
 
 
-def run_cli(lib_dir: Path, out: Path, args: Sequence[str], timeout: float = 120,
+def run_cli(lib_dir: Path, out: Path, args: Sequence[str], timeout: float = 300,
             quiet: bool = True, fake_cuda: bool = False, **fake: Any) -> RunResult:
     """`gpubench run ARGS --out OUT -q` in a subprocess with the double loaded;
     `fake_cuda` adds the fake-cuda backend."""
@@ -116,7 +116,7 @@ def run_cli(lib_dir: Path, out: Path, args: Sequence[str], timeout: float = 120,
     return RunResult(proc, folder)
 
 
-def run_python(lib_dir: Path, code: str, timeout: float = 60, **fake: Any) -> Any:
+def run_python(lib_dir: Path, code: str, timeout: float = 300, **fake: Any) -> Any:
     """Runs `code` in a subprocess with the double loaded; the code prints one JSON
     document as its last line, which is returned."""
     proc = subprocess.run([sys.executable, "-c", code], env=double_env(lib_dir, **fake),

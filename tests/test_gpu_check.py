@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -387,17 +387,33 @@ def test_steps_past_the_deadline_are_skipped_for_time(tmp_path):
     assert "skipped (time)" in (checker.out / "summary.md").read_text()
 
 
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_a_command_past_its_timeout_is_stopped(tmp_path, monkeypatch):
     monkeypatch.setattr(gc, "KILL_GRACE_S", 0.5)
     checker, _ = _checker(tmp_path)
-    t0 = time.monotonic()
-    sleepy = checker.shell.run("sleeps", [sys.executable, "-c", "import time; time.sleep(60)"], 0.5)
-    stubborn = checker.shell.run("ignores SIGINT", [sys.executable, "-c",
-                                 "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-                                 "print('up', flush=True); time.sleep(60)"], 1.0)
-    assert time.monotonic() - t0 < 20
+    # Each would print "done" after a minute: stopped, it never does, and it is gone
+    # when run() returns (reaped), however fast or slow the machine.
+    sleepy = checker.shell.run("sleeps", [sys.executable, "-c",
+                               "import time; time.sleep(60); print('done')"], 0.5)
+    # A shell that ignores SIGINT from its start (inherited: no start-up race with the
+    # timeout), says so at once, and would outlive the grace: only SIGKILL ends it.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        stubborn = checker.shell.run("ignores SIGINT", ["sh", "-c", "echo up $$; sleep 60; echo done"],
+                                     2.0)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert sleepy.timed_out and stubborn.timed_out and stubborn.rc is None
-    assert "up" in stubborn.stdout
+    assert "done" not in sleepy.stdout and "done" not in stubborn.stdout
+    assert stubborn.stdout.startswith("up ")  # what it printed before the stop is kept
+    assert not _running(int(stubborn.stdout.split()[1]))  # SIGKILL after the grace
     log = (checker.out / "log.txt").read_text()
     assert log.count("TIMED OUT") == 2
     fine = checker.shell.run("prints", [sys.executable, "-c", "print('hello')"], 30.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PLUGIN_ENV, REPO, TESTS, run_cli_here, without_contention  # in this process (the double needs its own)
+from conftest import PLUGIN_ENV, REPO, TESTS, lines_with, run_cli_here  # in this process (the double needs its own)
 from gpubench.results.reader import read_trials
 from nvml_double import double_env, fake_nvml_dir  # noqa: F401 (fixture)
 
@@ -18,7 +18,7 @@ FAST = """defaults:
   warmup_s: 0.05
   min_trial_s: 0.05
   telemetry: none
-  timeout_s: 30
+  timeout_s: 300
 """
 
 
@@ -52,7 +52,9 @@ def test_ok_beside_unsupported_still_exits_0(tmp_path):
     proc = run_cli_here("suite", str(_config(tmp_path, "test-ok, test-unsupported")), "--out",
                         str(tmp_path / "out"), "-q", env_extra=PLUGIN_ENV)
     assert proc.returncode == 0, proc.stderr
-    assert without_contention(proc.stderr) == ""
+    # no error, and no word of the unsupported run's refusal as a failure (a contention
+    # warning may come from the run that measured: not this test's subject)
+    assert lines_with(proc.stderr, "error", "unsupported", "Traceback") == []
 
 
 def _suite_with_double(lib_dir, tmp_path, devices, **fake):

@@ -7,12 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from gpubench.backends import Backend, DeviceInfo, Step, StepTimer, register_backend
+from gpubench.backends import Backend, DeviceInfo, Step, StepTimer
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.runner import RunRequest, execute_run
 from gpubench.measure.throughput import loss_check
 
 FAST = ProtocolConfig(trials=2, warmup_s=0.02, min_trial_s=0.02)
+
+
+pytestmark = pytest.mark.usefixtures("torch_threads_put_back")  # inline runs set threads
 
 
 class _Timer(StepTimer):
@@ -80,8 +83,8 @@ def test_infer_runs_have_no_loss_check(tmp_path):
     assert outcome.loss == {} and "loss" not in json.loads((outcome.path / "run.json").read_text())
 
 
-def test_a_loss_that_does_not_fall_is_a_warning(tmp_path):
-    register_backend("test-rising-loss", RisingLossBackend)
+def test_a_loss_that_does_not_fall_is_a_warning(tmp_path, register):
+    register("test-rising-loss", RisingLossBackend)
     outcome = execute_run(RunRequest("linreg", "test-rising-loss", telemetry="none",
                                      protocol=FAST, out_dir=tmp_path))
     assert outcome.status == "ok" and outcome.loss["fell"] is False

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gpubench.backends import DeviceInfo, register_backend
+from gpubench.backends import DeviceInfo
 from gpubench.backends.torch_backend import TorchBackend
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.runner import RunRequest, execute_run
@@ -53,8 +53,8 @@ class _PretendA100(TorchBackend):
         return step
 
 
-def test_mfu_is_tflops_over_the_peak(tmp_path):
-    register_backend("pretend-a100", _PretendA100)
+def test_mfu_is_tflops_over_the_peak(tmp_path, register):
+    register("pretend-a100", _PretendA100)
     outcome = execute_run(RunRequest(workload="mnist", backend="pretend-a100", telemetry="none",
                                      protocol=ProtocolConfig(trials=2, warmup_s=0.05, min_trial_s=0.05),
                                      out_dir=tmp_path))

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import gpu_missing_reason
-from gpubench.backends import StepConfig, get_backend, register_backend
+from gpubench.backends import StepConfig, get_backend
 from gpubench.backends.torch_backend import TorchBackend
 from gpubench.errors import Unsupported, UserError
 from gpubench.measure.protocol import ProtocolConfig
@@ -22,6 +22,9 @@ from gpubench.workloads import resolve_workload
 pytest.importorskip("torch")
 
 FAST = ProtocolConfig(trials=2, warmup_s=0.05, min_trial_s=0.05)
+
+
+pytestmark = pytest.mark.usefixtures("torch_threads_put_back")  # inline runs set threads
 
 
 def _run(tmp_path, **kw):
@@ -149,17 +152,19 @@ class _ExplodingBackend(TorchBackend):
         return step
 
 
-def test_a_failure_mid_run_is_a_row(tmp_path):
-    register_backend("exploding-cpu", _ExplodingBackend)
-    protocol = ProtocolConfig(trials=3, warmup_s=1e-6, min_trial_s=0.01)
+def test_a_failure_mid_run_is_a_row(tmp_path, register):
+    register("exploding-cpu", _ExplodingBackend)
+    # Budgets far below one step's time make the calls the same at any speed: warm-up
+    # is two calls (the first step, then one chunk that is past its 4 x 1e-6 s cap),
+    # every trial is one step, and no trial is short enough to be run again (with 0.01 s
+    # trials one could be, twice on a machine whose speed changed, and then no trial
+    # was ok before the failure). So: trials 0 and 1 ok, trial 2 fails.
+    protocol = ProtocolConfig(trials=3, warmup_s=1e-6, min_trial_s=1e-6)
     outcome = _run(tmp_path, workload="mnist", backend="exploding-cpu", protocol=protocol)
     assert outcome.status == "failed"
     t = read_run(outcome.path).trials
-    # Warm-up takes two calls at this budget (the first step, one chunk); a trial run
-    # again for being far too short would take one more: at least one ok trial, then
-    # the failed one.
-    assert len(t) >= 2 and t["status"].iloc[-1] == "failed"
-    assert (t["status"].iloc[:-1] == "ok").all()
+    assert list(t["status"]) == ["ok", "ok", "failed"] and list(t["trial"]) == [0, 1, 2]
+    assert list(t["iterations"].iloc[:2]) == [1, 1]
     assert "CUDA out of memory (simulated)" in t["error"].iloc[-1]
     assert read_run(outcome.path).summary["status"].iloc[0] == "failed"
     assert get_backend("exploding-cpu").name == "exploding-cpu"
@@ -190,8 +195,8 @@ class _Fp16OnCpu(TorchBackend):
 
 
 @pytest.mark.parametrize("precision, syncs", [("fp16", True), ("bf16", False)])
-def test_run_json_says_when_the_step_syncs_the_host(tmp_path, precision, syncs):
-    register_backend("fp16-on-cpu", _Fp16OnCpu)
+def test_run_json_says_when_the_step_syncs_the_host(tmp_path, precision, syncs, register):
+    register("fp16-on-cpu", _Fp16OnCpu)
     outcome = _run(tmp_path, workload="linreg", backend="fp16-on-cpu", precision=precision)
     assert outcome.status == "ok", outcome.error
     env = json.loads((outcome.path / "run.json").read_text())["environment"]

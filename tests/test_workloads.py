@@ -56,7 +56,7 @@ def test_unknown_workload_lists_valid_names():
     assert "lenet5, linreg, mnist, resnet50" in str(info.value)
 
 
-def test_register_workload_for_tests_and_plugins():
+def test_register_workload_for_tests_and_plugins(monkeypatch):
     from gpubench.models import Linear
     from gpubench.workloads import Workload
 
@@ -65,5 +65,8 @@ def test_register_workload_for_tests_and_plugins():
                         loss="mse", optimizer="sgd", optimizer_args=(("lr", 0.1),),
                         default_batch_size=8, layers=(Linear(1),))
 
+    # for this test only: the registry is the process's, shared with every later test
+    import gpubench.workloads as workloads
+    monkeypatch.setitem(workloads._extra, "tiny", None)  # deleted again after the test
     register_workload(WorkloadSpec("tiny", "a test workload", build))
     assert resolve_workload("tiny").stats.param_count == 4

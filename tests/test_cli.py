@@ -166,3 +166,22 @@ def test_a_steps_warning_reaches_stderr_and_run_json(tmp_path):
         "gpubench: warning: test-warn: 2 node(s) of this graph run on the CPU"]
     meta = json.loads((Path(done.stdout.strip()) / "run.json").read_text())
     assert meta["warnings"] == ["test-warn: 2 node(s) of this graph run on the CPU"]
+
+
+def test_dry_run_checks_the_command_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    done = run_cli_here("run", "-w", "mnist", "-b", "torch-cpu", "--mode", "infer", "--precision",
+                        "bf16", "--out", str(out), "--dry-run")
+    assert done.returncode == 0, done.stderr
+    said = dict(item.split("=", 1) for item in done.stdout.strip().removeprefix("ok: ").split())
+    assert (said["workload"], said["backend"], said["mode"], said["precision"]) == (
+        "mnist", "torch-cpu", "infer", "bf16")
+    assert said["batch_size"] == "64" and said["exec"] == "eager"  # defaults resolved
+    assert not out.exists()  # nothing measured, nothing written
+    # a refusal is the run's own: one line, exit 2 (here single-stream's batch of 1)
+    refused = run_cli_here("run", "-w", "mnist", "-b", "torch-cpu", "--scenario", "single-stream",
+                           "--batch-size", "64", "--out", str(out), "--dry-run")
+    assert refused.returncode == 2 and not out.exists()
+    assert refused.stderr.splitlines() == [
+        "gpubench: error: single-stream issues one sample a query (batch 1); queries of several "
+        "samples are multi-stream's (--samples-per-query)"]

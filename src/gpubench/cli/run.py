@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from gpubench.cli.argtypes import (
     accuracy, fraction, nonnegative_float, nonnegative_int, positive_float, positive_int,
@@ -124,6 +124,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "name the environment (its registered name, else its path)")
     p.add_argument("--no-isolate", action="store_true",
                    help="run in this process instead of a fresh worker (for debugging)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check this command line as the run would (every refusal, in the "
+                        "Python that would run it), print the configuration, and stop: "
+                        "nothing is measured or written")
     p.set_defaults(execute=execute)
 
 
@@ -250,6 +254,8 @@ def execute(args: argparse.Namespace) -> int:
                                     master_addr=args.master_addr, master_port=args.master_port)
     else:
         launcher = make_launcher("inline" if args.no_isolate else "process", python)
+    if args.dry_run:
+        return dry_run(request, launcher)
     try:
         with run_progress(show_progress) as progress:
             outcome = run_one(request, launcher, args.timeout, progress)
@@ -272,6 +278,19 @@ def execute(args: argparse.Namespace) -> int:
             print(f"gpubench: warning: {missed}", file=sys.stderr)
     print_run(outcome, args.format, args.quiet)
     return EXIT_OK if outcome.status == "ok" else EXIT_RUN_FAILED
+
+
+def dry_run(request: Any, launcher: Any) -> int:
+    """--dry-run: the launcher's preflight (a refusal raises, exit 2), then the
+    configuration the run would have, one key=value line."""
+    from gpubench.cli import EXIT_OK
+    from gpubench.measure.request import request_identity
+
+    launcher.preflight(request)
+    identity = request_identity(request)
+    print("ok: " + " ".join(f"{k}={v}" for k, v in identity.items()
+                            if v not in (None, "") and k != "onnx_sha256"))
+    return EXIT_OK
 
 
 def environment_for(backend: str) -> "str | None":

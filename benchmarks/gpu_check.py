@@ -3,44 +3,34 @@
 
     make gpu-check                                      # or, where there is no make:
     PYTHONPATH=src python3 benchmarks/gpu_check.py [--out DIR] [--deadline-s S]
+    PYTHONPATH=src python3 benchmarks/gpu_check.py --plan    # anywhere: the plan, checked
 
 Runs on the machine's own python3 (torch with CUDA, numpy, pandas, scipy, pyyaml, rich,
 psutil, nvidia-ml-py, pytest), installs nothing and needs no network. It drives gpubench
 through its public CLI only (`python3 -m gpubench ...` subprocesses) and reads the result
 CSVs with pandas; plain torch is used only for the reference GEMM and copy figures.
 
-Steps, each under a global deadline (default 420 s) and its own timeout; a step that
-raises or times out is a FAIL line and the next step runs; a step the deadline leaves no
-room for is "skipped (time)". Expected times on an H100/H200 (16 cores) in brackets:
-  env        `gpubench env --json`: driver, GPUs, power limit, peak bandwidth        [~6 s]
-  list       `gpubench list --json`: the workloads, torch-cuda available            [~4 s]
-  kernels    bf16 8192^3 GEMM TFLOP/s and 1 GiB device copy GB/s beside the peaks    [~10 s]
-  pytest     `pytest -m gpu` and the CPU tests of the GPU code paths, in parallel    [~90 s]
-  runs       torch-cuda x every workload x train/infer x fp32/tf32/bf16/fp16 (gpt and
-             bert small: bf16 train, fp16 infer), NVML
-             telemetry, 3 trials of >= 0.3 s; ResNet-50 at image_size=128, batch
-             128 (not 224: time); every row checked                                  [32 x ~5 s]
-  steady     ResNet-50 bf16 training, 3 trials of 2 s at 50 Hz: energy counter
-             against integrated power                                                [~15 s]
-  suite      two runs of one configuration in isolated workers (--devices 0), then
-             `gpubench compare --by run_id` on them                                  [~20 s]
-  ranks      ResNet-50 (128 px) bf16 training, plain and through the torchrun launcher
-             at --nproc 1 (NCCL, DDP): within 3%; allreduce on NCCL to 64 MiB       [~40 s]
-  serving    MNIST MLP on torch-cuda, single-stream and a --find-max-qps search under
-             a 5 ms p99: latencies on the device clock (CUDA events)                [~25 s]
-  exec       small gpt under torch.compile (train) and CUDA graphs (train, infer):
-             ran, matched eager, compile_s recorded, no recompile in a trial; last,
-             in the time left (a cold compile takes tens of seconds)                [~60 s]
-Total ~6 min (deadline 7 min), so that a rerun fits in a 15-minute slot.
+What runs, in what order, with its expected seconds and timeout, is gpu_check_plan.py's
+plan: a core tier (env, GEMM and copy peaks, torch-cuda train/infer of mnist, resnet50
+and a small gpt at fp32/bf16 with NVML, the energy counter against integrated power, a
+run of ranks at --nproc 1 on NCCL, single-stream serving, compile and CUDA graphs on the
+small gpt) expected in <= 180 s on an H100, then an extended tier (pytest -m gpu, a
+max-QPS search, a suite and compare, the all-reduce sweep, every other workload) within
+a 300 s deadline. A step never starts with less time left than its timeout; one that
+raises or times out is a FAIL line and the next step runs. `--plan` prints the plan and
+passes every gpubench command line in it through gpubench's own preflight (torch-cuda
+taken as available): exit 0 when every one is valid and the plan fits, 1 otherwise.
 
 Writes at most 8 files to $OUT (or ./gpu-check-out): summary.md (every check as
-PASS/FAIL/SKIP, with the figures; rewritten atomically after every step, so a kill keeps
-what was done), log.txt (every command and its output), trials.csv and samples.csv (all
-runs' rows), suite.yaml, env.json and results.json. The result folders themselves live
-in a temporary folder (removed at the end unless --keep-results).
+PASS/FAIL/SKIP, with the figures, and every step's seconds beside its estimate; rewritten
+atomically after every step, so a kill keeps what was done), log.txt (every command and
+its output), trials.csv and samples.csv (all runs' rows), suite.yaml, env.json and
+results.json. The result folders themselves live in a temporary folder (removed at the
+end unless --keep-results).
 
-Exit codes: 0 every check passed, 1 a check failed, 2 no NVIDIA GPU here (one line on
-stderr, nothing written), 130 interrupted (summary.md still written).
+Exit codes: 0 every step ran and every check passed, 1 a check failed, 2 no NVIDIA GPU
+here (one line on stderr, nothing written), 3 incomplete (no check failed, but a step was
+skipped for time: summary.md names it), 130 interrupted (summary.md still written).
 """
 
 from __future__ import annotations
@@ -77,81 +67,19 @@ from gpu_check_rows import (  # noqa: E402
     check_run, energy_vs_integrated, gpm_expected_for, gpu_state_of, gpu_state_text,
     parse_junit, parse_pytest_tail, run_table_row,
 )
+from gpu_check_plan import (  # noqa: E402
+    CORE_WORKLOADS, DEADLINE_S, FINAL_RESERVE_S, SUITE_YAML, PlannedStep, build_plan, check_plan,
+)
 from gpu_check_summary import Report, Step, render_summary  # noqa: E402
+
 DEFAULT_OUT = "gpu-check-out"
 OUT_FILES = ("summary.md", "log.txt", "trials.csv", "samples.csv", "suite.yaml", "env.json",
              "results.json")  # never more than 8: only that many come back from a device run
 
-# --- budget (seconds) ------------------------------------------------------------------
-DEADLINE_S = 420.0  # hard: every step ends before it; ~6 min expected (run it with 480 s)
-FINAL_RESERVE_S = 8.0  # kept for writing the final files
-# step: (timeout cap, least time worth starting it with)
-LIMITS = {"env": (60.0, 5.0), "list": (45.0, 3.0), "kernels": (90.0, 8.0),
-          "pytest": (150.0, 30.0), "run": (60.0, 6.0), "steady": (75.0, 15.0),
-          "suite": (100.0, 25.0), "compare": (30.0, 3.0), "ranks": (60.0, 30.0)}
 KILL_GRACE_S = 10.0  # SIGINT first (gpubench then stops its worker), SIGKILL after this
-
-# --- what runs ---------------------------------------------------------------------------
-WORKLOADS_FALLBACK = ("linreg", "mnist", "lenet5", "resnet50")
-MODES = ("train", "infer")
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
-RUN_ARGS = ("--backend", "torch-cuda", "--trials", "3", "--min-trial-s", "0.3",
-            "--warmup-s", "0.5", "--telemetry", "nvml")
-# ResNet-50 at 224 px spends most of a short run in cuDNN autotuning; 128 px keeps it
-# device-bound and fast.
-WORKLOAD_ARGS = {"resnet50": ("--batch-size", "128", "--param", "image_size=128")}
-# Transformers at a small shape (GPT-2 small would spend the budget), in the precisions
-# they are run in: bf16 training, fp16 inference.
-SMALL_TRANSFORMER = ("--param", "layers=4", "--param", "d_model=256", "--param", "heads=4",
-                     "--param", "vocab=8192")
-WORKLOAD_ARGS.update(gpt=SMALL_TRANSFORMER + ("--param", "seq_len=256"),
-                     bert=SMALL_TRANSFORMER + ("--param", "seq_len=128"))
-WORKLOAD_MATRIX = {"gpt": (("train", "bf16"), ("infer", "fp16")),
-                   "bert": (("train", "bf16"), ("infer", "fp16"))}
-# Last, in what time is left: torch.compile (cold: tens of seconds) and CUDA graphs on
-# the small gpt, each checked against eager by gpubench before timing.
-# Runs of ranks: one GPU here, so --nproc 1 (NCCL, DDP) against the plain run, and the
-# all-reduce sweep to 64 MiB (with one rank busbw is 0 by nccl-tests' factor; algbw shows).
-RANKED_ARGS = ("--workload", "resnet50", "--mode", "train", "--precision", "bf16",
-               "--batch-size", "128", "--param", "image_size=128", "--backend", "torch-cuda",
-               "--trials", "5", "--min-trial-s", "0.5", "--warmup-s", "1", "--telemetry", "nvml")
-COLLECTIVE_ARGS = ("--workload", "allreduce", "--backend", "torch-cuda", "--nproc", "1",
-                   "--param", f"max_bytes={64 << 20}", "--trials", "3", "--min-trial-s", "0.1",
-                   "--warmup-s", "0.1", "--telemetry", "nvml")
-# Served inference on the GPU: the CUDA-event clock and the batcher, kept short.
-SERVING_RUNS = (("single-stream", ("--min-queries", "500")),
-                ("server", ("--find-max-qps", "--latency-bound-ms", "5", "--min-queries", "500")))
-SERVING_ARGS = ("--workload", "mnist", "--backend", "torch-cuda", "--mode", "infer",
-                "--batch-size", "64", "--warmup-s", "0.5", "--telemetry", "nvml")
-EXEC_RUNS = (("compile", "train"), ("cuda-graphs", "train"), ("cuda-graphs", "infer"))
-STEADY_ARGS = ("--workload", "resnet50", "--mode", "train", "--precision", "bf16",
-               "--batch-size", "256", "--param", "image_size=128", "--trials", "3",
-               "--min-trial-s", "2", "--warmup-s", "2", "--sample-hz", "50")
-SUITE_YAML = """\
-# gpu-check: two runs of one configuration, each in its own isolated worker, then
-# `gpubench compare --by run_id` between them (an A/A comparison).
-defaults:
-  trials: 5
-  warmup_s: 0.5
-  min_trial_s: 0.3
-  telemetry: nvml
-  timeout_s: 60
-  repeats: 2
-runs:
-  - workloads: resnet50
-    backends: torch-cuda
-    modes: train
-    precisions: bf16
-    batch_sizes: 128
-    params: {image_size: 128}
-"""
+COMPARE_TIMEOUT_S = 30.0
+WORKLOADS_FALLBACK = (*CORE_WORKLOADS, "linreg", "lenet5")  # when `gpubench list` fails
 GPU_TEST_ROOT = "tests"
-# CPU tests of the GPU code paths (NVML telemetry, peaks, the TensorRT/TensorFlow GPU
-# backends' guards); the NVML test double needs gcc.
-CPU_TEST_FILES = ("tests/test_telemetry_sampler.py", "tests/test_telemetry_aggregate.py",
-                  "tests/test_telemetry_run.py", "tests/test_peaks.py", "tests/test_tensorrt.py",
-                  "tests/test_tensorflow_backend.py")
-NVML_DOUBLE_TEST_FILES = ("tests/test_nvml_api.py", "tests/test_nvml_cli.py")
 
 
 class GpuCheckError(Exception):
@@ -207,9 +135,6 @@ class Budget:
 
     def allows(self, least_s: float) -> bool:
         return self.remaining() >= least_s
-
-    def timeout(self, cap_s: float) -> float:
-        return max(1.0, min(cap_s, self.remaining()))
 
 
 @dataclass
@@ -322,6 +247,8 @@ class Checker:
         self.capability: Optional[List[int]] = None
         self.torch_cuda: Tuple[bool, str] = (True, "")  # (available, why not), from gpubench list
         self.extra: Dict[str, Any] = {}
+        self.step_end: Optional[float] = None  # the running step's own deadline (budget clock)
+        self.steady_rows: Optional[List[Dict[str, Any]]] = None  # the ranks step's reference
 
     # --- writing ---------------------------------------------------------------------------
     def write(self) -> None:
@@ -337,39 +264,58 @@ class Checker:
             write_atomic(self.out / "samples.csv", pd.concat(self.samples, ignore_index=True).to_csv(index=False))
 
     # --- steps -------------------------------------------------------------------------------
-    def step(self, name: str, least_s: float, fn: Callable[..., Any], *args: Any) -> Any:
-        """Runs fn unless the deadline leaves less than `least_s`; an exception or a
-        timeout is this step's FAIL line, and the session goes on."""
-        if not self.budget.allows(least_s):
-            self.report.steps.append(Step(name, SKIP, 0.0, "skipped (time)"))
-            self.report.add([Check(name, "ran", SKIP, "skipped (time)")])
+    def step(self, name: str, timeout_s: float, fn: Callable[..., Any], *args: Any,
+             expected_s: Optional[float] = None) -> Any:
+        """Runs fn unless less than `timeout_s` is left before the deadline (then SKIP: the
+        check is incomplete); its commands end by `timeout_s` from its start. An exception
+        or a timeout is this step's FAIL line, and the session goes on."""
+        if not self.budget.allows(timeout_s):
+            why = (f"skipped (time): {max(0.0, self.budget.remaining()):.0f} s left, its "
+                   f"timeout is {timeout_s:.0f} s")
+            self.report.steps.append(Step(name, SKIP, 0.0, why, expected_s))
+            self.report.add([Check(name, "ran", SKIP, why)])
             self.write()
             return None
         t0 = time.monotonic()
+        self.step_end = self.budget.clock() + timeout_s
         first_check = len(self.report.checks)
         result, verdict, detail = None, PASS, ""
         try:
             result = fn(*args)
         except KeyboardInterrupt:
-            self.report.steps.append(Step(name, FAIL, time.monotonic() - t0, "interrupted"))
+            self.report.steps.append(Step(name, FAIL, time.monotonic() - t0, "interrupted", expected_s))
             raise
         except Exception as exc:  # noqa: BLE001 - one step's failure must not stop the others
             verdict, detail = FAIL, f"{type(exc).__name__}: {exc}"
             self.shell.note(f"\n=== step {name} raised\n{traceback.format_exc()}")
+        finally:
+            self.step_end = None
         mine = self.report.checks[first_check:]
         if verdict == PASS and any(c.verdict == FAIL for c in mine):
             verdict, detail = FAIL, f"{sum(c.verdict == FAIL for c in mine)} check(s) failed"
         elif verdict == PASS and mine and all(c.verdict == SKIP for c in mine):
             verdict = SKIP
-        self.report.steps.append(Step(name, verdict, time.monotonic() - t0, detail))
+        self.report.steps.append(Step(name, verdict, time.monotonic() - t0, detail, expected_s))
         self.write()
         return result
 
-    def gpubench(self, label: str, args: Sequence[str], cap_s: float) -> CommandResult:
-        return self.shell.run(label, [self.python, "-m", "gpubench", *args], self.budget.timeout(cap_s))
+    def planned(self, s: PlannedStep) -> Any:
+        return self.step(s.name, s.timeout_s, getattr(self, s.action), *s.args,
+                         expected_s=s.expected_s)
+
+    def command_timeout(self) -> float:
+        """What the running step has left of its own timeout (and of the deadline)."""
+        left = self.budget.remaining()
+        if self.step_end is not None:
+            left = min(left, self.step_end - self.budget.clock())
+        return max(1.0, left)
+
+    def gpubench(self, label: str, args: Sequence[str], timeout_s: Optional[float] = None) -> CommandResult:
+        return self.shell.run(label, [self.python, "-m", "gpubench", *args],
+                              min(timeout_s or float("inf"), self.command_timeout()))
 
     def step_env(self) -> None:
-        r = self.gpubench("gpubench env --json", ["env", "--json"], LIMITS["env"][0])
+        r = self.gpubench("gpubench env --json", ["env", "--json"])
         if r.timed_out or r.rc != 0:
             raise GpuCheckError(f"gpubench env failed ({'timed out' if r.timed_out else f'exit {r.rc}'}): "
                                 f"{_last_line(r.stderr)}")
@@ -399,7 +345,7 @@ class Checker:
                                f"{first.get('power_limit_w')} W, {first.get('peak_mem_bw_gbs')} GB/s")])
 
     def step_list(self) -> None:
-        r = self.gpubench("gpubench list --json", ["list", "--json"], LIMITS["list"][0])
+        r = self.gpubench("gpubench list --json", ["list", "--json"])
         if r.timed_out or r.rc != 0:
             raise GpuCheckError(f"gpubench list failed: {_last_line(r.stderr)}")
         data = json.loads(r.stdout)
@@ -419,7 +365,7 @@ class Checker:
     def step_kernels(self) -> None:
         r = self.shell.run("reference kernels (plain torch)",
                            [self.python, str(Path(__file__).resolve()), "--measure-kernels"],
-                           self.budget.timeout(LIMITS["kernels"][0]))
+                           self.command_timeout())
         if r.timed_out or r.rc != 0:
             raise GpuCheckError(f"kernel measurement failed ({'timed out' if r.timed_out else f'exit {r.rc}'}): "
                                 f"{_last_line(r.stderr)}")
@@ -435,38 +381,26 @@ class Checker:
                          check_kernel("device copy GB/s", _num(k.get("copy_gbs")), peak_bw, "GB/s")])
 
     def step_pytest(self) -> None:
-        py = [self.python, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-        gpu = [*py, "-m", "gpu", GPU_TEST_ROOT, f"--junitxml={self.work / 'junit-gpu.xml'}"]
-        files = list(CPU_TEST_FILES)
-        if shutil.which("gcc") or shutil.which("cc"):
-            files += NVML_DOUBLE_TEST_FILES
-        else:
-            self.report.add([Check("pytest", "NVML test double", SKIP,
-                                   f"no gcc here: {', '.join(NVML_DOUBLE_TEST_FILES)} not run")])
-        files = [f for f in files if (REPO / f).exists()]
-        cpu = [*py, "-m", "not gpu", *files, f"--junitxml={self.work / 'junit-cpu.xml'}"]
-        gpu_r, cpu_r = self.shell.run_many([("pytest -m gpu", gpu), ("pytest, CPU tests of the GPU code paths", cpu)],
-                                           self.budget.timeout(LIMITS["pytest"][0]))
-        for name, r, junit, expect in (("pytest -m gpu", gpu_r, "junit-gpu.xml", True),
-                                       ("CPU tests of the GPU code paths", cpu_r, "junit-cpu.xml", False)):
-            counts = None
-            path = self.work / junit
-            if path.exists() and not r.timed_out:
-                counts = parse_junit(path.read_text())
-            if counts is None:
-                counts = parse_pytest_tail(r.stdout)
-            check = check_pytest(name, counts, r.timed_out, expect)
-            if counts is None and not r.timed_out:
-                check.detail += f" (pytest exit {r.rc}: {_last_line(r.stderr or r.stdout)})"
-            self.report.add([check])
-            self.report.tests[name] = check.detail
+        """`pytest -m gpu`: the GPU tests (the CPU tests run in CI on every change)."""
+        junit = self.work / "junit-gpu.xml"
+        r = self.shell.run("pytest -m gpu", [self.python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                             "-p", "no:randomly", "-m", "gpu", GPU_TEST_ROOT,
+                                             f"--junitxml={junit}"], self.command_timeout())
+        counts = parse_junit(junit.read_text()) if junit.exists() and not r.timed_out else None
+        if counts is None:
+            counts = parse_pytest_tail(r.stdout)
+        check = check_pytest("pytest -m gpu", counts, r.timed_out, True)
+        if counts is None and not r.timed_out:
+            check.detail += f" (pytest exit {r.rc}: {_last_line(r.stderr or r.stdout)})"
+        self.report.add([check])
+        self.report.tests["pytest -m gpu"] = check.detail
 
-    def _run_once(self, label: str, args: Sequence[str], mode: str, kind: str) -> Tuple[list, list, dict]:
-        """One `gpubench run`; returns its rows, samples and run.json (or raises)."""
-        cap = LIMITS["steady" if kind == "steady" else "run"][0]
-        timeout = self.budget.timeout(cap)
+    def _run_once(self, label: str, argv: Sequence[str], kind: str) -> Tuple[list, list, dict]:
+        """One planned `gpubench run` (argv from `run`); returns its rows, samples and
+        run.json (or raises)."""
+        timeout = self.command_timeout()
         # gpubench's own timeout first: it stops its worker and writes a timeout row
-        r = self.gpubench(label, ["run", *args, "--out", str(self.work / "runs"), "-q",
+        r = self.gpubench(label, [*argv, "--out", str(self.work / "runs"), "-q",
                                   "--timeout", f"{max(timeout - 15, timeout * 0.7):.1f}"], timeout)
         folder = Path(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else None
         if r.timed_out:
@@ -492,54 +426,45 @@ class Checker:
             name = self.report.machine.get("gpu_name")
         return gpm_expected_for(self.capability, name)
 
-    def step_run(self, workload: str, mode: str, precision: str) -> None:
-        label = f"run {workload} {mode} {precision}"
+    def step_run(self, label: str, argv: Sequence[str]) -> None:
         t0 = time.monotonic()
-        args = ["--workload", workload, "--mode", mode, "--precision", precision, *RUN_ARGS,
-                *WORKLOAD_ARGS.get(workload, ())]
-        rows, samples, run_json = self._run_once(label, args, mode, "matrix")
+        mode = argv[argv.index("--mode") + 1]
+        rows, samples, run_json = self._run_once(label, argv, "matrix")
         self.report.add(check_run(label, mode, rows, samples, run_json, self._gpm_expected(rows)))
         self.report.runs.append(run_table_row(label, rows, samples, run_json, time.monotonic() - t0))
         state = gpu_state_text(gpu_state_of(run_json))
         if state and "gpu state before the first run" not in self.report.machine:
             self.report.machine["gpu state before the first run"] = state
 
-    def step_exec(self, exec_mode: str, mode: str) -> None:
+    def step_exec(self, label: str, argv: Sequence[str]) -> None:
         """A non-eager exec mode: it runs, its outputs matched eager's (gpubench's own
         check before timing), compile_s is recorded, no trial recompiled."""
-        label = f"exec {exec_mode} gpt {mode}"
-        precision = "bf16" if mode == "train" else "fp16"
-        args = ["--workload", "gpt", "--mode", mode, "--precision", precision, "--exec", exec_mode,
-                *RUN_ARGS, *WORKLOAD_ARGS["gpt"]]
-        rows, _, run_json = self._run_once(label, args, mode, "exec")
+        rows, _, run_json = self._run_once(label, argv, "exec")
         self.report.add([check_exec_run(label, rows, run_json)])
 
-    def step_ranks(self) -> None:
-        """The torchrun launcher on NCCL: one rank against the plain run, then the
-        all-reduce sweep."""
-        plain, _, _ = self._run_once("plain resnet50 train bf16", RANKED_ARGS, "train", "ranks")
+    def step_ranks(self, argv: Sequence[str]) -> None:
+        """The torchrun launcher on NCCL: the steady run's command at --nproc 1, within
+        3% of it."""
+        if not self.steady_rows:
+            raise GpuCheckError("no steady run to compare with (it did not run or had no rows)")
         label = "--nproc 1 resnet50 train bf16"
-        ranked, _, run_json = self._run_once(label, [*RANKED_ARGS, "--nproc", "1"], "train",
-                                             "ranks")
-        self.report.add([check_ranked_run(label, plain, ranked, run_json)])
-        if not self.budget.allows(LIMITS["run"][1]):
-            self.report.add([Check("allreduce --nproc 1", "ran", SKIP, "skipped (time)")])
-            return
+        ranked, _, run_json = self._run_once(label, argv, "ranks")
+        self.report.add([check_ranked_run(label, self.steady_rows, ranked, run_json)])
+
+    def step_collective(self, argv: Sequence[str]) -> None:
         label = "allreduce --nproc 1 to 64 MiB"
-        rows, _, run_json = self._run_once(label, COLLECTIVE_ARGS, "train", "ranks")
+        rows, _, run_json = self._run_once(label, argv, "ranks")
         self.report.add([check_collective_run(label, rows, run_json)])
 
-    def step_serving(self, scenario: str, extra: Sequence[str]) -> None:
-        label = f"serving mnist {scenario}"
-        rows, _, run_json = self._run_once(label, [*SERVING_ARGS, "--scenario", scenario, *extra],
-                                           "infer", "serving")
+    def step_serving(self, label: str, argv: Sequence[str]) -> None:
+        rows, _, run_json = self._run_once(label, argv, "serving")
         self.report.add([check_serving_run(label, rows, run_json)])
 
-    def step_steady(self) -> None:
+    def step_steady(self, argv: Sequence[str]) -> None:
         label = "steady resnet50 train bf16"
         t0 = time.monotonic()
-        rows, samples, run_json = self._run_once(label, [*STEADY_ARGS, *RUN_ARGS[:2], "--telemetry", "nvml"],
-                                                 "train", "steady")
+        rows, samples, run_json = self._run_once(label, argv, "steady")
+        self.steady_rows = rows
         self.report.add(check_run(label, "train", rows, samples, run_json, self._gpm_expected(rows)))
         self.report.runs.append(run_table_row(label, rows, samples, run_json, time.monotonic() - t0))
         windows = (run_json.get("telemetry") or {}).get("trial_windows") or []
@@ -554,7 +479,7 @@ class Checker:
     def step_suite(self) -> None:
         config = self.out / "suite.yaml"
         write_atomic(config, SUITE_YAML)
-        timeout = self.budget.timeout(LIMITS["suite"][0])
+        timeout = self.command_timeout() - COMPARE_TIMEOUT_S / 3  # room for compare after it
         r = self.gpubench("gpubench suite (2 runs, isolated)",
                           ["suite", str(config), "--out", str(self.work / "suite"), "--devices", "0", "-q",
                            "--timeout", f"{max(timeout / 2 - 5, timeout * 0.35):.1f}"], timeout)
@@ -571,11 +496,8 @@ class Checker:
         good = r.rc == 0 and runs == 2 and ok == len(trials) and len(trials) > 0
         self.report.add([Check("suite", "two isolated runs, all trials ok", PASS if good else FAIL,
                                f"exit {r.rc}, {runs} runs, {ok}/{len(trials)} trials ok")])
-        if not self.budget.allows(LIMITS["compare"][1]):
-            self.report.add([Check("suite", "gpubench compare --by run_id", SKIP, "skipped (time)")])
-            return
         c = self.gpubench("gpubench compare --by run_id", ["compare", str(folder), "--by", "run_id",
-                                                           "--format", "json"], LIMITS["compare"][0])
+                                                           "--format", "json"], COMPARE_TIMEOUT_S)
         try:
             payload = json.loads(c.stdout) if c.stdout.strip() else None
         except json.JSONDecodeError:
@@ -595,28 +517,17 @@ class Checker:
     # --- the whole session ---------------------------------------------------------------
     def run_all(self) -> int:
         self.write()
-        self.step("gpubench env", LIMITS["env"][1], self.step_env)
-        self.step("gpubench list", LIMITS["list"][1], self.step_list)
-        self.step("reference kernels", LIMITS["kernels"][1], self.step_kernels)
-        self.step("pytest", LIMITS["pytest"][1], self.step_pytest)
-        if not self.torch_cuda[0]:  # every run would be refused: say so once, save the time
-            self.report.add([Check("runs", "torch-cuda runs, steady run, suite", FAIL,
-                                   f"not run: torch-cuda is not available: {self.torch_cuda[1]}")])
-        else:
-            for workload in self.workloads:
-                matrix = WORKLOAD_MATRIX.get(workload) or [(m, p) for m in MODES for p in PRECISIONS]
-                for mode, precision in matrix:
-                    self.step(f"run {workload} {mode} {precision}", LIMITS["run"][1],
-                              self.step_run, workload, mode, precision)
-            self.step("steady run: energy counter vs integrated power", LIMITS["steady"][1], self.step_steady)
-            self.step("suite + compare", LIMITS["suite"][1], self.step_suite)
-            self.step("runs of ranks (torchrun, NCCL)", LIMITS["ranks"][1], self.step_ranks)
-            for scenario, extra in SERVING_RUNS:
-                self.step(f"serving {scenario}", LIMITS["run"][1], self.step_serving,
-                          scenario, extra)
-            for exec_mode, mode in EXEC_RUNS:
-                self.step(f"exec {exec_mode} gpt {mode}", LIMITS["run"][1], self.step_exec,
-                          exec_mode, mode)
+        plan = build_plan(self.workloads)
+        first = [s for s in plan if s.action in ("step_env", "step_list")]
+        for s in first:
+            self.planned(s)
+        # the rest, over the workloads this machine's gpubench lists
+        for s in build_plan(self.workloads)[len(first):]:
+            if not self.torch_cuda[0] and s.commands:  # every run would be refused
+                self.report.add([Check(s.name, "ran", FAIL,
+                                       f"not run: torch-cuda is not available: {self.torch_cuda[1]}")])
+                continue
+            self.planned(s)
         self.report.state = "finished"
         self.write()
         return self.report.exit_code()
@@ -631,6 +542,22 @@ def _last_line(text: str) -> str:
 # ==========================================================================================
 # main
 # ==========================================================================================
+def print_plan() -> int:
+    """--plan: the plan over this checkout's workloads, every command line through
+    gpubench's preflight here (torch-cuda taken as available)."""
+    from gpubench.cli.list import collect
+
+    workloads = [w["name"] for w in collect()["workloads"] if w.get("task") != "collective"]
+    with tempfile.TemporaryDirectory(prefix="gpu-check-plan-") as tmp:
+        suite = Path(tmp) / "suite.yaml"
+        suite.write_text(SUITE_YAML)
+        table, problems = check_plan(build_plan(workloads), str(suite))
+    print(table)
+    for problem in problems:
+        print(f"gpu-check --plan: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -642,11 +569,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help=f"global deadline in seconds (default {DEADLINE_S:g})")
     parser.add_argument("--keep-results", action="store_true",
                         help="keep the temporary folder with every run folder (its path is in log.txt)")
+    parser.add_argument("--plan", action="store_true",
+                        help="print the plan (steps, tiers, expected seconds) and check every "
+                             "gpubench command line in it here; exit 0 when all are valid and "
+                             "the plan fits, 1 otherwise (needs no GPU)")
     parser.add_argument("--measure-kernels", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure_kernels:
         print(json.dumps(measure_kernels()))
         return 0
+    if args.plan:
+        return print_plan()
     present, why = gpu_presence()
     if not present:
         print(f"gpu-check: error: no NVIDIA GPU here: {why}", file=sys.stderr)

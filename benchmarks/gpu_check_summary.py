@@ -4,7 +4,7 @@ from them (rewritten after every step, so a kill keeps what was done)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional
 
 from gpu_check_kernels import GEMM_N
 from gpu_check_rows import FAIL, LATENCY_STRICT_STEP_S, LATENCY_TOL, PASS, SKIP, Check, _fmt
@@ -15,6 +15,7 @@ class Step:
     verdict: str
     seconds: float
     detail: str = ""
+    expected_s: Optional[float] = None  # the plan's estimate (gpu_check_plan.py)
 
 
 @dataclass
@@ -43,9 +44,17 @@ class Report:
         counts["failed_steps"] = sum(s.verdict == FAIL for s in self.steps)
         return counts
 
+    def skipped_steps(self) -> List[str]:
+        """Steps that did not run (the deadline left no room): the check is incomplete."""
+        return [s.name for s in self.steps if s.verdict == SKIP]
+
     def exit_code(self) -> int:
+        """1 a check or step failed; 3 nothing failed but a step did not run (a SKIP is
+        not a pass); 0 every step ran and passed."""
         counts = self.counts()
-        return 1 if counts[FAIL] or counts["failed_steps"] else 0
+        if counts[FAIL] or counts["failed_steps"]:
+            return 1
+        return 3 if self.skipped_steps() else 0
 
 
 # ==========================================================================================
@@ -57,8 +66,12 @@ def _md(text: Any) -> str:
 
 def render_summary(report: Report) -> str:
     c = report.counts()
+    skipped = report.skipped_steps()
+    finished = f"exit code {report.exit_code()}" + (
+        f" (incomplete: not run for time: {', '.join(skipped)})"
+        if report.exit_code() == 3 else "")
     state = {"running": "IN PROGRESS (this file is rewritten after every step)",
-             "finished": f"exit code {report.exit_code()}",
+             "finished": finished,
              "interrupted": "INTERRUPTED (what finished is below)"}[report.state]
     lines = [f"# gpubench gpu-check: {_md(report.machine.get('gpu_name') or 'GPU')} on {_md(report.host)}",
              "",
@@ -115,7 +128,10 @@ def render_summary(report: Report) -> str:
     order = {FAIL: 0, SKIP: 1, PASS: 2}
     for ch in sorted(report.checks, key=lambda x: order.get(x.verdict, 3)):
         lines.append(f"| {ch.verdict} | {_md(ch.group)} | {_md(ch.name)} | {_md(ch.detail)} |")
-    lines += ["", "## Steps", "", "| step | verdict | seconds | note |", "| --- | --- | --- | --- |"]
-    lines += [f"| {_md(s.name)} | {s.verdict} | {s.seconds:.1f} | {_md(s.detail)} |" for s in report.steps]
+    lines += ["", "## Steps", "", "Expected: the plan's estimate for an H100 (gpu_check_plan.py): "
+              "replace it with what this table measured.", "",
+              "| step | verdict | seconds | expected s | note |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {_md(s.name)} | {s.verdict} | {s.seconds:.1f} | {_fmt(s.expected_s, '.0f')} "
+              f"| {_md(s.detail)} |" for s in report.steps]
     lines.append("")
     return "\n".join(lines)

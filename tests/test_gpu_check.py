@@ -304,8 +304,8 @@ def _report():
     report.checks += [gcr.Check("run mnist infer fp32", "latency", "FAIL", "ratio 0.5"),
                       gcr.Check("kernels", "bf16 GEMM TFLOP/s", "PASS", "700 TFLOP/s"),
                       gcr.Check("pytest", "TensorRT GPU tests", "SKIP", "not installed")]
-    report.steps += [gcs.Step("gpubench env", "PASS", 5.0),
-                     gcs.Step("suite + compare", "SKIP", 0.0, "skipped (time)")]
+    report.steps += [gcs.Step("gpubench env", "PASS", 5.0, "", 6.0),
+                     gcs.Step("suite + compare", "SKIP", 0.0, "skipped (time)", 15.0)]
     report.runs.append({"run": "run mnist infer fp32", "batch": 64, "trials_ok": "3/3",
                         "throughput": 1.2e6, "mfu": 0.001, "power_w": 120.0, "power_limit_w": 700.0,
                         "energy_source": "counter", "mem_bw_source": "gpm", "mem_bw_gbs": 50.0,
@@ -320,10 +320,16 @@ def test_summary_lists_every_check_and_the_figures():
     assert "| FAIL | run mnist infer fp32 | latency | ratio 0.5 |" in text
     assert text.index("| FAIL |") < text.index("| SKIP |") < text.index("| PASS | kernels")
     assert "| run mnist infer fp32 | 64 | 3/3 | 1.2e+06 | 0.001 | 120 | 700 | counter | gpm | 50 | 0.500 |" in text
-    assert "| suite + compare | SKIP | 0.0 | skipped (time) |" in text
+    assert "| gpubench env | PASS | 5.0 | 6 |  |" in text  # measured beside the estimate
+    assert "| suite + compare | SKIP | 0.0 | 15 | skipped (time) |" in text
     assert report.exit_code() == 1
     report.checks = [c for c in report.checks if c.verdict != "FAIL"]
     report.state = "finished"
+    # a step skipped for time is not a pass: incomplete, and the summary names it
+    assert report.exit_code() == 3
+    assert "exit code 3 (incomplete: not run for time: suite + compare)" in gcs.render_summary(report)
+    report.steps = [s for s in report.steps if s.verdict != "SKIP"]
+    # a check that does not apply to this GPU (a SKIP inside a step that ran) is no gap
     assert report.exit_code() == 0 and "exit code 0" in gcs.render_summary(report)
     report.steps.append(gcs.Step("pytest", "FAIL", 150.0, "timed out"))
     assert report.exit_code() == 1  # a failed step fails the check
@@ -375,16 +381,21 @@ def test_a_raising_step_is_a_fail_line_and_the_next_step_runs(tmp_path):
     assert not list(checker.out.glob(".*.tmp"))  # atomic writes leave nothing behind
 
 
-def test_steps_past_the_deadline_are_skipped_for_time(tmp_path):
+def test_a_step_never_starts_with_less_time_than_its_timeout(tmp_path):
     checker, clock = _checker(tmp_path, total_s=100.0)
     clock.t = 80.0  # 100 - 8 (reserve) - 80 = 12 s left
-    called = []
+    called, timeouts = [], []
     checker.step("long step", 30.0, lambda: called.append(1))
-    checker.step("short step", 5.0, lambda: called.append(2))
+    checker.step("short step", 5.0, lambda: (called.append(2), timeouts.append(checker.command_timeout())))
+    checker.step("exact step", 12.0, lambda: timeouts.append(checker.command_timeout()))
     assert called == [2]
-    assert [(s.name, s.verdict, s.detail) for s in checker.report.steps][0] == ("long step", "SKIP", "skipped (time)")
-    assert checker.budget.timeout(60.0) == pytest.approx(12.0)
+    assert [(s.name, s.verdict, s.detail) for s in checker.report.steps][0] == (
+        "long step", "SKIP", "skipped (time): 12 s left, its timeout is 30 s")
+    # a step's commands end by its own timeout, and never past the deadline
+    assert timeouts == [pytest.approx(5.0), pytest.approx(12.0)]
     assert "skipped (time)" in (checker.out / "summary.md").read_text()
+    checker.report.state = "finished"
+    assert checker.report.exit_code() == 3
 
 
 def _running(pid: int) -> bool:
@@ -418,3 +429,86 @@ def test_a_command_past_its_timeout_is_stopped(tmp_path, monkeypatch):
     assert log.count("TIMED OUT") == 2
     fine = checker.shell.run("prints", [sys.executable, "-c", "print('hello')"], 30.0)
     assert fine.rc == 0 and fine.stdout.strip() == "hello" and not fine.timed_out
+
+
+# -- the plan: every command line valid, and it fits ------------------------------------------
+import gpu_check_plan as gcp  # noqa: E402
+
+
+def _workloads() -> List[str]:
+    from gpubench.cli.list import collect
+
+    return [w["name"] for w in collect()["workloads"] if w.get("task") != "collective"]
+
+
+def test_the_plan_over_the_real_workloads_fits_its_tiers():
+    plan = gcp.build_plan(_workloads())
+    core = [s for s in plan if s.tier == gcp.CORE]
+    assert sum(s.expected_s for s in core) <= gcp.CORE_BUDGET_S
+    assert plan.index(core[-1]) == len(core) - 1  # the core tier runs first
+    assert gcp.fits(plan) == []
+    names = [s.name for s in plan]
+    assert len(names) == len(set(names))
+    # what the issue asked of the core: peaks, the matrix at fp32/bf16, energy, ranks,
+    # single-stream serving, compile and CUDA graphs
+    for wanted in ("reference kernels", "run mnist infer bf16", "run gpt train fp32",
+                   "steady run: energy counter vs integrated power", "serving single-stream",
+                   "exec compile gpt train", "exec cuda-graphs gpt train"):
+        assert wanted in [s.name for s in core], wanted
+    assert any("--nproc" in c for s in core for c in s.commands)
+    # every workload gpubench lists is run, in the core, the extended tier or pytest -m gpu
+    ran = {c[c.index("--workload") + 1] for s in plan for c in s.commands if "--workload" in c}
+    assert set(_workloads()) - ran <= set(gcp.COVERED_BY_GPU_TESTS)
+
+
+def test_a_plan_that_does_not_fit_says_which_step_and_why():
+    plan = gcp.build_plan(_workloads())
+    slow = [gcp.PlannedStep(s.name, s.tier, s.expected_s * 2, s.timeout_s, s.action, s.args,
+                            s.commands) for s in plan]
+    problems = gcp.fits(slow)
+    assert problems[0].startswith("the core tier is expected to take")
+    assert any("would start at" in p for p in problems)
+
+
+def test_plan_mode_checks_every_command_line_through_preflight_and_exits_0(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--plan"], capture_output=True, text=True,
+                          env=_env(PYTHONPATH=str(REPO / "src")), cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    plan = gcp.build_plan(_workloads())
+    assert len(lines) == len(plan) + 2  # a header, a row per step, the totals
+    checked = [line for line in lines[1:-1] if line.rstrip().endswith("ok")]
+    assert len(checked) == sum(1 for s in plan if s.commands)
+    assert "REFUSED" not in done.stdout
+    total = sum(s.expected_s for s in plan)
+    assert f"all {total:.0f} s expected" in lines[-1]
+
+
+def test_a_refused_command_line_fails_the_plan(monkeypatch):
+    # the command line gpu-check shipped with: single-stream at --batch-size 64 (exit 2
+    # on every GPU); --plan must refuse it before any GPU time is spent
+    bad = ("run", "--workload", "mnist", "--backend", "torch-cuda", "--mode", "infer",
+           "--batch-size", "64", "--scenario", "single-stream", "--telemetry", "nvml")
+    plan = [gcp._step("serving single-stream", gcp.CORE, 8.0, "step_serving", ("s", bad), [bad])]
+    table, problems = gcp.check_plan(plan, "unused.yaml")
+    assert len(problems) == 1 and "single-stream issues one sample a query" in problems[0]
+    assert "REFUSED" in table
+    # torch-cuda is taken as available: its own declarations are what is checked
+    ok = ("run", "--workload", "gpt", "--backend", "torch-cuda", "--exec", "cuda-graphs",
+          "--precision", "tf32", "--mode", "infer", "--telemetry", "nvml")
+    with gcp.cuda_taken_as_available():
+        assert gcp.check_command(ok)[0]
+    assert not gcp.check_command(ok)[0]  # outside it, torch-cuda is unavailable here
+
+
+def test_the_checker_runs_the_plan_it_printed(tmp_path, monkeypatch):
+    # every planned step's action is a Checker method taking the step's own args
+    import inspect
+
+    plan = gcp.build_plan(_workloads())
+    for s in plan:
+        method = getattr(gc.Checker, s.action)
+        inspect.signature(method).bind(None, *s.args)
+        for argv in s.commands:  # what the step runs is in the args --plan checked
+            if argv[0] == "run":
+                assert argv in s.args, s.name

@@ -161,7 +161,7 @@ SERVING_OPTIONS = (
      "server: how long the batcher holds the oldest waiting query for more (default 0: what "
      "waits goes as soon as the model is free)"),
     ("--min-queries", positive_int, "N",
-     "single-stream, multi-stream, server: queries a trial holds at least (default 459: the "
+     "single-stream, multi-stream, server: queries a trial holds at least (default 662: the "
      "fewest that can claim p99 at 99%% confidence)"),
 )
 

@@ -137,7 +137,7 @@ class ServerScenario(ServingScenario):
 
     def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
         step = ctx.step
-        # every batch size the batcher may form, once before timing
+        # every batch size the batcher may form, twice before timing (serving.warm_shapes)
         s, library, clock_facts, warm = self.start(ctx, lambda batch: range(1, batch + 1))
         capacity = s.batch / warm.seconds_per_batch  # queries of one sample
         records: List[Dict[str, Any]] = []

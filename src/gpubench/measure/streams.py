@@ -27,13 +27,13 @@ from gpubench.measure.protocol import STOP_FIXED
 from gpubench.measure.scenario import Scenario, ScenarioContext
 from gpubench.measure.serving import (
     SERVING_COLUMNS, ServingSettings, Trial, WarmUp, clock, sample_library, serve_timed,
-    serving_record, settings_of, trial_row, warm_up,
+    serving_record, settings_of, trial_row, warm_shapes, warm_up,
 )
 
 
 class ServingScenario(Scenario):
     """What every serving scenario starts with: its settings, the sample library handed
-    to the step, and the warm-up (every batch size in `shapes` once first)."""
+    to the step, and the warm-up (every batch size in `shapes` twice first: serving.py)."""
 
     needs = frozenset({"serve"})
     columns = SERVING_COLUMNS
@@ -110,8 +110,9 @@ class OfflineScenario(ServingScenario):
         s, library, clock_facts, warm = self.start(ctx, lambda batch: [batch])
         # the query: enough samples to last min_trial_s at the warm-up's rate
         n = max(s.batch, math.ceil(s.min_duration_s / warm.seconds_per_batch * s.batch))
-        if n % s.batch:  # the partial last batch's shape, run once before timing
-            step.serve(np.arange(n % s.batch) % len(library))
+        if n % s.batch:  # the partial last batch's shape, warmed as the others were
+            warm_shapes(step.serve, [n % s.batch], len(library),
+                        np.random.default_rng([s.seed, 4]))
         records: List[Dict[str, Any]] = []
         for trial in range(s.trials):
             ctx.progress("trial", trial=trial, trials=s.trials, iterations=-(-n // s.batch),

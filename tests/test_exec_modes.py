@@ -117,3 +117,125 @@ def test_cuda_graphs_replay_the_whole_step_and_match_eager(mode, tmp_path):
     if mode == "train":
         assert meta["loss"]["fell"] is True  # the replayed optimizer really updates
     assert np.isfinite(trials["throughput_samples_per_s"]).all()
+
+
+# --- training under compile: one graph, the one the trials run, checked as they run it ---
+def tiny_train_workload():
+    """The smallest workload with what a training check must keep: Adam (optimizer
+    state) and a BatchNorm (running statistics a training-mode forward moves)."""
+    from gpubench.models import BatchNorm2d, Conv2d, Flatten, Linear, ReLU
+    from gpubench.workloads import Workload
+
+    return Workload(name="tiny", task="classification", input_shape=(1, 4, 4), num_outputs=3,
+                    loss="cross_entropy", optimizer="adam", optimizer_args=(("lr", 0.01),),
+                    default_batch_size=8,
+                    layers=(Conv2d(2, 1), BatchNorm2d(), ReLU(), Flatten(), Linear(3)))
+
+
+def prepared_train_step(exec_mode: str):
+    """A training step from the reference weights (time-to-accuracy's start), built
+    and prepared (compiled and checked) as a run builds it; with the rise in dynamo's
+    count of compiled graphs that preparing caused, what it held once prepared (its
+    state_dict, the optimizer's state, its gradients), and the graphs three training
+    steps compiled after that (the trials' steps: none)."""
+    import torch
+
+    from gpubench.backends.base import StepConfig
+    from gpubench.backends.torch_exec import dynamo_graphs
+    from gpubench.backends.torch_step import TorchStep
+
+    if exec_mode != "eager":  # a graph an earlier test compiled for these layers would be reused
+        torch._dynamo.reset()
+    before = dynamo_graphs()
+    step = TorchStep(tiny_train_workload(), StepConfig("train", "fp32", 8, exec_mode=exec_mode,
+                                                       reference_init=True, data_batches=1),
+                     torch.device("cpu"))
+    rise = dynamo_graphs() - before
+    held = ({k: v.clone() for k, v in step.model.state_dict().items()},
+            step.optimizer.state_dict()["state"],
+            [p.grad for p in step.model.parameters()])
+    before = dynamo_graphs()
+    step.run(3)
+    assert np.isfinite(step.loss())
+    return step, rise, held, dynamo_graphs() - before
+
+
+@pytest.fixture(scope="module")
+def compiled_train_step():
+    return prepared_train_step("compile")
+
+
+def test_training_compiles_one_graph_the_one_the_trials_run(compiled_train_step):
+    """Preparing compiled the training forward and backward once (not also an inference
+    graph under no_grad that no trial runs), and the trials' steps compile nothing new."""
+    step, compiled, _, compiled_by_steps = compiled_train_step
+    assert compiled == 1 and step.compile_s > 0
+    assert compiled_by_steps == 0
+
+
+def test_the_training_check_holds_the_loss_and_every_gradient(compiled_train_step):
+    step = compiled_train_step[0]
+    eager, compiled = step.exec_check
+    n_params = sum(p.numel() for p in step.model.parameters())
+    assert eager.shape == compiled.shape == (1 + n_params, 1)
+    assert eager[0, 0] == 1.0  # the loss over itself; the gradients over the largest
+    assert np.abs(eager[1:]).max() == 1.0 and np.abs(compiled - eager).max() < 1e-4
+    assert "gradient" in step.facts["exec_check_values"]
+
+
+@pytest.mark.parametrize("exec_mode", ["eager", "compile"])
+def test_training_starts_from_the_reference_weights_and_optimizer_state(exec_mode,
+                                                                        compiled_train_step):
+    """What time-to-accuracy promises every exec mode: epoch 1 starts from
+    models/init_weights.py's weights (BatchNorm's statistics too) and a fresh optimizer,
+    whatever preparing the mode ran (compiling and checking run no optimizer update)."""
+    from gpubench.models.init_weights import initial_weights
+
+    prepared = compiled_train_step if exec_mode == "compile" else prepared_train_step("eager")
+    state, optimizer_state, grads = prepared[2]
+    workload = tiny_train_workload()
+    reference = initial_weights(workload.layers, workload.input_shape, 0)
+    weights = [v for k, v in state.items() if not k.endswith("num_batches_tracked")]
+    assert len(weights) == len(reference)
+    for mine, ref in zip(weights, reference):
+        np.testing.assert_array_equal(mine.numpy(), ref)
+    assert [int(v) for k, v in state.items() if k.endswith("num_batches_tracked")] == [0]
+    assert optimizer_state == {} and grads == [None] * len(grads)
+
+
+def test_a_compiled_step_with_wrong_gradients_is_flagged(tmp_path, monkeypatch):
+    """A 'compiler' whose outputs are right but whose gradients are 1% off: checking only
+    the forward would pass it; the training check (what the trials run) catches it."""
+    import torch
+
+    import gpubench.backends.torch_step as torch_step
+
+    class WrongGradients(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            out = self.model(x)
+            return out + 0.01 * (out - out.detach())  # the same values, gradients x 1.01
+
+    monkeypatch.setattr(torch_step, "compile_module", lambda model, mode: WrongGradients(model))
+    done, trials, meta = exec_run(tmp_path, "--exec", "compile")
+    assert "exec check failed: against eager" in done.stderr
+    assert trials["accuracy_ok"].astype(str).eq("False").all() and len(trials) == 2
+    n_params = 784 * 128 + 128 + 128 * 10 + 10  # the MLP's: the loss and every gradient
+    assert meta["exec_check"]["samples"] == 1 + n_params
+    assert meta["exec_check"]["max_abs_diff"] == pytest.approx(0.01, rel=1e-3)
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_cuda_graphs_on_ranks_are_refused_before_any_rank_starts(strategy, tmp_path):
+    """torch-cuda declares cuda-graphs; under --nproc the capture would need what torch's
+    CUDA notes ask of DDP (built on a side stream, 11 eager iterations first) and FSDP
+    is not documented as capturable: refused on any machine, CUDA or not."""
+    done = run_cli_here("run", "-w", "mnist", "-b", "torch-cuda", "--nproc", "2", "--strategy",
+                        strategy, "--exec", "cuda-graphs", "--out", tmp_path / "out")
+    assert done.returncode == 2, done.stderr
+    assert "exec mode cuda-graphs cannot run data-parallel (--nproc)" in done.stderr
+    assert "11 eager iterations" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

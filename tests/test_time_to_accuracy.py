@@ -230,3 +230,17 @@ def test_energy_to_accuracy_sums_the_training_epochs_energy():
     assert last["time_to_accuracy_s"] == pytest.approx(sum(r["epoch_s"] for r in rows))
     assert last["samples_per_joule"] == pytest.approx(1000 / 2.5) and last["reached"] is True
     assert "reached" not in rows[0] and extra["time_to_accuracy"]["reached_at_epoch"] == 3
+
+
+def test_cuda_graphs_are_refused_for_time_to_accuracy(mnist_subset_dir, tmp_path):
+    """One captured batch shape cannot take an epoch's short last batch (60000 % 64 = 32),
+    and the capture's warm-up steps would train before epoch 1: refused in one line on
+    any machine (torch-cuda declares cuda-graphs), before anything is written. The
+    reference start of the modes that run (eager, compile) is in test_exec_modes.py."""
+    done = run_cli_here("run", "-w", "mnist", "-b", "torch-cuda", "--exec", "cuda-graphs",
+                        "--data", "mnist", "--data-dir", mnist_subset_dir, "--target-accuracy",
+                        TARGET, "--out", tmp_path / "out")
+    assert done.returncode == 2, done.stderr
+    assert "exec mode cuda-graphs cannot run scenario time-to-accuracy" in done.stderr
+    assert "last batch is short" in done.stderr and "reference start" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

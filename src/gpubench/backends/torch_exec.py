@@ -8,21 +8,31 @@ TorchBench measures them side by side:
   replayed; each step first copies its batch into the static inputs, as a real loop must.
 
 Compiling and capturing happen while the step is built and are timed apart
-(`compile_s`); before that, the mode's outputs on the first batch are set beside
-eager's on the same weights (`exec_check`, judged by measure/accuracy_gate.py). A
-recompilation during the trials is counted from dynamo's own counters and reported.
+(`compile_s`); the mode's results on the first batch are set beside eager's on the same
+weights (`exec_check`, judged by measure/accuracy_gate.py): in inference the outputs; in
+training under compile, the graph the trials run (forward and backward in grad mode,
+compiled once and counted alone) gives the loss and every parameter's gradient (the loss
+divided by eager's, the gradients by eager's largest: `relative_pairs`), with no optimizer
+update, so the weights and the optimizer's state stay where training starts. A recompilation
+during the trials is counted from dynamo's own counters and reported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Iterator, List, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from gpubench.backends.exec_modes import compile_mode
 
 CAPTURE_WARMUP_STEPS = 3  # on a side stream before capture, as torch's CUDA-graph docs ask
+# what a training exec_check holds (run.json's environment says it beside the check)
+TRAIN_CHECK_VALUES = ("the loss and every parameter's gradient after one forward and backward "
+                      "on the first batch (no optimizer update); the loss divided by eager's "
+                      "loss, the gradients by eager's largest gradient magnitude")
 
 
 def compile_module(model: torch.nn.Module, exec_mode: str) -> torch.nn.Module:
@@ -60,6 +70,63 @@ class GraphedStep:
                 static.copy_(value, non_blocking=True)
         self.graph.replay()
         return self.static_out
+
+
+def loss_and_grads(module: Callable, loss_fn: Callable, x: torch.Tensor, y: torch.Tensor,
+                   params: Sequence[torch.nn.Parameter],
+                   autocast: Callable[[], Any]) -> List[List[torch.Tensor]]:
+    """One forward and backward of a training step without its optimizer update:
+    [[the loss], [each parameter's gradient]] (this rank's shard of a sharded one),
+    detached; the gradients are cleared again, as the step's zero_grad(set_to_none)
+    leaves them."""
+    for p in params:
+        p.grad = None
+    with autocast():
+        loss = loss_fn(module(x), y)
+    loss.backward()
+    grads = []
+    for p in params:
+        if p.grad is not None:
+            grad = p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad
+            grads.append(grad.detach().float().reshape(-1).clone())
+        p.grad = None
+    return [[loss.detach().float().reshape(1)], grads]
+
+
+def relative_pairs(eager: Sequence[Sequence[torch.Tensor]],
+                   other: Sequence[Sequence[torch.Tensor]],
+                   keep_elems: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Two columns, [n, 1], of the groups' values (at most keep_elems in all), each group
+    divided by the largest magnitude in its eager version: the loss is checked relative
+    to itself, the gradients relative to the largest one (a gradient that is zero but
+    for rounding, a bias before a BatchNorm's, is then held to rounding of that scale,
+    as the accuracy gate holds outputs to the largest output)."""
+    flat = [[t.reshape(-1) for t in group] for group in eager]
+    flat_other = [[t.reshape(-1) for t in group] for group in other]
+    if [len(g) for g in flat] != [len(g) for g in flat_other]:
+        raise RuntimeError("the exec mode's loss and gradients do not pair with eager's")
+    per = max(1, keep_elems // max(1, sum(len(g) for g in flat)))
+    refs, outs = [], []
+    for group, group_other in zip(flat, flat_other):
+        scale = max((float(t.abs().max()) for t in group if t.numel()), default=0.0) or 1.0
+        for e, o in zip(group, group_other):
+            refs.append(e[:per].double() / scale)
+            outs.append(o[:per].double() / scale)
+    return (torch.cat(refs).reshape(-1, 1).cpu().numpy(),
+            torch.cat(outs).reshape(-1, 1).cpu().numpy())
+
+
+@contextlib.contextmanager
+def buffers_kept(module: torch.nn.Module) -> Iterator[None]:
+    """Restores the module's buffers (BatchNorm's running statistics and batch count)
+    in place afterwards: a check's forward passes in training mode move them."""
+    kept = [(b, b.detach().clone()) for b in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, saved in kept:
+                b.copy_(saved)
 
 
 def timed(fn: Callable[[], Any], synchronize: Callable[[], None]) -> Tuple[Any, float]:

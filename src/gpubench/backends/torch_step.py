@@ -16,7 +16,10 @@ from gpubench.backends.base import (
 )
 from gpubench.backends.cuda_events import CudaEventPool, CudaEventTimer, DeviceClock
 from gpubench.backends.exec_modes import compile_mode
-from gpubench.backends.torch_exec import GraphedStep, compile_module, dynamo_graphs, timed
+from gpubench.backends.torch_exec import (
+    TRAIN_CHECK_VALUES, GraphedStep, buffers_kept, compile_module, dynamo_graphs,
+    loss_and_grads, relative_pairs, timed,
+)
 from gpubench.backends.torch_model import build_module
 from gpubench.backends.torch_parallel import param_digest, wrap_data_parallel
 from gpubench.errors import Unsupported
@@ -104,6 +107,7 @@ class TorchStep(Step):
         self.parallel: Optional[str] = None  # the strategy applied, for run.json
         if config.ranks.ranked and config.mode == "train":
             trained, self.parallel = wrap_data_parallel(self.model, config.ranks, device)
+        self.trained = trained  # eager: what a compiled step is checked against
         self.run_model: Callable = (compile_module(trained, self.exec_mode)
                                     if compile_mode(self.exec_mode) else trained)
         # Each rank trains on batches of its own (a data-parallel step's point); the
@@ -167,19 +171,31 @@ class TorchStep(Step):
 
     def _prepare_exec(self, workload: Workload) -> None:
         """Compiles or captures now, timed apart from the trials (compile_s), and sets
-        the mode's outputs on the first batch beside eager's on the same weights."""
+        the mode's results on the first batch beside eager's on the same weights.
+        Training under compile compiles only the graph the trials run (the model's
+        forward and backward in grad mode) and checks its loss and gradients; no
+        optimizer update runs, so training starts from the weights and optimizer state
+        it was built with (time-to-accuracy's reference start)."""
         x, y = self.data[0]
-        eager = self._outputs(self.model, x)
         sync = self.synchronize
         if self.exec_mode == "cuda-graphs":
-            self._capture(workload, x, y, sync, eager)
+            self._capture(workload, x, y, sync, self._outputs(self.model, x))
             return
-        compiled, first_s = timed(lambda: self._outputs(self.run_model, x), sync)
-        self.compile_s = first_s
-        if self._step is not None:  # the training graph (forward and backward) compiles too
-            _, train_s = timed(lambda: self._step(x, y), sync)
-            self.compile_s += train_s
-        self.exec_check = (eager.cpu().numpy(), compiled.cpu().numpy())
+        if self._step is None:
+            eager = self._outputs(self.model, x)
+            compiled, self.compile_s = timed(lambda: self._outputs(self.run_model, x), sync)
+            self.exec_check = (eager.cpu().numpy(), compiled.cpu().numpy())
+            return
+        params = list(self.model.parameters())
+
+        def one_step(module: Callable) -> List[List[torch.Tensor]]:
+            return loss_and_grads(module, self.loss_fn, x, y, params, self._autocast)
+
+        with buffers_kept(self.model):
+            eager_values = one_step(self.trained)
+            compiled_values, self.compile_s = timed(lambda: one_step(self.run_model), sync)
+        self.exec_check = relative_pairs(eager_values, compiled_values, EXEC_CHECK_ELEMS)
+        self.facts["exec_check_values"] = TRAIN_CHECK_VALUES
 
     def _capture(self, workload: Workload, x: torch.Tensor, y: torch.Tensor, sync,
                  eager: torch.Tensor) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 from gpubench.backends import MODES, PRECISIONS, Backend, get_backend, resolve_backend
+from gpubench.backends.exec_modes import exec_refusal
 from gpubench.backends.onnx_graph_check import check_onnx_file, file_sha256
 from gpubench.errors import Unsupported, UserError
 from gpubench.measure.memory_check import check_memory
@@ -204,6 +205,27 @@ def exec_mode_of(req: RunRequest, backend: Backend) -> str:
     return exec_mode
 
 
+def declared_exec(req: RunRequest) -> Optional[str]:
+    """The exec mode asked for where the named backend declares it, read without
+    asking whether the backend is available here (None: not asked, `auto`, or not
+    declared, which exec_mode_of says once the backend resolves)."""
+    if req.exec is None or req.backend == "auto":
+        return None
+    try:
+        backend = get_backend(req.backend)
+    except UserError:  # unknown: resolve_backend says so
+        return None
+    return req.exec if req.exec in backend.exec_modes else None
+
+
+def check_exec_plan(req: RunRequest, scenario: Scenario, exec_mode: Optional[str]) -> None:
+    """An exec mode that cannot run this scenario or a run of ranks (exec_modes.py)."""
+    why = exec_mode and exec_refusal(exec_mode, scenario.name, ranked=req.strategy is not None,
+                                     epochs=scenario.data_pipeline == "epochs")
+    if why:
+        raise Unsupported(why)
+
+
 def preflight(req: RunRequest) -> Preflight:
     """The checks that need no framework: bad input, an unknown or unavailable backend,
     a configuration the backend cannot run, a scenario needing what its steps cannot
@@ -211,9 +233,13 @@ def preflight(req: RunRequest) -> Preflight:
     validate_request(req)
     scenario = resolve_scenario(req.scenario)
     workload = resolve_workload(req.workload, req.params)
+    # a mode's own refusals come on any machine (torch-cuda's cuda-graphs on a CPU box);
+    # after resolving, again for the mode `auto` resolved to
+    check_exec_plan(req, scenario, declared_exec(req))
     backend = resolve_backend(req.backend)
     backend.check_config(req.mode, req.precision)
     exec_mode = exec_mode_of(req, backend)
+    check_exec_plan(req, scenario, exec_mode)
     check_ranked(req, scenario, backend, workload)
     if req.data != "synthetic":  # before anything is written: a missing set is exit 2
         from gpubench.data.sources import check_source, labelled_data

@@ -184,6 +184,17 @@ def test_the_failed_row_names_the_first_failure_not_its_consequences(tmp_path):
                "py_callstack": ""}
     assert first_failure({0: stopped, 1: boom}, crashed[:1], log).splitlines()[-1] == \
         "rank 1 of the run failed: ValueError: boom (then rank 0: SIGTERM)"
+    # a rank that raised and then died of an abort as it exited (gloo, its peer gone):
+    # the exception is the cause, from its error file or, without one, its crashed event
+    raised_then_aborted = {**abort, "message": "ValueError: boom", "py_callstack": "tb1"}
+    assert first_failure({0: stopped, 1: raised_then_aborted}, crashed[:1], log).splitlines() == [
+        "tb1", "rank 1 of the run failed: ValueError: boom (then rank 0: SIGTERM, rank 1 "
+        "itself: SIGABRT on exit)"]
+    said = [{**crashed[0], "error": "ValueError: boom"}]
+    assert first_failure({0: stopped, 1: abort}, said, log).splitlines() == [
+        "torchrun: Signal 6 (SIGABRT) received by PID 42",
+        "rank 1 of the run failed: ValueError: boom (then rank 0: SIGTERM, rank 1 itself: "
+        "SIGABRT on exit)"]
     assert first_failure({}, [], log) is None
 
 

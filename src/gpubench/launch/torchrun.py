@@ -106,10 +106,22 @@ def read_failures(path: Path) -> Dict[int, Dict[str, Any]]:
         return {}
 
 
-def _how(failure: Dict[str, Any]) -> str:
-    if failure["exitcode"] < 0:
-        return f"was killed by {failure['signal']} (exit code {failure['exitcode']})"
-    return f"failed: {failure['message']}"
+def _raised(rank: int, failure: Dict[str, Any], events: List[Dict[str, Any]]) -> Optional[str]:
+    """The exception the rank raised ("Type: text"), None when it raised none: from its
+    error file (@record), else from its own `crashed` event. A rank that raised can still
+    end by a signal: it leaves its process group to the process's exit, and gloo aborts
+    there (SIGABRT) when its peer is gone; the exception is then the cause, not the abort."""
+    if failure.get("py_callstack") and failure.get("message"):
+        return failure["message"]
+    said = [e.get("error") for e in events if e.get("event") == "crashed" and e.get("rank") == rank]
+    return said[0] if said and said[0] else None
+
+
+def _how(rank: int, failure: Dict[str, Any], events: List[Dict[str, Any]]) -> str:
+    raised = _raised(rank, failure, events)
+    if raised is not None or failure["exitcode"] >= 0:
+        return f"failed: {raised if raised is not None else failure['message']}"
+    return f"was killed by {failure['signal']} (exit code {failure['exitcode']})"
 
 
 def first_failure(failures: Dict[int, Dict[str, Any]], events: List[Dict[str, Any]],
@@ -121,20 +133,24 @@ def first_failure(failures: Dict[int, Dict[str, Any]], events: List[Dict[str, An
 
     The first failure is not the lowest rank's: the ranks waiting for a failed one fail
     a moment later (a lost connection), or torchrun stops them with SIGTERM. So: a rank
-    killed by another signal (an abort, a segfault, the OOM killer) first; then the
-    rank that raised first by the `crashed` event each wrote (its own clock, finer than
-    the error file's seconds); then the lowest rank."""
+    killed by another signal (an abort, a segfault, the OOM killer) without having
+    raised first; then the rank that raised first by the `crashed` event each wrote (its
+    own clock, finer than the error file's seconds); then the lowest rank."""
     if not failures:
         return None
     signalled = sorted(r for r, f in failures.items()
-                       if f["exitcode"] < 0 and f["signal"] != "SIGTERM")
+                       if f["exitcode"] < 0 and f["signal"] != "SIGTERM"
+                       and _raised(r, f, events) is None)
     crashed = sorted((e["t"], e["rank"]) for e in events
                      if e.get("event") == "crashed" and e.get("rank") in failures)
     rank = signalled[0] if signalled else crashed[0][1] if crashed else min(failures)
     failure = failures[rank]
-    headline = f"rank {rank} of the run {_how(failure)}" + (
-        f" (then {_short(failures, rank)})" if len(failures) > 1 else "")
-    detail = tail(log) if failure["exitcode"] < 0 else failure["py_callstack"].rstrip()
+    then = _short(failures, rank)
+    if failure["exitcode"] < 0 and rank not in signalled:  # raised, then the signal
+        then = ", ".join(filter(None, [then, f"rank {rank} itself: {failure['signal']} on exit"]))
+    headline = f"rank {rank} of the run {_how(rank, failure, events)}" + (
+        f" (then {then})" if then else "")
+    detail = failure["py_callstack"].rstrip() or (tail(log) if failure["exitcode"] < 0 else "")
     return f"{detail}\n{headline}".lstrip()
 
 

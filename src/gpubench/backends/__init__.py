@@ -1,5 +1,6 @@
-"""The backend registry. Names map to factories so that listing backends imports no
-framework; plugins add factories through the entry-point group `gpubench.backends`."""
+"""The backend registry (gpubench/registry.py). Names map to factories so that listing
+backends imports no framework; plugins add factories through the entry-point group
+`gpubench.backends`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Callable, Dict, List
 from gpubench.backends.base import (
     MODES, PRECISIONS, Backend, DeviceInfo, Step, StepConfig, StepTimer,
 )
-from gpubench.errors import BackendUnavailable, UserError
+from gpubench.errors import BackendUnavailable
+from gpubench.registry import Registry
 
 __all__ = [
     "MODES", "PRECISIONS", "Backend", "DeviceInfo", "Step", "StepConfig", "StepTimer",
@@ -42,7 +44,10 @@ def _tensorrt() -> Backend:
     return TensorRTBackend()
 
 
-_BUILTIN: Dict[str, Callable[[], Backend]] = {
+# `auto` takes the first available of these: the GPU when there is one.
+AUTO_ORDER = ("torch-cuda", "torch-cpu")
+
+BACKENDS: Registry[Callable[[], Backend]] = Registry("backend", {
     "torch-cuda": _torch("cuda"),
     "torch-cpu": _torch("cpu"),
     "tf-gpu": _tf("cuda"),
@@ -52,40 +57,26 @@ _BUILTIN: Dict[str, Callable[[], Backend]] = {
     "onnxruntime-cpu": _ort("cpu"),
     "onnxruntime-cuda": _ort("cuda"),
     "tensorrt": _tensorrt,
-}
-_extra: Dict[str, Callable[[], Backend]] = {}
-_plugins_loaded = False
-
-# `auto` takes the first available of these: the GPU when there is one.
-AUTO_ORDER = ("torch-cuda", "torch-cpu")
+}, group="gpubench.backends", also=("auto",))
+_extra = BACKENDS.extra  # what tests put back after registering a backend
 
 
 def register_backend(name: str, factory: Callable[[], Backend]) -> None:
     """Adds a backend for this process (tests, notebooks)."""
-    _extra[name] = factory
+    BACKENDS.register(name, factory)
 
 
 def all_backends() -> Dict[str, Callable[[], Backend]]:
-    global _plugins_loaded
-    if not _plugins_loaded:
-        from gpubench.plugins import import_env_plugins, load_group
-        _plugins_loaded = True
-        for name, factory in load_group("gpubench.backends").items():
-            _extra.setdefault(name, factory)
-        import_env_plugins()
-    return {**_BUILTIN, **_extra}
+    return BACKENDS.all()
 
 
 def backend_names() -> List[str]:
-    return sorted(all_backends()) + ["auto"]
+    return BACKENDS.names()
 
 
 def get_backend(name: str) -> Backend:
     """The backend called `name`, available or not."""
-    factory = _BUILTIN.get(name) or _extra.get(name) or all_backends().get(name)
-    if factory is None:
-        raise UserError(f"unknown backend {name!r} (valid: {', '.join(backend_names())})")
-    return factory()
+    return BACKENDS.get(name)()
 
 
 def resolve_backend(name: str) -> Backend:

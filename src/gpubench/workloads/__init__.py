@@ -1,11 +1,11 @@
-"""The workload registry: built-in workloads plus those registered by plugins
-(entry-point group `gpubench.workloads`, each pointing at a WorkloadSpec)."""
+"""The workload registry (gpubench/registry.py): built-in workloads plus those
+registered by plugins (entry-point group `gpubench.workloads`, each a WorkloadSpec)."""
 
 from __future__ import annotations
 
 from typing import Dict, List, Mapping, Optional
 
-from gpubench.errors import UserError
+from gpubench.registry import Registry
 from gpubench.workloads.base import (
     ParamSpec, Workload, WorkloadSpec, format_params, parse_param_args,
 )
@@ -16,41 +16,24 @@ __all__ = [
     "all_workloads", "get_workload", "register_workload", "resolve_workload",
 ]
 
-_BUILTIN = {spec.name: spec for spec in (linreg.SPEC, mnist.SPEC, lenet5.SPEC, resnet50.SPEC,
-                                           gpt.SPEC, bert.SPEC, collectives.ALLREDUCE,
-                                           collectives.ALLGATHER)}
-_extra: Dict[str, WorkloadSpec] = {}
-_plugins_loaded = False
+WORKLOADS: Registry[WorkloadSpec] = Registry("workload", {
+    spec.name: spec for spec in (linreg.SPEC, mnist.SPEC, lenet5.SPEC, resnet50.SPEC, gpt.SPEC,
+                                 bert.SPEC, collectives.ALLREDUCE, collectives.ALLGATHER)},
+    group="gpubench.workloads")
+_extra = WORKLOADS.extra  # what tests put back after registering a workload
 
 
 def register_workload(spec: WorkloadSpec) -> None:
     """Adds a workload for this process (tests, notebooks)."""
-    _extra[spec.name] = spec
-
-
-def _load_plugins() -> None:
-    global _plugins_loaded
-    if not _plugins_loaded:
-        from gpubench.plugins import import_env_plugins, load_group
-        _plugins_loaded = True
-        for name, spec in load_group("gpubench.workloads").items():
-            _extra.setdefault(name, spec)
-        import_env_plugins()
+    WORKLOADS.register(spec.name, spec)
 
 
 def all_workloads() -> Dict[str, WorkloadSpec]:
-    _load_plugins()
-    return {**_BUILTIN, **_extra}
+    return WORKLOADS.all()
 
 
 def get_workload(name: str) -> WorkloadSpec:
-    spec = _BUILTIN.get(name) or _extra.get(name)
-    if spec is None:
-        specs = all_workloads()
-        spec = specs.get(name)
-        if spec is None:
-            raise UserError(f"unknown workload {name!r} (valid: {', '.join(sorted(specs))})")
-    return spec
+    return WORKLOADS.get(name)
 
 
 def resolve_workload(name: str, raw_params: Optional[Mapping[str, str]] = None) -> Workload:
@@ -58,4 +41,4 @@ def resolve_workload(name: str, raw_params: Optional[Mapping[str, str]] = None) 
 
 
 def workload_names() -> List[str]:
-    return sorted(all_workloads())
+    return WORKLOADS.names()

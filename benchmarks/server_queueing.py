@@ -38,9 +38,9 @@ sys.path.insert(0, str(REPO / "tests"))  # the sleeping test backend
 
 from suite_plugins import ServiceTimeStep, service_s  # noqa: E402
 
-from gpubench.measure.arrivals import poisson_schedule  # noqa: E402
-from gpubench.measure.server import run_probe  # noqa: E402
-from gpubench.measure.serving import ServingSettings  # noqa: E402
+from gpubench.measure.scenarios.serving.arrivals import poisson_schedule  # noqa: E402
+from gpubench.measure.scenarios.serving.server import run_probe  # noqa: E402
+from gpubench.measure.scenarios.serving.base import ServingSettings  # noqa: E402
 from gpubench.telemetry import NullSampler  # noqa: E402
 
 SEED = 7

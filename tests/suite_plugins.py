@@ -248,13 +248,13 @@ class VirtualTime:
 
     def queue(self, max_batch, timeout_s, due_s):
         """A QueryQueue on this clock (the server's, when installed)."""
-        from gpubench.measure.batcher import QueryQueue
+        from gpubench.measure.scenarios.serving.batcher import QueryQueue
 
         return QueryQueue(max_batch, timeout_s, due_s, clock=self.clock,
                           condition=_VirtualCondition(self, due_s))
 
     def install(self, monkeypatch):
-        from gpubench.measure import server, serving, streams
+        from gpubench.measure.scenarios.serving import base as serving, server, streams
 
         monkeypatch.setattr(sys.modules[__name__], "VIRTUAL_TIME", self)
         for module in (serving, server, streams):

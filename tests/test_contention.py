@@ -25,8 +25,8 @@ from gpubench.backends import DeviceInfo, Step, StepTimer
 from gpubench.measure import protocol
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.request import RunRequest
-from gpubench.measure.scenario import ScenarioContext
-from gpubench.measure.throughput import ThroughputScenario
+from gpubench.measure.scenarios.base import ScenarioContext
+from gpubench.measure.scenarios.throughput import ThroughputScenario
 from gpubench.results.compare import compare
 from gpubench.results.reader import read_trials
 from gpubench.results.schema import MEASURED_COLUMNS, TRIAL_COLUMNS

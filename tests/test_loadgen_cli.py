@@ -100,9 +100,9 @@ def test_user_errors_are_one_line(tmp_path, args, message):
 
 def test_cuda_graphs_cannot_serve_batches_of_every_size():
     from gpubench.errors import Unsupported
-    from gpubench.measure.scenario import resolve_scenario
+    from gpubench.measure.scenarios.registry import resolve_scenario
     from gpubench.measure.request import RunRequest
-    from gpubench.measure.serving_request import check_serving_plan
+    from gpubench.measure.scenarios.serving.options import check_serving_plan
     from gpubench.workloads import resolve_workload
 
     req = RunRequest("mnist", "torch-cuda", mode="infer", scenario="server", target_qps=9.0,

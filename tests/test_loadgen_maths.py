@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from gpubench.measure.arrivals import ArrivalThread, poisson_schedule, query_samples
-from gpubench.measure.batcher import QueryQueue, dispatch_wait_s
-from gpubench.measure.early_stopping import (
+from gpubench.measure.scenarios.serving.arrivals import ArrivalThread, poisson_schedule, query_samples
+from gpubench.measure.scenarios.serving.batcher import QueryQueue, dispatch_wait_s
+from gpubench.measure.scenarios.serving.early_stopping import (
     bound_rank, claimed_percentiles_ms, percentile_bound, queries_needed,
 )
-from gpubench.measure.server import QpsSearch
+from gpubench.measure.scenarios.serving.server import QpsSearch
 
 
 # -- early stopping ----------------------------------------------------------------------

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 import suite_plugins  # noqa: F401 (registers test-service-time, test-virtual-service-time)
-from gpubench.measure.arrivals import poisson_schedule
-from gpubench.measure.server import run_probe
-from gpubench.measure.serving import ServingSettings
+from gpubench.measure.scenarios.serving.arrivals import poisson_schedule
+from gpubench.measure.scenarios.serving.server import run_probe
+from gpubench.measure.scenarios.serving.base import ServingSettings
 from gpubench.telemetry import NullSampler
 from suite_plugins import ServiceTimeStep, VirtualServiceStep, VirtualTime, service_s
 

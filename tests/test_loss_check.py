@@ -10,7 +10,7 @@ import pytest
 from gpubench.backends import Backend, DeviceInfo, Step, StepTimer
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.runner import RunRequest, execute_run
-from gpubench.measure.throughput import loss_check
+from gpubench.measure.scenarios.throughput import loss_check
 
 FAST = ProtocolConfig(trials=2, warmup_s=0.02, min_trial_s=0.02)
 

@@ -9,9 +9,9 @@ import pytest
 
 from gpubench.backends import get_backend
 from gpubench.errors import Unsupported, UserError
-from gpubench.measure import scenario as scenarios
+from gpubench.measure.scenarios import registry as scenarios
 from gpubench.measure.request import RunRequest, preflight, request_identity
-from gpubench.measure.scenario import Scenario
+from gpubench.measure.scenarios.base import Scenario
 
 
 class FixedSteps(Scenario):

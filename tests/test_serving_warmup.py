@@ -11,7 +11,8 @@ import pytest
 
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.request import RunRequest
-from gpubench.measure.scenario import ScenarioContext, resolve_scenario
+from gpubench.measure.scenarios.base import ScenarioContext
+from gpubench.measure.scenarios.registry import resolve_scenario
 from gpubench.telemetry import NullSampler
 from gpubench.workloads import resolve_workload
 from suite_plugins import VirtualServiceStep, VirtualTime

@@ -194,8 +194,8 @@ def test_energy_to_accuracy_sums_the_training_epochs_energy():
     energy (a GPU's NVML counter): joules and seconds summed over the epochs to the target."""
     from types import SimpleNamespace
 
-    from gpubench.measure.scenario import ScenarioContext
-    from gpubench.measure.time_to_accuracy import TimeToAccuracyScenario
+    from gpubench.measure.scenarios.base import ScenarioContext
+    from gpubench.measure.scenarios.time_to_accuracy import TimeToAccuracyScenario
 
     class Step:
         accuracies = iter([0.5, 0.8, 0.95, 0.99])

@@ -134,7 +134,7 @@ class Step(ABC):
         layout (N, C, H, W), at the step's precision; synchronises."""
         raise NotImplementedError(f"{type(self).__name__} cannot predict")
 
-    # -- serving (the serving scenarios: measure/serving.py) ----------------------------
+    # -- serving (the serving scenarios: measure/scenarios/serving/) ----------------------------
     def start_serving(self, library: np.ndarray) -> Dict[str, Any]:
         """Keeps `library` (host samples in the description's layout, N first) for
         serve(), in the step's own layout and input dtype, and sets up what serve()

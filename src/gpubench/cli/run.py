@@ -212,7 +212,7 @@ def execute(args: argparse.Namespace) -> int:
     if multi_node and args.nproc is None:
         raise UserError("--nnodes, --node-rank, --master-addr and --master-port are for runs "
                         "of ranks: give --nproc N")
-    from gpubench.measure.serving import SERVING_SCENARIOS
+    from gpubench.measure.scenarios.serving import SERVING_SCENARIOS
     serving = args.scenario in SERVING_SCENARIOS
     if args.find_max_qps and args.trials is not None:
         raise UserError("--find-max-qps probes as the search goes: --trials is for runs at a "

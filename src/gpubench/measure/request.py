@@ -13,8 +13,9 @@ from gpubench.backends.onnx_graph_check import check_onnx_file, file_sha256
 from gpubench.errors import Unsupported, UserError
 from gpubench.measure.memory_check import check_memory
 from gpubench.measure.protocol import ProtocolConfig
-from gpubench.measure.scenario import Scenario, resolve_scenario
-from gpubench.measure.serving_request import (
+from gpubench.measure.scenarios.base import Scenario
+from gpubench.measure.scenarios.registry import resolve_scenario
+from gpubench.measure.scenarios.serving.options import (
     batch_size_of, check_serving_plan, serving_identity, validate_serving_request,
 )
 from gpubench.ranks import STRATEGIES
@@ -43,7 +44,7 @@ class RunRequest:
     folder: Optional[Path] = None  # the run folder itself (suites name it); else made in out_dir
     onnx_path: Optional[str] = None  # a user's ONNX file for onnxruntime-*/tensorrt (--onnx)
     require_idle_gpu: bool = False  # refuse when other processes use the GPU (or NVML can't tell)
-    scenario: str = "throughput"  # the loop that measures (measure/scenario.py)
+    scenario: str = "throughput"  # the loop that measures (measure/scenarios/)
     exec: Optional[str] = None  # execution mode; None = the backend's default (eager)
     world_size: int = 1  # processes the run spans (a launcher's business)
     # how the ranks share the training (gpubench/ranks.py STRATEGIES): set by a rank
@@ -60,7 +61,7 @@ class RunRequest:
     max_epochs: Optional[int] = None
     # the accuracy gate (measure/accuracy_gate.py): outputs against fp32 torch before timing
     check_accuracy: bool = False
-    # The serving scenarios (measure/serving.py; the batch cap is batch_size): server's
+    # The serving scenarios (measure/scenarios/serving/; the batch cap is batch_size): server's
     # Poisson rate, its p99 latency bound and the dynamic batcher's timeout are identity
     # columns (server runs only); --find-max-qps searches the rate instead (target_qps
     # None); each trial's minimum query count (None: enough to claim p99).

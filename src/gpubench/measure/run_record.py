@@ -13,7 +13,7 @@ import pandas as pd
 from gpubench.backends import Step
 from gpubench.environment import machine_environment
 from gpubench.measure.request import Preflight, RunRequest, run_identity
-from gpubench.measure.serving_request import batch_size_of
+from gpubench.measure.scenarios.serving.options import batch_size_of
 from gpubench.peaks import peak_tflops
 from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.results.schema import ENVIRONMENT_COLUMNS, SCHEMA_VERSION

@@ -21,7 +21,7 @@ from gpubench.measure.request import (  # noqa: F401 (the names callers import f
     Preflight, RunRequest, preflight, validate_request,
 )
 from gpubench.measure.run_record import ERROR_TAIL_CHARS, RunOutcome, RunRecord  # noqa: F401
-from gpubench.measure.scenario import ScenarioContext
+from gpubench.measure.scenarios.base import ScenarioContext
 from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.telemetry import Sampler, make_sampler, pin_cuda_device_order, pre_run_gpu_state
 from gpubench.telemetry.gpu_state import with_gpu_state

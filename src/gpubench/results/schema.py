@@ -51,7 +51,7 @@ History:
     `latency_mean_ms`, `latency_p999_ms`, `latency_bound_met`, `queries_unfinished`,
     `batch_size_mean`, `batch_size_p50`, `batch_size_max`, `energy_j_per_query`, and
     `max_qps` (a search's result, on its last probe's row). In these scenarios the
-    latency percentile columns hold early-stopping bounds (measure/early_stopping.py),
+    latency percentile columns hold early-stopping bounds (measure/scenarios/serving/early_stopping.py),
     in `throughput` the percentiles of its steps as before. A v5 row reads with them
     all empty (no v5 run served).
 """
@@ -116,7 +116,7 @@ MEASURED_COLUMNS = (
     # True: the trial ran slow, or beside other processes' CPU or GPU use
     # (telemetry/contention.py; compare leaves it out); empty: not judged (v1 rows)
     "contended",
-    # time-to-accuracy (measure/time_to_accuracy.py): one row per epoch; the run's
+    # time-to-accuracy (measure/scenarios/time_to_accuracy.py): one row per epoch; the run's
     # result on its last epoch row. Evaluation is timed apart from training.
     "epoch", "train_loss", "test_accuracy", "epoch_s", "eval_s", "elapsed_s",
     "time_to_accuracy_s", "energy_to_accuracy_j", "epochs_to_accuracy", "reached",
@@ -129,7 +129,7 @@ MEASURED_COLUMNS = (
     "global_throughput_samples_per_s", "global_energy_j",
     # collectives: algorithm and bus bandwidth (nccl-tests' algbw, busbw), GB/s
     "algbw_gbs", "busbw_gbs",
-    # the serving scenarios (measure/serving.py): queries issued, the rate offered and
+    # the serving scenarios (measure/scenarios/serving/): queries issued, the rate offered and
     # achieved, latency (percentiles: early-stopping bounds) with queueing, whether the
     # bound held, queries left unfinished, batch sizes the batcher formed, energy per
     # query; a --find-max-qps search's result on its last probe

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from gpubench.errors import UserError
-from gpubench.measure.serving import SERVING_SCENARIOS
+from gpubench.measure.scenarios.serving import SERVING_SCENARIOS
 
 # Matrix keys: a scalar or a list of scalars each.
 MATRIX_KEYS = {"workloads": str, "backends": str, "modes": str, "precisions": str,
@@ -285,7 +285,7 @@ def _entry(raw: Dict[str, Any], base: Dict[str, Any], source: Path, path: str) -
                     if b is not None and not b > 0:
                         raise UserError(f"{_where(source, where)}: expected positive numbers, got {b!r}")
             if key == "scenarios":
-                from gpubench.measure.scenario import scenario_names
+                from gpubench.measure.scenarios.registry import scenario_names
                 for i, name in enumerate(merged[key]):
                     if name is not None and name not in scenario_names():
                         at = f"{where}[{i}]" if isinstance(value, list) else where
@@ -375,7 +375,7 @@ def _check_serving(run: SuiteRun, source: Path, path: str) -> None:
     from types import SimpleNamespace
 
     from gpubench.measure.protocol import ProtocolConfig
-    from gpubench.measure.serving_request import validate_serving_request
+    from gpubench.measure.scenarios.serving.options import validate_serving_request
 
     s = dict(run.settings)
     request = SimpleNamespace(

@@ -16,7 +16,7 @@ from gpubench.measure.memory_check import MemoryCapacity, check_memory
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.request import exec_mode_of, validate_request
 from gpubench.launch.interpreter import is_this_python
-from gpubench.measure.serving_request import batch_size_of
+from gpubench.measure.scenarios.serving.options import batch_size_of
 from gpubench.suite.config import SuiteRun
 from gpubench.suite.environments import EnvironmentSet
 from gpubench.suite.executor import SuitePlan, request_for
@@ -58,7 +58,7 @@ def run_cost(run: SuiteRun, timeout_override: Optional[float] = None) -> RunCost
     worst_s = trials_s
     if run.scenario == "server":  # an overloaded probe waits up to its length again
         if s.get("find_max_qps"):  # a search: typically 8 probes, at most MAX_PROBES
-            from gpubench.measure.server import MAX_PROBES
+            from gpubench.measure.scenarios.serving.server import MAX_PROBES
             trials_s, worst_s = 8 * s["min_trial_s"], 2 * MAX_PROBES * s["min_trial_s"]
         else:
             worst_s = 2 * trials_s

@@ -1,9 +1,8 @@
 """Scenarios: what a run measures, and how. A scenario owns its loop and declares the
 measured columns it fills and the step capabilities it needs (backends/base.py
 STEP_CAPABILITIES); preflight refuses a backend whose steps lack one, so no scenario
-ever names a backend. Today's protocol is the `throughput` scenario
-(measure/throughput.py); a new scenario is a new module registered here (the serving
-scenarios: measure/streams.py and measure/server.py).
+ever names a backend. Today's protocol is the `throughput` scenario (throughput.py); a
+new scenario is a new module named in registry.py (the serving scenarios: serving/).
 
 A scenario gets the prepared step and a context, writes its rows through
 `ctx.emit(measured columns)` as they come (the run record adds the identity and
@@ -14,11 +13,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, FrozenSet, Optional, Tuple
 
 from gpubench.backends import Step
-from gpubench.errors import UserError
-from gpubench.measure.serving import SERVING_SCENARIOS
 from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.telemetry import Sampler
 from gpubench.workloads import Workload
@@ -63,49 +60,3 @@ class Scenario(ABC):
     def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
         """Measures, emitting rows as it goes; returns (stop reason, run.json extras).
         Rows emitted before an exception or a KeyboardInterrupt are kept."""
-
-
-def _throughput() -> Scenario:
-    from gpubench.measure.throughput import ThroughputScenario
-    return ThroughputScenario()
-
-
-def _time_to_accuracy() -> Scenario:
-    from gpubench.measure.time_to_accuracy import TimeToAccuracyScenario
-    return TimeToAccuracyScenario()
-
-
-def _collective() -> Scenario:
-    from gpubench.measure.collective import CollectiveScenario
-    return CollectiveScenario()
-
-
-def _serving(name: str) -> Callable[[], Scenario]:
-    """MLPerf Inference's LoadGen scenarios (measure/streams.py, measure/server.py)."""
-    def make() -> Scenario:
-        from gpubench.measure import server, streams
-        return {"single-stream": streams.SingleStreamScenario,
-                "multi-stream": streams.MultiStreamScenario, "offline": streams.OfflineScenario,
-                "server": server.ServerScenario}[name]()
-    return make
-
-
-_SCENARIOS: Dict[str, Callable[[], Scenario]] = {
-    "throughput": _throughput, "time-to-accuracy": _time_to_accuracy, "collective": _collective,
-    **{name: _serving(name) for name in SERVING_SCENARIOS}}
-
-
-def register_scenario(name: str, factory: Callable[[], Scenario]) -> None:
-    """Adds a scenario for this process (tests, plugins)."""
-    _SCENARIOS[name] = factory
-
-
-def scenario_names() -> List[str]:
-    return sorted(_SCENARIOS)
-
-
-def resolve_scenario(name: str) -> Scenario:
-    factory = _SCENARIOS.get(name)
-    if factory is None:
-        raise UserError(f"unknown scenario {name!r} (valid: {', '.join(scenario_names())})")
-    return factory()

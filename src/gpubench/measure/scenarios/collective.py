@@ -16,7 +16,7 @@ from dataclasses import asdict, replace
 from typing import Any, Dict, List, Tuple
 
 from gpubench.measure.protocol import TrialResult, measure
-from gpubench.measure.scenario import Scenario, ScenarioContext
+from gpubench.measure.scenarios.base import Scenario, ScenarioContext
 from gpubench.telemetry import TRIAL_TELEMETRY_COLUMNS
 from gpubench.workloads.collectives import bus_factor
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from gpubench.measure.protocol import TrialResult, measure
-from gpubench.measure.scenario import Scenario, ScenarioContext
+from gpubench.measure.scenarios.base import Scenario, ScenarioContext
 from gpubench.results.schema import MEASURED_COLUMNS
 from gpubench.telemetry.contention import ContentionWatch
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, Optional, Tuple
 
-from gpubench.measure.scenario import Scenario, ScenarioContext
+from gpubench.measure.scenarios.base import Scenario, ScenarioContext
 
 STOP_TARGET_REACHED = "target_reached"
 STOP_MAX_EPOCHS = "max_epochs"

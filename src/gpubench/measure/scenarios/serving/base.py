@@ -1,5 +1,5 @@
-"""What the serving scenarios (MLPerf Inference's LoadGen scenarios: measure/streams.py,
-measure/server.py) share: their settings, the sample library, the warm-up, and the row
+"""What the serving scenarios (MLPerf Inference's LoadGen scenarios: streams.py,
+server.py) share: their settings, the sample library, the warm-up, and the row
 a trial or probe becomes.
 
 Every serving scenario drives the step's `serve` capability (backends/base.py): a
@@ -10,7 +10,7 @@ scheduled arrival in the server scenario) to its outputs being complete: on the
 device's clock where the step has events (mapped onto the host's), else on the host
 clock after the step synchronised (run.json `serving.latency_clock`).
 
-Latency percentiles are LoadGen's early-stopping estimates (measure/early_stopping.py):
+Latency percentiles are LoadGen's early-stopping estimates (early_stopping.py):
 a trial too short to claim a percentile leaves it empty. A trial lasts at least
 `min_trial_s` and holds at least `min_queries` queries (default: the fewest that can
 claim p99 at the stated confidence, 662 as LoadGen's), as LoadGen's minimum duration and
@@ -32,14 +32,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from gpubench.measure.early_stopping import (
+from gpubench.measure.scenarios.base import Scenario, ScenarioContext
+from gpubench.measure.scenarios.serving.early_stopping import (
     CONFIDENCE, claimed_percentiles_ms, observed_percentiles_ms, queries_needed,
 )
 from gpubench.telemetry import TRIAL_TELEMETRY_COLUMNS
 
 clock = time.perf_counter
 
-SERVING_SCENARIOS = ("single-stream", "multi-stream", "server", "offline")
 DEFAULT_SAMPLES_PER_QUERY = 8  # multi-stream's S, as MLPerf's
 DEFAULT_BATCH_TIMEOUT_MS = 0.0  # greedy: a batch goes as soon as the model is free
 DEFAULT_MIN_QUERIES = queries_needed(0.99, CONFIDENCE)  # p99 claimable: 662, as LoadGen
@@ -230,3 +230,22 @@ def serving_record(ctx: Any, settings: ServingSettings, clock_facts: Dict[str, A
                                      "confidence (binomial); empty when too few queries"},
         "inputs": "samples gathered from a host library, outputs copied back to host memory",
         **clock_facts, "warmup": warm.record(), **more, "trials": trials}}
+
+
+class ServingScenario(Scenario):
+    """What every serving scenario starts with: its settings, the sample library handed
+    to the step, and the warm-up (every batch size in `shapes` twice first: the module docstring)."""
+
+    needs = frozenset({"serve"})
+    columns = SERVING_COLUMNS
+
+    @staticmethod
+    def start(ctx: ScenarioContext, shapes: Callable[[int], Sequence[int]]
+              ) -> Tuple[ServingSettings, np.ndarray, Dict[str, Any], WarmUp]:
+        s = settings_of(ctx)
+        library = sample_library(ctx, s.batch)
+        clock_facts = ctx.step.start_serving(library)
+        ctx.progress("warmup", seconds=s.warmup_s)
+        warm = warm_up(ctx.step.serve, len(library), s.batch, shapes(s.batch), s.warmup_s,
+                       s.seed)
+        return s, library, clock_facts, warm

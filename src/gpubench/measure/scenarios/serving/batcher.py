@@ -38,7 +38,7 @@ class QueryQueue:
     """A probe's queries: issued when due (their ids, places in the schedule `due_s`, in
     time.perf_counter seconds) and taken in batches by the serving loop (next_batch).
 
-    The arrival thread (measure/arrivals.py) issues them, sleeping until each is due;
+    The arrival thread (arrivals.py) issues them, sleeping until each is due;
     the serving loop also issues whatever has come due each time it looks for a batch,
     so a busy server sees its arrivals on time even when the arrival thread wakes late
     (a loaded machine delays a sleeping thread by milliseconds). `issued_s[id]` is when

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from gpubench.errors import Unsupported, UserError
-from gpubench.measure.serving import (
-    DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_SAMPLES_PER_QUERY, SERVING_SCENARIOS,
+from gpubench.measure.scenarios.serving import SERVING_SCENARIOS
+from gpubench.measure.scenarios.serving.base import (
+    DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_SAMPLES_PER_QUERY,
 )
 
 # Settings and the scenarios that take them (their CLI flags, for messages).

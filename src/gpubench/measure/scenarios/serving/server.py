@@ -1,6 +1,6 @@
 """The `server` scenario (MLPerf Inference's): queries of one sample arrive as a Poisson
-process (measure/arrivals.py, its own thread), wait in the dynamic batcher's queue
-(measure/batcher.py), and the serving loop runs them in batches of up to the step's
+process (arrivals.py, its own thread), wait in the dynamic batcher's queue
+(batcher.py), and the serving loop runs them in batches of up to the step's
 batch size (--max-batch). A query's latency runs from its scheduled arrival to its
 outputs being back in host memory, so it holds the queueing.
 
@@ -23,14 +23,15 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from gpubench.measure.arrivals import ArrivalThread, Seed, poisson_schedule, query_samples
-from gpubench.measure.batcher import QueryQueue
 from gpubench.measure.protocol import STOP_FIXED
-from gpubench.measure.scenario import ScenarioContext
-from gpubench.measure.serving import (
-    ServingSettings, Trial, clock, serve_timed, serving_record, trial_row,
+from gpubench.measure.scenarios.base import ScenarioContext
+from gpubench.measure.scenarios.serving.arrivals import (
+    ArrivalThread, Seed, poisson_schedule, query_samples,
 )
-from gpubench.measure.streams import ServingScenario
+from gpubench.measure.scenarios.serving.batcher import QueryQueue
+from gpubench.measure.scenarios.serving.base import (
+    ServingScenario, ServingSettings, Trial, clock, serve_timed, serving_record, trial_row,
+)
 from gpubench.telemetry import Sampler
 
 STOP_SEARCHED = "max_qps_found"

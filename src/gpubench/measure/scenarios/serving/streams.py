@@ -1,4 +1,4 @@
-"""The serving scenarios whose queries come one after another (measure/serving.py has
+"""The serving scenarios whose queries come one after another (base.py has
 what they share):
 
 - `single-stream`: one sample a query, the next issued when the last completes; MLPerf
@@ -19,35 +19,15 @@ queries), one row each.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
 from gpubench.measure.protocol import STOP_FIXED
-from gpubench.measure.scenario import Scenario, ScenarioContext
-from gpubench.measure.serving import (
-    SERVING_COLUMNS, ServingSettings, Trial, WarmUp, clock, sample_library, serve_timed,
-    serving_record, settings_of, trial_row, warm_shapes, warm_up,
+from gpubench.measure.scenarios.base import ScenarioContext
+from gpubench.measure.scenarios.serving.base import (
+    ServingScenario, Trial, clock, serve_timed, serving_record, trial_row, warm_shapes,
 )
-
-
-class ServingScenario(Scenario):
-    """What every serving scenario starts with: its settings, the sample library handed
-    to the step, and the warm-up (every batch size in `shapes` twice first: serving.py)."""
-
-    needs = frozenset({"serve"})
-    columns = SERVING_COLUMNS
-
-    @staticmethod
-    def start(ctx: ScenarioContext, shapes: Callable[[int], Sequence[int]]
-              ) -> Tuple[ServingSettings, np.ndarray, Dict[str, Any], WarmUp]:
-        s = settings_of(ctx)
-        library = sample_library(ctx, s.batch)
-        clock_facts = ctx.step.start_serving(library)
-        ctx.progress("warmup", seconds=s.warmup_s)
-        warm = warm_up(ctx.step.serve, len(library), s.batch, shapes(s.batch), s.warmup_s,
-                       s.seed)
-        return s, library, clock_facts, warm
 
 
 class StreamScenario(ServingScenario):

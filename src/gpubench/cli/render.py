@@ -1,6 +1,7 @@
 """Terminal rendering of results and JSON output: the run's and the suite's closing
 output, the suite plan. The tables themselves (numbers never cut, columns fitted to the
-width, bandwidth labelled with its source) are made in cli/result_table.py.
+width, bandwidth labelled with its source) are made in cli/result_table.py (cells and
+numbers: cli/table_cells.py).
 Output that is not a terminal is as wide as the table needs, or COLUMNS wide when that
 is set.
 """
@@ -217,7 +218,7 @@ def print_accuracy_scores(console: Any, trials: "pd.DataFrame") -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from gpubench.cli.result_table import sig
+    from gpubench.cli.table_cells import sig
     from gpubench.results.accuracy_score import score_runs
 
     scores = score_runs(trials)
@@ -243,7 +244,7 @@ def print_scaling(console: Any, summary: "pd.DataFrame") -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from gpubench.cli.result_table import sig
+    from gpubench.cli.table_cells import sig
     from gpubench.results.scaling import scaling_efficiency
 
     scaling = scaling_efficiency(summary)

@@ -14,58 +14,18 @@ a cap short of its --target-rel-ci (missed_target_notes says so under the table)
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+from gpubench.cli import serving_table as serving
+from gpubench.cli.table_cells import (
+    FLOPS_UNITS, JOULE_UNITS, Col, as_float, bytes_text, fixed, num, pct, sig, unit_for, whole,
+    yes_no,
+)
 
 if TYPE_CHECKING:  # pandas only when a table is made
     import pandas as pd
 
 UNLIMITED_WIDTH = 100_000  # piped without COLUMNS: as wide as the table needs
-
-
-def sig(value: float) -> str:
-    """3-4 significant digits, no exponent: 12,345  123  12.3  6.49  0.0123."""
-    a = abs(value)
-    if a >= 999.5:
-        return f"{value:,.0f}"
-    if a >= 99.95:
-        return f"{value:.0f}"
-    if a >= 9.995:
-        return f"{value:.1f}"
-    if a >= 0.9995:
-        return f"{value:.2f}"
-    if a == 0:
-        return "0"
-    return f"{value:.{min(2 - math.floor(math.log10(a)), 15)}f}"
-
-
-def _float(value: Any) -> Optional[float]:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) or math.isinf(v) else v
-
-
-def _num(value: Any, scale: float = 1.0) -> str:
-    v = _float(value)
-    return "" if v is None else sig(v * scale)
-
-
-def _fixed(value: Any, decimals: int) -> str:
-    v = _float(value)
-    return "" if v is None else f"{v:,.{decimals}f}"
-
-
-def _pct(value: Any) -> str:
-    v = _float(value)
-    return "" if v is None else sig(v * 100) + "%"
-
-
-def _int(value: Any) -> str:
-    v = _float(value)
-    return str(value) if v is None else f"{v:.0f}"
 
 
 MIN_CI_TRIALS = 6  # gpubench.stats.MIN_CI_SAMPLES: fewer ok trials have no 95% CI
@@ -74,7 +34,7 @@ MISSED_MARK = "*"  # on the CI of a run that stopped short of its --target-rel-c
 
 def rel_ci_value(row: Any, metric: str) -> Optional[float]:
     """The CI's largest distance from the median, relative to it (None: no CI)."""
-    med, low, high = (_float(row.get(f"{metric}_{k}")) for k in ("median", "ci_low", "ci_high"))
+    med, low, high = (as_float(row.get(f"{metric}_{k}")) for k in ("median", "ci_low", "ci_high"))
     if med is None or low is None or high is None or not med:
         return None
     return max(med - low, high - med) / abs(med)
@@ -85,8 +45,8 @@ def _rel_ci(row: Any, metric: str) -> str:
     `n<6` where a median has too few trials for a 95% interval."""
     rel = rel_ci_value(row, metric)
     if rel is not None:
-        return "±" + _pct(rel)
-    n_ok, median = _float(row.get("n_ok")), _float(row.get(f"{metric}_median"))
+        return "±" + pct(rel)
+    n_ok, median = as_float(row.get("n_ok")), as_float(row.get(f"{metric}_median"))
     too_few = n_ok is not None and n_ok < MIN_CI_TRIALS and median is not None
     return f"n<{MIN_CI_TRIALS}" if too_few else ""
 
@@ -109,33 +69,22 @@ def missed_target(row: Any, targets: Optional[Dict[str, Dict[str, Any]]]) -> Opt
 def missed_target_text(target: Any, stop_reason: Any, n_ok: Any,
                        rel_ci: Optional[float]) -> Optional[str]:
     """The line for a run that stopped on a cap before its target (None otherwise)."""
-    target = _float(target)
+    target = as_float(target)
     if target is None or stop_reason not in MISSED_STOPS:
         return None
-    n = _float(n_ok)
+    n = as_float(n_ok)
     trials = "" if n is None else f" after {n:.0f} trial{'' if n == 1 else 's'}"
-    reached = (f"the 95% CI is ±{_pct(rel_ci)}" if rel_ci is not None
+    reached = (f"the 95% CI is ±{pct(rel_ci)}" if rel_ci is not None
                else f"no 95% CI: fewer than {MIN_CI_TRIALS} trials")
     return (f"target ±{target * 100:.3g}% not met: stopped at {MISSED_STOPS[stop_reason]}"
             f"{trials} ({reached})")
 
 
 def _j_per_sample(row: Any) -> Optional[float]:
-    spj = _float(row.get("samples_per_joule_median"))
+    spj = as_float(row.get("samples_per_joule_median"))
     return 1.0 / spj if spj else None
 
 
-def _unit(values: Sequence[Optional[float]], units: Sequence[Tuple[str, float]]) -> Tuple[str, float]:
-    """The largest unit (name, size) in which the column's largest value is at least 1."""
-    largest = max((abs(v) for v in values if v is not None), default=0.0)
-    for name, size in units:
-        if largest >= size:
-            return name, 1.0 / size
-    return units[-1][0], 1.0 / units[-1][1]
-
-
-FLOPS_UNITS = (("TFLOP/s", 1.0), ("GFLOP/s", 1e-3), ("MFLOP/s", 1e-6), ("kFLOP/s", 1e-9))
-JOULE_UNITS = (("J/sample", 1.0), ("mJ/sample", 1e-3), ("µJ/sample", 1e-6), ("nJ/sample", 1e-9))
 # mem_bw_source (telemetry) -> what the GB/s header says
 BANDWIDTH_SOURCES = {"analytic": "model", "gpm": "GPM", "util_estimate": "est."}
 
@@ -144,22 +93,6 @@ def bandwidth_header(source: Optional[str]) -> str:
     if not source:
         return "GB/s"
     return f"GB/s ({BANDWIDTH_SOURCES.get(source, source)})"
-
-
-@dataclass
-class Col:
-    header: str
-    cell: Callable[[Any], str]
-    key: Optional[str] = None  # its name in DROP_ORDER; None: identity (text, never left out)
-    title: Optional[Callable[[str], str]] = None  # identity: how its one value reads in a title
-
-    @property
-    def numeric(self) -> bool:
-        return self.key is not None
-
-    @property
-    def drop_rank(self) -> Optional[int]:
-        return None if self.key is None else DROP_ORDER.index(self.key)
 
 
 THR = "throughput_samples_per_s"
@@ -193,7 +126,7 @@ def _repeat_numbers(summary: "pd.DataFrame") -> List[str]:
     keys = [c for c in CONFIGURATION_COLUMNS + ("device_index",) if c in summary.columns]
     if not keys or summary.empty:
         return [""] * len(summary)
-    key = summary[keys].map(lambda v: "" if _float(v) is None and not isinstance(v, str) else str(v)
+    key = summary[keys].map(lambda v: "" if as_float(v) is None and not isinstance(v, str) else str(v)
                             ).agg("\x1f".join, axis=1)
     if not key.duplicated().any():
         return [""] * len(summary)
@@ -206,7 +139,7 @@ def loss_text(loss: Optional[Dict[str, Any]]) -> str:
     """A training run's loss from its first step to its last trial (run.json `loss`):
     on resident synthetic batches it says the step trains, not how well (a median of
     memorised batches, ~1e-7, would look like a result)."""
-    first, last = _float((loss or {}).get("first_step")), _float((loss or {}).get("last_trial"))
+    first, last = as_float((loss or {}).get("first_step")), as_float((loss or {}).get("last_trial"))
     if first is None or last is None:
         return ""
     return f"{sig(first)} → {sig(last)}" + (" (rose)" if loss.get("fell") is False else "")
@@ -219,12 +152,10 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
     GB/s column per bandwidth source; `losses` (run_id -> run.json `loss`) fill the
     loss column; a run that missed its target (`targets`, see missed_target) has its
     95% CI marked with MISSED_MARK."""
-    from gpubench.cli import serving_table as serving
-
     losses = losses or {}
     records = [r for _, r in summary.iterrows()]
-    flops_unit, flops_scale = _unit([_float(r.get("tflops_median")) for r in records], FLOPS_UNITS)
-    joule_unit, joule_scale = _unit([_j_per_sample(r) for r in records], JOULE_UNITS)
+    flops_unit, flops_scale = unit_for([as_float(r.get("tflops_median")) for r in records], FLOPS_UNITS)
+    joule_unit, joule_scale = unit_for([_j_per_sample(r) for r in records], JOULE_UNITS)
     repeats = dict(zip(summary.index, _repeat_numbers(summary)))
     other_envs = any(_env_text(r.get("environment")) != "default" for r in records)
     cols = [
@@ -235,44 +166,44 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
             title=lambda v: f"env {v}"),
         Col("mode", lambda r: str(r["mode"]), title=str),
         Col("precision", lambda r: str(r["precision"]), title=str),
-        Col("batch", lambda r: _int(r["batch_size"]), title=lambda v: f"batch {v}"),
+        Col("batch", lambda r: whole(r["batch_size"]), title=lambda v: f"batch {v}"),
         *serving.identity_columns(),
         Col("exec", lambda r: _exec_text(r.get("exec")), "exec"),
         Col("run", lambda r: repeats.get(r.name, "")),  # suite repeats: 2/3
-        Col("trials", lambda r: f"{_int(r['n_ok'])}/{_int(r['n_trials'])}", "trials"),
+        Col("trials", lambda r: f"{whole(r['n_ok'])}/{whole(r['n_trials'])}", "trials"),
         # runs of ranks (--nproc): their number, and the strategy unless DDP (the default);
         # collectives: the message of the row
         Col("ranks", _ranks_text, "ranks"),
-        Col("size", lambda r: _bytes_text(r.get("message_bytes")), "size"),
-        Col("samples/s", lambda r: _num(r.get(f"{THR}_median")), "samples/s"),
+        Col("size", lambda r: bytes_text(r.get("message_bytes")), "size"),
+        Col("samples/s", lambda r: num(r.get(f"{THR}_median")), "samples/s"),
         *serving.result_columns(),
-        Col("global samples/s", lambda r: _num(r.get("global_throughput_samples_per_s_median")),
+        Col("global samples/s", lambda r: num(r.get("global_throughput_samples_per_s_median")),
             "global samples/s"),
-        Col("algbw GB/s", lambda r: _num(r.get("algbw_gbs_median")), "algbw GB/s"),
-        Col("busbw GB/s", lambda r: _num(r.get("busbw_gbs_median")), "busbw GB/s"),
-        Col("tokens/s", lambda r: _num(r.get("tokens_per_s_median")), "tokens/s"),
+        Col("algbw GB/s", lambda r: num(r.get("algbw_gbs_median")), "algbw GB/s"),
+        Col("busbw GB/s", lambda r: num(r.get("busbw_gbs_median")), "busbw GB/s"),
+        Col("tokens/s", lambda r: num(r.get("tokens_per_s_median")), "tokens/s"),
         Col("95% CI", lambda r: _rel_ci(r, THR)
             + (MISSED_MARK if missed_target(r, targets) else ""), "95% CI"),
-        Col("CV", lambda r: _pct(r.get(f"{THR}_cv")), "CV"),
-        Col("p50 ms", lambda r: _num(r.get("latency_p50_ms_median")), "p50 ms"),
-        Col("p90 ms", lambda r: _num(r.get("latency_p90_ms_median")), "p90 ms"),
-        Col("p99 ms", lambda r: _num(r.get("latency_p99_ms_median")), "p99 ms"),
-        Col("p99.9 ms", lambda r: _num(r.get("latency_p999_ms_median")), "p99.9 ms"),
-        Col(flops_unit, lambda r: _num(r.get("tflops_median"), flops_scale), "FLOP/s"),
-        Col("MFU", lambda r: _pct(r.get("mfu_median")), "MFU"),
-        Col("W", lambda r: _fixed(r.get("power_avg_w_median"), 1), "W"),  # NVML: 0.1 W steps
-        Col(joule_unit, lambda r: _num(_j_per_sample(r), joule_scale), "J/sample"),
+        Col("CV", lambda r: pct(r.get(f"{THR}_cv")), "CV"),
+        Col("p50 ms", lambda r: num(r.get("latency_p50_ms_median")), "p50 ms"),
+        Col("p90 ms", lambda r: num(r.get("latency_p90_ms_median")), "p90 ms"),
+        Col("p99 ms", lambda r: num(r.get("latency_p99_ms_median")), "p99 ms"),
+        Col("p99.9 ms", lambda r: num(r.get("latency_p999_ms_median")), "p99.9 ms"),
+        Col(flops_unit, lambda r: num(r.get("tflops_median"), flops_scale), "FLOP/s"),
+        Col("MFU", lambda r: pct(r.get("mfu_median")), "MFU"),
+        Col("W", lambda r: fixed(r.get("power_avg_w_median"), 1), "W"),  # NVML: 0.1 W steps
+        Col(joule_unit, lambda r: num(_j_per_sample(r), joule_scale), "J/sample"),
     ]
     sources = _run_sources(trials)
     row_source = {r.name: sources.get(str(r.get("run_id"))) for r in records
-                  if _float(r.get("mem_bw_gbs_median")) is not None}
+                  if as_float(r.get("mem_bw_gbs_median")) is not None}
     for source in sorted(set(row_source.values()), key=lambda s: (s is None, s or "")):
-        cols.append(Col(bandwidth_header(source), lambda r, s=source: _num(
+        cols.append(Col(bandwidth_header(source), lambda r, s=source: num(
             r.get("mem_bw_gbs_median")) if row_source.get(r.name, "-") == s else "", "GB/s"))
     return cols + accuracy_columns() + [
-        Col("SM MHz", lambda r: _num(r.get("sm_clock_mhz_median")), "SM MHz"),
-        Col("compile s", lambda r: _num(r.get("compile_s_median")), "compile s"),
-        Col("outputs ok", lambda r: _reached(r.get("accuracy_ok_last")), "outputs ok"),
+        Col("SM MHz", lambda r: num(r.get("sm_clock_mhz_median")), "SM MHz"),
+        Col("compile s", lambda r: num(r.get("compile_s_median")), "compile s"),
+        Col("outputs ok", lambda r: yes_no(r.get("accuracy_ok_last")), "outputs ok"),
         Col("loss first → last", lambda r: loss_text(losses.get(str(r.get("run_id")))), "loss"),
         Col("status", lambda r: str(r["status"]), title=lambda v: f"status {v}"),
     ]
@@ -282,23 +213,12 @@ def _ranks_text(r: Any) -> str:
     if not _ranked(r):
         return ""
     strategy = str(r.get("strategy"))
-    return _int(r.get("world_size")) + ("" if strategy == "ddp" else f" {strategy}")
+    return whole(r.get("world_size")) + ("" if strategy == "ddp" else f" {strategy}")
 
 
 def _ranked(r: Any) -> bool:
     strategy = r.get("strategy")
     return isinstance(strategy, str) and bool(strategy)
-
-
-def _bytes_text(value: Any) -> str:
-    """A message size as nccl-tests' users read it: 8 B, 64 KiB, 1 GiB."""
-    n = _float(value)
-    if n is None:
-        return ""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:g} {unit}"
-    return f"{n:g} B"
 
 
 def _env_text(value: Any) -> str:
@@ -310,26 +230,20 @@ def _exec_text(value: Any) -> str:
     return value if isinstance(value, str) and value not in ("", "eager") else ""
 
 
-def _reached(value: Any) -> str:
-    text = str(value).strip().lower()
-    return {"true": "yes", "1": "yes", "1.0": "yes",
-            "false": "no", "0": "no", "0.0": "no"}.get(text, "")
-
-
 def accuracy_columns() -> List[Col]:
     """A time-to-accuracy run's result (empty, so not shown, for other scenarios): the
     target, whether it was reached, training seconds and joules to it, the last test
     accuracy (trials = epochs)."""
     return [
-        Col("target", lambda r: _fixed(r.get("target_accuracy"), 4), "target"),
-        Col("reached", lambda r: _reached(r.get("reached_last")), "reached"),
-        Col("time to acc.", lambda r: _num(r.get("time_to_accuracy_s_last"))
-            + (" s" if _float(r.get("time_to_accuracy_s_last")) is not None else ""),
+        Col("target", lambda r: fixed(r.get("target_accuracy"), 4), "target"),
+        Col("reached", lambda r: yes_no(r.get("reached_last")), "reached"),
+        Col("time to acc.", lambda r: num(r.get("time_to_accuracy_s_last"))
+            + (" s" if as_float(r.get("time_to_accuracy_s_last")) is not None else ""),
             "time to acc."),
-        Col("energy to acc.", lambda r: _num(r.get("energy_to_accuracy_j_last"))
-            + (" J" if _float(r.get("energy_to_accuracy_j_last")) is not None else ""),
+        Col("energy to acc.", lambda r: num(r.get("energy_to_accuracy_j_last"))
+            + (" J" if as_float(r.get("energy_to_accuracy_j_last")) is not None else ""),
             "energy to acc."),
-        Col("test acc.", lambda r: _fixed(r.get("test_accuracy_last"), 4), "test acc."),
+        Col("test acc.", lambda r: fixed(r.get("test_accuracy_last"), 4), "test acc."),
     ]
 
 
@@ -366,10 +280,10 @@ def fit_columns(cols: List[Col], cells: List[List[str]], width: int
         titled = [i for i in shown if cols[i].title and len({row[i] for row in cells}) == 1]
         shown = [i for i in shown if i not in titled]
     while _table_width([low[i] for i in shown]) > width:
-        droppable = [i for i in shown if cols[i].drop_rank is not None]
+        droppable = [i for i in shown if cols[i].key is not None]
         if not droppable:
             break
-        worst = min(droppable, key=lambda i: cols[i].drop_rank)
+        worst = min(droppable, key=lambda i: DROP_ORDER.index(cols[i].key))
         shown.remove(worst)
         dropped.append(worst)
     widths = {i: high[i] for i in shown}
@@ -390,11 +304,9 @@ def summary_table(summary: "pd.DataFrame", title: Optional[str] = None,
     from rich.table import Table
     from rich.text import Text
 
-    from gpubench.cli.serving_table import searched_cells
-
     cols = summary_columns(summary, trials, losses, targets)
     rows = [r for _, r in summary.iterrows()]
-    cells = [searched_cells(r, cols, [col.cell(r) for col in cols]) for r in rows]
+    cells = [serving.searched_cells(r, cols, [col.cell(r) for col in cols]) for r in rows]
     shown, titled, dropped, widths = fit_columns(cols, cells, width or UNLIMITED_WIDTH)
     if titled:
         moved = ", ".join(cols[i].title(cells[0][i]) for i in titled)

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, List, Optional
 
-from gpubench.cli.result_table import Col, _float, _num, sig
+from gpubench.cli.table_cells import Col, as_float, num, sig, yes_no
+from gpubench.measure.scenarios.serving import SERVING_SCENARIOS
 
 if TYPE_CHECKING:
     import pandas as pd
-
-SERVING = ("single-stream", "multi-stream", "server", "offline")
-
 
 # What a search's summary row shows: its medians over probes at different rates mean
 # nothing (the probes table has each probe), its result and settings do.
@@ -22,7 +20,7 @@ SEARCH_CELLS = ("trials", "scenario", "p99 bound ms", "max QPS")
 
 def searched(r: Any) -> bool:
     """A --find-max-qps configuration: a server row without a fixed rate."""
-    return r.get("scenario") == "server" and _float(r.get("target_qps")) is None
+    return r.get("scenario") == "server" and as_float(r.get("target_qps")) is None
 
 
 def searched_cells(r: Any, cols: List[Col], cells: List[str]) -> List[str]:
@@ -33,28 +31,22 @@ def searched_cells(r: Any, cols: List[Col], cells: List[str]) -> List[str]:
             for col, c in zip(cols, cells)]
 
 
-def _flag(value: Any) -> str:
-    text = str(value).strip().lower()
-    return {"true": "yes", "1": "yes", "1.0": "yes", "false": "no", "0": "no",
-            "0.0": "no"}.get(text, "")
-
-
 def identity_columns() -> List[Col]:
     """After the batch: the scenario (serving ones only), the server's rate and bound."""
     return [
-        Col("scenario", lambda r: str(r.get("scenario")) if r.get("scenario") in SERVING else "",
+        Col("scenario", lambda r: str(r.get("scenario")) if r.get("scenario") in SERVING_SCENARIOS else "",
             "scenario"),
-        Col("target QPS", lambda r: _num(r.get("target_qps")), "target QPS"),
-        Col("p99 bound ms", lambda r: _num(r.get("latency_bound_ms")), "p99 bound ms"),
+        Col("target QPS", lambda r: num(r.get("target_qps")), "target QPS"),
+        Col("p99 bound ms", lambda r: num(r.get("latency_bound_ms")), "p99 bound ms"),
     ]
 
 
 def result_columns() -> List[Col]:
     """The rate served, and a search's result: the highest rate that held the bound."""
     return [
-        Col("QPS", lambda r: _num(r.get("achieved_qps_median")), "QPS"),
-        Col("held", lambda r: _flag(r.get("latency_bound_met_all")), "held"),
-        Col("max QPS", lambda r: _num(r.get("max_qps_last")), "max QPS"),
+        Col("QPS", lambda r: num(r.get("achieved_qps_median")), "QPS"),
+        Col("held", lambda r: yes_no(r.get("latency_bound_met_all")), "held"),
+        Col("max QPS", lambda r: num(r.get("max_qps_last")), "max QPS"),
     ]
 
 
@@ -69,7 +61,7 @@ def probes_table(trials: "pd.DataFrame") -> Optional[Any]:
                   & (trials["status"] == "ok")]
     if rows.empty:
         return None
-    bound = _float(rows["latency_bound_ms"].iloc[0])
+    bound = as_float(rows["latency_bound_ms"].iloc[0])
     table = Table(title=f"--find-max-qps probes (p99 bound {sig(bound) if bound else '?'} ms; "
                         "latencies are early-stopping bounds)", title_justify="left")
     headers = ("probe", "offered QPS", "achieved QPS", "p50 ms", "p99 ms", "p99.9 ms",
@@ -78,8 +70,8 @@ def probes_table(trials: "pd.DataFrame") -> Optional[Any]:
         table.add_column(header, justify="right")
     for _, r in rows.iterrows():
         table.add_row(*(Text(v) for v in (
-            str(int(r["trial"])), _num(r["offered_qps"]), _num(r["achieved_qps"]),
-            _num(r["latency_p50_ms"]), _num(r["latency_p99_ms"]), _num(r["latency_p999_ms"]),
-            _flag(r["latency_bound_met"]), _num(r["batch_size_mean"]),
-            _num(r["queries_unfinished"]))))
+            str(int(r["trial"])), num(r["offered_qps"]), num(r["achieved_qps"]),
+            num(r["latency_p50_ms"]), num(r["latency_p99_ms"]), num(r["latency_p999_ms"]),
+            yes_no(r["latency_bound_met"]), num(r["batch_size_mean"]),
+            num(r["queries_unfinished"]))))
     return table

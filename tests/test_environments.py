@@ -23,7 +23,7 @@ from conftest import PLUGIN_ENV, run_cli_here
 from gpubench.launch.interpreter import package_folder
 from gpubench.results import schema
 from gpubench.cli.run import checked_python
-from gpubench.suite.environments import name_for, pick
+from gpubench.launch.environments import name_for, pick
 from test_compare import make_trials
 
 SRC = str(Path(package_folder()).parent)
@@ -239,7 +239,7 @@ def test_bad_environments_are_one_line_naming_file_and_key(tmp_path):
 
 def test_without_pip_the_checkout_goes_in_through_a_pth_file(tmp_path):
     from gpubench.launch.interpreter import Probe
-    from gpubench.suite.env_install import PTH_NAME, install_checkout
+    from gpubench.launch.env_install import PTH_NAME, install_checkout
 
     site = tmp_path / "site-packages"
     how = install_checkout(Probe(sys.executable, (3, 11, 7), purelib=str(site), tools={}))

@@ -60,7 +60,7 @@ def test_missing_tensorflow_is_unavailable_with_install_hint(name, no_tensorflow
 
 def test_cli_reports_missing_tensorflow(no_tensorflow, tmp_path, capsys, monkeypatch):
     from gpubench.cli import main
-    from gpubench.suite import environments
+    from gpubench.launch import environments
 
     # nor in another environment (this checkout's .venv-tf would run it: README)
     monkeypatch.setattr(environments, "checkout_root", lambda: None)

@@ -203,7 +203,7 @@ class Backend(ABC):
     def build_facts(self) -> Dict[str, Any]:
         """The framework and its version from package metadata, without importing it
         (`gpubench env` without --frameworks); backends add their build (CUDA) cheaply."""
-        from gpubench.environment import package_version
+        from gpubench.machine import package_version
         return {"framework": self.framework,
                 "framework_version": package_version(*(self.distributions or (self.framework,)))}
 

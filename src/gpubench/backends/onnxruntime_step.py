@@ -153,7 +153,7 @@ class OrtStep(Step):
         if self.is_cuda:
             self.device = _cuda_device_info(config.device_index)
         else:
-            from gpubench.environment import cpu_model
+            from gpubench.machine import cpu_model
             self.device = DeviceInfo("cpu", None, cpu_model())
         self._bind(workload, config, model)
         if self.is_cuda:

@@ -156,7 +156,7 @@ class TFBackend(Backend):
             tf_device, info = self._gpu(tf, config)
         else:
             _hide_gpus(tf)
-            from gpubench.environment import cpu_model
+            from gpubench.machine import cpu_model
             tf_device, info = "/CPU:0", DeviceInfo("cpu", None, cpu_model())
         # TF turns TF32 on by default on Ampere+: fp32 must mean full fp32 matmuls.
         tf.config.experimental.enable_tensor_float_32_execution(config.precision == "tf32")

@@ -76,6 +76,6 @@ def collective_step(workload: Workload, config: StepConfig, device: torch.device
         info = DeviceInfo("cuda", device.index, props.name,
                           f"GPU-{uuid}" if uuid is not None else None)
     else:
-        from gpubench.environment import cpu_model
+        from gpubench.machine import cpu_model
         info = DeviceInfo("cpu", None, cpu_model())
     return TorchCollectiveStep(workload, config, device, info)

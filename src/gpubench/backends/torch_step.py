@@ -87,7 +87,7 @@ class TorchStep(Step):
             self.device = DeviceInfo("cuda", device.index, props.name,
                                      f"GPU-{uuid}" if uuid is not None else None)
         else:
-            from gpubench.environment import cpu_model
+            from gpubench.machine import cpu_model
             self.device = DeviceInfo("cpu", None, cpu_model())
             # Resident synthetic batches get memorised: after thousands of steps the
             # loss and gradients fall into denormal floats, which x86 CPUs process up to

@@ -29,7 +29,7 @@ def collect(frameworks: bool = False) -> Dict[str, Any]:
     """Machine facts, each framework's version and build (from package metadata unless
     `frameworks`: then imported, as a run records them), and the GPUs through NVML."""
     from gpubench.backends.inventory import framework_facts
-    from gpubench.environment import machine_environment
+    from gpubench.machine import machine_environment
 
     env: Dict[str, Any] = {"machine": machine_environment(),
                            "frameworks": framework_facts(imported=frameworks)}

@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 
 def environment_rows(timeout_s: float) -> List[Dict[str, Any]]:
     from gpubench.errors import UserError
-    from gpubench.suite.environments import probe_known
+    from gpubench.launch.environments import probe_known
 
     rows = []
     for env, found in probe_known(timeout_s):

@@ -1,7 +1,7 @@
 """`gpubench envs add NAME PATH | remove NAME | list`: the Python environments suites
-and `gpubench run --python` can run in, by name (suite/environments.py). `add` checks
+and `gpubench run --python` can run in, by name (launch/environments.py). `add` checks
 the environment, installs this checkout's gpubench there when it lacks it (touching
-nothing else: suite/env_install.py) and says how, or why it cannot."""
+nothing else: launch/env_install.py) and says how, or why it cannot."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def execute(args: argparse.Namespace) -> int:
     from gpubench.errors import UserError
     from gpubench.launch.interpreter import environment_root, probe, resolve_python
-    from gpubench.suite import environments as envs
-    from gpubench.suite.env_install import reinstall_over
+    from gpubench.launch import environments as envs
+    from gpubench.launch.env_install import reinstall_over
 
     if args.action == "list":
         for env in envs.known_environments():

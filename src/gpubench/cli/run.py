@@ -193,7 +193,7 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.measure.protocol import DEFAULT_PROCESSES, ProtocolConfig, default_trials
     from gpubench.launch import RunInterrupted, make_launcher, run_one
     from gpubench.measure.request import DEFAULT_ENVIRONMENT, scenario_for
-    from gpubench.suite.environments import name_for
+    from gpubench.launch.environments import name_for
     from gpubench.measure.runner import RunRequest
     from gpubench.workloads import parse_param_args
 
@@ -297,7 +297,7 @@ def environment_for(backend: str) -> "str | None":
     """The interpreter of the first known environment that can run `backend` when this
     one cannot (TensorFlow in .venv-tf, say), said on stderr; None: this one."""
     from gpubench.backends import all_backends
-    from gpubench.suite.environments import DEFAULT, EnvironmentSet
+    from gpubench.launch.environments import DEFAULT, EnvironmentSet
 
     factory = all_backends().get(backend)
     if factory is None or factory().is_available()[0]:  # unknown: preflight says so
@@ -319,7 +319,7 @@ def checked_python(path: str) -> str:
     this gpubench: `run` installs nothing)."""
     from gpubench.errors import UserError
     from gpubench.launch.interpreter import is_this_python, probe, resolve_python
-    from gpubench.suite.environments import Environment, ready
+    from gpubench.launch.environments import Environment, ready
 
     try:
         python = resolve_python(path)

@@ -40,7 +40,7 @@ def run_one(req, launcher: Optional[Launcher] = None, timeout_s: Optional[float]
     """`gpubench run`: the same rows, folder and errors whatever the launcher (a refusal
     raises its UserError and leaves no folder; a crash or a timeout is a failed row).
     Returns the RunOutcome."""
-    from gpubench.environment import host_name
+    from gpubench.machine import host_name
     from gpubench.measure.run_record import RunOutcome
     from gpubench.results.reader import read_run
     from gpubench.results.summary import summarize

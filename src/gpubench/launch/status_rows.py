@@ -12,7 +12,7 @@ import pandas as pd
 
 from gpubench import __version__
 from gpubench.atomic_io import write_text_atomic
-from gpubench.environment import git_commit, host_name
+from gpubench.machine import git_commit, host_name
 from gpubench.launch.base import LaunchResult
 from gpubench.launch.worker import request_to_json
 from gpubench.measure.protocol import STOP_INTERRUPTED

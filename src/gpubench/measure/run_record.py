@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import pandas as pd
 
 from gpubench.backends import Step
-from gpubench.environment import machine_environment
+from gpubench.machine import machine_environment
 from gpubench.measure.request import Preflight, RunRequest, run_identity
 from gpubench.measure.scenarios.serving.options import batch_size_of
 from gpubench.peaks import peak_tflops

@@ -4,7 +4,7 @@ workloads x backends x modes x precisions x batch sizes x params.
 
     environments:        # optional: Python environments by name (a venv folder or an
       torch: .venv       # interpreter; relative to the current folder). gpubench is
-      tf: .venv-tf       # installed into one that lacks it (suite/environments.py)
+      tf: .venv-tf       # installed into one that lacks it (launch/environments.py)
     defaults:            # optional; any entry key below may also stand here
       trials: 5
       timeout_s: 600
@@ -244,14 +244,14 @@ def _positive(name: str, value: Any, source: Path, path: str) -> None:
 
 def parse_environments(data: Any, source: Path) -> Dict[str, str]:
     """The suite's `environments:` mapping, name -> path as written (checked further,
-    and resolved, by suite/environments.py)."""
+    and resolved, by launch/environments.py)."""
     raw = data.get("environments") if isinstance(data, dict) else None
     if raw is None:
         return {}
     if not isinstance(raw, dict) or not raw:
         raise UserError(f"{_where(source, 'environments')}: expected a mapping of names to "
                         "venv folders or Python interpreters")
-    from gpubench.suite.environments import check_name
+    from gpubench.launch.environments import check_name
     out = {}
     for name, path in raw.items():
         where = _where(source, f"environments.{name}")

@@ -18,7 +18,7 @@ from gpubench.measure.request import exec_mode_of, validate_request
 from gpubench.launch.interpreter import is_this_python
 from gpubench.measure.scenarios.serving.options import batch_size_of
 from gpubench.suite.config import SuiteRun
-from gpubench.suite.environments import EnvironmentSet
+from gpubench.launch.environments import EnvironmentSet
 from gpubench.suite.executor import SuitePlan, request_for
 from gpubench.workloads import Workload, resolve_workload
 

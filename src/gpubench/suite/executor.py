@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import pandas as pd
 
 from gpubench.backends import backend_names
-from gpubench.environment import host_name
+from gpubench.machine import host_name
 from gpubench.errors import UserError
 from gpubench.launch import Launcher, make_launcher, run_ended, settle
 from gpubench.measure.protocol import ProtocolConfig
@@ -34,7 +34,7 @@ from gpubench.results.schema import SCHEMA_VERSION, configuration_key, trial_col
 from gpubench.results.summary import summarize
 from gpubench.results.writer import new_run_id, run_folder_name
 from gpubench.suite.config import SuiteRun, load_suite_file, matches, parse_filter
-from gpubench.suite.environments import EnvironmentSet, declared_environments
+from gpubench.launch.environments import EnvironmentSet, declared_environments
 from gpubench.workloads import resolve_workload
 
 Progress = Callable[..., None]

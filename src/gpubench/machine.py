@@ -1,5 +1,7 @@
-"""Framework-free facts about the machine and the code: host, OS, Python, CPU, git
-commit. Backends add their framework's facts; telemetry adds the GPUs'."""
+"""Framework-free facts about the machine and the code (run.json's `environment`):
+host, OS, Python, CPU, git commit. Backends add their framework's facts; telemetry adds
+the GPUs'. (A Python environment, the interpreter a run starts in, is
+launch/environments.py's.)"""
 
 from __future__ import annotations
 

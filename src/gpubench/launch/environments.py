@@ -32,7 +32,7 @@ from gpubench.launch.interpreter import (
     Probe, environment_root, probe_all, resolve_python, same_environment,
 )
 from gpubench.results.schema import CONFIGURATION_DEFAULTS
-from gpubench.suite.env_install import checkout_root, ensure_checkout
+from gpubench.launch.env_install import checkout_root, ensure_checkout
 
 DEFAULT = CONFIGURATION_DEFAULTS["environment"]  # the interpreter gpubench runs in
 TF_NAME, TF_VENV = "tf", ".venv-tf"  # make install-tf's environment

@@ -85,7 +85,9 @@ def test_exec_modes_a_backend_cannot_run_are_refused_in_one_line(args, message, 
 
 def test_cli_exec_choices_match_the_backends():
     from gpubench.backends.exec_modes import TORCH_CUDA_EXEC_MODES, compile_mode
-    from gpubench.cli.run import COMPILE_CHOICES, EXEC_CHOICES
+    from gpubench.measure.options import option  # the CLI's choices: the declaration's
+    EXEC_CHOICES = {m.split(":")[0] for m in option("exec").allowed()}  # --compile-mode: the rest
+    COMPILE_CHOICES = option("compile_mode").allowed()
 
     plain = {m.split(":")[0] for m in TORCH_CUDA_EXEC_MODES}
     assert plain | {"xla"} == set(EXEC_CHOICES)

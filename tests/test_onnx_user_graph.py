@@ -19,7 +19,8 @@ from conftest import FAST_RUN, REPO, run_cli_here  # noqa: E402  (the commands i
 from gpubench.backends import tensorrt_backend  # noqa: E402
 from gpubench.backends.onnx_export import export_workload, onnx_model_for  # noqa: E402
 from gpubench.errors import UserError  # noqa: E402
-from gpubench.measure.request import RunRequest, preflight, request_identity  # noqa: E402
+from gpubench.measure.preflight import preflight  # noqa: E402
+from gpubench.measure.request import RunRequest, request_identity  # noqa: E402
 from gpubench.results import schema  # noqa: E402
 from gpubench.results.compare import compare  # noqa: E402
 from gpubench.results.compare_format import config_label  # noqa: E402

@@ -10,7 +10,8 @@ import pytest
 from gpubench.backends import get_backend
 from gpubench.errors import Unsupported, UserError
 from gpubench.measure.scenarios import registry as scenarios
-from gpubench.measure.request import RunRequest, preflight, request_identity
+from gpubench.measure.preflight import preflight
+from gpubench.measure.request import RunRequest, request_identity
 from gpubench.measure.scenarios.base import Scenario
 
 

@@ -11,6 +11,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile'
 TORCH_CPU_EXEC_MODES = ("eager",) + tuple(
     "compile" if m == "default" else f"compile:{m}" for m in COMPILE_MODES)
 TORCH_CUDA_EXEC_MODES = TORCH_CPU_EXEC_MODES + ("cuda-graphs",)
+EXEC_MODES = TORCH_CUDA_EXEC_MODES + ("xla",)  # every backend's, together: --exec, execs
 
 
 # What a whole-step CUDA-graph capture (torch_exec.GraphedStep) cannot honestly run,

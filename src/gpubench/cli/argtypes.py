@@ -1,10 +1,26 @@
-"""argparse value types that reject bad numbers with a message naming what is expected."""
+"""argparse's side of the declared value kinds (measure/option.py): a type function that
+rejects a bad value with the kind's one line, and allowed values asked for only when
+argparse first needs them (a registry's names: parsing, an error, --help)."""
 
 from __future__ import annotations
 
 import argparse
-import math
-from typing import Callable
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
+
+from gpubench.measure.option import (
+    NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, Kind,
+)
+
+
+def arg_type(kind: Kind) -> Callable[[str], Any]:
+    """An argparse type for values of `kind`."""
+    def parse(text: str) -> Any:
+        try:
+            return kind.read(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = kind.expected or kind.type.__name__  # argparse names it in some errors
+    return parse
 
 
 def int_at_least(minimum: int, not_int: str, too_small: str) -> Callable[[str], int]:
@@ -21,51 +37,32 @@ def int_at_least(minimum: int, not_int: str, too_small: str) -> Callable[[str], 
     return parse
 
 
-positive_int = int_at_least(1, "a positive integer", "a positive integer")
-nonnegative_int = int_at_least(0, "an integer >= 0", "an integer >= 0")
+positive_int = arg_type(POSITIVE_INT)
+nonnegative_int = arg_type(NONNEGATIVE_INT)
+positive_float = arg_type(POSITIVE_FLOAT)
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+class Choices(Sequence):
+    """Allowed values made when first asked for, so that building the parser (every
+    gpubench command does) asks no registry."""
 
+    def __init__(self, make: Callable[[], Sequence[str]]) -> None:
+        self._make = make
+        self._values: Optional[Tuple[str, ...]] = None
 
-def nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+    def _all(self) -> Tuple[str, ...]:
+        if self._values is None:
+            self._values = tuple(self._make())
+        return self._values
 
+    def __getitem__(self, index: Any) -> Any:
+        return self._all()[index]
 
-def _share(text: str) -> float:
-    """'0.02' or '2%' as 0.02; NaN when it is not a number (callers reject NaN)."""
-    raw = text.strip()
-    try:
-        return float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except ValueError:
-        return math.nan
+    def __len__(self) -> int:
+        return len(self._all())
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
 
-def fraction(text: str) -> float:
-    """A relative width such as 0.02 (or '2%')."""
-    value = _share(text)
-    if not (0 < value < 1):  # NaN fails too
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a percentage, got {text!r}")
-    return value
-
-
-def accuracy(text: str) -> float:
-    """A test accuracy in (0, 1], such as 0.97 (or '97%')."""
-    value = _share(text)
-    if not 0 < value <= 1:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"expected an accuracy in (0, 1] (e.g. 0.97 or 97%), "
-                                         f"got {text!r}")
-    return value
+    def __contains__(self, value: object) -> bool:
+        return value in self._all()

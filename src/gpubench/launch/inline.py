@@ -27,7 +27,7 @@ class InlineLauncher(Launcher):
         if req.processes > 1:
             raise UserError(f"--processes {req.processes} starts worker processes; the inline "
                             "launcher (--no-isolate) runs in this one")
-        from gpubench.measure.runner import preflight
+        from gpubench.measure.preflight import preflight
         preflight(req)
 
     def launch(self, req: Any, timeout_s: Optional[float] = None,

@@ -112,7 +112,7 @@ class ProcessLauncher(Launcher):
     def preflight_in_python(self, req: Any) -> None:
         """The runner's preflight, in this launcher's Python."""
         if is_this_python(self.python):
-            from gpubench.measure.runner import preflight
+            from gpubench.measure.preflight import preflight
             preflight(req)
             return
         import tempfile

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any, Dict, Optional, TextIO
 
 from gpubench.errors import BackendUnavailable, Unsupported, UserError
-from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.runner import RunRequest
 
 EVENT_FD_ENV = "GPUBENCH_EVENT_FD"
@@ -55,8 +54,7 @@ def request_to_json(req: RunRequest) -> Dict[str, Any]:
 
 
 def request_from_json(data: Dict[str, Any]) -> RunRequest:
-    data = dict(data)
-    data["protocol"] = ProtocolConfig(**data["protocol"])
+    data = dict(data)  # its protocol and scenario records as mappings: RunRequest takes them
     data["out_dir"] = Path(data["out_dir"])
     data["folder"] = Path(data["folder"]) if data.get("folder") else None
     return RunRequest(**data)
@@ -88,7 +86,8 @@ def main() -> int:
     fd = os.environ.get(EVENT_FD_ENV)
     events = _Events(os.fdopen(int(fd), "w", buffering=1) if fd else None)
     request = request_from_json(json.loads(sys.stdin.read()))
-    from gpubench.measure.runner import execute_run, preflight
+    from gpubench.measure.preflight import preflight
+    from gpubench.measure.runner import execute_run
 
     try:
         if "--preflight" in sys.argv[1:]:

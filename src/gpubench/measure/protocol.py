@@ -37,6 +37,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from gpubench.backends import Step
+from gpubench.measure.options import default_of
 from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.stats import rel_ci_halfwidth
 from gpubench.telemetry import NullSampler, Sampler
@@ -67,12 +68,15 @@ def default_trials(processes: int) -> int:
 
 @dataclass(frozen=True)
 class ProtocolConfig:
-    trials: int = 6  # the fewest whose range is a 95% CI of the median (stats.median_ci)
-    warmup_s: float = 1.0
-    min_trial_s: float = 1.0
+    """The protocol's settings: its options (measure/options.py, their defaults there),
+    and what the run adds."""
+
+    trials: int = TRIALS_ONE_PROCESS
+    warmup_s: float = default_of("warmup_s")
+    min_trial_s: float = default_of("min_trial_s")
     record_latency: bool = False
     target_rel_ci: Optional[float] = None  # e.g. 0.01: CI within 1% of the median
-    max_time_s: float = 120.0  # cap on the time spent in trials when chasing the target
+    max_time_s: float = default_of("max_time_s")  # cap on trials when chasing the target
     max_trials: int = 100
     # Set for the later worker processes of a run (--processes): the first process
     # calibrated the iterations, the rest time the same work, numbering trials on.

@@ -12,8 +12,8 @@ import pandas as pd
 
 from gpubench.backends import Step
 from gpubench.machine import machine_environment
-from gpubench.measure.request import Preflight, RunRequest, run_identity
-from gpubench.measure.scenarios.serving.options import batch_size_of
+from gpubench.measure.preflight import Preflight
+from gpubench.measure.request import RunRequest
 from gpubench.peaks import peak_tflops
 from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.results.schema import ENVIRONMENT_COLUMNS, SCHEMA_VERSION
@@ -72,13 +72,15 @@ def with_global_columns(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 class RunRecord:
-    """In a run of several ranks every rank keeps a record; rank 0's writes the folder,
-    the others send it their rows (emit, write_samples, finish gather them)."""
+    """The run's rows and run.json, from what preflight resolved (`plan`: the identity,
+    the batch size, the data). In a run of several ranks every rank keeps a record;
+    rank 0's writes the folder, the others send it their rows (emit, write_samples,
+    finish gather them)."""
 
     def __init__(self, req: RunRequest, plan: Preflight,
                  ranks: RankContext = SINGLE_RANK) -> None:
         self.req, self.plan, self.workload, self.ranks = req, plan, plan.workload, ranks
-        self.identity = run_identity(req, plan.workload, plan.backend, plan.exec_mode)
+        self.identity = plan.identity
         self.peak_tflops: Optional[float] = None  # known once the device is
         self.env = {**machine_environment(), **plan.backend.environment()}
         self.writer = (RunWriter(req.out_dir, self.env["host"], folder=req.folder)
@@ -99,10 +101,6 @@ class RunRecord:
             **{c: self.env.get(c) for c in ENVIRONMENT_COLUMNS},
             "schema_version": SCHEMA_VERSION,
         }
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.identity.get("batch_size") or batch_size_of(self.req, self.workload))
 
     def prepared(self, step: Step) -> None:
         """Records what only a prepared step knows: the device, and framework settings
@@ -193,8 +191,8 @@ class RunRecord:
         self.writer.write_run_json({
             "schema_version": SCHEMA_VERSION, "run_id": self.writer.run_id,
             "started_utc": self.started_utc, "finished_utc": utc_now(),
-            "config": {**{k: v for k, v in asdict(self.req).items() if k != "protocol"},
-                       "batch_size": self.batch_size, "params": dict(self.workload.params),
+            "config": {**self.req.flat(), "batch_size": self.plan.batch_size,
+                       "params": dict(self.workload.params),
                        "out_dir": str(self.req.out_dir), "exec": self.plan.exec_mode},
             "protocol": {**asdict(self.req.protocol), "record_latency": self.req.mode == "infer"},
             "scenario": self.plan.scenario.name,

@@ -17,22 +17,21 @@ from gpubench.backends import Step, StepConfig
 from gpubench.errors import UserError
 from gpubench.measure.accuracy_gate import check_accuracy, check_exec
 from gpubench.measure.protocol import STOP_FAILED, STOP_INTERRUPTED, no_progress
-from gpubench.measure.request import (  # noqa: F401 (the names callers import from here)
-    Preflight, RunRequest, preflight, validate_request,
-)
-from gpubench.measure.run_record import ERROR_TAIL_CHARS, RunOutcome, RunRecord  # noqa: F401
+from gpubench.measure.preflight import Preflight, preflight
+from gpubench.measure.request import RunRequest  # noqa: F401 (callers import it from here)
+from gpubench.measure.run_record import RunOutcome, RunRecord
 from gpubench.measure.scenarios.base import ScenarioContext
 from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.telemetry import Sampler, make_sampler, pin_cuda_device_order, pre_run_gpu_state
 from gpubench.telemetry.gpu_state import with_gpu_state
 
 
-def step_config(req: RunRequest, record: RunRecord) -> StepConfig:
-    return StepConfig(req.mode, req.precision, record.batch_size, req.device_index,
+def step_config(req: RunRequest, plan: Preflight, ranks: RankContext) -> StepConfig:
+    return StepConfig(req.mode, req.precision, plan.batch_size, req.device_index,
                       req.threads, req.seed, onnx_path=req.onnx_path,
-                      exec_mode=record.plan.exec_mode, data=req.data, data_dir=req.data_dir,
-                      reference_init=record.plan.scenario.same_start_weights or req.check_accuracy,
-                      ranks=record.ranks, variable_batch=record.plan.scenario.variable_batches)
+                      exec_mode=plan.exec_mode, data=req.data, data_dir=req.data_dir,
+                      reference_init=plan.scenario.same_start_weights or req.check_accuracy,
+                      ranks=ranks, variable_batch=plan.scenario.variable_batches)
 
 
 def output_checks(req: RunRequest, plan: Preflight, step: Step, record: RunRecord) -> Dict[str, Any]:
@@ -54,17 +53,6 @@ def output_checks(req: RunRequest, plan: Preflight, step: Step, record: RunRecor
         found["warnings"] += result.pop("warnings")
         found.update(result)
     return found
-
-
-def data_record(req: RunRequest, plan) -> Dict[str, Any]:
-    """run.json's account of the data: its source, folder, and how it reached the device."""
-    record: Dict[str, Any] = {"source": req.data, "pipeline": plan.scenario.data_pipeline,
-                              "start_weights": ("models/init_weights.py" if
-                                                plan.scenario.same_start_weights else "framework")}
-    if req.data != "synthetic":
-        from gpubench.data.mnist import mnist_folder
-        record["folder"] = str(mnist_folder(req.data_dir))
-    return record
 
 
 def open_telemetry(req: RunRequest, step: Step, record: RunRecord) -> Tuple[Sampler, Dict[str, Any]]:
@@ -98,7 +86,7 @@ def execute_run(req: RunRequest, progress=no_progress,
     record.env["cuda_device_order"] = cuda_device_order
     progress("prepare", workload=plan.workload.name, backend=plan.backend.name)
     try:
-        step = plan.backend.prepare(plan.workload, step_config(req, record))
+        step = plan.backend.prepare(plan.workload, step_config(req, plan, ranks))
     except (UserError, KeyboardInterrupt):
         record.writer.remove_if_empty()
         raise
@@ -122,10 +110,10 @@ def execute_run(req: RunRequest, progress=no_progress,
         record.failed(traceback.format_exc())
         return record.finish(STOP_FAILED, {})
     sampler, gpu_state = open_telemetry(req, step, record)
-    context = ScenarioContext(step, req, plan.workload, record.batch_size, record.peak_tflops,
+    context = ScenarioContext(step, req, plan.workload, plan.batch_size, record.peak_tflops,
                               sampler, progress, record.emit, ranks)
     stop, extra = STOP_FAILED, {"warnings": list(step.warnings) + checks.pop("warnings"),
-                                "data": data_record(req, plan), **checks}
+                                "data": plan.data, **checks}
 
     if ranks.ranked:  # each rank's device and weights, for run.json's `ranks`
         extra.update(data_parallel=getattr(step, "parallel", None), device={

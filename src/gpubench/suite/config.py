@@ -61,54 +61,31 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from gpubench.errors import UserError
-from gpubench.measure.scenarios.serving import SERVING_SCENARIOS
+from gpubench.measure.option import PARAM, TYPE_NAMES
+from gpubench.measure.options import (
+    BY_NAME, OPTIONS, check_value, label_parts, suite_default, suite_options,
+)
 
-# Matrix keys: a scalar or a list of scalars each.
-MATRIX_KEYS = {"workloads": str, "backends": str, "modes": str, "precisions": str,
-               "batch_sizes": int, "execs": str, "nprocs": int, "environments": str,
-               "scenarios": str, "target_qps": float}
-# Settings: one scalar each, as `gpubench run` takes them.
-SETTING_KEYS = {"trials": int, "warmup_s": float, "min_trial_s": float,
-                "target_rel_ci": float, "max_time_s": float, "telemetry": str,
-                "sample_hz": float, "timeout_s": float, "seed": int, "threads": int,
-                "device": int, "repeats": int, "require_idle_gpu": bool, "processes": int,
-                "data": str, "data_dir": str, "target_accuracy": float, "max_epochs": int,
-                "check_accuracy": bool, "strategy": str, "latency_bound_ms": float,
-                "batch_timeout_ms": float, "find_max_qps": bool, "min_queries": int}
-# Settings that may be null (null: gpubench run's default).
-NULLABLE_SETTINGS = ("target_rel_ci", "threads", "data_dir", "target_accuracy", "max_epochs",
-                     "latency_bound_ms", "batch_timeout_ms", "min_queries")
-ENTRY_KEYS = set(MATRIX_KEYS) | set(SETTING_KEYS) | {"params"}
+# The file's keys, each an option's (measure/options.py): matrix keys take a value or a
+# list of values, crossed; settings one value, as `gpubench run` takes it.
+MATRIX = [o for o in suite_options("matrix")]
+BY_KEY = {o.key: o for o in suite_options()}
+ENTRY_KEYS = set(BY_KEY) | {"params"}
 TOP_KEYS = {"environments", "defaults", "runs"}
-# trials and processes None: gpubench run's defaults (measure/protocol.py)
-DEFAULT_SETTINGS: Dict[str, Any] = {"trials": None, "warmup_s": 1.0, "min_trial_s": 1.0,
-                                    "target_rel_ci": None, "max_time_s": 120.0,
-                                    "telemetry": "auto", "sample_hz": 10.0,
-                                    "timeout_s": 600.0, "seed": 0, "threads": None,
-                                    "device": 0, "repeats": 1, "require_idle_gpu": False,
-                                    "processes": None, "data": "synthetic", "data_dir": None,
-                                    "target_accuracy": None, "max_epochs": None,
-                                    "check_accuracy": False, "strategy": "ddp",
-                                    "latency_bound_ms": None, "batch_timeout_ms": None,
-                                    "find_max_qps": False, "min_queries": None}
-# modes default to train, but to infer for the serving scenarios (parse_suite)
-DEFAULT_MATRIX: Dict[str, List[Any]] = {"modes": ["train"], "precisions": ["fp32"],
-                                        "batch_sizes": [None], "execs": [None],
-                                        "nprocs": [None], "environments": [None],
-                                        "scenarios": [None], "target_qps": [None]}
-# matrix keys whose null means the default (null: gpubench run's choice)
-NULLABLE_MATRIX = ("batch_sizes", "execs", "nprocs", "scenarios", "target_qps")
+CLASSIC = ("workload", "backend", "mode", "precision", "batch_size")  # a SuiteRun's own fields
 FILTER_KEYS = ("workload", "backend", "mode", "precision", "batch_size", "params", "environment")
 
 
 @dataclass(frozen=True)
 class SuiteRun:
-    """One configuration of the matrix with its settings."""
+    """One configuration of the matrix: its classic axes, its parameters, and every other
+    option's value by name (`settings`: the entry's settings and its other matrix picks).
+    Any option reads by its name: `run.exec`, `run.target_qps` (its default if unset)."""
 
     workload: str
     backend: str
@@ -117,65 +94,47 @@ class SuiteRun:
     batch_size: Optional[int]
     params: Tuple[Tuple[str, str], ...]
     settings: Tuple[Tuple[str, Any], ...] = field(default=())
-    exec: Optional[str] = None  # execution mode (--exec); None: the backend's default
-    nproc: Optional[int] = None  # ranks through torchrun (--nproc); None: a plain run
-    environment: Optional[str] = None  # the Python environment; None: chosen when planned
-    scenario: Optional[str] = None  # --scenario; None: the workload's (throughput, ...)
-    target_qps: Optional[float] = None  # server's Poisson rate (--target-qps)
+
+    def __getattr__(self, name: str) -> Any:  # only names that are not fields: options
+        if name not in BY_NAME:
+            raise AttributeError(f"SuiteRun has no option or field {name!r}")
+        return self.setting(name)
 
     @property
     def params_text(self) -> str:
         return ";".join(f"{k}={v}" for k, v in self.params)
 
+    def setting(self, name: str) -> Any:
+        """An option's value for this run (its suite default when the run has none)."""
+        settings = dict(self.settings)
+        return settings[name] if name in settings else suite_default(BY_NAME[name])
+
+    def values(self) -> Dict[str, Any]:
+        """Every option's value by name, what request_from takes."""
+        return {**dict(self.settings), **{k: getattr(self, k) for k in CLASSIC},
+                "params": dict(self.params)}
+
+    def with_values(self, **values: Any) -> "SuiteRun":
+        return replace(self, settings=tuple(sorted({**dict(self.settings), **values}.items())))
+
     def key(self) -> Tuple[str, ...]:
         """What identifies the configuration in the file (its first six for --filter):
-        the matrix, and the settings that change what is measured."""
-        settings = dict(self.settings)
-        target = settings.get("target_accuracy")
+        the matrix, and the identity options (empty where the scenario takes none)."""
+        from gpubench.results.schema import key_text
+        scenario = self.setting("scenario")
         return (self.workload, self.backend, self.mode, self.precision,
                 "" if self.batch_size is None else str(self.batch_size), self.params_text,
-                str(settings.get("data", "synthetic")), "" if target is None else f"{target:g}",
-                self.exec or "", "" if self.nproc is None else str(self.nproc),
-                "" if self.nproc is None else str(settings.get("strategy", "ddp")),
-                self.environment or "",
-                self.scenario or "", "" if self.target_qps is None else f"{self.target_qps:g}",
-                *self._serving_key(settings))
-
-    def _serving_key(self, settings: Dict[str, Any]) -> Tuple[str, ...]:
-        """The serving settings that change what is measured (server runs)."""
-        if self.scenario != "server":
-            return ()
-        return tuple("" if settings.get(k) is None else f"{settings[k]:g}"
-                     for k in ("latency_bound_ms", "batch_timeout_ms")) + (
-            "find" if settings.get("find_max_qps") else "",)
+                *(key_text(self.setting(o.name) if o.applies(scenario) else None)
+                  for o in OPTIONS if (o.identity or o.suite == "matrix")
+                  and o.name not in CLASSIC and o.kind is not PARAM))
 
     def label(self) -> str:
         batch = "default" if self.batch_size is None else self.batch_size
         params = f" [{self.params_text}]" if self.params else ""
-        settings = dict(self.settings)
-        extra = "" if settings.get("data", "synthetic") == "synthetic" else f" data {settings['data']}"
-        if settings.get("target_accuracy") is not None:
-            extra += f" to accuracy {settings['target_accuracy']:g}"
-        if self.exec is not None:
-            extra += f" exec {self.exec}"
-        if self.nproc is not None:
-            strategy = settings.get("strategy", "ddp")
-            extra += f" nproc {self.nproc}" + ("" if strategy == "ddp" else f" {strategy}")
-        if self.environment not in (None, "default"):
-            extra += f" env {self.environment}"
-        if self.scenario is not None:
-            extra += f" {self.scenario}"
-        if self.target_qps is not None:
-            extra += f" at {self.target_qps:g} QPS"
-        if self.scenario == "server" and settings.get("find_max_qps"):
-            extra += " max QPS"
-        if self.scenario == "server" and settings.get("latency_bound_ms") is not None:
-            extra += f" p99 <= {settings['latency_bound_ms']:g} ms"
+        extra = "".join(" " + part for part in label_parts(dict(self.settings),
+                                                            self.setting("scenario")))
         return (f"{self.workload}{params} {self.backend} {self.mode} {self.precision} "
                 f"batch {batch}{extra}")
-
-    def setting(self, name: str) -> Any:
-        return dict(self.settings)[name]
 
 
 def _where(source: Path, path: str) -> str:
@@ -190,56 +149,27 @@ def _scalar(value: Any, kind: type, source: Path, path: str) -> Any:
     if kind is float and ok and not math.isfinite(value):
         ok = False
     if not ok:
-        expected = {int: "an integer", float: "a number", str: "a string",
-                    bool: "true or false"}[kind]
-        raise UserError(f"{_where(source, path)}: expected {expected}, got {value!r}")
+        raise UserError(f"{_where(source, path)}: expected {TYPE_NAMES[kind]}, got {value!r}")
     return float(value) if kind is float else value
 
 
-def _scalar_list(value: Any, kind: type, source: Path, path: str,
-                 allow_null: bool = False) -> List[Any]:
+def _value_list(o: Any, value: Any, source: Path, path: str) -> List[Any]:
+    """A matrix key's values (one, or a list; null: the option's default)."""
     items = value if isinstance(value, list) else [value]
     if not items:
         raise UserError(f"{_where(source, path)}: expected at least one value, got an empty list")
-    out = []
-    for i, item in enumerate(items):
-        if item is None and allow_null:
-            out.append(None)
-            continue
-        out.append(_scalar(item, kind, source, f"{path}[{i}]" if isinstance(value, list) else path))
-    return out
+    return [None if item is None and o.nullable else
+            _value(o, item, source, f"{path}[{i}]" if isinstance(value, list) else path)
+            for i, item in enumerate(items)]
 
 
-def _positive(name: str, value: Any, source: Path, path: str) -> None:
-    if name == "data":
-        from gpubench.data.sources import DATA_SOURCES
-        if value not in DATA_SOURCES:
-            raise UserError(f"{_where(source, path)}: expected one of "
-                            f"{', '.join(DATA_SOURCES)}, got {value!r}")
-        return
-    if name == "data_dir":
-        return
-    if name == "strategy":
-        from gpubench.ranks import STRATEGIES
-        if value not in STRATEGIES:
-            raise UserError(f"{_where(source, path)}: expected one of "
-                            f"{', '.join(STRATEGIES)}, got {value!r}")
-        return
-    if name == "target_accuracy" and value is not None and not 0 < value <= 1:
-        raise UserError(f"{_where(source, path)}: expected an accuracy in (0, 1], got {value!r}")
-    if name == "telemetry":
-        from gpubench.telemetry import TELEMETRY_KINDS
-        if value not in TELEMETRY_KINDS:
-            raise UserError(f"{_where(source, path)}: expected one of "
-                            f"{', '.join(TELEMETRY_KINDS)}, got {value!r}")
-        return
-    if value is None or isinstance(value, bool):
-        return
-    lower_ok = value >= 0 if name in ("seed", "device") else value > 0
-    if not lower_ok or (name == "target_rel_ci" and value >= 1):
-        expected = ("a fraction in (0, 1)" if name == "target_rel_ci"
-                    else "a number >= 0" if name in ("seed", "device") else "a positive number")
-        raise UserError(f"{_where(source, path)}: expected {expected}, got {value!r}")
+def _value(o: Any, value: Any, source: Path, path: str) -> Any:
+    """A value of option `o`: its type, then its range or its allowed names."""
+    value = _scalar(value, o.kind.type, source, path)
+    wrong = check_value(o, value)
+    if wrong:
+        raise UserError(f"{_where(source, path)}: {wrong}")
+    return value
 
 
 def parse_environments(data: Any, source: Path) -> Dict[str, str]:
@@ -273,28 +203,17 @@ def _check_mapping(value: Any, allowed: set, source: Path, path: str) -> Dict[st
 
 
 def _entry(raw: Dict[str, Any], base: Dict[str, Any], source: Path, path: str) -> Dict[str, Any]:
-    """Merges an entry over `base` (defaults), validating each key."""
+    """Merges an entry over `base` (defaults), validating each key; option values by
+    the option's name."""
     merged = dict(base)
     for key, value in raw.items():
         where = f"{path}.{key}"
-        if key in MATRIX_KEYS:
-            merged[key] = _scalar_list(value, MATRIX_KEYS[key], source, where,
-                                       allow_null=key in NULLABLE_MATRIX)
-            if key in ("batch_sizes", "nprocs", "target_qps"):
-                for b in merged[key]:
-                    if b is not None and not b > 0:
-                        raise UserError(f"{_where(source, where)}: expected positive numbers, got {b!r}")
-            if key == "scenarios":
-                from gpubench.measure.scenarios.registry import scenario_names
-                for i, name in enumerate(merged[key]):
-                    if name is not None and name not in scenario_names():
-                        at = f"{where}[{i}]" if isinstance(value, list) else where
-                        raise UserError(f"{_where(source, at)}: unknown scenario {name!r} "
-                                        f"(valid: {', '.join(scenario_names())})")
-        elif key in SETTING_KEYS:
-            merged[key] = None if value is None and key in NULLABLE_SETTINGS else \
-                _scalar(value, SETTING_KEYS[key], source, where)
-            _positive(key, merged[key], source, where)
+        o = BY_KEY.get(key)
+        if o is not None and o.suite == "matrix":
+            merged[o.name] = _value_list(o, value, source, where)
+        elif o is not None:
+            merged[o.name] = None if value is None and o.nullable else \
+                _value(o, value, source, where)
         elif key == "params":
             if not isinstance(value, dict):
                 raise UserError(f"{_where(source, where)}: expected a mapping of parameter "
@@ -310,6 +229,13 @@ def _entry(raw: Dict[str, Any], base: Dict[str, Any], source: Path, path: str) -
     return merged
 
 
+def _defaults() -> Dict[str, Any]:
+    """Every key's value where neither the entry nor `defaults:` gives one."""
+    out = {o.name: suite_default(o) for o in suite_options("setting")}
+    out.update({o.name: [suite_default(o)] for o in MATRIX})
+    return {**out, "params": {}}
+
+
 def _resolve_protocol_defaults(entry: Dict[str, Any]) -> None:
     """Processes and trials the entry leaves out: gpubench run's defaults (trials
     depend on the processes)."""
@@ -320,11 +246,13 @@ def _resolve_protocol_defaults(entry: Dict[str, Any]) -> None:
 
 def parse_suite(data: Any, source: Path) -> List[SuiteRun]:
     """Validates the loaded YAML and expands it into runs (in file order)."""
+    from gpubench.measure.request import default_mode
+
     if data is None:
         raise UserError(f"{source}: the file is empty")
     top = _check_mapping(data, TOP_KEYS, source, "")
     defaults_raw = _check_mapping(top.get("defaults") or {}, ENTRY_KEYS, source, "defaults")
-    base = _entry(defaults_raw, {**DEFAULT_SETTINGS, **DEFAULT_MATRIX, "params": {}}, source, "defaults")
+    base = _entry(defaults_raw, _defaults(), source, "defaults")
     entries = top.get("runs")
     if not isinstance(entries, list) or not entries:
         raise UserError(f"{_where(source, 'runs')}: expected a non-empty list of run entries")
@@ -333,30 +261,27 @@ def parse_suite(data: Any, source: Path) -> List[SuiteRun]:
     for i, raw in enumerate(entries):
         path = f"runs[{i}]"
         entry = _entry(_check_mapping(raw, ENTRY_KEYS, source, path), base, source, path)
-        for key in ("workloads", "backends"):
-            if key not in entry:
-                raise UserError(f"{_where(source, f'{path}.{key}')}: missing (neither the entry "
-                                f"nor defaults name any)")
+        for o in MATRIX[:2]:  # workloads, backends: a suite names them
+            if o.key not in raw and o.key not in defaults_raw:
+                raise UserError(f"{_where(source, f'{path}.{o.key}')}: missing (neither the "
+                                f"entry nor defaults name any)")
         _resolve_protocol_defaults(entry)
-        for j, name in enumerate(entry["environments"]):
+        for j, name in enumerate(entry["environment"]):
             if name is not None and name not in environments:
                 where = f"{path}.environments" if "environments" in raw else "defaults.environments"
                 raise UserError(f"{_where(source, f'{where}[{j}]')}: unknown environment "
                                 f"{name!r} (the suite's environments: "
                                 f"{', '.join(sorted(environments))})")
-        settings = tuple((k, entry[k]) for k in sorted(SETTING_KEYS))
+        settings = {o.name: entry[o.name] for o in suite_options("setting")}
         param_names = sorted(entry["params"])
-        modes_given = "modes" in raw or "modes" in defaults_raw
-        for w, b, m, p, bs, ex, n, env, sc, q, *values in itertools.product(
-                entry["workloads"], entry["backends"], entry["modes"], entry["precisions"],
-                entry["batch_sizes"], entry["execs"], entry["nprocs"], entry["environments"],
-                entry["scenarios"], entry["target_qps"],
-                *(entry["params"][n] for n in param_names)):
-            if sc in SERVING_SCENARIOS and not modes_given:
-                m = "infer"  # served inference: as gpubench run --scenario does
-            run = SuiteRun(w, b, m, p, bs, tuple(zip(param_names, values)), settings, ex, n,
-                           environment=env, scenario=sc, target_qps=q)
-            _check_serving(run, source, path)
+        for picks in itertools.product(*(entry[o.name] for o in MATRIX),
+                                       *(entry["params"][n] for n in param_names)):
+            values = {**settings, **{o.name: v for o, v in zip(MATRIX, picks)}}
+            values["mode"] = values["mode"] or default_mode(values["scenario"])
+            run = SuiteRun(*(values.pop(k) for k in CLASSIC),
+                           tuple(zip(param_names, picks[len(MATRIX):])),
+                           tuple(sorted(values.items())))
+            _check_request(run, source, path)
             runs.append(run)
     seen = set()
     unique = [r for r in runs if not (r.key() in seen or seen.add(r.key()))]
@@ -369,23 +294,16 @@ class SuiteFile:
     environments: Dict[str, str]  # name -> venv folder or interpreter, as written
 
 
-def _check_serving(run: SuiteRun, source: Path, path: str) -> None:
-    """A serving setting outside its scenario (or a server run with neither a rate nor a
-    search) is an error naming the file and the entry, before anything runs."""
-    from types import SimpleNamespace
+def _check_request(run: SuiteRun, source: Path, path: str) -> None:
+    """What its options need of each other (a serving option outside its scenario, a
+    server run with neither a rate nor a search, time-to-accuracy on synthetic data):
+    the request's own checks, as `gpubench run` makes them, naming the file and the
+    entry, before anything runs."""
+    from gpubench.measure.preflight import validate_request
+    from gpubench.measure.request import request_from
 
-    from gpubench.measure.protocol import ProtocolConfig
-    from gpubench.measure.scenarios.serving.options import validate_serving_request
-
-    s = dict(run.settings)
-    request = SimpleNamespace(
-        scenario=run.scenario or "throughput", mode=run.mode, batch_size=run.batch_size,
-        target_qps=run.target_qps, processes=s["processes"],
-        protocol=ProtocolConfig(target_rel_ci=s["target_rel_ci"]),
-        **{k: s[k] for k in ("latency_bound_ms", "batch_timeout_ms", "find_max_qps",
-                             "min_queries")})
     try:
-        validate_serving_request(request)
+        validate_request(request_from(run.values()))
     except UserError as exc:
         raise UserError(f"{_where(source, path)}: {exc}") from None
 

@@ -14,11 +14,11 @@ from gpubench.backends import Backend, get_backend, resolve_backend
 from gpubench.errors import BackendUnavailable, Unsupported, UserError
 from gpubench.measure.memory_check import MemoryCapacity, check_memory
 from gpubench.measure.protocol import ProtocolConfig
-from gpubench.measure.request import exec_mode_of, validate_request
-from gpubench.launch.interpreter import is_this_python
-from gpubench.measure.scenarios.serving.options import batch_size_of
-from gpubench.suite.config import SuiteRun
 from gpubench.launch.environments import EnvironmentSet
+from gpubench.launch.interpreter import is_this_python
+from gpubench.measure.preflight import exec_mode_of, validate_request
+from gpubench.measure.scenarios.registry import resolve_scenario
+from gpubench.suite.config import SuiteRun
 from gpubench.suite.executor import SuitePlan, request_for
 from gpubench.workloads import Workload, resolve_workload
 
@@ -122,7 +122,8 @@ class Judge:
             backend.check_config(run.mode, run.precision)
             exec_mode_of(req, backend)
             check_memory(workload, backend, run.mode, run.precision,
-                         batch_size_of(req, workload), device, capacity=self.capacity)
+                         resolve_scenario(req.scenario).batch_size(req, workload), device,
+                         capacity=self.capacity)
         except (Unsupported, BackendUnavailable) as exc:
             return "unsupported", str(exc)
         except UserError as exc:  # bad input the file's checks let through: a failed row

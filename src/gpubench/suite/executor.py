@@ -24,9 +24,8 @@ from gpubench.backends import backend_names
 from gpubench.machine import host_name
 from gpubench.errors import UserError
 from gpubench.launch import Launcher, make_launcher, run_ended, settle
-from gpubench.measure.protocol import ProtocolConfig
 from gpubench.measure.request import (
-    DEFAULT_ENVIRONMENT, RunRequest, request_identity, scenario_for,
+    DEFAULT_ENVIRONMENT, RunRequest, request_from, request_identity,
 )
 from gpubench.atomic_io import write_text_atomic
 from gpubench.results.reader import read_trials
@@ -121,7 +120,7 @@ def plan_suite(config_path: Path, out_dir: Path, filter_expr: Optional[str] = No
                             f"(valid: {', '.join(sorted(known))})")
     environments = EnvironmentSet(declared_environments(suite_file.environments, config_path),
                                   install)
-    runs = [r if r.environment else replace(r, environment=environments.choose(r.backend).name)
+    runs = [r if r.environment else r.with_values(environment=environments.choose(r.backend).name)
             for r in suite_file.runs]
     seen: set = set()  # an entry naming the environment another entry's run was given
     runs = [r for r in runs if not (r.key() in seen or seen.add(r.key()))]
@@ -178,29 +177,12 @@ def check_rank_devices(plan: SuitePlan, devices: Sequence[int]) -> None:
                             f"{', '.join(outside)}")
 
 
-def request_for(run: SuiteRun, folder: Path, device: int, timeout_override: Optional[float]) -> Tuple[RunRequest, float]:
-    s = dict(run.settings)
-    protocol = ProtocolConfig(trials=s["trials"], warmup_s=s["warmup_s"],
-                              min_trial_s=s["min_trial_s"], target_rel_ci=s["target_rel_ci"],
-                              max_time_s=s["max_time_s"])
-    req = RunRequest(workload=run.workload, backend=run.backend, mode=run.mode,
-                     precision=run.precision, batch_size=run.batch_size, exec=run.exec,
-                     params=dict(run.params), device_index=device, threads=s["threads"],
-                     seed=s["seed"], protocol=protocol, telemetry=s["telemetry"],
-                     sample_hz=s["sample_hz"], out_dir=folder.parent, folder=folder,
-                     require_idle_gpu=s["require_idle_gpu"], processes=s["processes"],
-                     data=s["data"], data_dir=s["data_dir"],
-                     target_accuracy=s["target_accuracy"], max_epochs=s["max_epochs"],
-                     check_accuracy=s["check_accuracy"],
-                     scenario=scenario_for(run.workload, dict(run.params), s["target_accuracy"],
-                                           run.scenario),
-                     target_qps=run.target_qps, latency_bound_ms=s["latency_bound_ms"],
-                     batch_timeout_ms=s["batch_timeout_ms"], find_max_qps=s["find_max_qps"],
-                     min_queries=s["min_queries"],
-                     world_size=run.nproc or 1,
-                     strategy=None if run.nproc is None else s["strategy"],
-                     environment=run.environment or DEFAULT_ENVIRONMENT)
-    return req, timeout_override or s["timeout_s"]
+def request_for(run: SuiteRun, folder: Path, device: int,
+                timeout_override: Optional[float]) -> Tuple[RunRequest, float]:
+    """The run's request, made as `gpubench run` makes its own, into `folder` on
+    `device`; and its timeout."""
+    req = request_from(run.values(), out_dir=folder.parent, folder=folder, device_index=device)
+    return req, timeout_override or run.setting("timeout_s")
 
 
 class Launchers:

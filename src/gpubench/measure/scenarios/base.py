@@ -56,6 +56,11 @@ class Scenario(ABC):
     # scenarios' `serve`), which an exec mode replaying one captured shape cannot.
     variable_batches: ClassVar[bool] = False
 
+    def batch_size(self, req: Any, workload: Workload) -> int:
+        """Samples per batch the run's steps take: --batch-size, else the workload's
+        default (the serving scenarios each name theirs)."""
+        return req.batch_size or workload.default_batch_size
+
     @abstractmethod
     def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
         """Measures, emitting rows as it goes; returns (stop reason, run.json extras).

@@ -20,10 +20,10 @@ import time
 from typing import Any, Dict, Optional, Tuple
 
 from gpubench.measure.scenarios.base import Scenario, ScenarioContext
+from gpubench.measure.scenarios.time_to_accuracy_options import DEFAULT_MAX_EPOCHS
 
 STOP_TARGET_REACHED = "target_reached"
 STOP_MAX_EPOCHS = "max_epochs"
-DEFAULT_MAX_EPOCHS = 10  # the reference recipe's epochs
 
 clock = time.perf_counter
 

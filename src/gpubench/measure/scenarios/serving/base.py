@@ -36,12 +36,11 @@ from gpubench.measure.scenarios.base import Scenario, ScenarioContext
 from gpubench.measure.scenarios.serving.early_stopping import (
     CONFIDENCE, claimed_percentiles_ms, observed_percentiles_ms, queries_needed,
 )
+from gpubench.measure.scenarios.serving.options import SERVING
 from gpubench.telemetry import TRIAL_TELEMETRY_COLUMNS
 
 clock = time.perf_counter
 
-DEFAULT_SAMPLES_PER_QUERY = 8  # multi-stream's S, as MLPerf's
-DEFAULT_BATCH_TIMEOUT_MS = 0.0  # greedy: a batch goes as soon as the model is free
 DEFAULT_MIN_QUERIES = queries_needed(0.99, CONFIDENCE)  # p99 claimable: 662, as LoadGen
 LIBRARY_SAMPLES = 1024  # host samples queries draw from (at least 4 batches)
 LIBRARY_MAX_BYTES = 256 << 20
@@ -75,13 +74,14 @@ class ServingSettings:
 def settings_of(ctx: Any) -> ServingSettings:
     req = ctx.request
     bound = req.latency_bound_ms
-    timeout = req.batch_timeout_ms
+    # not given: greedy, a batch goes as soon as the model is free (the option's `means`)
+    timeout = SERVING["batch_timeout_ms"].in_effect(req.batch_timeout_ms)
     return ServingSettings(
         batch=ctx.batch_size, min_duration_s=req.protocol.min_trial_s,
         min_queries=req.min_queries or DEFAULT_MIN_QUERIES, warmup_s=req.protocol.warmup_s,
         trials=req.protocol.trials, seed=req.seed, target_qps=req.target_qps,
         latency_bound_s=None if bound is None else bound / 1e3,
-        batch_timeout_s=(DEFAULT_BATCH_TIMEOUT_MS if timeout is None else timeout) / 1e3,
+        batch_timeout_s=timeout / 1e3,
         find_max_qps=req.find_max_qps)
 
 

@@ -1,65 +1,68 @@
-"""The serving scenarios' part of a run request (measure/request.py): what they accept,
-the batch size each runs at, and their identity columns. No framework is imported."""
+"""The serving scenarios' options (gathered with every other run option in
+measure/options.py), their record in a run request (RunRequest.serving), and what they
+accept together. No framework and no loop is imported."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Tuple
 
 from gpubench.errors import Unsupported, UserError
+from gpubench.measure.option import (
+    NONNEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, SWITCH, Option, record_class,
+)
 from gpubench.measure.scenarios.serving import SERVING_SCENARIOS
-from gpubench.measure.scenarios.serving.base import (
-    DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_SAMPLES_PER_QUERY,
+
+DEFAULT_SAMPLES_PER_QUERY = 8  # multi-stream's S, as MLPerf's
+QUERY_SCENARIOS = ("single-stream", "multi-stream", "server")  # many queries a trial
+SERVER = ("server",)
+
+SERVING_OPTIONS: Tuple[Option, ...] = (
+    # another name for the batch, as each scenario calls it (a suite's batch_sizes)
+    Option("samples_per_query", f"multi-stream: samples a query (default "
+                                f"{DEFAULT_SAMPLES_PER_QUERY})", POSITIVE_INT, metavar="S",
+           shown_default=str(DEFAULT_SAMPLES_PER_QUERY), scenarios=("multi-stream",),
+           alias_of="batch_size", suite=None, in_request=None),
+    Option("max_batch", "server, offline: the largest batch (default: --batch-size or the "
+                        "workload's)", POSITIVE_INT, metavar="N", shown_default="the workload's",
+           scenarios=("server", "offline"), alias_of="batch_size", suite=None, in_request=None),
+    Option("target_qps", "server: the Poisson arrival rate, queries per second",
+           POSITIVE_FLOAT, metavar="QPS", group="serving", scenarios=SERVER, identity=True,
+           suite="matrix", label="at {:g} QPS"),
+    Option("find_max_qps", "server: search (bisection) for the highest rate whose p99 "
+                           "latency meets --latency-bound-ms; every probe a row", SWITCH,
+           default=False, group="serving", scenarios=SERVER, label="max QPS"),
+    Option("latency_bound_ms", "server: the p99 latency bound; rows say whether it held",
+           POSITIVE_FLOAT, metavar="MS", group="serving", scenarios=SERVER, identity=True,
+           label="p99 <= {:g} ms"),
+    Option("batch_timeout_ms", "server: how long the batcher holds the oldest waiting query "
+                               "for more (default 0: what waits goes as soon as the model is "
+                               "free)", NONNEGATIVE_FLOAT, metavar="MS", means=0.0,
+           group="serving", scenarios=SERVER, identity=True),
+    Option("min_queries", "single-stream, multi-stream, server: queries a trial holds at "
+                          "least (default 662: the fewest that can claim p99 at 99%% "
+                          "confidence)", POSITIVE_INT, metavar="N", shown_default="662",
+           group="serving", scenarios=QUERY_SCENARIOS),
 )
 
-# Settings and the scenarios that take them (their CLI flags, for messages).
-SERVER_ONLY = {"target_qps": "--target-qps", "latency_bound_ms": "--latency-bound-ms",
-               "batch_timeout_ms": "--batch-timeout-ms", "find_max_qps": "--find-max-qps"}
-QUERY_SCENARIOS = ("single-stream", "multi-stream", "server")  # --min-queries: many queries
-
-
-def batch_size_of(req: Any, workload: Any) -> int:
-    """Samples per batch: single-stream 1, multi-stream S (default 8), the others
-    --batch-size (server and offline: the largest batch, --max-batch) or the
-    workload's default."""
-    if req.scenario == "single-stream":
-        return 1
-    if req.scenario == "multi-stream":
-        return req.batch_size or DEFAULT_SAMPLES_PER_QUERY
-    return req.batch_size or workload.default_batch_size
-
-
-def serving_identity(req: Any) -> Dict[str, Optional[float]]:
-    """The server's identity columns (empty for every other scenario): its rate (empty
-    when --find-max-qps searches it), its latency bound, its batcher's timeout."""
-    if req.scenario != "server":
-        return {"target_qps": None, "latency_bound_ms": None, "batch_timeout_ms": None}
-    timeout = DEFAULT_BATCH_TIMEOUT_MS if req.batch_timeout_ms is None else req.batch_timeout_ms
-    return {"target_qps": req.target_qps, "latency_bound_ms": req.latency_bound_ms,
-            "batch_timeout_ms": timeout}
-
-
-def _given(req: Any, field: str) -> bool:
-    value = getattr(req, field)
-    return value is not None and value is not False
+SERVING = {o.name: o for o in SERVING_OPTIONS}
+ServingOptions = record_class(
+    "ServingOptions", SERVING_OPTIONS, __name__,
+    "The serving scenarios' part of a run request (None or False: not given).")
 
 
 def validate_serving_request(req: Any) -> None:
-    """One line (UserError) for a serving setting outside its scenario, a serving
+    """One line (UserError) for a serving option outside its scenario, a serving
     scenario asked to train or to chase what only throughput does, or a server run
     with neither a rate nor a search."""
-    name = req.scenario
-    for field, flag in SERVER_ONLY.items():
-        if _given(req, field) and name != "server":
-            raise UserError(f"{flag} is for the server scenario (--scenario server), not {name}")
-    if req.min_queries is not None and name not in QUERY_SCENARIOS:
-        raise UserError(f"--min-queries is for the scenarios of many queries "
-                        f"({', '.join(QUERY_SCENARIOS)}), not {name}")
-    for field, floor in (("target_qps", 0.0), ("latency_bound_ms", 0.0), ("min_queries", 1)):
-        value = getattr(req, field)
-        if value is not None and not (value >= floor if field == "min_queries" else value > floor):
-            raise UserError(f"--{field.replace('_', '-')} must be positive, got {value}")
-    if req.batch_timeout_ms is not None and not req.batch_timeout_ms >= 0:
-        raise UserError(f"--batch-timeout-ms must be >= 0, got {req.batch_timeout_ms}")
+    name, serving = req.scenario, req.serving
+    for o in SERVING_OPTIONS:
+        value = getattr(serving, o.name, None)
+        if value is None or value is False or o.applies(name):
+            continue
+        if o.scenarios == SERVER:
+            raise UserError(f"{o.flag} is for the server scenario (--scenario server), not {name}")
+        raise UserError(f"{o.flag} is for the scenarios of many queries "
+                        f"({', '.join(o.scenarios)}), not {name}")
     if name not in SERVING_SCENARIOS:
         return
     if req.mode != "infer":
@@ -74,11 +77,11 @@ def validate_serving_request(req: Any) -> None:
         raise UserError("single-stream issues one sample a query (batch 1); queries of "
                         "several samples are multi-stream's (--samples-per-query)")
     if name == "server":
-        if req.find_max_qps == (req.target_qps is not None):
+        if serving.find_max_qps == (serving.target_qps is not None):
             raise UserError("scenario server needs one of --target-qps QPS (a fixed Poisson "
                             "rate) and --find-max-qps (a search for the highest rate whose p99 "
                             "meets --latency-bound-ms)")
-        if req.find_max_qps and req.latency_bound_ms is None:
+        if serving.find_max_qps and serving.latency_bound_ms is None:
             raise UserError("--find-max-qps searches for the highest rate whose p99 latency "
                             "meets a bound: give --latency-bound-ms")
 
@@ -89,4 +92,5 @@ def check_serving_plan(req: Any, scenario: Any, exec_mode: str, workload: Any) -
     if scenario.variable_batches and exec_mode == "cuda-graphs":
         raise Unsupported(f"exec mode cuda-graphs replays one captured batch shape; scenario "
                           f"{scenario.name} runs batches of every size up to "
-                          f"{batch_size_of(req, workload)} (single-stream and multi-stream run one)")
+                          f"{scenario.batch_size(req, workload)} (single-stream and "
+                          "multi-stream run one)")

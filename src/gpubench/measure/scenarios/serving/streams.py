@@ -25,6 +25,7 @@ import numpy as np
 
 from gpubench.measure.protocol import STOP_FIXED
 from gpubench.measure.scenarios.base import ScenarioContext
+from gpubench.measure.scenarios.serving.options import DEFAULT_SAMPLES_PER_QUERY
 from gpubench.measure.scenarios.serving.base import (
     ServingScenario, Trial, clock, serve_timed, serving_record, trial_row, warm_shapes,
 )
@@ -76,9 +77,15 @@ class StreamScenario(ServingScenario):
 class SingleStreamScenario(StreamScenario):
     name = "single-stream"
 
+    def batch_size(self, req: Any, workload: Any) -> int:
+        return 1  # one sample a query
+
 
 class MultiStreamScenario(StreamScenario):
     name = "multi-stream"
+
+    def batch_size(self, req: Any, workload: Any) -> int:
+        return req.batch_size or DEFAULT_SAMPLES_PER_QUERY  # S samples a query
 
 
 class OfflineScenario(ServingScenario):

@@ -95,7 +95,7 @@ def test_torch_and_keras_load_the_same_starting_weights_into_the_same_function()
     pytest.importorskip("tensorflow")
     from gpubench.backends.keras_model import build_keras_model, load_reference_weights
     from gpubench.backends.torch_model import build_module
-    from gpubench.backends.torch_step import load_weights
+    from gpubench.backends.torch_model import load_weights
     from gpubench.backends.keras_model import to_channels_last
 
     workload = resolve_workload("lenet5")

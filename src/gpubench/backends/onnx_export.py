@@ -131,7 +131,7 @@ def _export_bytes(workload: Workload, seed: int, dtype: str, trace_batch: int,
     import torch
 
     from gpubench.backends.torch_model import build_module
-    from gpubench.backends.torch_step import load_weights
+    from gpubench.backends.torch_model import load_weights
     from gpubench.models.init_weights import initial_weights
 
     torch_dtype = torch.float16 if dtype == "float16" else torch.float32

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -167,3 +168,13 @@ def build_module(layers: Sequence[Layer], input_shape: Tuple[int, ...]) -> nn.Mo
     default initialisation under the current seed)."""
     module, _ = _translate(layers, tuple(input_shape), [None])
     return module
+
+
+def load_weights(module: torch.nn.Module, arrays) -> None:
+    """Copies weights in the reference layout (models/init_weights.py) into the module:
+    its state_dict holds them in the same order (BatchNorm's batch counter aside)."""
+    names = [k for k in module.state_dict() if not k.endswith("num_batches_tracked")]
+    if len(names) != len(arrays):
+        raise ValueError(f"expected {len(names)} weight arrays, got {len(arrays)}")
+    state = {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in zip(names, arrays)}
+    module.load_state_dict(state, strict=False)

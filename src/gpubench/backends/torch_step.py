@@ -20,14 +20,13 @@ from gpubench.backends.torch_exec import (
     TRAIN_CHECK_VALUES, GraphedStep, buffers_kept, compile_module, dynamo_graphs,
     loss_and_grads, relative_pairs, timed,
 )
-from gpubench.backends.torch_model import build_module
+from gpubench.backends.torch_model import build_module, load_weights
+from gpubench.backends.torch_real_data import TorchRealData
 from gpubench.backends.torch_parallel import param_digest, wrap_data_parallel
 from gpubench.errors import Unsupported
-from gpubench.data.sources import epoch_order, labelled_data, resident_batches
+from gpubench.data.sources import resident_batches
 from gpubench.models.init_weights import initial_weights
 from gpubench.workloads import Workload
-
-EVAL_BATCH = 1000  # test images per forward pass when evaluating (not timed with training)
 
 EXEC_CHECK_ELEMS = 1 << 22  # outputs an exec mode's check keeps a side
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -66,7 +65,10 @@ def _first_step_imports(workload: Workload) -> None:
     _optimizer(workload, [dummy]).step()
 
 
-class TorchStep(Step):
+class TorchStep(TorchRealData, Step):
+    """The step for one workload on one device; its real-data part (epochs, evaluation,
+    predictions) is TorchRealData's."""
+
     def __init__(self, workload: Workload, config: StepConfig, device: torch.device) -> None:
         self.config = config
         self.torch_device = device
@@ -114,7 +116,7 @@ class TorchStep(Step):
         # weights start the same everywhere all the same (DDP broadcasts rank 0's).
         batches = resident_batches(workload, config.batch_size, config.data_batches,
                                    config.seed + config.ranks.rank, config.data, config.data_dir)
-        self._sets: Optional[HostSets] = None  # the real sets, once an epoch needs them
+        self._sets = None  # the real sets (TorchRealData), once an epoch needs them
         self.data: List[Tuple[torch.Tensor, torch.Tensor]] = [
             (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)) for x, y in batches]
         self.inputs = [x for x, _ in self.data]
@@ -303,56 +305,6 @@ class TorchStep(Step):
                 times[i] = clock() - t0
         return out
 
-    # -- real data: epochs, evaluation, predictions -----------------------------------
-    @property
-    def sets(self) -> "HostSets":
-        if self._sets is None:
-            self._sets = HostSets(labelled_data(self.config.data, self.config.data_dir),
-                                  self.is_cuda)
-        return self._sets
-
-    def train_epoch(self, epoch: int) -> Tuple[float, int]:
-        x_all, y_all = self.sets.train_x, self.sets.train_y
-        order = epoch_order(len(y_all), self.config.seed, epoch)
-        step, bs, device = self._step, self.config.batch_size, self.torch_device
-        total = torch.zeros((), device=device)
-        for start in range(0, len(order), bs):
-            idx = torch.from_numpy(order[start:start + bs])
-            x, y = x_all[idx], y_all[idx]
-            if self.is_cuda:  # as DataLoader(pin_memory=True): pinned, copied asynchronously
-                x = x.pin_memory().to(device, non_blocking=True)
-                y = y.pin_memory().to(device, non_blocking=True)
-            # summed on the device: reading each step's loss would wait for the device
-            total += step(x, y).detach() * len(idx)
-        self._last_loss = total / len(order)
-        return float(self._last_loss), len(order)  # float() synchronises
-
-    def evaluate(self) -> float:
-        x_all, y_all = self.sets.test_x, self.sets.test_y
-        correct = torch.zeros((), dtype=torch.int64, device=self.torch_device)
-        for start in range(0, len(y_all), EVAL_BATCH):
-            logits = self._forward(x_all[start:start + EVAL_BATCH])
-            y = y_all[start:start + EVAL_BATCH].to(self.torch_device, non_blocking=True)
-            correct += (logits.argmax(dim=1) == y).sum()
-        return int(correct) / len(y_all)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self._forward(torch.from_numpy(np.ascontiguousarray(x))).float().cpu().numpy()
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The model in eval mode at the step's precision on a host batch."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                x = x.to(self.torch_device, non_blocking=True)
-                if self._autocast_dtype is None:
-                    return self.model(x)
-                with torch.autocast(self.torch_device.type, dtype=self._autocast_dtype):
-                    return self.model(x)
-        finally:
-            self.model.train(was_training)
-
     # -- serving: host batches of any size, outputs back on the host ------------------
     def start_serving(self, library: np.ndarray) -> Dict[str, Any]:
         self._library = torch.from_numpy(np.ascontiguousarray(library))
@@ -402,25 +354,3 @@ class TorchStep(Step):
         self.model = None
         if self.is_cuda:
             torch.cuda.empty_cache()
-
-
-class HostSets:
-    """The real train and test sets as host tensors (pinned on CUDA machines, so that
-    batches gathered from them copy to the device asynchronously)."""
-
-    def __init__(self, sets, pin: bool) -> None:
-        def host(a: np.ndarray) -> torch.Tensor:
-            t = torch.tensor(a)  # a copy: the loader's cached arrays are read-only
-            return t.pin_memory() if pin else t
-        self.train_x, self.train_y = host(sets.train_x), host(sets.train_y)
-        self.test_x, self.test_y = host(sets.test_x), host(sets.test_y)
-
-
-def load_weights(module: torch.nn.Module, arrays) -> None:
-    """Copies weights in the reference layout (models/init_weights.py) into the module:
-    its state_dict holds them in the same order (BatchNorm's batch counter aside)."""
-    names = [k for k in module.state_dict() if not k.endswith("num_batches_tracked")]
-    if len(names) != len(arrays):
-        raise ValueError(f"expected {len(names)} weight arrays, got {len(arrays)}")
-    state = {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in zip(names, arrays)}
-    module.load_state_dict(state, strict=False)

@@ -18,9 +18,10 @@ from gpubench.launch.worker import request_to_json
 from gpubench.measure.protocol import STOP_INTERRUPTED
 from gpubench.measure.request import RunRequest, request_identity
 from gpubench.measure.run_record import ERROR_TAIL_CHARS, utc_now
+from gpubench.results import schema
 from gpubench.results.schema import (
-    CONFIGURATION_COLUMNS, CONTEXT_COLUMNS, ENVIRONMENT_COLUMNS, PLACEMENT_COLUMNS,
-    SCHEMA_VERSION, TEXT_COLUMNS, trial_columns,
+    CONTEXT_COLUMNS, ENVIRONMENT_COLUMNS, PLACEMENT_COLUMNS, SCHEMA_VERSION, TEXT_COLUMNS,
+    trial_columns,
 )
 from gpubench.results.summary import summarize
 
@@ -58,7 +59,7 @@ def record_status(req: RunRequest, status: str, error: str, process: int = 0) ->
     trials = read_folder_trials(folder)
     row = status_row(req, status, error, trial=len(trials), process=process)
     if len(trials):  # the worker got as far as a device: keep what it knew
-        for column in KEPT_FROM_ROWS + CONFIGURATION_COLUMNS:
+        for column in KEPT_FROM_ROWS + schema.CONFIGURATION_COLUMNS:
             if column == "process":  # the process that ended it, not the last to write
                 continue
             if column in trials.columns:

@@ -92,6 +92,7 @@ class Option:
     suite: Optional[str] = "setting"
     suite_key: Optional[str] = None  # default: the name
     suite_default: Any = None  # a suite's default, when not `default` (timeout_s: 600)
+    suite_required: bool = False  # a suite entry (or its defaults) must give it
     # The RunRequest: `in_request` names its field there ("": the name; None: not in the
     # request, the CLI or the suite uses it before); `group` names the record of the
     # scenario(s) owning it (RunRequest.serving, .accuracy; "protocol": its ProtocolConfig).

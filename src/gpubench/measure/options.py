@@ -21,8 +21,12 @@ from gpubench.errors import UserError
 from gpubench.measure.option import (
     FRACTION, NONNEGATIVE_INT, PARAM, POSITIVE_FLOAT, POSITIVE_INT, SWITCH, Kind, Option,
 )
-from gpubench.measure.scenarios.serving.options import SERVING_OPTIONS
-from gpubench.measure.scenarios.time_to_accuracy_options import ACCURACY_OPTIONS
+from gpubench.measure.protocol_config import ProtocolConfig
+from gpubench.measure.scenarios.serving.options import SERVING_OPTIONS, ServingOptions
+from gpubench.measure.scenarios.time_to_accuracy_options import (
+    ACCURACY_OPTIONS, AccuracyOptions,
+)
+from gpubench.results import schema
 
 
 def _workloads() -> List[str]:
@@ -86,7 +90,7 @@ CONFIGURATION: Tuple[Option, ...] = (
     Option("backend", "backend name, or auto (the default: torch-cuda if usable, else "
                       "torch-cpu)",
            default="auto", flags=("--backend", "-b"), choices=_backends, cli_choices=False,
-           identity=True, suite="matrix", suite_key="backends"),
+           identity=True, suite="matrix", suite_key="backends", suite_required=True),
     Option("mode", "train (the default, but infer for a serving --scenario): forward, "
                    "backward and optimizer step; infer: forward only, with per-step latency "
                    "percentiles", shown_default="train (infer with a serving --scenario)",
@@ -109,15 +113,16 @@ PROTOCOL: Tuple[Option, ...] = (
                         "so the run measures its own process-to-process variation and compare "
                         "can take the process as its unit", POSITIVE_INT, metavar="K",
            shown_default="1"),
-    Option("warmup_s", "warm-up budget (default 1 s)", POSITIVE_FLOAT, default=1.0,
-           group="protocol"),
+    Option("warmup_s", "warm-up budget (default 1 s)", POSITIVE_FLOAT,
+           default=ProtocolConfig.warmup_s, group="protocol"),
     Option("min_trial_s", "iterations are calibrated so one trial lasts at least this "
-                          "(default 1 s)", POSITIVE_FLOAT, default=1.0, group="protocol"),
+                          "(default 1 s)", POSITIVE_FLOAT, default=ProtocolConfig.min_trial_s,
+           group="protocol"),
     Option("target_rel_ci", "add trials until the 95%% CI of the median is within this "
                             "fraction of it (e.g. 0.01 or 1%%), up to --max-time-s", FRACTION,
            shown_default="off", group="protocol"),
     Option("max_time_s", "time cap on trials when chasing --target-rel-ci (default 120 s)",
-           POSITIVE_FLOAT, default=120.0, group="protocol"),
+           POSITIVE_FLOAT, default=ProtocolConfig.max_time_s, group="protocol"),
 )
 
 # What the model is and what it runs on: parameters, a user's ONNX file, the data.
@@ -249,7 +254,14 @@ SUITE: Tuple[Option, ...] = (
 OPTIONS: Tuple[Option, ...] = (CONFIGURATION + PROTOCOL + INPUTS + ACCURACY_OPTIONS + EXECUTION
                                + SCENARIO + SERVING_OPTIONS + MACHINE + OUTPUT + LAUNCH + SUITE)
 BY_NAME: Dict[str, Option] = {o.name: o for o in OPTIONS}
+# The records of options that belong together (an Option's `group`): one RunRequest field
+# each, holding them (measure/request.py).
+GROUPS: Dict[str, type] = {"protocol": ProtocolConfig, "accuracy": AccuracyOptions,
+                           "serving": ServingOptions}
 assert len(BY_NAME) == len(OPTIONS), "two options of one name"
+for _o in OPTIONS:  # an identity option is a configuration column (results/schema.py)
+    if _o.identity:
+        schema.declare_configuration_column(_o.name, _o.default)
 
 
 def option(name: str) -> Option:

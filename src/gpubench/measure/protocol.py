@@ -37,7 +37,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from gpubench.backends import Step
-from gpubench.measure.options import default_of
+from gpubench.measure.protocol_config import ProtocolConfig
 from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.stats import rel_ci_halfwidth
 from gpubench.telemetry import NullSampler, Sampler
@@ -51,37 +51,6 @@ STOP_TIME_CAP = "time_cap"
 STOP_TRIAL_CAP = "trial_cap"
 STOP_INTERRUPTED = "interrupted"
 STOP_FAILED = "failed"
-
-
-# The defaults of `gpubench run` and of suites (README, "Statistical defaults", has the
-# figures they were chosen from): one process timing 6 trials (the fewest whose range
-# is a 95% CI of the median), or several processes timing 2 each.
-DEFAULT_PROCESSES = 1
-TRIALS_ONE_PROCESS = 6
-TRIALS_PER_PROCESS = 2
-
-
-def default_trials(processes: int) -> int:
-    """Trials per process when the user names none."""
-    return TRIALS_ONE_PROCESS if processes == 1 else TRIALS_PER_PROCESS
-
-
-@dataclass(frozen=True)
-class ProtocolConfig:
-    """The protocol's settings: its options (measure/options.py, their defaults there),
-    and what the run adds."""
-
-    trials: int = TRIALS_ONE_PROCESS
-    warmup_s: float = default_of("warmup_s")
-    min_trial_s: float = default_of("min_trial_s")
-    record_latency: bool = False
-    target_rel_ci: Optional[float] = None  # e.g. 0.01: CI within 1% of the median
-    max_time_s: float = default_of("max_time_s")  # cap on trials when chasing the target
-    max_trials: int = 100
-    # Set for the later worker processes of a run (--processes): the first process
-    # calibrated the iterations, the rest time the same work, numbering trials on.
-    iterations_per_trial: Optional[int] = None
-    first_trial: int = 0
 
 
 @dataclass

@@ -10,18 +10,13 @@ from typing import Any, Dict, Mapping, Optional
 
 from gpubench.errors import UserError
 from gpubench.measure.option import record_fields
-from gpubench.measure.options import OPTIONS, values_with_defaults
-from gpubench.measure.protocol import DEFAULT_PROCESSES, ProtocolConfig, default_trials
+from gpubench.measure.options import GROUPS, OPTIONS, values_with_defaults
+from gpubench.measure.protocol_config import DEFAULT_PROCESSES, default_trials
 from gpubench.measure.scenarios.serving import SERVING_SCENARIOS
-from gpubench.measure.scenarios.serving.options import ServingOptions
-from gpubench.measure.scenarios.time_to_accuracy_options import AccuracyOptions
 from gpubench.results import schema
 
 DEFAULT_ENVIRONMENT = schema.CONFIGURATION_DEFAULTS["environment"]
 
-# The records of options that belong together, one field of the request each.
-GROUPS: Dict[str, type] = {"protocol": ProtocolConfig, "accuracy": AccuracyOptions,
-                           "serving": ServingOptions}
 GROUP_OF: Dict[str, str] = {o.request_field: o.group for o in OPTIONS
                             if o.group is not None and o.request_field is not None}
 
@@ -140,8 +135,7 @@ def batch_size_given(v: Mapping[str, Any]) -> Optional[int]:
     """--batch-size, or another name a scenario gives it (multi-stream's
     --samples-per-query, server's and offline's --max-batch): one line when that name is
     not its scenario's, or when both set the batch."""
-    from gpubench.measure.options import OPTIONS as options
-    for o in options:
+    for o in OPTIONS:
         value = v.get(o.name)
         if o.alias_of != "batch_size" or value is None:
             continue
@@ -163,7 +157,7 @@ def identity(req: RunRequest, resolved: Mapping[str, Any]) -> Dict[str, Any]:
     then the request field of the column's name (world_size)."""
     from gpubench.measure.options import BY_NAME
 
-    out = {}
+    out: Dict[str, Any] = {}
     for column in schema.CONFIGURATION_COLUMNS:
         o = BY_NAME.get(column)
         if column in resolved:

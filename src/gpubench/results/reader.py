@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from gpubench.errors import UserError
+from gpubench.results import schema
 from gpubench.results.schema import (
     CONFIGURATION_DEFAULTS, IDENTITY_COLUMNS, MEASURED_COLUMNS, SCHEMA_VERSION, TEXT_COLUMNS,
-    trial_columns,
+    VERSIONED_CONFIGURATION_COLUMNS, trial_columns,
 )
 
 
@@ -82,10 +83,10 @@ REQUIRED_V1_COLUMNS = ("run_id", "workload", "backend", "mode", "precision", "ba
                        "params", "device_index", "device_name", "device_uuid",
                        "schema_version", "trial", "duration_s", "throughput_samples_per_s",
                        "status")
+# Columns that hold numbers (or nothing): every identity, context and measured column of
+# the schema version that is neither text nor a true/false.
 NUMERIC_COLUMNS = tuple(
-    c for c in ("batch_size", "threads", "world_size", "target_accuracy", "device_index",
-                "rank", "process", "target_qps", "latency_bound_ms",
-                "batch_timeout_ms")
+    c for c in VERSIONED_CONFIGURATION_COLUMNS + ("device_index", "rank", "process")
     + MEASURED_COLUMNS
     if c not in TEXT_COLUMNS and c not in ("throttled", "contended", "reached", "accuracy_ok",
                                            "latency_bound_met"))
@@ -204,6 +205,9 @@ def read_trials(path: Path) -> pd.DataFrame:
     missing = [c for c in REQUIRED_TRIAL_COLUMNS if c not in frame.columns]
     if missing:
         raise UserError(f"{path}: missing required column(s) {', '.join(missing)}")
+    for column in schema.CONFIGURATION_COLUMNS:  # one declared beyond this version's
+        if column not in frame.columns:
+            frame[column] = schema.CONFIGURATION_DEFAULTS.get(column)
     frame["params"] = frame["params"].fillna("")
     status = frame["status"]
     no_status = status.isna() | status.astype(str).str.strip().eq("")

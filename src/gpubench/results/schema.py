@@ -81,6 +81,8 @@ CONFIGURATION_COLUMNS: Tuple[str, ...] = (
     # bound, the dynamic batcher's timeout (all empty for other scenarios)
     "target_qps", "latency_bound_ms", "batch_timeout_ms",
 )
+# The columns this schema version declares (CONFIGURATION_COLUMNS may add more: below).
+VERSIONED_CONFIGURATION_COLUMNS = CONFIGURATION_COLUMNS
 # Not configuration (the work measured is the same): `seed` (other values, same work),
 # the protocol's settings (how long and how often it is measured), telemetry and its
 # rate (what is watched beside it), the device index (placement), the output paths.
@@ -173,6 +175,17 @@ RUN_FILES = ("trials.csv", "summary.csv", "run.json")
 
 
 # Everything below derives from CONFIGURATION_COLUMNS when called.
+
+
+def declare_configuration_column(name: str, default: Any = None) -> None:
+    """A configuration column beyond this version's, for this process: a run option
+    marked identity (measure/options.py) that the schema does not list (a new option
+    before its schema version and migration, which a test asks for). Rows gain it after
+    the others; compare matches on it; a file read without it holds `default`."""
+    global CONFIGURATION_COLUMNS
+    if name not in CONFIGURATION_COLUMNS:
+        CONFIGURATION_COLUMNS = CONFIGURATION_COLUMNS + (name,)
+        CONFIGURATION_DEFAULTS[name] = default
 
 # What a Python environment decides: comparing by one of them (torch 2.13 against 2.14)
 # pairs rows across environments, whose names differ because these do.

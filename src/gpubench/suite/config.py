@@ -1,6 +1,6 @@
 """Suite files: YAML loaded safely (no object construction from tags), validated with
-messages that name the file and the key, and expanded into the cross product of
-workloads x backends x modes x precisions x batch sizes x params.
+messages that name the file and the key, and expanded into the cross product of the
+matrix keys (workloads x backends x modes x ... x params).
 
     environments:        # optional: Python environments by name (a venv folder or an
       torch: .venv       # interpreter; relative to the current folder). gpubench is
@@ -9,51 +9,19 @@ workloads x backends x modes x precisions x batch sizes x params.
       trials: 5
       timeout_s: 600
     runs:
-      - workloads: [mnist, lenet5]
+      - workloads: [mnist, lenet5]   # matrix keys: a value or a list, crossed
         backends: [torch-cpu]
         modes: [train, infer]
-        precisions: [fp32]
-        batch_sizes: [64, 1024]     # null = the workload's default
-        execs: [eager, compile]      # execution modes, crossed too (null = the backend's)
+        batch_sizes: [64, 1024]      # null = the workload's default
         params: {hidden: [64, 128]}  # each key's values are crossed too
-        repeats: 4                   # runs per configuration, interleaved: compare then
-                                     # tests per-run medians (run-to-run noise included)
-        require_idle_gpu: true       # refuse a run when other processes use its GPU
-        processes: 5                 # worker processes per run (trials: 2 each unless
-                                     # given), interleaved with the other runs' processes
-      - workloads: mnist             # time-to-accuracy (gpubench run --target-accuracy)
-        backends: [torch-cpu, tf-cpu]
-        data: mnist                  # synthetic (default) | mnist; data_dir: FOLDER
-        target_accuracy: 0.97        # train until the test accuracy reaches it
-        max_epochs: 10
-        repeats: 5                   # scored as MLPerf does (drop fastest and slowest)
-      - workloads: mnist             # inference, outputs checked against fp32 torch first
-        backends: [onnxruntime-cpu]
-        modes: infer
-        check_accuracy: true         # rows say accuracy_ok (measure/accuracy_gate.py)
-      - workloads: mnist             # data-parallel (gpubench run --nproc N): ranks
-        backends: [torch-cuda]       # through torchrun, crossed too (null: a plain run)
-        nprocs: [1, 2, 4, 8]
-        strategy: ddp                # ddp (default)
-      - workloads: mnist             # in each named environment (crossed too; left out:
-        backends: [torch-cpu]        # the first environment that can run the backend)
-        environments: [torch, tf]
-      - workloads: [mnist, lenet5]   # served inference (gpubench run --scenario ...);
-        backends: [torch-cpu, onnxruntime-cpu]  # modes default to infer for these
-        scenarios: [single-stream, multi-stream, offline]  # crossed (null: throughput)
-        batch_sizes: [8]             # multi-stream's S; server's and offline's largest batch
-      - workloads: mnist
-        backends: onnxruntime-cpu
-        scenarios: server
-        target_qps: [1000, 2000, 4000]  # Poisson rates, crossed: a latency-against-load curve
-        latency_bound_ms: 5          # rows say whether p99 held it
-        batch_timeout_ms: 0.5        # the dynamic batcher's wait for more (default 0)
-      - workloads: mnist
-        backends: onnxruntime-cpu
-        scenarios: server
-        find_max_qps: true           # the highest rate whose p99 meets latency_bound_ms
-        latency_bound_ms: 5
-        min_queries: 1000            # per trial or probe (default: enough to claim p99)
+        repeats: 4                   # runs per configuration, interleaved
+        environments: [torch, tf]    # names of the file's environments
+
+Every other key is a `gpubench run` option under its own name (measure/options.py
+declares them, with the matrix keys' plural names; the README's suite keys table is made
+from it): a setting outside its scenario, or one its scenario cannot take, is refused
+with the request's own check (measure/preflight.py validate_request), as on the command
+line.
 """
 
 from __future__ import annotations
@@ -239,7 +207,7 @@ def _defaults() -> Dict[str, Any]:
 def _resolve_protocol_defaults(entry: Dict[str, Any]) -> None:
     """Processes and trials the entry leaves out: gpubench run's defaults (trials
     depend on the processes)."""
-    from gpubench.measure.protocol import DEFAULT_PROCESSES, default_trials
+    from gpubench.measure.protocol_config import DEFAULT_PROCESSES, default_trials
     entry["processes"] = entry["processes"] or DEFAULT_PROCESSES
     entry["trials"] = entry["trials"] or default_trials(entry["processes"])
 
@@ -261,8 +229,8 @@ def parse_suite(data: Any, source: Path) -> List[SuiteRun]:
     for i, raw in enumerate(entries):
         path = f"runs[{i}]"
         entry = _entry(_check_mapping(raw, ENTRY_KEYS, source, path), base, source, path)
-        for o in MATRIX[:2]:  # workloads, backends: a suite names them
-            if o.key not in raw and o.key not in defaults_raw:
+        for o in MATRIX:  # workloads, backends: a suite names them
+            if (o.required or o.suite_required) and o.key not in raw and o.key not in defaults_raw:
                 raise UserError(f"{_where(source, f'{path}.{o.key}')}: missing (neither the "
                                 f"entry nor defaults name any)")
         _resolve_protocol_defaults(entry)

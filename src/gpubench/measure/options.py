@@ -15,7 +15,8 @@ asked for when a value is checked.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+import importlib
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from gpubench.errors import UserError
 from gpubench.measure.option import (
@@ -29,75 +30,37 @@ from gpubench.measure.scenarios.time_to_accuracy_options import (
 from gpubench.results import schema
 
 
-def _workloads() -> List[str]:
-    from gpubench.workloads import workload_names
-    return workload_names()
-
-
-def _backends() -> List[str]:
-    from gpubench.backends import backend_names
-    return backend_names()
-
-
-def _modes() -> Sequence[str]:
-    from gpubench.backends.base import MODES
-    return MODES
-
-
-def _precisions() -> Sequence[str]:
-    from gpubench.backends.base import PRECISIONS
-    return PRECISIONS
-
-
-def _data_sources() -> Sequence[str]:
-    from gpubench.data.sources import DATA_SOURCES
-    return DATA_SOURCES
-
-
-def _exec_modes() -> Sequence[str]:
-    from gpubench.backends.exec_modes import EXEC_MODES
-    return EXEC_MODES
-
-
-def _compile_modes() -> Sequence[str]:
-    from gpubench.backends.exec_modes import COMPILE_MODES
-    return COMPILE_MODES
-
-
-def _strategies() -> Sequence[str]:
-    from gpubench.ranks import STRATEGIES
-    return STRATEGIES
-
-
-def _telemetry() -> Sequence[str]:
-    from gpubench.telemetry import TELEMETRY_KINDS
-    return TELEMETRY_KINDS
-
-
-def _scenarios() -> List[str]:
-    from gpubench.measure.scenarios.registry import scenario_names
-    return scenario_names()
+def _held(module: str, name: str) -> Callable[[], Sequence[str]]:
+    """Allowed values that `module`.`name` holds (a tuple, or a function listing a
+    registry's names), imported when first asked for."""
+    def values() -> Sequence[str]:
+        found = getattr(importlib.import_module(module), name)
+        return found() if callable(found) else found
+    return values
 
 
 PATH = Kind(str)  # a file or folder; made absolute in the request (from where gpubench runs)
-RANKS_ONLY = "--nnodes, --node-rank, --master-addr and --master-port are for runs of ranks: give --nproc N"
+RANKS_ONLY = ("--nnodes, --node-rank, --master-addr and --master-port are for runs of ranks: "
+              "give --nproc N")
 
 # What is measured: the classic configuration.
 CONFIGURATION: Tuple[Option, ...] = (
     Option("workload", "workload name (see gpubench list)", required=True,
-           flags=("--workload", "-w"), choices=_workloads, cli_choices=False, identity=True,
-           suite="matrix", suite_key="workloads"),
+           flags=("--workload", "-w"), choices=_held("gpubench.workloads", "workload_names"),
+           cli_choices=False, identity=True, suite="matrix", suite_key="workloads"),
     Option("backend", "backend name, or auto (the default: torch-cuda if usable, else "
-                      "torch-cpu)",
-           default="auto", flags=("--backend", "-b"), choices=_backends, cli_choices=False,
+                      "torch-cpu)", default="auto", flags=("--backend", "-b"),
+           choices=_held("gpubench.backends", "backend_names"), cli_choices=False,
            identity=True, suite="matrix", suite_key="backends", suite_required=True),
     Option("mode", "train (the default, but infer for a serving --scenario): forward, "
                    "backward and optimizer step; infer: forward only, with per-step latency "
                    "percentiles", shown_default="train (infer with a serving --scenario)",
-           choices=_modes, identity=True, suite="matrix", suite_key="modes"),
+           choices=_held("gpubench.backends.base", "MODES"), identity=True, suite="matrix",
+           suite_key="modes"),
     Option("precision", "fp32 (default); tf32 (TensorFloat-32 matmuls, NVIDIA Ampere and "
                         "newer); fp16 or bf16 (mixed precision)", default="fp32",
-           choices=_precisions, identity=True, suite="matrix", suite_key="precisions"),
+           choices=_held("gpubench.backends.base", "PRECISIONS"), identity=True,
+           suite="matrix", suite_key="precisions"),
     Option("batch_size", "samples per step (default: the workload's own, see gpubench list)",
            POSITIVE_INT, shown_default="the workload's", identity=True, suite="matrix",
            suite_key="batch_sizes"),
@@ -135,7 +98,8 @@ INPUTS: Tuple[Option, ...] = (
            metavar="PATH", in_request="onnx_path", suite=None),
     Option("data", "synthetic (default): learnable batches made with numpy, kept on the "
                    "device; mnist: the real MNIST (gpubench data fetch mnist)",
-           default="synthetic", choices=_data_sources, identity=True, label="data {}"),
+           default="synthetic", choices=_held("gpubench.data.sources", "DATA_SOURCES"),
+           identity=True, label="data {}"),
     Option("data_dir", "a folder holding the real set's files (default: the cache, "
                        "$GPUBENCH_DATA_DIR or ~/.cache/gpubench/data)", PATH, metavar="DIR",
            shown_default="the cache"),
@@ -147,12 +111,12 @@ EXECUTION: Tuple[Option, ...] = (
                    "cuda-graphs (torch-cuda: the whole step captured and replayed); tf-*-xla "
                    "backends run xla. Compiling or capturing is timed apart (compile_s) and "
                    "checked against eager first", metavar="MODE", shown_default="the backend's",
-           choices=_exec_modes, noun="exec mode", identity=True, suite="matrix",
-           suite_key="execs", label="exec {}"),
+           choices=_held("gpubench.backends.exec_modes", "EXEC_MODES"), noun="exec mode",
+           identity=True, suite="matrix", suite_key="execs", label="exec {}"),
     Option("compile_mode", "with --exec compile: torch.compile's mode (default: default); "
                            "a suite writes it into execs (compile:max-autotune)",
-           choices=_compile_modes, suite=None, in_request=None,
-           needs=("exec", "compile", "--compile-mode is for --exec compile")),
+           choices=_held("gpubench.backends.exec_modes", "COMPILE_MODES"), suite=None,
+           in_request=None, needs=("exec", "compile", "--compile-mode is for --exec compile")),
     Option("check_accuracy", "inference: before timing, run the model (seeded, the same "
                              "weights on every backend) through this backend and fp32 torch "
                              "on 1,000 test images (--data mnist; else synthetic inputs); rows "
@@ -167,8 +131,9 @@ SCENARIO: Tuple[Option, ...] = (
                        "batcher), offline (one query of every sample); default throughput "
                        "(resident batches back to back), or what the workload or "
                        "--target-accuracy implies (collective, time-to-accuracy)",
-           metavar="NAME", shown_default="throughput", choices=_scenarios, identity=True, suite="matrix", suite_key="scenarios",
-           label="{}"),
+           metavar="NAME", shown_default="throughput",
+           choices=_held("gpubench.measure.scenarios.registry", "scenario_names"),
+           identity=True, suite="matrix", suite_key="scenarios", label="{}"),
 )
 
 # The device, the framework's threads, seeds, what is watched beside the run.
@@ -181,7 +146,7 @@ MACHINE: Tuple[Option, ...] = (
            default=0),
     Option("telemetry", "auto (default): NVML when the backend runs on an NVIDIA GPU, else "
                         "CPU (psutil, RAPL); nvml: watch GPU --device whatever the backend",
-           default="auto", choices=_telemetry),
+           default="auto", choices=_held("gpubench.telemetry", "TELEMETRY_KINDS")),
     Option("sample_hz", "telemetry sampling rate (default 10 Hz, at most 1000)",
            POSITIVE_FLOAT, default=10.0),
     Option("require_idle_gpu", "refuse to run (exit 2) when other processes use the GPU, or "
@@ -213,7 +178,7 @@ LAUNCH: Tuple[Option, ...] = (
     Option("strategy", "with --nproc: how the ranks share training; ddp (default): "
                        "DistributedDataParallel replicas; fsdp: the model sharded (FSDP2's "
                        "fully_shard where torch has it, else FSDP1; run.json says which)",
-           means="ddp", choices=_strategies, identity=True, label="{}",
+           means="ddp", choices=_held("gpubench.ranks", "STRATEGIES"), identity=True, label="{}",
            needs=("nproc", None, "--strategy is for runs of ranks: give --nproc N")),
     Option("nnodes", "with --nproc: the run spans M nodes of --nproc ranks each (world size "
                      "N x M); run the same command on every node, each with its --node-rank, "
@@ -268,10 +233,6 @@ def option(name: str) -> Option:
     return BY_NAME[name]
 
 
-def default_of(name: str) -> Any:
-    return BY_NAME[name].default
-
-
 def suite_options(kind: Optional[str] = None) -> List[Option]:
     """The options a suite file takes (`kind`: only its settings or its matrix keys)."""
     return [o for o in OPTIONS if o.key is not None and (kind is None or o.suite == kind)]
@@ -315,18 +276,20 @@ def label_parts(values: Mapping[str, Any], scenario: Optional[str]) -> List[str]
     parts = []
     for o in OPTIONS:
         value = values.get(o.name)
-        if o.label is None or value in (None, False, o.default, o.means) or not o.applies(scenario):
+        if o.label is None or value in (None, False, o.default, o.means):
+            continue
+        if not o.applies(scenario):
             continue
         if o.needs is not None and values.get(o.needs[0]) is None:
             continue
-        parts.append(o.label.format(value) if value is not True else o.label)
+        parts.append(o.label.format(value))  # a switch's label has no {}
     return parts
 
 
-# Requests and their defaults: what the CLI and the suite pass to request_from.
-def values_with_defaults(values: Mapping[str, Any], suite: bool = False) -> Dict[str, Any]:
-    """Every option's value: the given ones, the defaults for the rest."""
-    out = {o.name: (suite_default(o) if suite else o.default) for o in OPTIONS}
+def values_with_defaults(values: Mapping[str, Any]) -> Dict[str, Any]:
+    """Every option's value: the given ones (the command line's, a suite run's), the
+    defaults for the rest."""
+    out = {o.name: o.default for o in OPTIONS}
     out.update({k: v for k, v in values.items() if k in BY_NAME})
     return out
 

@@ -39,16 +39,22 @@ class Preflight:
 
 
 def validate_request(req: RunRequest) -> None:
-    """Every option's value by its declaration (an allowed name, a number in range; the
-    sampling rate by telemetry's own bounds), then what options need of each other: the
-    ranks, the processes, the scenarios'."""
-    check_telemetry_request(req.telemetry, req.sample_hz)
+    """What options need of each other (validate_together), then every option's value
+    by its declaration: an allowed name, a number in range."""
+    validate_together(req)
     for o in OPTIONS:
         if o.request_field is None or o.cli_choices is False:  # workload, backend: preflight
             continue
         wrong = check_value(o, getattr(req, o.request_field))
         if wrong:
             raise UserError(wrong if wrong.startswith("unknown ") else f"{o.flag}: {wrong}")
+
+
+def validate_together(req: RunRequest) -> None:
+    """What options need of each other: telemetry's kind and rate (the sampler's own
+    bounds), the ranks, the processes, the scenarios'. A suite checks each value as it
+    reads it, then this for each run."""
+    check_telemetry_request(req.telemetry, req.sample_hz)
     validate_ranks(req)
     if req.processes < 1 or not 0 <= req.process < req.processes:
         raise UserError(f"--processes must be a positive integer, got {req.processes}")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import math
+from functools import lru_cache
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -82,6 +83,12 @@ class SuiteRun:
         return {**dict(self.settings), **{k: getattr(self, k) for k in CLASSIC},
                 "params": dict(self.params)}
 
+    def measured_scenario(self) -> str:
+        """The scenario the run measures: the one named, or what its workload or target
+        implies (request.scenario_for)."""
+        return _scenario_for(self.workload, self.params, self.setting("target_accuracy"),
+                             self.setting("scenario"))
+
     def with_values(self, **values: Any) -> "SuiteRun":
         return replace(self, settings=tuple(sorted({**dict(self.settings), **values}.items())))
 
@@ -89,7 +96,7 @@ class SuiteRun:
         """What identifies the configuration in the file (its first six for --filter):
         the matrix, and the identity options (empty where the scenario takes none)."""
         from gpubench.results.schema import key_text
-        scenario = self.setting("scenario")
+        scenario = self.measured_scenario()
         return (self.workload, self.backend, self.mode, self.precision,
                 "" if self.batch_size is None else str(self.batch_size), self.params_text,
                 *(key_text(self.setting(o.name) if o.applies(scenario) else None)
@@ -100,9 +107,16 @@ class SuiteRun:
         batch = "default" if self.batch_size is None else self.batch_size
         params = f" [{self.params_text}]" if self.params else ""
         extra = "".join(" " + part for part in label_parts(dict(self.settings),
-                                                            self.setting("scenario")))
+                                                            self.measured_scenario()))
         return (f"{self.workload}{params} {self.backend} {self.mode} {self.precision} "
                 f"batch {batch}{extra}")
+
+
+@lru_cache(maxsize=None)
+def _scenario_for(workload: str, params: Tuple[Tuple[str, str], ...],
+                  target_accuracy: Optional[float], asked: Optional[str]) -> str:
+    from gpubench.measure.request import scenario_for
+    return scenario_for(workload, dict(params), target_accuracy, asked)
 
 
 def _where(source: Path, path: str) -> str:
@@ -266,12 +280,12 @@ def _check_request(run: SuiteRun, source: Path, path: str) -> None:
     """What its options need of each other (a serving option outside its scenario, a
     server run with neither a rate nor a search, time-to-accuracy on synthetic data):
     the request's own checks, as `gpubench run` makes them, naming the file and the
-    entry, before anything runs."""
-    from gpubench.measure.preflight import validate_request
+    entry, before anything runs (each value was checked as it was read)."""
+    from gpubench.measure.preflight import validate_together
     from gpubench.measure.request import request_from
 
     try:
-        validate_request(request_from(run.values()))
+        validate_together(request_from({**run.values(), "scenario": run.measured_scenario()}))
     except UserError as exc:
         raise UserError(f"{_where(source, path)}: {exc}") from None
 

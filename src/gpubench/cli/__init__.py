@@ -49,7 +49,10 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> ArgumentParser:
+def build_parser(lazy: bool = False) -> ArgumentParser:
+    """Every command's parser. A command whose arguments cost imports to make (`run`'s
+    come from the option declaration) leaves them to its `add_arguments`; with `lazy`
+    (main) they are added when that command parses, so `gpubench list` makes none."""
     import importlib
 
     parser = ArgumentParser(prog="gpubench", description=DESCRIPTION, epilog=EPILOG)
@@ -57,7 +60,22 @@ def build_parser() -> ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
         importlib.import_module(f"gpubench.cli.{name}").add_parser(sub)
+    for command in sub.choices.values():
+        add_arguments = getattr(command, "add_arguments", None)
+        if add_arguments is not None:
+            (_when_parsing if lazy else add_arguments)(command)
     return parser
+
+
+def _when_parsing(command: argparse.ArgumentParser) -> None:
+    """Adds the command's arguments when it first parses (its own line, or its --help)."""
+    parse = command.parse_known_args
+
+    def parse_known_args(*args: Any, **kwargs: Any) -> Any:
+        command.parse_known_args = parse  # once
+        command.add_arguments(command)
+        return parse(*args, **kwargs)
+    command.parse_known_args = parse_known_args
 
 
 class StopSignals:
@@ -96,7 +114,7 @@ class StopSignals:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
+    parser = build_parser(lazy=True)
     args = parser.parse_args(argv)
     with StopSignals() as stop:
         try:

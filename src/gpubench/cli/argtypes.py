@@ -5,21 +5,21 @@ argparse first needs them (a registry's names: parsing, an error, --help)."""
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
-
-from gpubench.measure.option import (
-    NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, Kind,
-)
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
 
 
-def arg_type(kind: Kind) -> Callable[[str], Any]:
-    """An argparse type for values of `kind`."""
+def arg_type(kind: Union[Any, str]) -> Callable[[str], Any]:
+    """An argparse type for values of `kind` (a Kind, or its name in measure/option.py,
+    looked up when a value is parsed: building the parser imports no declaration)."""
     def parse(text: str) -> Any:
+        found = kind
+        if isinstance(kind, str):
+            from gpubench.measure import option
+            found = getattr(option, kind)
         try:
-            return kind.read(text)
+            return found.read(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
-    parse.__name__ = kind.expected or kind.type.__name__  # argparse names it in some errors
     return parse
 
 
@@ -37,9 +37,9 @@ def int_at_least(minimum: int, not_int: str, too_small: str) -> Callable[[str], 
     return parse
 
 
-positive_int = arg_type(POSITIVE_INT)
-nonnegative_int = arg_type(NONNEGATIVE_INT)
-positive_float = arg_type(POSITIVE_FLOAT)
+positive_int = arg_type("POSITIVE_INT")
+nonnegative_int = arg_type("NONNEGATIVE_INT")
+positive_float = arg_type("POSITIVE_FLOAT")
 
 
 class Choices(Sequence):

@@ -8,21 +8,25 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from gpubench.measure.option import PARAM, SWITCH, Option
-from gpubench.measure.options import OPTIONS
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="benchmark one workload on one backend",
                        description="Benchmark one workload on one backend and write a run folder.")
+    p.set_defaults(execute=execute)
+    p.add_arguments = add_arguments  # the declared options: made when `run` parses (cli/__init__.py)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from gpubench.measure.options import OPTIONS
+
     for o in OPTIONS:  # every run option, as measure/options.py declares it
         if o.cli:
             add_option(p, o)
-    p.set_defaults(execute=execute)
 
 
-def add_option(p: argparse.ArgumentParser, o: Option) -> None:
+def add_option(p: argparse.ArgumentParser, o: Any) -> None:
     from gpubench.cli.argtypes import Choices, arg_type
+    from gpubench.measure.option import PARAM, SWITCH
 
     kwargs: Dict[str, Any] = {"dest": o.name, "help": o.help}
     if o.kind is SWITCH:
@@ -31,11 +35,13 @@ def add_option(p: argparse.ArgumentParser, o: Option) -> None:
         kwargs.update(action="append", default=[], metavar=o.metavar)
     else:
         kwargs.update(type=arg_type(o.kind), default=o.default, metavar=o.metavar)
-        if o.choices is not None and o.cli_choices:
-            kwargs["choices"] = Choices(o.choices)
     if o.required:
         kwargs["required"] = True
-    p.add_argument(*o.cli_flags, **kwargs)
+    action = p.add_argument(*o.cli_flags, **kwargs)
+    if o.choices is not None and o.cli_choices and o.kind is not SWITCH:
+        # set after add_argument, which formats the usage (asking for every choice):
+        # a registry's names are asked for when a value is parsed or --help shown
+        action.choices = Choices(o.choices)
 
 
 def execute(args: argparse.Namespace) -> int:

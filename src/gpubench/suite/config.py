@@ -29,8 +29,8 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import math
-from functools import lru_cache
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -42,7 +42,7 @@ from gpubench.measure.options import (
 
 # The file's keys, each an option's (measure/options.py): matrix keys take a value or a
 # list of values, crossed; settings one value, as `gpubench run` takes it.
-MATRIX = [o for o in suite_options("matrix")]
+MATRIX = suite_options("matrix")
 BY_KEY = {o.key: o for o in suite_options()}
 ENTRY_KEYS = set(BY_KEY) | {"params"}
 TOP_KEYS = {"environments", "defaults", "runs"}

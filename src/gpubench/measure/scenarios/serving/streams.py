@@ -25,10 +25,10 @@ import numpy as np
 
 from gpubench.measure.protocol import STOP_FIXED
 from gpubench.measure.scenarios.base import ScenarioContext
-from gpubench.measure.scenarios.serving.options import DEFAULT_SAMPLES_PER_QUERY
 from gpubench.measure.scenarios.serving.base import (
     ServingScenario, Trial, clock, serve_timed, serving_record, trial_row, warm_shapes,
 )
+from gpubench.measure.scenarios.serving.options import DEFAULT_SAMPLES_PER_QUERY
 
 
 class StreamScenario(ServingScenario):

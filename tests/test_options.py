@@ -1,5 +1,5 @@
 """Run options are declared once (measure/options.py): gpubench run's flags, the suite's
-keys and defaults, the RunRequest, the identity columns and the README's options tables
+keys and defaults, the RunRequest, the identity columns and the docs' options tables
 all follow from the declaration, and every bad value of every option is one line and
 exit 2, from the command line and from a suite alike."""
 
@@ -118,14 +118,15 @@ def test_identity_options_are_columns_of_the_schema_version():
     assert schema.CONFIGURATION_COLUMNS == schema.VERSIONED_CONFIGURATION_COLUMNS
 
 
-def test_the_readme_options_tables_are_the_declarations():
-    from gpubench.cli.options_doc import TABLES, section
+def test_the_docs_options_tables_are_the_declarations():
+    from gpubench.cli.docs_gen import TABLES, section
+    from gpubench.cli.options_doc import run_table, suite_table
 
-    readme = (REPO / "README.md").read_text()
-    for name, make in TABLES.items():
-        assert section(readme, name) == make(), (
-            f"README's {name} table is not the declaration's: run "
-            "`python -m gpubench.cli.options_doc README.md`")
+    for name, make in (("gpubench run options", run_table), ("suite keys", suite_table)):
+        page = REPO / "docs" / TABLES[name][0]
+        assert section(page.read_text(), name) == make(), (
+            f"{page.name}'s {name} table is not the declaration's: run "
+            "`python -m gpubench.cli.docs_gen`")
 
 
 # A bad value of each kind: (command-line text, suite value).

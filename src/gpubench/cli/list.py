@@ -15,22 +15,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(execute=execute)
 
 
+def workload_facts(name: str, spec: Any) -> Dict[str, Any]:
+    """What `gpubench list` (and the reference's workloads table) says of a workload."""
+    w = spec.resolve()
+    return {
+        "name": name, "description": spec.description, "task": w.task,
+        "input_shape": list(w.input_shape), "input_dtype": w.input_dtype,
+        "tokens_per_sample": w.tokens_per_sample, "default_batch_size": w.default_batch_size,
+        "param_count": w.stats.param_count,
+        "forward_flops_per_sample": w.stats.forward_flops_per_sample,
+        "params": {k: {"default": p.default, "type": p.type.__name__, "help": p.help}
+                   for k, p in spec.params.items()},
+    }
+
+
 def collect() -> Dict[str, List[Dict[str, Any]]]:
     from gpubench.backends import AUTO_ORDER, all_backends
     from gpubench.workloads import all_workloads
 
-    workloads = []
-    for name, spec in sorted(all_workloads().items()):
-        w = spec.resolve()
-        workloads.append({
-            "name": name, "description": spec.description, "task": w.task,
-            "input_shape": list(w.input_shape), "input_dtype": w.input_dtype,
-            "tokens_per_sample": w.tokens_per_sample, "default_batch_size": w.default_batch_size,
-            "param_count": w.stats.param_count,
-            "forward_flops_per_sample": w.stats.forward_flops_per_sample,
-            "params": {k: {"default": p.default, "type": p.type.__name__, "help": p.help}
-                       for k, p in spec.params.items()},
-        })
+    workloads = [workload_facts(name, spec) for name, spec in sorted(all_workloads().items())]
     backends = []
     for name, factory in sorted(all_backends().items()):
         backend = factory()

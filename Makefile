@@ -8,6 +8,7 @@
 #   make install-tf        .venv-tf: gpubench + TensorFlow in its own environment
 #                          (tensorflow[and-cuda] is a CUDA 12 build: its cuDNN/NCCL wheels would
 #                          overwrite torch's CUDA 13 ones in a shared environment)
+#   make docs              the reference (docs/) as a site on 127.0.0.1:8000 (mkdocs serve)
 #   make gpu-check         the one-call hardware check (benchmarks/gpu_check.py) on the
 #                          machine's own python3: installs nothing, needs no network
 
@@ -37,7 +38,7 @@ else
   TF_PIP_ARGS := -e '.[dev]' 'tensorflow-cpu>=2.16'
 endif
 
-.PHONY: install install-tensorrt install-tf gpu-check demo test bench native browser clean
+.PHONY: install install-tensorrt install-tf gpu-check demo test docs bench native browser clean
 
 install: $(STAMP)
 
@@ -88,8 +89,15 @@ browser:
 demo: install
 	$(VENV)/bin/gpubench run --workload mnist --backend auto
 
+# The reference (docs/, mkdocs.yml) built strict: a broken link or anchor, or a page left
+# out of the nav, fails the build (tests/test_docs.py builds it too).
 test: install native browser
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir build/site
 	$(PY) -m pytest --durations=10
+
+# The reference as a site on http://127.0.0.1:8000, rebuilt on every edit.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
 
 bench: install
 	$(PY) benchmarks/overhead.py

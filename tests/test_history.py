@@ -336,7 +336,7 @@ def test_report_gains_a_trend_chart_with_the_change_marked(tmp_path, cli_here):
 
 
 def simulate(histories: int = 100) -> None:
-    """The figures in README's History section: `python tests/test_history.py` (about a
+    """The figures in docs/history.md: `python tests/test_history.py` (about a
     minute). Run values directly (each night: the median of 3 trials, 0.5% apart),
     nights with 3% run-to-run noise; the same detection as `gpubench history`."""
     from gpubench.results.history import _verdict, candidate_breaks, confirmed_changes

@@ -62,7 +62,7 @@ def test_cli_reports_missing_tensorflow(no_tensorflow, tmp_path, capsys, monkeyp
     from gpubench.cli import main
     from gpubench.launch import environments
 
-    # nor in another environment (this checkout's .venv-tf would run it: README)
+    # nor in another environment (this checkout's .venv-tf would run it: docs/install.md)
     monkeypatch.setattr(environments, "checkout_root", lambda: None)
 
     assert main(["list", "--json"]) == 0

@@ -3,6 +3,7 @@ tables are the code's (options, workloads, backends), `mkdocs build --strict` fa
 broken link or a page left out of the nav, and the README stays a short front page whose
 links all land on a page."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ def build(config: Path, site: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(site)],
         capture_output=True, text=True, timeout=120, cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", "NO_MKDOCS_2_WARNING": "1"})
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
 
 
 def config_copy(tmp_path: Path, docs_dir: Path, drop_page: str | None = None) -> Path:

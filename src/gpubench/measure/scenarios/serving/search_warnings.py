@@ -1,0 +1,84 @@
+"""What the server scenario warns about once its probes ran: issue lag (any server run),
+and a --find-max-qps answer that the probes themselves put in doubt: no rate passed,
+failures that stood under contention, an answer far below the warm-up's capacity
+estimate, or p99 near the bound at every rate probed (then noise decides which pass)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional
+
+from gpubench.measure.scenarios.serving.search import QpsSearch
+
+LAG_SHARE, LAG_WARN_MS = 0.2, 1.0  # issue lag (p99) worth a warning: of the bound, or without one
+FAR_BELOW = 10  # an answer below 1/FAR_BELOW of the warm-up's capacity estimate is doubted
+AT_BOUND_SHARE = 0.5  # a p99 at least this share of the bound sits "at the bound"
+LOW_SHARE = 0.75  # ... at every rate, when rates this share of max QPS or less were probed
+
+
+def issue_lag_warnings(records: List[Dict[str, Any]], bound_s: Optional[float]) -> List[str]:
+    """A warning when the arrival thread issued queries late by a visible share of the
+    bound (LAG_SHARE; without a bound, LAG_WARN_MS): at such rates gpubench's own
+    Python threads are part of the latency measured."""
+    worst = max(records, key=lambda r: r["issue_lag_ms"]["p99"], default=None)
+    if worst is None:
+        return []
+    lag_ms = worst["issue_lag_ms"]["p99"]
+    limit_ms = LAG_SHARE * bound_s * 1e3 if bound_s else LAG_WARN_MS
+    if lag_ms <= limit_ms:
+        return []
+    return [f"the arrival thread issued queries up to {lag_ms:.3g} ms late (p99, at "
+            f"{worst['offered_qps']:,.0f} QPS): at this rate gpubench's own Python threads "
+            "are a visible part of the latency measured (run.json serving.trials[].issue_lag_ms)"]
+
+
+def stall_cause(records: List[Dict[str, Any]], bound_ms: float) -> str:
+    """Why probes stalled, from their `stall` records ("" when none did)."""
+    stalled = [r["stall"] for r in records if r.get("stall", {}).get("fired")]
+    if not stalled:
+        return ""
+    batch_ms = max(r["longest_batch_ms"] for r in stalled)
+    lag_ms = max(r["issue_lag_max_ms"] for r in stalled)
+    cpus = os.cpu_count() or 1
+    return (f"; {len(stalled)} of {len(records)} probes stalled (a batch took up to "
+            f"{batch_ms:.3g} ms, a query was issued up to {lag_ms:.3g} ms late, against a "
+            f"{bound_ms:g} ms bound): this machine's scheduling failed them, not the load. "
+            f"Where the backend's threads fill all {cpus} CPUs, gpubench's arrival thread "
+            f"waits for a core: --threads {max(1, cpus - 1)} leaves it one")
+
+
+def search_warnings(search: QpsSearch, records: List[Dict[str, Any]], bound_s: float,
+                    capacity_qps: float) -> List[str]:
+    """The search's warnings (module docstring); issue lag only where it mattered, at the
+    probes that held."""
+    bound_ms = bound_s * 1e3
+    found = search.max_qps
+    held = [r for r, p in zip(records, search.probes) if p.passed]
+    out = issue_lag_warnings(held, bound_s)
+    cause = stall_cause(records, bound_ms)
+    if found is None:
+        out.append(f"no probed rate met the latency bound ({bound_ms:g} ms p99), down to "
+                   f"{search.probes[-1].qps:.4g} QPS: max_qps is empty{cause}")
+    elif found < capacity_qps / FAR_BELOW:
+        out.append(f"max QPS {found:,.0f} is 1/{capacity_qps / found:.0f} of the warm-up's "
+                   f"capacity estimate ({capacity_qps:,.0f} QPS, full batches back to back): "
+                   f"the probes above it failed on their latency tails{cause or ''}")
+    if search.stop_reason == "max_probes":
+        out.append(f"the search stopped at its {search.max_probes} probes before both ends of "
+                   f"its bracket were probed again: max QPS is unconfirmed")
+    stood = sorted({p.qps for p in search.probes
+                    if not p.passed and p.contended and not p.overloaded}
+                   & {r for r, ok in search.verdicts.items() if not ok})
+    if stood:
+        out.append(f"{len(stood)} rate(s) failed under contention at every one of up to "
+                   f"{search.max_attempts} attempts ({', '.join(f'{r:,.0f}' for r in stood)} "
+                   "QPS): max QPS may be low (run.json serving.search.probes)")
+    p99s = [(p.p99_ms, p.qps) for p in search.probes if p.p99_ms is not None]
+    looked_low = found is not None and any(q <= LOW_SHARE * found for _, q in p99s)
+    if looked_low and min(ms for ms, _ in p99s) >= AT_BOUND_SHARE * bound_ms:
+        ms, qps = min(p99s)
+        out.append(f"p99 was at least {AT_BOUND_SHARE:g}x the {bound_ms:g} ms bound at every "
+                   f"rate probed (lowest {ms:.3g} ms, at {qps:,.0f} QPS): the bound sits at this "
+                   "setup's latency floor, so noise decides which rates pass; a larger "
+                   "--latency-bound-ms gives a steadier max QPS")
+    return out

@@ -24,12 +24,13 @@ CAPACITY = 8 / service_s(8)  # batches of up to 8: 2,857 queries/s
 
 
 # -- the search's rules, on given verdicts --------------------------------------------
-def test_a_contended_failure_below_capacity_is_run_again_and_passes():
+@pytest.mark.parametrize("why", ["contended", "stalled"])
+def test_a_contended_failure_below_capacity_is_run_again_and_passes(why):
     search, failed_once = QpsSearch(3000.0), []
     while not search.done:
         hiccup = search.rate <= 1000.0 and not failed_once  # the first probe below capacity
         failed_once += [search.rate] if hiccup else []
-        search.record(search.rate <= 1000.0 and not hiccup, contended=hiccup)
+        search.record(search.rate <= 1000.0 and not hiccup, **{why: hiccup})
     assert 980.0 <= search.max_qps <= 1000.0  # today's search halved on it: 750 at most
     again = search.probes[search.probes.index(
         next(p for p in search.probes if p.qps == failed_once[0])) + 1]
@@ -37,9 +38,10 @@ def test_a_contended_failure_below_capacity_is_run_again_and_passes():
 
 
 def test_an_uncontended_or_overloaded_failure_is_not_run_again():
-    for contended, overloaded in ((False, False), (True, True), (None, False)):
+    for contended, stalled, overloaded in ((False, False, False), (True, True, True),
+                                           (None, False, False)):
         search = QpsSearch(1000.0)
-        search.record(False, contended=contended, overloaded=overloaded)
+        search.record(False, contended=contended, stalled=stalled, overloaded=overloaded)
         assert search.rate == 500.0 and not search.repeating
 
 
@@ -93,11 +95,10 @@ def test_hiccups_below_capacity_do_not_sink_the_search(tmp_path, monkeypatch):
     found = rows["max_qps"].dropna()
     assert len(found) == 1 and found.iloc[0] == pytest.approx(CAPACITY, rel=0.10)
     probes, trials = run["serving"]["search"]["probes"], run["serving"]["trials"]
-    assert [(p["passed"], p["contended"], p["repeated"]) for p in probes[:3]] == [
+    assert [(p["passed"], p["stalled"], p["repeated"]) for p in probes[:3]] == [
         (False, True, False), (False, True, True), (True, False, True)]
     assert trials[0]["stall"]["held"] and not trials[2]["stall"]["fired"]
     assert probes[0]["qps"] == probes[1]["qps"] == probes[2]["qps"] < 2900
-    assert list(rows["contended"][:3]) == [True, True, False]
     assert any(p["confirming"] for p in probes)  # the bracket was probed again
     assert not lines_with(done.stderr, "max QPS may be low", "1/", "at every rate")
 
@@ -119,3 +120,4 @@ def test_a_bound_at_the_latency_floor_is_warned_about(tmp_path, monkeypatch):
     warned = lines_with(done.stderr, "at every rate probed")
     assert len(warned) == 1 and "the 5 ms bound" in warned[0]
     assert "--latency-bound-ms" in warned[0]
+

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Set
 SEARCH_REL_TOL = 0.02  # the search stops when the highest pass and lowest fail are this close
 MAX_PROBES = 24  # every probe of a search, repeats and re-probes included
 TYPICAL_PROBES = 10  # to a bracket and its re-probes (a suite's time estimate)
-MAX_ATTEMPTS = 3  # a contended failure runs again until this many attempts at its rate
+MAX_ATTEMPTS = 3  # a contended or stalled failure runs again until this many attempts
 GROWTH = 1.5  # the step up while probes pass (the start is near capacity already)
 SEARCH_MIN_QUERIES = 1307  # the fewest whose p99 claim is the 5th largest (early_stopping.py)
 # no rate is probed below this share of the start, nor so low that its queries take longer
@@ -44,8 +44,9 @@ class Probe:
 
     qps: float
     passed: bool
-    contended: Optional[bool]  # None: no contention test could be made
-    repeated: bool  # a run again of the probe before it (which failed contended)
+    contended: Optional[bool]  # others held the CPUs or GPU (None: no test could be made)
+    stalled: bool  # a batch or an issue was held far past its time (server.py `stall`)
+    repeated: bool  # a run again of the probe before it (which failed contended or stalled)
     confirming: bool  # a re-probe of an end of the final bracket
     overloaded: bool = False  # its median query missed the bound too
     queries: Optional[int] = None
@@ -86,15 +87,17 @@ class QpsSearch:
         """The coming probe runs the one before it again."""
         return self.attempts > 0
 
-    def record(self, passed: bool, contended: Optional[bool] = None, overloaded: bool = False,
-               queries: Optional[int] = None, p99_ms: Optional[float] = None) -> None:
-        """The probe at `rate` passed or failed (contended or not, overloaded or only its
-        tail): moves `rate` to the next probe, or sets `done`."""
-        self.probes.append(Probe(self.rate, bool(passed), contended, self.repeating,
-                                 self.confirming, bool(overloaded), queries, p99_ms))
+    def record(self, passed: bool, contended: Optional[bool] = None, stalled: bool = False,
+               overloaded: bool = False, queries: Optional[int] = None,
+               p99_ms: Optional[float] = None) -> None:
+        """The probe at `rate` passed or failed (contended or stalled or neither,
+        overloaded or only its tail): moves `rate` to the next probe, or sets `done`."""
+        self.probes.append(Probe(self.rate, bool(passed), contended, bool(stalled),
+                                 self.repeating, self.confirming, bool(overloaded), queries,
+                                 p99_ms))
         self.attempts += 1
         out_of_probes = len(self.probes) >= self.max_probes
-        again = not passed and contended and not overloaded
+        again = not passed and (contended or stalled) and not overloaded
         if again and self.attempts < self.max_attempts and not out_of_probes:
             return  # the same rate again: the contention may have failed it
         self.verdicts[self.rate] = bool(passed)

@@ -67,10 +67,10 @@ def search_warnings(search: QpsSearch, records: List[Dict[str, Any]], bound_s: f
         out.append(f"the search stopped at its {search.max_probes} probes before both ends of "
                    f"its bracket were probed again: max QPS is unconfirmed")
     stood = sorted({p.qps for p in search.probes
-                    if not p.passed and p.contended and not p.overloaded}
+                    if not p.passed and (p.contended or p.stalled) and not p.overloaded}
                    & {r for r, ok in search.verdicts.items() if not ok})
     if stood:
-        out.append(f"{len(stood)} rate(s) failed under contention at every one of up to "
+        out.append(f"{len(stood)} rate(s) failed contended or stalled at every one of up to "
                    f"{search.max_attempts} attempts ({', '.join(f'{r:,.0f}' for r in stood)} "
                    "QPS): max QPS may be low (run.json serving.search.probes)")
     p99s = [(p.p99_ms, p.qps) for p in search.probes if p.p99_ms is not None]

@@ -121,3 +121,28 @@ def test_a_bound_at_the_latency_floor_is_warned_about(tmp_path, monkeypatch):
     assert len(warned) == 1 and "the 5 ms bound" in warned[0]
     assert "--latency-bound-ms" in warned[0]
 
+
+def test_the_report_of_a_search_states_max_qps_not_its_probes_samples_per_s(tmp_path,
+                                                                            monkeypatch):
+    """Finding 8: the report's summary gave a search the probes' pooled samples/s (a CV
+    of 161%) and never its max QPS; its latency table printed 7.921e+04."""
+    import re
+
+    from gpubench.results.compare_format import value_text
+
+    _, rows, _ = _search(tmp_path / "run", monkeypatch, 30)
+    found = value_text(rows["max_qps"].dropna().iloc[0])
+    report = tmp_path / "report.html"
+    done = run_cli_here("report", str(tmp_path / "run"), "-o", str(report))
+    assert done.returncode == 0, done.stderr
+    html = report.read_text()
+    tables = re.findall(r"<table>.*?</table>", html, re.S)
+    summary = tables[0]
+    headers = re.findall(r"<th[^>]*>(.*?)</th>", summary)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", summary)
+    assert len(cells) == len(headers)  # one configuration
+    row = dict(zip(headers, cells))
+    assert row["max QPS"] == found
+    assert row["median samples/s"] == row["CV"] == ""  # rates the search chose: no median
+    assert f"<b>{found}</b> QPS" in html  # and beside the latency chart
+    assert not any(re.search(r"\de[+-]\d", t) for t in tables)  # 2,857, never 2.857e+03

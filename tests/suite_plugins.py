@@ -238,11 +238,13 @@ class VirtualTime:
     no arrival thread (the serving loop issues every query that has come due itself)."""
 
     def __init__(self, start_s: float = 1000.0, stall_s: float = 0.0,
-                 stall_below_qps: float = 0.0, stalls: int = 1):
+                 stall_below_qps: float = 0.0, stalls: int = 1, stall_from_qps: float = 0.0):
         self.now = start_s
-        # hiccups: the first batch of each of the first `stalls` server probes below
-        # stall_below_qps is served stall_s late (the machine held the step)
-        self.stall_s, self.stall_below_qps, self.stalls = stall_s, stall_below_qps, stalls
+        # hiccups: the first batch of each of the first `stalls` server probes at rates
+        # from stall_from_qps to below stall_below_qps is served stall_s late (the
+        # machine held the step)
+        self.stall_s, self.stalls = stall_s, stalls
+        self.stall_qps = (stall_from_qps, stall_below_qps)
         self.armed_s = 0.0
 
     def take_stall_s(self):
@@ -276,7 +278,7 @@ class VirtualTime:
         real_probe = server.run_probe
 
         def run_probe(serve, library_size, rate_qps, *args, **kwargs):
-            if self.stalls and rate_qps < self.stall_below_qps:
+            if self.stalls and self.stall_qps[0] <= rate_qps < self.stall_qps[1]:
                 self.armed_s, self.stalls = self.stall_s, self.stalls - 1
             return real_probe(serve, library_size, rate_qps, *args, **kwargs)
 

@@ -103,6 +103,18 @@ def test_hiccups_below_capacity_do_not_sink_the_search(tmp_path, monkeypatch):
     assert not lines_with(done.stderr, "max QPS may be low", "1/", "at every rate")
 
 
+def test_an_answer_far_below_capacity_says_the_probes_stalled(tmp_path, monkeypatch):
+    """Every probe from 200 QPS up stalls 60 ms: only rates below 200 pass, 1/14 of the
+    warm-up's capacity estimate; the run says so and why."""
+    done, rows, _ = _search(tmp_path, monkeypatch, 30, stall_s=0.06, stall_from_qps=200,
+                            stall_below_qps=1e9, stalls=10**6)
+    assert rows["max_qps"].dropna().iloc[0] < 200
+    far = lines_with(done.stderr, "of the warm-up's capacity estimate")
+    assert len(far) == 1 and "probes stalled (a batch took up to 62.1 ms" in far[0]
+    stood = lines_with(done.stderr, "failed contended or stalled at every one of up to 3")
+    assert len(stood) == 1 and "max QPS may be low" in stood[0]
+
+
 def test_search_probes_hold_enough_queries_that_p99_is_not_the_largest(tmp_path, monkeypatch):
     """--min-trial-s 0.05 at ~2,800 QPS is 140 queries: the probe still holds enough that
     its p99 claim is the 5th largest latency, not the largest (LoadGen's minimum, 662,

@@ -32,7 +32,7 @@ def issue_lag_warnings(records: List[Dict[str, Any]], bound_s: Optional[float]) 
             "are a visible part of the latency measured (run.json serving.trials[].issue_lag_ms)"]
 
 
-def stall_cause(records: List[Dict[str, Any]], bound_ms: float) -> str:
+def stall_cause(records: List[Dict[str, Any]], bound_ms: float, cpu_backend: bool) -> str:
     """Why probes stalled, from their `stall` records ("" when none did)."""
     stalled = [r["stall"] for r in records if r.get("stall", {}).get("fired")]
     if not stalled:
@@ -40,39 +40,47 @@ def stall_cause(records: List[Dict[str, Any]], bound_ms: float) -> str:
     batch_ms = max(r["longest_batch_ms"] for r in stalled)
     lag_ms = max(r["issue_lag_max_ms"] for r in stalled)
     cpus = os.cpu_count() or 1
-    return (f"; {len(stalled)} of {len(records)} probes stalled (a batch took up to "
+    hint = (f"; where the backend's threads fill all {cpus} CPUs, gpubench's arrival thread "
+            f"waits for a core: --threads {max(1, cpus - 1)} leaves it one"
+            if cpu_backend else "")
+    return (f". {len(stalled)} of {len(records)} probes stalled (a batch took up to "
             f"{batch_ms:.3g} ms, a query was issued up to {lag_ms:.3g} ms late, against a "
-            f"{bound_ms:g} ms bound): this machine's scheduling failed them, not the load. "
-            f"Where the backend's threads fill all {cpus} CPUs, gpubench's arrival thread "
-            f"waits for a core: --threads {max(1, cpus - 1)} leaves it one")
+            f"{bound_ms:g} ms bound): this machine's scheduling failed them, not the "
+            f"load{hint}")
 
 
 def search_warnings(search: QpsSearch, records: List[Dict[str, Any]], bound_s: float,
-                    capacity_qps: float) -> List[str]:
+                    capacity_qps: float, cpu_backend: bool) -> List[str]:
     """The search's warnings (module docstring); issue lag only where it mattered, at the
-    probes that held."""
+    probes that held. Why probes stalled is told once, with the first doubt it explains."""
     bound_ms = bound_s * 1e3
     found = search.max_qps
     held = [r for r, p in zip(records, search.probes) if p.passed]
     out = issue_lag_warnings(held, bound_s)
-    cause = stall_cause(records, bound_ms)
+    doubts = []
     if found is None:
-        out.append(f"no probed rate met the latency bound ({bound_ms:g} ms p99), down to "
-                   f"{search.probes[-1].qps:.4g} QPS: max_qps is empty{cause}")
+        doubts.append(f"no probed rate met the latency bound ({bound_ms:g} ms p99), down to "
+                      f"{min(p.qps for p in search.probes):,.0f} QPS: max_qps is empty")
     elif found < capacity_qps / FAR_BELOW:
-        out.append(f"max QPS {found:,.0f} is 1/{capacity_qps / found:.0f} of the warm-up's "
-                   f"capacity estimate ({capacity_qps:,.0f} QPS, full batches back to back): "
-                   f"the probes above it failed on their latency tails{cause or ''}")
+        doubts.append(f"max QPS {found:,.0f} is 1/{capacity_qps / found:.0f} of the warm-up's "
+                      f"capacity estimate ({capacity_qps:,.0f} QPS, full batches back to "
+                      "back): the probes above it failed on their latency tails")
+    # the rates that capped the answer and failed contended or stalled at every attempt
+    stood = sorted(r for r, ok in search.verdicts.items()
+                   if not ok and (found is None or r > found)
+                   and any(p.qps == r and (p.contended or p.stalled) and not p.overloaded
+                           for p in search.probes))
+    if stood:
+        doubts.append(f"{len(stood)} rate(s) failed contended or stalled at every one of up "
+                      f"to {search.max_attempts} attempts "
+                      f"({', '.join(f'{r:,.0f}' for r in stood)} QPS): max QPS may be low "
+                      "(run.json serving.search.probes)")
+    if doubts:
+        doubts[0] += stall_cause(records, bound_ms, cpu_backend)
+    out += doubts
     if search.stop_reason == "max_probes":
         out.append(f"the search stopped at its {search.max_probes} probes before both ends of "
                    f"its bracket were probed again: max QPS is unconfirmed")
-    stood = sorted({p.qps for p in search.probes
-                    if not p.passed and (p.contended or p.stalled) and not p.overloaded}
-                   & {r for r, ok in search.verdicts.items() if not ok})
-    if stood:
-        out.append(f"{len(stood)} rate(s) failed contended or stalled at every one of up to "
-                   f"{search.max_attempts} attempts ({', '.join(f'{r:,.0f}' for r in stood)} "
-                   "QPS): max QPS may be low (run.json serving.search.probes)")
     p99s = [(p.p99_ms, p.qps) for p in search.probes if p.p99_ms is not None]
     looked_low = found is not None and any(q <= LOW_SHARE * found for _, q in p99s)
     if looked_low and min(ms for ms, _ in p99s) >= AT_BOUND_SHARE * bound_ms:

@@ -114,6 +114,15 @@ def stall(trial: Trial, full_batch_s: float, bound_s: Optional[float]) -> Dict[s
             "full_batch_ms": full_batch_s * 1e3, "limit_ms": limit_s * 1e3}
 
 
+def overloaded(row: Dict[str, Any], record: Dict[str, Any], bound_s: float) -> bool:
+    """The load failed the probe, whatever else did: queries were still queued at the
+    drain limit, or the median missed the bound with queries issued on time (a late
+    arrival thread delays every query instead)."""
+    p50 = row.get("latency_p50_ms")
+    return bool(row.get("queries_unfinished")) or (
+        not p50 <= bound_s * 1e3 and not record["stall"]["late"])
+
+
 class ServerScenario(ServingScenario):
     name = "server"
     variable_batches = True
@@ -158,13 +167,11 @@ class ServerScenario(ServingScenario):
                          repeat=search.repeating, confirming=search.confirming,
                          max_probes=search.max_probes)
             row = probe(search.rate, s.seed, trial, longer)  # every probe on the same arrivals, scaled
-            p50, p99 = row.get("latency_p50_ms"), row.get("latency_p99_ms")
+            p99 = row.get("latency_p99_ms")
             search.record(bool(row.get("latency_bound_met")), row["contended"],
                           stalled=records[-1]["stall"]["fired"],
-                          # the median missed the bound with queries issued on time: the
-                          # queue grew (a late arrival thread delays every query instead)
-                          overloaded=not p50 <= s.latency_bound_s * 1e3
-                          and not records[-1]["stall"]["late"], queries=row["queries"],
+                          overloaded=overloaded(row, records[-1], s.latency_bound_s),
+                          queries=row["queries"],
                           p99_ms=p99 if p99 is not None and math.isfinite(p99) else None)
             if search.done:
                 row["max_qps"] = search.max_qps
@@ -173,6 +180,7 @@ class ServerScenario(ServingScenario):
                                capacity_estimate_qps=capacity,
                                search={"start_qps": capacity, **search.record_json()})
         extra["contention"] = watch.record()
-        extra["warnings"] = search_warnings(search, records, s.latency_bound_s, capacity) \
+        extra["warnings"] = search_warnings(search, records, s.latency_bound_s, capacity,
+                                            cpu_backend=step.device.kind == "cpu") \
             + watch.warnings()
         return STOP_SEARCHED, extra

@@ -158,3 +158,13 @@ def test_the_report_of_a_search_states_max_qps_not_its_probes_samples_per_s(tmp_
     assert row["median samples/s"] == row["CV"] == ""  # rates the search chose: no median
     assert f"<b>{found}</b> QPS" in html  # and beside the latency chart
     assert not any(re.search(r"\de[+-]\d", t) for t in tables)  # 2,857, never 2.857e+03
+
+
+def test_the_progress_line_says_which_probe_runs_again():
+    from gpubench.cli.progress import probe_description
+
+    base = {"probe": 4, "qps": 1234.5, "bound_ms": 5.0, "best_qps": 1000.0, "max_probes": 24}
+    assert probe_description({**base, "repeat": True}) == \
+        "probe 5 of at most 24 at 1,234 QPS, again (p99 <= 5 ms; held so far: 1,000 QPS)"
+    assert ", re-probe (" in probe_description({**base, "confirming": True})
+    assert ", again" not in probe_description(base) and "re-probe" not in probe_description(base)

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Set
 
 SEARCH_REL_TOL = 0.02  # the search stops when the highest pass and lowest fail are this close
-MAX_PROBES = 24  # every probe of a search, repeats and re-probes included
+MAX_PROBES = 32  # every probe of a search, repeats and re-probes included
 TYPICAL_PROBES = 10  # to a bracket and its re-probes (a suite's time estimate)
 MAX_ATTEMPTS = 3  # a contended or stalled failure runs again until this many attempts
 GROWTH = 1.5  # the step up while probes pass (the start is near capacity already)

@@ -40,9 +40,9 @@ def stall_cause(records: List[Dict[str, Any]], bound_ms: float, cpu_backend: boo
     batch_ms = max(r["longest_batch_ms"] for r in stalled)
     lag_ms = max(r["issue_lag_max_ms"] for r in stalled)
     cpus = os.cpu_count() or 1
-    hint = (f"; where the backend's threads fill all {cpus} CPUs, gpubench's arrival thread "
-            f"waits for a core: --threads {max(1, cpus - 1)} leaves it one"
-            if cpu_backend else "")
+    hint = (f"; a backend whose threads use all {cpus} CPUs waits for any other thread "
+            "(gpubench's arrival thread, another process) to give a core back: "
+            f"--threads {max(1, cpus - 1)} leaves one free" if cpu_backend else "")
     return (f". {len(stalled)} of {len(records)} probes stalled (a batch took up to "
             f"{batch_ms:.3g} ms, a query was issued up to {lag_ms:.3g} ms late, against a "
             f"{bound_ms:g} ms bound): this machine's scheduling failed them, not the "

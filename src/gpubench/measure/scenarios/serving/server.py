@@ -6,8 +6,13 @@ outputs being back in host memory, so it holds the queueing.
 
 At a fixed rate (--target-qps): --trials probes of that rate, each a row (each trial
 draws its own arrivals from the seed). With --find-max-qps: a search for the highest
-rate whose p99 (the early-stopping bound) meets --latency-bound-ms, every probe a row,
-the last one carrying the result (`max_qps`).
+rate whose p99 (the early-stopping bound) meets --latency-bound-ms (search.py: which
+rate next, repeats and re-probes), every probe a row, the last one carrying the result
+(`max_qps`).
+
+Each probe is judged for contention (`contended`: other processes on the CPUs or GPU,
+telemetry/contention.py) and for stalls (`stall`: a batch or an issue held far past its
+time); the search runs a failure that either may explain again.
 
 A probe issues its schedule (at least --min-trial-s and --min-queries), then waits for
 the queries still queued at most DRAIN_BOUNDS x the latency bound (without a bound: as

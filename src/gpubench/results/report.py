@@ -150,7 +150,8 @@ def summary_rows(data: ReportData) -> List[Dict[str, object]]:
                 "group": group, "config": config, "trials": f"{len(ok)}/{len(g)}",
                 "max_qps": _last(ok[search], "max_qps"),
                 "median": d["median"], "ci_low": d["ci_low"], "ci_high": d["ci_high"], "cv": d["cv"],
-                "p50_ms": _median(ok, "latency_p50_ms"), "j_per_sample": _median(ok, load.DERIVED),
+                "p50_ms": _median(ok[~search], "latency_p50_ms"),
+                "j_per_sample": _median(ok, load.DERIVED),
                 "power_w": _median(ok, "power_avg_w"), "sm_clock_mhz": _median(ok, "sm_clock_mhz"),
                 "throttled": ok["throttled"].astype(str).str.lower().isin(("true", "1", "1.0")).any()
                 if "throttled" in ok.columns else False,

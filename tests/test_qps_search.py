@@ -158,6 +158,7 @@ def test_the_report_of_a_search_states_max_qps_not_its_probes_samples_per_s(tmp_
     # the probes ran at rates the search chose: no median of their samples/s or p50
     assert row["median samples/s"] == row["CV"] == row.get("p50 ms", "") == ""
     assert f"<b>{found}</b> QPS" in html  # and beside the latency chart
+    assert "no ok trial" not in html and "states its max QPS" in html  # no samples/s chart
     assert not any(re.search(r"\de[+-]\d", t) for t in tables)  # 2,857, never 2.857e+03
 
 

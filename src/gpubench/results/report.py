@@ -226,6 +226,9 @@ def _throughput_chart(rows: List[Dict[str, object]], groups: List[str]) -> str:
     values = {(str(r["config"]), str(r["group"])): (float(r["median"]), float(r["ci_low"]), float(r["ci_high"]))
               for r in rows if math.isfinite(float(r["median"]))}
     if not values:
+        if any(math.isfinite(float(r["max_qps"])) for r in rows):
+            return ('<p class="note">Throughput: a --find-max-qps search states its max QPS '
+                    "(the table above), not samples/s.</p>")
         return '<p class="note">Throughput: no ok trial in these results.</p>'
     configs = list(dict.fromkeys(c for c, _ in values))
     return bar_chart("Throughput (median, 95% CI)", "samples/s", configs, groups, values)

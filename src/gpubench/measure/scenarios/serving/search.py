@@ -9,8 +9,8 @@ largest latency as p99. So the search
   the largest: early_stopping.py);
 - runs a failed probe again, up to MAX_ATTEMPTS times, when it was contended (another
   process held the CPUs or GPU, or the probe stalled: a batch or an issue held far past
-  its time, server.py `stall`) and only its tail failed (its median query met the bound:
-  an overloaded probe fails on its load, contended or not); the last attempt's verdict
+  its time, server.py `stall`) and was not overloaded (server.py `overloaded`: an
+  overloaded probe fails on its load, contended or not); the last attempt's verdict
   stands;
 - keeps the highest passing rate and the lowest failure above it (a failure below a
   pass is noise the pass overruled), grows by GROWTH while nothing failed above,

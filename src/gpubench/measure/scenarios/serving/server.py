@@ -124,8 +124,8 @@ def overloaded(row: Dict[str, Any], record: Dict[str, Any], bound_s: float) -> b
     drain limit, or the median missed the bound with queries issued on time (a late
     arrival thread delays every query instead)."""
     p50 = row.get("latency_p50_ms")
-    return bool(row.get("queries_unfinished")) or (
-        not p50 <= bound_s * 1e3 and not record["stall"]["late"])
+    missed = p50 is None or not p50 <= bound_s * 1e3  # NaN: too few queries to claim it
+    return bool(row.get("queries_unfinished")) or (missed and not record["stall"]["late"])
 
 
 class ServerScenario(ServingScenario):

@@ -173,3 +173,14 @@ def test_the_progress_line_says_which_probe_runs_again():
         "probe 5 of at most 24 at 1,234 QPS, again (p99 <= 5 ms; held so far: 1,000 QPS)"
     assert ", re-probe (" in probe_description({**base, "confirming": True})
     assert ", again" not in probe_description(base) and "re-probe" not in probe_description(base)
+
+
+def test_a_probe_is_overloaded_when_its_queue_outlasted_the_drain_or_its_median_missed():
+    from gpubench.measure.scenarios.serving.server import overloaded
+
+    on_time, late = {"stall": {"late": False}}, {"stall": {"late": True}}
+    assert overloaded({"queries_unfinished": 12, "latency_p50_ms": 1.0}, late, 0.005)
+    assert overloaded({"queries_unfinished": 0, "latency_p50_ms": 9.0}, on_time, 0.005)
+    # every query late because the arrival thread was: the machine's, not the load's
+    assert not overloaded({"queries_unfinished": 0, "latency_p50_ms": 9.0}, late, 0.005)
+    assert not overloaded({"queries_unfinished": 0, "latency_p50_ms": 1.0}, on_time, 0.005)

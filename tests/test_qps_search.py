@@ -106,11 +106,13 @@ def test_hiccups_below_capacity_do_not_sink_the_search(tmp_path, monkeypatch):
 def test_an_answer_far_below_capacity_says_the_probes_stalled(tmp_path, monkeypatch):
     """Every probe from 200 QPS up stalls 60 ms: only rates below 200 pass, 1/14 of the
     warm-up's capacity estimate; the run says so and why."""
+    monkeypatch.setattr("os.cpu_count", lambda: 4)  # the hint names a thread count
     done, rows, _ = _search(tmp_path, monkeypatch, 30, stall_s=0.06, stall_from_qps=200,
                             stall_below_qps=1e9, stalls=10**6)
     assert rows["max_qps"].dropna().iloc[0] < 200
     far = lines_with(done.stderr, "of the warm-up's capacity estimate")
     assert len(far) == 1 and "probes stalled (a batch took up to 62.1 ms" in far[0]
+    assert "--threads 3 leaves one free" in far[0]  # a CPU backend at its default threads
     stood = lines_with(done.stderr, "failed contended or stalled at every one of up to 3")
     assert len(stood) == 1 and "max QPS may be low" in stood[0]
 
@@ -184,3 +186,19 @@ def test_a_probe_is_overloaded_when_its_queue_outlasted_the_drain_or_its_median_
     # every query late because the arrival thread was: the machine's, not the load's
     assert not overloaded({"queries_unfinished": 0, "latency_p50_ms": 9.0}, late, 0.005)
     assert not overloaded({"queries_unfinished": 0, "latency_p50_ms": 1.0}, on_time, 0.005)
+
+
+def test_fewer_threads_are_suggested_only_to_a_cpu_backend_that_may_use_every_core(
+        monkeypatch):
+    from types import SimpleNamespace
+
+    from gpubench.measure.scenarios.serving.server import threads_hint
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+
+    def ctx(kind, threads):
+        return SimpleNamespace(request=SimpleNamespace(threads=threads),
+                               step=SimpleNamespace(device=SimpleNamespace(kind=kind)))
+
+    assert threads_hint(ctx("cpu", None)) and threads_hint(ctx("cpu", 4))
+    assert not threads_hint(ctx("cpu", 3)) and not threads_hint(ctx("cuda", None))

@@ -32,8 +32,10 @@ def issue_lag_warnings(records: List[Dict[str, Any]], bound_s: Optional[float]) 
             "are a visible part of the latency measured (run.json serving.trials[].issue_lag_ms)"]
 
 
-def stall_cause(records: List[Dict[str, Any]], bound_ms: float, cpu_backend: bool) -> str:
-    """Why probes stalled, from their `stall` records ("" when none did)."""
+def stall_cause(records: List[Dict[str, Any]], bound_ms: float,
+                threads_hint: bool) -> str:
+    """Why probes stalled, from their `stall` records ("" when none did); with
+    `threads_hint`, that fewer backend threads would leave a core free."""
     stalled = [r["stall"] for r in records if r.get("stall", {}).get("fired")]
     if not stalled:
         return ""
@@ -42,15 +44,17 @@ def stall_cause(records: List[Dict[str, Any]], bound_ms: float, cpu_backend: boo
     cpus = os.cpu_count() or 1
     hint = (f"; a backend whose threads use all {cpus} CPUs waits for any other thread "
             "(gpubench's arrival thread, another process) to give a core back: "
-            f"--threads {max(1, cpus - 1)} leaves one free" if cpu_backend else "")
+            f"--threads {max(1, cpus - 1)} leaves one free" if threads_hint and cpus > 1
+            else "")
     return (f". {len(stalled)} of {len(records)} probes stalled (a batch took up to "
             f"{batch_ms:.3g} ms, a query was issued up to {lag_ms:.3g} ms late, against a "
-            f"{bound_ms:g} ms bound): this machine's scheduling failed them, not the "
-            f"load{hint}")
+            f"{bound_ms:g} ms bound): this machine's scheduling failed them, not the load, "
+            f"so max QPS says as much about the machine's other work as about the "
+            f"model{hint}")
 
 
 def search_warnings(search: QpsSearch, records: List[Dict[str, Any]], bound_s: float,
-                    capacity_qps: float, cpu_backend: bool) -> List[str]:
+                    capacity_qps: float, threads_hint: bool) -> List[str]:
     """The search's warnings (module docstring); issue lag only where it mattered, at the
     probes that held. Why probes stalled is told once, with the first doubt it explains."""
     bound_ms = bound_s * 1e3
@@ -76,7 +80,7 @@ def search_warnings(search: QpsSearch, records: List[Dict[str, Any]], bound_s: f
                       f"({', '.join(f'{r:,.0f}' for r in stood)} QPS): max QPS may be low "
                       "(run.json serving.search.probes)")
     if doubts:
-        doubts[0] += stall_cause(records, bound_ms, cpu_backend)
+        doubts[0] += stall_cause(records, bound_ms, threads_hint)
     out += doubts
     if search.stop_reason == "max_probes":
         out.append(f"the search stopped at its {search.max_probes} probes before both ends of "

@@ -24,6 +24,7 @@ whole backlog.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import replace
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -128,6 +129,13 @@ def overloaded(row: Dict[str, Any], record: Dict[str, Any], bound_s: float) -> b
     return bool(row.get("queries_unfinished")) or (missed and not record["stall"]["late"])
 
 
+def threads_hint(ctx: ScenarioContext) -> bool:
+    """A CPU backend that may use every core (--threads not given, or as many as there
+    are): fewer threads would leave gpubench's own a core."""
+    threads, cpus = ctx.request.threads, os.cpu_count() or 1
+    return ctx.step.device.kind == "cpu" and (threads is None or threads >= cpus)
+
+
 class ServerScenario(ServingScenario):
     name = "server"
     variable_batches = True
@@ -186,6 +194,6 @@ class ServerScenario(ServingScenario):
                                search={"start_qps": capacity, **search.record_json()})
         extra["contention"] = watch.record()
         extra["warnings"] = search_warnings(search, records, s.latency_bound_s, capacity,
-                                            cpu_backend=step.device.kind == "cpu") \
+                                            threads_hint=threads_hint(ctx)) \
             + watch.warnings()
         return STOP_SEARCHED, extra

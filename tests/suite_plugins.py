@@ -237,8 +237,19 @@ class VirtualTime:
     test: their clock, the server's query queue (its waits jump instead of sleeping), and
     no arrival thread (the serving loop issues every query that has come due itself)."""
 
-    def __init__(self, start_s: float = 1000.0):
+    def __init__(self, start_s: float = 1000.0, stall_s: float = 0.0,
+                 stall_below_qps: float = 0.0, stalls: int = 1, stall_from_qps: float = 0.0):
         self.now = start_s
+        # hiccups: the first batch of each of the first `stalls` server probes at rates
+        # from stall_from_qps to below stall_below_qps is served stall_s late (the
+        # machine held the step)
+        self.stall_s, self.stalls = stall_s, stalls
+        self.stall_qps = (stall_from_qps, stall_below_qps)
+        self.armed_s = 0.0
+
+    def take_stall_s(self):
+        armed, self.armed_s = self.armed_s, 0.0
+        return armed
 
     def clock(self):
         return self.now
@@ -255,12 +266,23 @@ class VirtualTime:
 
     def install(self, monkeypatch):
         from gpubench.measure.scenarios.serving import base as serving, server, streams
+        from gpubench.telemetry import contention
 
         monkeypatch.setattr(sys.modules[__name__], "VIRTUAL_TIME", self)
         for module in (serving, server, streams):
             monkeypatch.setattr(module, "clock", self.clock)
         monkeypatch.setattr(server, "QueryQueue", self.queue)
         monkeypatch.setattr(server, "ArrivalThread", _IssuedByTheServingLoop)
+        # this machine's other processes are no part of a simulation: no CPU contention test
+        monkeypatch.setattr(contention, "open_cpu_account", lambda: (None, "virtual time"))
+        real_probe = server.run_probe
+
+        def run_probe(serve, library_size, rate_qps, *args, **kwargs):
+            if self.stalls and self.stall_qps[0] <= rate_qps < self.stall_qps[1]:
+                self.armed_s, self.stalls = self.stall_s, self.stalls - 1
+            return real_probe(serve, library_size, rate_qps, *args, **kwargs)
+
+        monkeypatch.setattr(server, "run_probe", run_probe)
         return self
 
 
@@ -312,6 +334,7 @@ class VirtualServiceStep(ServiceTimeStep):
 
     def serve(self, samples):
         self.library[samples]
+        VIRTUAL_TIME.advance(VIRTUAL_TIME.take_stall_s())
         self._advance(len(samples))
         return None
 

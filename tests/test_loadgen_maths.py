@@ -14,7 +14,7 @@ from gpubench.measure.scenarios.serving.batcher import QueryQueue, dispatch_wait
 from gpubench.measure.scenarios.serving.early_stopping import (
     bound_rank, claimed_percentiles_ms, percentile_bound, queries_needed,
 )
-from gpubench.measure.scenarios.serving.server import QpsSearch
+from gpubench.measure.scenarios.serving.search import QpsSearch
 
 
 # -- early stopping ----------------------------------------------------------------------
@@ -181,8 +181,8 @@ def test_the_search_finds_the_highest_passing_rate(start):
     while not search.done:
         search.record(search.rate <= 1000.0)
     assert 980.0 <= search.max_qps <= 1000.0
-    assert len(search.probes) <= 12
-    lows = [r for r, ok in search.probes if ok]
+    assert len(search.probes) <= 12 + 2  # and the final bracket's two re-probes
+    lows = [p.qps for p in search.probes if p.passed]
     assert search.max_qps == max(lows)
 
 
@@ -191,4 +191,4 @@ def test_a_search_where_nothing_passes_gives_no_rate():
     while not search.done:
         search.record(False)
     assert search.max_qps is None and len(search.probes) == 5
-    assert search.probes[-1][0] == pytest.approx(1000.0 / 16)
+    assert search.probes[-1].qps == pytest.approx(1000.0 / 16)

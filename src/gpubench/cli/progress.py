@@ -40,10 +40,13 @@ def trial_description(fields: dict) -> str:
 
 
 def probe_description(fields: dict) -> str:
-    """'probe 3 at 1,234 QPS (p99 <= 5 ms; held so far: 1,000 QPS)'."""
+    """'probe 3 of at most 24 at 1,234 QPS, again (p99 <= 5 ms; held so far: 1,000 QPS)':
+    again after a contended or stalled failure, or re-probing an end of the final bracket."""
     best = fields.get("best_qps")
     held = f"; held so far: {float(best):,.0f} QPS" if best is not None else ""
-    return (f"probe {int(fields['probe']) + 1} at {float(fields['qps']):,.0f} QPS "
+    most = f" of at most {fields['max_probes']}" if fields.get("max_probes") else ""
+    kind = ", again" if fields.get("repeat") else ", re-probe" if fields.get("confirming") else ""
+    return (f"probe {int(fields['probe']) + 1}{most} at {float(fields['qps']):,.0f} QPS{kind} "
             f"(p99 <= {float(fields['bound_ms']):g} ms{held})")
 
 

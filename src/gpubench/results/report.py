@@ -140,14 +140,18 @@ def summary_rows(data: ReportData) -> List[Dict[str, object]]:
             if g.empty:
                 continue
             ok = g[g["status"] == "ok"]
-            d = describe(ok[THR].to_numpy(dtype=float))
+            search = is_search(ok)
+            # a search's probes ran at rates it chose: their pooled samples/s say nothing
+            d = describe(ok.loc[~search, THR].to_numpy(dtype=float))
             errors = g["error"].dropna().astype(str) if "error" in g.columns else pd.Series(dtype=str)
             errors = errors[errors.str.strip() != ""]
             statuses = sorted(set(g["status"].astype(str)))
             rows.append({
                 "group": group, "config": config, "trials": f"{len(ok)}/{len(g)}",
+                "max_qps": _last(ok[search], "max_qps"),
                 "median": d["median"], "ci_low": d["ci_low"], "ci_high": d["ci_high"], "cv": d["cv"],
-                "p50_ms": _median(ok, "latency_p50_ms"), "j_per_sample": _median(ok, load.DERIVED),
+                "p50_ms": _median(ok[~search], "latency_p50_ms"),
+                "j_per_sample": _median(ok, load.DERIVED),
                 "power_w": _median(ok, "power_avg_w"), "sm_clock_mhz": _median(ok, "sm_clock_mhz"),
                 "throttled": ok["throttled"].astype(str).str.lower().isin(("true", "1", "1.0")).any()
                 if "throttled" in ok.columns else False,
@@ -155,6 +159,22 @@ def summary_rows(data: ReportData) -> List[Dict[str, object]]:
                 "error": errors.iloc[-1].strip().splitlines()[-1] if len(errors) else "",
             })
     return rows
+
+
+def is_search(trials: pd.DataFrame) -> pd.Series:
+    """The rows of --find-max-qps probes: the server scenario's, at no fixed rate."""
+    if "offered_qps" not in trials.columns or "target_qps" not in trials.columns:
+        return pd.Series(False, index=trials.index)
+    return ((trials["scenario"] == "server") & trials["target_qps"].isna()
+            & trials["offered_qps"].notna())
+
+
+def _last(frame: pd.DataFrame, column: str) -> float:
+    """The last value of `column` (a search's result is on its last probe's row)."""
+    if column not in frame.columns:
+        return math.nan
+    values = pd.to_numeric(frame[column], errors="coerce").dropna()
+    return float(values.iloc[-1]) if len(values) else math.nan
 
 
 def _median(frame: pd.DataFrame, column: str) -> float:
@@ -185,25 +205,30 @@ def label_html(label: str) -> str:
 
 def _summary_section(rows: List[Dict[str, object]]) -> str:
     headers = ("group", "configuration", "ok trials", "median samples/s", "95% CI", "CV",
-               "p50 ms", "J/sample", "W", "SM MHz", "throttled", "status", "error (last line)")
+               "max QPS", "p50 ms", "J/sample", "W", "SM MHz", "throttled", "status",
+               "error (last line)")
     cells = []
     for r in rows:
         ci = f"{value_text(r['ci_low'])}–{value_text(r['ci_high'])}" if num(r["ci_low"], "g") else ""
         status = esc(r["status"])
         cells.append([esc(r["group"]), label_html(r["config"]), esc(r["trials"]), value_text(r["median"]),
-                      ci, num(r["cv"], ".1%"), num(r["p50_ms"], ".4g"), num(r["j_per_sample"], ".4g"),
+                      ci, num(r["cv"], ".1%"), value_text(r["max_qps"]), num(r["p50_ms"], ".4g"),
+                      num(r["j_per_sample"], ".4g"),
                       num(r["power_w"], ".1f"), num(r["sm_clock_mhz"], ".0f"),
                       "yes" if r["throttled"] else "",
                       status if r["status"] == "ok" else f'<span class="failed">{status}</span>',
                       f'<pre class="t">{esc(r["error"])}</pre>' if r["error"] else ""])
-    return _table(headers, cells, optional=("p50 ms", "J/sample", "W", "SM MHz", "throttled",
-                                            "error (last line)"))
+    return _table(headers, cells, optional=("max QPS", "p50 ms", "J/sample", "W", "SM MHz",
+                                            "throttled", "error (last line)"))
 
 
 def _throughput_chart(rows: List[Dict[str, object]], groups: List[str]) -> str:
     values = {(str(r["config"]), str(r["group"])): (float(r["median"]), float(r["ci_low"]), float(r["ci_high"]))
               for r in rows if math.isfinite(float(r["median"]))}
     if not values:
+        if any(math.isfinite(float(r["max_qps"])) for r in rows):
+            return ('<p class="note">Throughput: a --find-max-qps search states its max QPS '
+                    "(the table above), not samples/s.</p>")
         return '<p class="note">Throughput: no ok trial in these results.</p>'
     configs = list(dict.fromkeys(c for c, _ in values))
     return bar_chart("Throughput (median, 95% CI)", "samples/s", configs, groups, values)

@@ -13,7 +13,7 @@ from typing import List
 import numpy as np
 import pandas as pd
 
-from gpubench.results.compare_format import config_label, num
+from gpubench.results.compare_format import config_label, value_text
 from gpubench.results.report_svg import esc, line_chart
 
 MAX_SERIES = 12  # lines in the chart; the table holds them all
@@ -64,13 +64,25 @@ def latency_section(trials: pd.DataFrame, groups: List[str]) -> str:
             "not drawn.</p>" if len(series) > MAX_SERIES else "")
     cells = "".join(
         f'<tr><td class="t">{esc(r["group"])}</td><td class="t">{esc(r["config"])}</td>'
-        + "".join(f"<td>{num(r[c], ',.4g')}</td>" for c in
+        + "".join(f"<td>{value_text(r[c])}</td>" for c in
                   ("offered_qps", "achieved_qps", "latency_p50_ms", "latency_p99_ms"))
         + "</tr>"
         for _, r in points.iterrows())
     table = ("<table><tr><th>group</th><th>configuration</th><th>offered QPS</th>"
              "<th>achieved QPS</th><th>p50 ms</th><th>p99 ms</th></tr>" f"{cells}</table>")
+    found = "".join(f"<li>{esc(r['group'])} · {esc(_label(r))}: <b>{value_text(r['max_qps'])}"
+                    "</b> QPS</li>" for _, r in searches_found(trials).iterrows())
+    found = (f"<p>--find-max-qps: the highest rate whose p99 met the bound</p><ul>{found}</ul>"
+             if found else "")
     note = ('<p class="note">Server scenario: latency from each query\'s scheduled arrival to '
             "its outputs, queueing included; percentiles are early-stopping bounds (99% "
             "confidence), medians over a rate's trials.</p>")
-    return f"<h2>Latency against load</h2>\n{chart}\n{more}\n{table}\n{note}"
+    return f"<h2>Latency against load</h2>\n{found}\n{chart}\n{more}\n{table}\n{note}"
+
+
+def searches_found(trials: pd.DataFrame) -> pd.DataFrame:
+    """The rows carrying a --find-max-qps search's result (its last probe's)."""
+    if "max_qps" not in trials.columns:
+        return trials.iloc[:0]
+    found = pd.to_numeric(trials["max_qps"], errors="coerce")
+    return trials[(trials["scenario"] == "server") & (trials["status"] == "ok") & found.notna()]

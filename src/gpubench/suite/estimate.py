@@ -57,9 +57,10 @@ def run_cost(run: SuiteRun, timeout_override: Optional[float] = None) -> RunCost
     trials_s = s["trials"] * s["min_trial_s"]
     worst_s = trials_s
     if run.scenario == "server":  # an overloaded probe waits up to its length again
-        if s.get("find_max_qps"):  # a search: typically 8 probes, at most MAX_PROBES
-            from gpubench.measure.scenarios.serving.server import MAX_PROBES
-            trials_s, worst_s = 8 * s["min_trial_s"], 2 * MAX_PROBES * s["min_trial_s"]
+        if s.get("find_max_qps"):  # a search: typically TYPICAL_PROBES, at most MAX_PROBES
+            from gpubench.measure.scenarios.serving.search import MAX_PROBES, TYPICAL_PROBES
+            trials_s = TYPICAL_PROBES * s["min_trial_s"]
+            worst_s = 2 * MAX_PROBES * s["min_trial_s"]
         else:
             worst_s = 2 * trials_s
     if s["target_rel_ci"] is not None:

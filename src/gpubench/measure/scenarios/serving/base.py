@@ -53,7 +53,7 @@ SERVING_COLUMNS = (
     "offered_qps", "achieved_qps", "latency_mean_ms", "latency_p50_ms", "latency_p90_ms",
     "latency_p99_ms", "latency_p999_ms", "latency_bound_met", "queries_unfinished",
     "batch_size_mean", "batch_size_p50", "batch_size_max", "tflops", "mfu", "tokens_per_s",
-    "peak_mem_bytes", "samples_per_joule", "energy_j_per_query", "max_qps",
+    "peak_mem_bytes", "samples_per_joule", "energy_j_per_query", "max_qps", "contended",
 ) + tuple(TRIAL_TELEMETRY_COLUMNS)
 
 

@@ -6,8 +6,13 @@ outputs being back in host memory, so it holds the queueing.
 
 At a fixed rate (--target-qps): --trials probes of that rate, each a row (each trial
 draws its own arrivals from the seed). With --find-max-qps: a search for the highest
-rate whose p99 (the early-stopping bound) meets --latency-bound-ms, every probe a row,
-the last one carrying the result (`max_qps`).
+rate whose p99 (the early-stopping bound) meets --latency-bound-ms (search.py: which
+rate next, repeats and re-probes), every probe a row, the last one carrying the result
+(`max_qps`).
+
+Each probe is judged for contention (`contended`: other processes on the CPUs or GPU,
+telemetry/contention.py) and for stalls (`stall`: a batch or an issue held far past its
+time); the search runs a failure that either may explain again.
 
 A probe issues its schedule (at least --min-trial-s and --min-queries), then waits for
 the queries still queued at most DRAIN_BOUNDS x the latency bound (without a bound: as
@@ -18,7 +23,10 @@ whole backlog.
 
 from __future__ import annotations
 
+import math
+import os
 import sys
+from dataclasses import replace
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -32,52 +40,19 @@ from gpubench.measure.scenarios.serving.batcher import QueryQueue
 from gpubench.measure.scenarios.serving.base import (
     ServingScenario, ServingSettings, Trial, clock, serve_timed, serving_record, trial_row,
 )
+from gpubench.measure.scenarios.serving.search import SEARCH_MIN_QUERIES, QpsSearch
+from gpubench.measure.scenarios.serving.search_warnings import issue_lag_warnings, search_warnings
 from gpubench.telemetry import Sampler
+from gpubench.telemetry.contention import ContentionWatch
 
 STOP_SEARCHED = "max_qps_found"
 DRAIN_BOUNDS = 2.0  # queued queries are waited for this many latency bounds after the last arrival
 LEAD_S = 0.005  # the schedule starts this long after the arrival thread is started
-SEARCH_REL_TOL = 0.02  # the search stops when the highest pass and lowest fail are this close
-MAX_PROBES = 16
-GROWTH = 1.5  # the step up while probes pass (the start is near capacity already)
 SWITCH_INTERVAL_S = 0.0002  # the GIL's time slice while a probe runs (run_probe says why)
-LAG_SHARE, LAG_WARN_MS = 0.2, 1.0  # issue lag (p99) worth a warning: of the bound, or without one
-
-
-class QpsSearch:
-    """Bisection for the highest rate that passes. It starts at `start_qps` (the warm-up's
-    capacity estimate: full batches back to back, which no server beats by much); while
-    rates pass it steps up by GROWTH, while they fail it halves, and once it has a pass
-    and a failure it bisects between the highest pass and the lowest failure until they
-    are within `rel_tol` of each other (or `max_probes` ran). `max_qps` is the highest
-    rate that passed (None: none did)."""
-
-    def __init__(self, start_qps: float, rel_tol: float = SEARCH_REL_TOL,
-                 max_probes: int = MAX_PROBES) -> None:
-        self.rate = float(start_qps)
-        self.rel_tol, self.max_probes = rel_tol, max_probes
-        self.max_qps: Optional[float] = None  # the highest pass
-        self.lowest_fail: Optional[float] = None
-        self.probes: List[Tuple[float, bool]] = []
-        self.done = False
-
-    def record(self, passed: bool) -> None:
-        """The probe at `rate` passed or failed: moves `rate` to the next probe."""
-        self.probes.append((self.rate, passed))
-        if passed:
-            self.max_qps = self.rate
-        else:
-            self.lowest_fail = self.rate
-        lo, hi = self.max_qps, self.lowest_fail
-        if (lo is not None and hi is not None and hi - lo <= self.rel_tol * hi) \
-                or len(self.probes) >= self.max_probes:
-            self.done = True
-        elif hi is None:
-            self.rate = GROWTH * lo
-        elif lo is None:
-            self.rate = hi / 2
-        else:
-            self.rate = (lo + hi) / 2
+# A probe stalled when a batch took (the machine held the step), or the arrival thread
+# issued a query late by (it waited for a core), both STALL_FACTOR x the warm-up's full
+# batch and half the bound: its failure may be the machine's, so the search runs it again.
+STALL_FACTOR, STALL_BOUND_SHARE = 4.0, 0.5
 
 
 def run_probe(serve: Callable[[np.ndarray], Optional[float]], library_size: int,
@@ -132,6 +107,35 @@ def run_probe(serve: Callable[[np.ndarray], Optional[float]], library_size: int,
                  np.asarray(service_s)), telemetry
 
 
+def stall(trial: Trial, full_batch_s: float, bound_s: Optional[float]) -> Dict[str, Any]:
+    """The stall test (STALL_FACTOR, STALL_BOUND_SHARE) on a probe: run.json's record of
+    it, `fired` whether the machine held the step or the arrival thread."""
+    limit_s = max(STALL_FACTOR * full_batch_s, STALL_BOUND_SHARE * (bound_s or 0.0))
+    longest_s = float(np.max(trial.service_s)) if trial.service_s is not None and \
+        len(trial.service_s) else 0.0
+    lag_s = (trial.extra or {}).get("issue_lag_ms", {}).get("max", 0.0) / 1e3
+    held, late = longest_s > limit_s, lag_s > limit_s
+    return {"fired": bool(held or late), "held": bool(held), "late": bool(late),
+            "longest_batch_ms": longest_s * 1e3, "issue_lag_max_ms": lag_s * 1e3,
+            "full_batch_ms": full_batch_s * 1e3, "limit_ms": limit_s * 1e3}
+
+
+def overloaded(row: Dict[str, Any], record: Dict[str, Any], bound_s: float) -> bool:
+    """The load failed the probe, whatever else did: queries were still queued at the
+    drain limit, or the median missed the bound with queries issued on time (a late
+    arrival thread delays every query instead)."""
+    p50 = row.get("latency_p50_ms")
+    missed = p50 is None or not p50 <= bound_s * 1e3  # NaN: too few queries to claim it
+    return bool(row.get("queries_unfinished")) or (missed and not record["stall"]["late"])
+
+
+def threads_hint(ctx: ScenarioContext) -> bool:
+    """A CPU backend that may use every core (--threads not given, or as many as there
+    are): fewer threads would leave gpubench's own a core."""
+    threads, cpus = ctx.request.threads, os.cpu_count() or 1
+    return ctx.step.device.kind == "cpu" and (threads is None or threads >= cpus)
+
+
 class ServerScenario(ServingScenario):
     name = "server"
     variable_batches = True
@@ -142,11 +146,17 @@ class ServerScenario(ServingScenario):
         s, library, clock_facts, warm = self.start(ctx, lambda batch: range(1, batch + 1))
         capacity = s.batch / warm.seconds_per_batch  # queries of one sample
         records: List[Dict[str, Any]] = []
+        # other processes on the CPUs or the GPU during each probe (telemetry/contention.py)
+        watch = ContentionWatch(ctx.sampler, on_gpu=step.device.kind == "cuda")
 
-        def probe(rate: float, seed: Seed, trial: int) -> Dict[str, Any]:
-            measured, telemetry = run_probe(step.serve, len(library), rate, seed, s,
-                                            ctx.sampler, trial)
+        def probe(rate: float, seed: Seed, trial: int, settings: ServingSettings
+                  ) -> Dict[str, Any]:
+            measured, telemetry = run_probe(step.serve, len(library), rate, seed, settings,
+                                            watch, trial)
             row, record = trial_row(ctx, measured, telemetry, s.latency_bound_s)
+            # others on the CPUs or GPU; the `slow` test is the stall test's here
+            row["contended"] = watch.trial_verdict(trial, 0, measured.duration_s)
+            record["stall"] = stall(measured, warm.seconds_per_batch, s.latency_bound_s)
             records.append(record)
             return row
 
@@ -155,46 +165,35 @@ class ServerScenario(ServingScenario):
                 ctx.progress("trial", trial=trial, trials=s.trials,
                              iterations=max(s.min_queries, int(s.min_duration_s * s.target_qps)),
                              seconds_per_iteration=1 / s.target_qps)
-                ctx.emit(probe(s.target_qps, (s.seed, trial), trial))
+                ctx.emit(probe(s.target_qps, (s.seed, trial), trial, s))
             extra = serving_record(ctx, s, clock_facts, warm, records,
                                    capacity_estimate_qps=capacity)
-            extra["warnings"] = issue_lag_warnings(records, s.latency_bound_s)
+            extra["contention"] = watch.record()
+            extra["warnings"] = issue_lag_warnings(records, s.latency_bound_s) + watch.warnings()
             return STOP_FIXED, extra
         search = QpsSearch(capacity)
+        longer = replace(s, min_queries=max(s.min_queries, SEARCH_MIN_QUERIES))
         while not search.done:
             trial = len(search.probes)
             ctx.progress("probe", probe=trial, qps=search.rate,
-                         bound_ms=s.latency_bound_s * 1e3, best_qps=search.max_qps)
-            row = probe(search.rate, s.seed, trial)  # every probe on the same arrivals, scaled
-            search.record(bool(row.get("latency_bound_met")))
+                         bound_ms=s.latency_bound_s * 1e3, best_qps=search.max_qps,
+                         repeat=search.repeating, confirming=search.confirming,
+                         max_probes=search.max_probes)
+            row = probe(search.rate, s.seed, trial, longer)  # every probe on the same arrivals, scaled
+            p99 = row.get("latency_p99_ms")
+            search.record(bool(row.get("latency_bound_met")), row["contended"],
+                          stalled=records[-1]["stall"]["fired"],
+                          overloaded=overloaded(row, records[-1], s.latency_bound_s),
+                          queries=row["queries"],
+                          p99_ms=p99 if p99 is not None and math.isfinite(p99) else None)
             if search.done:
                 row["max_qps"] = search.max_qps
             ctx.emit(row)
-        extra = serving_record(ctx, s, clock_facts, warm, records, capacity_estimate_qps=capacity,
-                               search={"start_qps": capacity, "rel_tol": SEARCH_REL_TOL,
-                                       "max_probes": MAX_PROBES, "max_qps": search.max_qps,
-                                       "probes": [{"qps": r, "passed": p}
-                                                  for r, p in search.probes]})
-        held = [r for r, (_, passed) in zip(records, search.probes) if passed]
-        extra["warnings"] = issue_lag_warnings(held, s.latency_bound_s)  # where it mattered
-        if search.max_qps is None:
-            extra["warnings"].append(
-                f"no probed rate met the latency bound ({s.latency_bound_s * 1e3:g} ms p99), "
-                f"down to {search.probes[-1][0]:.4g} QPS: max_qps is empty")
+        extra = serving_record(ctx, longer, clock_facts, warm, records,
+                               capacity_estimate_qps=capacity,
+                               search={"start_qps": capacity, **search.record_json()})
+        extra["contention"] = watch.record()
+        extra["warnings"] = search_warnings(search, records, s.latency_bound_s, capacity,
+                                            threads_hint=threads_hint(ctx)) \
+            + watch.warnings()
         return STOP_SEARCHED, extra
-
-
-def issue_lag_warnings(records: List[Dict[str, Any]], bound_s: Optional[float]) -> List[str]:
-    """A warning when the arrival thread issued queries late by a visible share of the
-    bound (LAG_SHARE; without a bound, LAG_WARN_MS): at such rates gpubench's own
-    Python threads are part of the latency measured."""
-    worst = max(records, key=lambda r: r["issue_lag_ms"]["p99"], default=None)
-    if worst is None:
-        return []
-    lag_ms = worst["issue_lag_ms"]["p99"]
-    limit_ms = LAG_SHARE * bound_s * 1e3 if bound_s else LAG_WARN_MS
-    if lag_ms <= limit_ms:
-        return []
-    return [f"the arrival thread issued queries up to {lag_ms:.3g} ms late (p99, at "
-            f"{worst['offered_qps']:,.0f} QPS): at this rate gpubench's own Python threads "
-            "are a visible part of the latency measured (run.json serving.trials[].issue_lag_ms)"]

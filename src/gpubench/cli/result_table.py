@@ -18,6 +18,10 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from gpubench.cli import serving_table as serving
 from gpubench.cli.fit_table import UNLIMITED_WIDTH, fitted_table  # noqa: F401 (re-exported)
+from gpubench.cli.scenario_cells import (
+    COLLECTIVE, TIME_TO_ACCURACY, bandwidth_unit, data_text, exec_text, kept_columns, not_for,
+    only_for, trials_text,
+)
 from gpubench.cli.table_cells import (
     FLOPS_UNITS, JOULE_UNITS, Col, as_float, bytes_text, fixed, num, pct, sig, unit_for, whole,
     yes_no,
@@ -99,33 +103,9 @@ THR = "throughput_samples_per_s"
 # Left out first when the terminal is narrow (rank 0 first).
 DROP_ORDER = ("SM MHz", "compile s", "outputs ok", "exec", "p90 ms", "loss", "CV", "trials", "GB/s", "W", "J/sample",
               "algbw GB/s", "p99.9 ms", "p99 ms", "MFU", "FLOP/s", "p50 ms", "ranks", "tokens/s",
-              "95% CI", "samples/s", "global samples/s", "busbw GB/s", "size",
+              "95% CI", "samples/s", "ops/s", "global samples/s", "busbw GB/s", "size",
               "energy to acc.", "test acc.", "target", "reached", "time to acc.",
               "target QPS", "p99 bound ms", "QPS", "held", "max QPS")
-# What each scenario's rows are read by: never left out of the table, whatever the width.
-KEPT_COLUMNS = {
-    "throughput": ("samples/s", "95% CI"),
-    "single-stream": ("p90 ms",),  # MLPerf's single-stream metric: the 90th percentile
-    "multi-stream": ("p99 ms",),  # and multi-stream's: the 99th
-    "server": ("target QPS", "p99 bound ms", "p99 ms", "held", "max QPS"),
-    "offline": ("samples/s",),
-    "time-to-accuracy": ("target", "reached", "time to acc."),
-    "collective": ("size", "busbw GB/s"),
-}
-# A non-eager exec mode's rows: its compile time, and whether its outputs agree.
-KEPT_EXEC_COLUMNS = ("compile s", "outputs ok")
-
-
-def kept_columns(rows: Sequence[Any]) -> set:
-    """The columns these rows' scenarios (and exec modes) never leave out."""
-    kept: set = set()
-    for r in rows:
-        scenario = r.get("scenario")
-        kept.update(KEPT_COLUMNS.get(scenario if isinstance(scenario, str) and scenario
-                                     else "throughput", ()))
-        if _exec_text(r.get("exec")):
-            kept.update(KEPT_EXEC_COLUMNS)
-    return kept
 
 
 def workload_label(r: Any) -> str:
@@ -180,6 +160,7 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
     records = [r for _, r in summary.iterrows()]
     flops_unit, flops_scale = unit_for([as_float(r.get("tflops_median")) for r in records], FLOPS_UNITS)
     joule_unit, joule_scale = unit_for([_j_per_sample(r) for r in records], JOULE_UNITS)
+    bw_unit, bw_scale = bandwidth_unit(records)
     repeats = dict(zip(summary.index, _repeat_numbers(summary)))
     contended = _contended_counts(trials)
     set_threads = any(_threads_text(r.get("threads")) for r in records)
@@ -190,31 +171,35 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
         # the Python environment, when some row ran outside the default one
         Col("env", lambda r: _env_text(r.get("environment")) if other_envs else "",
             title=lambda v: f"env {v}"),
-        Col("mode", lambda r: str(r["mode"]), title=str),
-        Col("precision", lambda r: str(r["precision"]), title=str),
-        Col("batch", lambda r: whole(r["batch_size"]), title=lambda v: f"batch {v}"),
+        # a collective has none of these: it trains nothing and moves bytes, not samples
+        Col("mode", not_for(COLLECTIVE, lambda r: str(r["mode"])), title=str),
+        Col("precision", not_for(COLLECTIVE, lambda r: str(r["precision"])), title=str),
+        Col("batch", not_for(COLLECTIVE, lambda r: whole(r["batch_size"])), title=lambda v: f"batch {v}"),
+        Col("data", data_text, title=lambda v: f"{v} data"),  # real data (mnist), not synthetic
         *serving.identity_columns(),
         # --threads, when some row set it (the others ran with the framework's default)
         Col("threads", lambda r: (_threads_text(r.get("threads")) or "default") if set_threads else "",
             title=lambda v: f"threads {v}"),
         # identity: an exec mode moves into the title, never left out (compile, xla)
-        Col("exec", lambda r: _exec_text(r.get("exec")), title=lambda v: f"exec {v}"),
+        Col("exec", lambda r: exec_text(r.get("exec")), title=lambda v: f"exec {v}"),
         Col("run", lambda r: repeats.get(r.name, "")),  # suite repeats: 2/3
-        Col("trials", lambda r: f"{whole(r['n_ok'])}/{whole(r['n_trials'])}", "trials"),
+        Col("trials", trials_text, "trials"),
         # runs of ranks (--nproc): their number, and the strategy unless DDP (the default);
         # collectives: the message of the row
         Col("ranks", _ranks_text, "ranks"),
         Col("size", lambda r: bytes_text(r.get("message_bytes")), "size"),
-        Col("samples/s", lambda r: num(r.get(f"{THR}_median")), "samples/s"),
+        Col("samples/s", not_for(COLLECTIVE, lambda r: num(r.get(f"{THR}_median"))), "samples/s"),
+        Col("ops/s", only_for(COLLECTIVE, lambda r: num(r.get(f"{THR}_median"))), "ops/s"),
         *serving.result_columns(),
         Col("global samples/s", lambda r: num(r.get("global_throughput_samples_per_s_median")),
             "global samples/s"),
-        Col("algbw GB/s", lambda r: num(r.get("algbw_gbs_median")), "algbw GB/s"),
-        Col("busbw GB/s", lambda r: num(r.get("busbw_gbs_median")), "busbw GB/s"),
+        Col(f"algbw {bw_unit}", lambda r: num(r.get("algbw_gbs_median"), bw_scale), "algbw GB/s"),
+        Col(f"busbw {bw_unit}", lambda r: num(r.get("busbw_gbs_median"), bw_scale), "busbw GB/s"),
         Col("tokens/s", lambda r: num(r.get("tokens_per_s_median")), "tokens/s"),
-        Col("95% CI", lambda r: _rel_ci(r, THR)
-            + (MISSED_MARK if missed_target(r, targets) else ""), "95% CI"),
-        Col("CV", lambda r: pct(r.get(f"{THR}_cv")), "CV"),
+        # over epochs that train different weights, a CI or CV of their rates means nothing
+        Col("95% CI", not_for(TIME_TO_ACCURACY, lambda r: _rel_ci(r, THR)
+            + (MISSED_MARK if missed_target(r, targets) else "")), "95% CI"),
+        Col("CV", not_for(TIME_TO_ACCURACY, lambda r: pct(r.get(f"{THR}_cv"))), "CV"),
         Col("p50 ms", lambda r: num(r.get("latency_p50_ms_median")), "p50 ms"),
         Col("p90 ms", lambda r: num(r.get("latency_p90_ms_median")), "p90 ms"),
         Col("p99 ms", lambda r: num(r.get("latency_p99_ms_median")), "p99 ms"),
@@ -283,11 +268,6 @@ def _ranked(r: Any) -> bool:
 
 def _env_text(value: Any) -> str:
     return value if isinstance(value, str) and value else "default"
-
-
-def _exec_text(value: Any) -> str:
-    """A non-default exec mode (compile, cuda-graphs, xla); empty for eager."""
-    return value if isinstance(value, str) and value not in ("", "eager") else ""
 
 
 def accuracy_columns() -> List[Col]:

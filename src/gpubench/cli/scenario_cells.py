@@ -18,7 +18,7 @@ KEPT_COLUMNS = {
     "multi-stream": ("p99 ms",),  # and multi-stream's: the 99th
     "server": ("target QPS", "p99 bound ms", "p99 ms", "held", "max QPS"),
     "offline": ("samples/s",),
-    "time-to-accuracy": ("target", "reached", "time to acc."),
+    "time-to-accuracy": ("target", "reached", "time to acc.", "trials"),  # trials: its epochs
     "collective": ("size", "busbw GB/s"),
 }
 # A non-eager exec mode's rows: its compile time, and whether its outputs agree.

@@ -55,7 +55,7 @@ def where(change: Change, by: Any) -> str:
 
 def change_ci(change: Change) -> str:
     low, high = num((change.ci_low - 1) * 100, "+.1f"), num((change.ci_high - 1) * 100, "+.1f")
-    return f"{low}%…{high}%" if low and high else ""
+    return f"[{low}%, {high}%]" if low and high else ""  # no "…": that reads as a cut
 
 
 def pct(value: float) -> str:
@@ -67,7 +67,7 @@ def span(c: ConfigHistory) -> str:
     if not len(dates):
         return ""
     first, last = f"{dates.min():%Y-%m-%d}", f"{dates.max():%Y-%m-%d}"
-    return first if first == last else f"{first} … {last}"  # wraps at its spaces
+    return first if first == last else f"{first} to {last}"  # wraps at its spaces
 
 
 def to_markdown(h: History) -> str:

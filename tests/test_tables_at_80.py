@@ -6,6 +6,7 @@ collective) said in the table itself."""
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +187,7 @@ def test_history_of_few_runs_says_so_once(tmp_path):
     notes = [line for line in proc.stdout.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "4 configuration(s) have too few runs (3)" in notes[0], proc.stdout
     assert "no change" not in proc.stdout
+    assert len(re.findall(r"│ +(?:99\d|1,0\d\d) │", proc.stdout)) == 4, proc.stdout  # each median
 
 
 def test_history_follows_a_searchs_max_qps_not_a_median_over_probes():

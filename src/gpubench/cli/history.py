@@ -68,7 +68,7 @@ def execute(args: argparse.Namespace) -> int:
 
 
 # Left out first when the terminal is narrow (where, how much and the verdict last).
-DROP_ORDER = ("period", "noise", "p", "runs", "median before", "95% CI", "median after", "change")
+DROP_ORDER = ("period", "noise", "p", "runs", "before", "95% CI", "median", "change")
 
 
 def table_text(found, width) -> str:
@@ -96,8 +96,9 @@ def table_text(found, width) -> str:
             Col("period", lambda x: x[3], "period", text=True),
             Col("noise", lambda x: x[4], "noise"),
             Col("change at", lambda x: x[5]),
-            Col("median before", lambda x: x[6], "median before"),
-            Col("median after", lambda x: x[7], "median after"),
+            # the level now (after the newest change, or over all runs), and before a change
+            Col("median", lambda x: x[7], "median"),
+            Col("before", lambda x: x[6], "before"),
             Col("change", lambda x: x[8], "change"),
             Col("95% CI", lambda x: x[9], "95% CI"),
             Col("p", lambda x: x[10], "p"),
@@ -108,7 +109,7 @@ def table_text(found, width) -> str:
         if not c.changes:  # too few runs to look for one: no "no change" beside it
             median = value_text(c.runs["value"].median()) if len(c.runs) else ""
             cells.append(base + ["" if c.status == "too_few_runs" else "no change",
-                                 median, "", "", "", "", ""])
+                                 "", median, "", "", "", ""])
         for i, ch in enumerate(c.changes):
             cells.append((base if i == 0 else [""] * len(base)) + [
                 where(ch, found.by), value_text(ch.median_before), value_text(ch.median_after),

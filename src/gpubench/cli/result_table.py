@@ -1,15 +1,19 @@
 """The results table (summary.csv rows) as rich renders it, fitted to a width.
 
-A table never cuts a number. Numbers have 3-4 significant digits (6.49, 0.0123,
-12,345), never an exponent: FLOP/s and J/sample pick a unit that fits the column. When
-the table is wider than the terminal, headers and text wrap at their spaces, identity
-columns holding one value for every row move into the title, and then low-priority
-columns are left out (named under the table). Bandwidth headers say where the number
+A table never cuts a number (cli/fit_table.py fits it; cli/scenario_cells.py says what
+each scenario keeps and what its cells mean). Numbers have 3-4 significant digits (6.49,
+0.0123, 12,345), never an exponent: FLOP/s and J/sample pick a unit that fits the
+column. When the table is wider than the terminal, headers and text wrap at their
+spaces, identity columns holding one value for every row move into the title (exec and
+threads among them), and then low-priority columns are left out (named under the
+table), never one a row's scenario is read by. Bandwidth headers say where the number
 came from: `GB/s (model)` (the workload's analytic bytes / time), `GB/s (GPM)` (the
 GPU's DRAM counters), `GB/s (est.)` (NVML memory utilisation x peak). A configuration
 that a suite ran more than once (`repeats`) shows which run a row is (`2/3`). The 95% CI
 reads `n<6` where too few trials give none, and is marked `*` where the run stopped on
-a cap short of its --target-rel-ci (missed_target_notes says so under the table).
+a cap short of its --target-rel-ci (missed_target_notes says so under the table). A run
+stopped by Ctrl-C or SIGTERM reads `interrupted`, and one with trials flagged contended
+says how many (`6/6 trials contended`).
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ def bandwidth_header(source: Optional[str]) -> str:
 
 THR = "throughput_samples_per_s"
 # Left out first when the terminal is narrow (rank 0 first).
-DROP_ORDER = ("SM MHz", "compile s", "outputs ok", "exec", "p90 ms", "loss", "CV", "trials", "GB/s", "W", "J/sample",
+DROP_ORDER = ("SM MHz", "compile s", "outputs ok", "p90 ms", "loss", "CV", "trials", "GB/s", "W", "J/sample",
               "algbw GB/s", "p99.9 ms", "p99 ms", "MFU", "FLOP/s", "p50 ms", "ranks", "tokens/s",
               "95% CI", "samples/s", "ops/s", "global samples/s", "busbw GB/s", "size",
               "energy to acc.", "test acc.", "target", "reached", "time to acc.",

@@ -218,7 +218,7 @@ def test_markdown_and_output_file(two_runs, tmp_path, cli_here):
     text = out.read_text()
     assert text.startswith("## gpubench compare") and "**regression**" in text
     table = [line for line in text.splitlines() if line.startswith("|")]
-    assert len(table) == 3 and table[2].startswith("| **slower** |")
+    assert len(table) == 3 and table[2].startswith("| **slower** (pooled trials) |")
     assert len({line.count("|") for line in table}) == 1  # well-formed: same cell count
     assert not list(tmp_path.glob(".summary.md.*"))  # no temp file left
 

@@ -1,11 +1,16 @@
 """The statistical unit of compare: per-run medians once both sides have enough runs,
 so run-to-run variation (clocks, placement, neighbours) is not mistaken for a change."""
 
+import json
+
 import numpy as np
 import pandas as pd
+import pytest
 
+from conftest import run_cli_here
 from gpubench.results.compare import MIN_RUNS_PER_SIDE, compare
-from test_compare import make_trials
+from gpubench.results.schema import SCHEMA_VERSION
+from test_compare import make_trials, write_run
 
 
 def _side(rng, runs, trials, mean, between_sd, within_sd, label):
@@ -61,7 +66,59 @@ def test_few_runs_fall_back_to_trials_with_a_note():
     assert one["unit"] == "trial" and "run-to-run variation is not measured" in one["note"]
     assert one["n_base"] == 10
     few = compare(_side(rng, 3, 4, 100, 0.0, 0.01, "b"), _side(rng, 5, 4, 100, 0.0, 0.01, "n")).iloc[0]
-    assert few["unit"] == "trial" and "not measured" not in few["note"]
+    # issue 28 finding 5: 3 and 5 runs pool their trials too, and the note says so
+    assert few["unit"] == "trial" and "pooled from 3 vs 5 processes" in few["note"]
+    assert "run-to-run variation is not measured" in few["note"]
     many = compare(_side(rng, 4, 4, 100, 0.0, 0.01, "b"), _side(rng, 5, 4, 100, 0.0, 0.01, "n")).iloc[0]
     assert many["unit"] == "run" and (many["n_base"], many["n_new"]) == (4, 5)
     assert "per-run medians (4 vs 5 runs)" in many["note"]
+
+
+# --- issue 28, finding 5: a verdict on trials pooled over separate runs says so -------
+
+def _pooled_call(seed=5):
+    """2 runs a side, new 20% faster with no run-to-run wobble: called on pooled trials."""
+    rng = np.random.default_rng(seed)
+    return compare(_side(rng, 2, 5, 100, 0.0, 0.005, "b"), _side(rng, 3, 5, 120, 0.0, 0.005, "n"))
+
+
+def test_a_verdict_on_pooled_trials_of_separate_runs_carries_the_caveat():
+    row = _pooled_call().iloc[0]
+    assert row["unit"] == "trial" and row["verdict"] == "faster"
+    assert row["caveat"] == "pooled trials"
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "json"])
+def test_every_output_shows_the_caveat_in_the_verdict(tmp_path, fmt):
+    rng = np.random.default_rng(5)
+    base = write_run(tmp_path / "base", _side(rng, 2, 5, 100, 0.0, 0.005, "b"))
+    new = write_run(tmp_path / "new", _side(rng, 3, 5, 120, 0.0, 0.005, "n"))
+    proc = run_cli_here("compare", str(base), str(new), "--format", fmt, columns=80)
+    assert proc.returncode == 0, proc.stderr
+    if fmt == "json":
+        row = json.loads(proc.stdout)["rows"][0]
+        assert (row["verdict"], row["caveat"]) == ("faster", "pooled trials")
+    else:  # the verdict cell itself, not a note elsewhere
+        rows = [line for line in proc.stdout.splitlines()
+                if line.startswith("│") or line.startswith("| faster")]  # the table's rows
+        assert "faster" in rows[0] and "(pooled" in "".join(rows), proc.stdout
+
+
+def test_a_verdict_over_runs_has_no_caveat():
+    rng = np.random.default_rng(6)
+    row = compare(_side(rng, 4, 4, 100, 0.0, 0.005, "b"), _side(rng, 4, 4, 130, 0.0, 0.005, "n")).iloc[0]
+    assert row["unit"] == "run" and row["verdict"] == "faster" and row["caveat"] == ""
+
+
+# --- issue 28, finding 6: no usable trial on a side is bad input, not a pass ----------
+
+def test_compare_where_every_trial_was_contended_exits_2(tmp_path):
+    frame = make_trials([100.0, 101.0, 99.0, 100.5], contended=True, schema_version=SCHEMA_VERSION)
+    run = write_run(tmp_path / "r", frame)
+    proc = run_cli_here("compare", str(run), str(run))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no configuration has a usable trial on both sides" in lines[0]
+    assert "--include-contended" in lines[0] and "Traceback" not in proc.stderr
+    kept = run_cli_here("compare", str(run), str(run), "--include-contended")
+    assert kept.returncode == 0, kept.stderr  # kept: 4 trials a side, compared

@@ -268,6 +268,34 @@ def test_a_trial_beside_another_process_using_the_cpu_is_contended(monkeypatch):
                               "2 CPUs)") and "--include-contended" in warning
 
 
+def test_a_neighbour_on_the_cpus_suggests_fewer_threads(monkeypatch):
+    # issue 28 finding 10: a busy 2-CPU machine ran 50x slower with the default threads
+    _, extra = run_scenario(monkeypatch, neighbour={1: 1.0, 2: 1.0})
+    warning, = extra["warnings"]
+    assert "--threads N, fewer than the machine's 2, leaves them room" in warning
+    _, slow_only = run_scenario(monkeypatch, slowdown={0: 2.0})  # not the CPUs: no hint
+    assert "--threads" not in slow_only["warnings"][0]
+
+
+def test_the_table_title_says_how_many_trials_were_contended():
+    # issue 28 finding 10: run's and show's table mark a contended run, not only stderr
+    import io
+
+    from gpubench.cli.result_table import summary_table
+    from gpubench.results.summary import summarize
+    from rich.console import Console
+
+    def text(trials):
+        table, _ = summary_table(summarize(trials), trials=trials, width=80)
+        console = Console(width=80, record=True, file=io.StringIO())
+        console.print(table)
+        return console.export_text()
+
+    assert "3/4 trials contended" in text(make_trials([100.0, 90.0, 80.0, 101.0],
+                                                      [True, True, False, True]))
+    assert "contended" not in text(make_trials([100.0, 90.0], [False, False]))
+
+
 def test_a_trial_twice_the_calibrated_time_is_contended(monkeypatch):
     rows, extra = run_scenario(monkeypatch, slowdown={0: 2.0, 3: 2.0})
     assert [r["contended"] for r in rows] == [True, False, False, True, False]

@@ -91,14 +91,17 @@ def execute(args: argparse.Namespace) -> int:
 def emit(fmt: str, output: Optional[Path], as_json: Callable[[], str],
          as_markdown: Callable[[], str], as_table: Callable[[Optional[int]], str],
          headline_text: str) -> None:
-    """compare's and history's output: JSON, markdown or a table (the terminal's width,
-    else 160 columns), on stdout or written atomically to `output` with a headline."""
+    """compare's and history's output: JSON, markdown or a table (as wide as stdout: the
+    terminal's width, COLUMNS when piped, else as wide as it needs; a file: 160 columns),
+    on stdout or written atomically to `output` with a headline."""
+    from gpubench.cli.render import stdout_width
+
     if fmt == "json":
         text = as_json()
     elif fmt == "markdown":
         text = as_markdown()
     else:
-        text = as_table(None if output is None and sys.stdout.isatty() else 160)
+        text = as_table(stdout_width() if output is None else 160)
     if output is None:
         sys.stdout.write(text)
     else:
@@ -116,54 +119,90 @@ def write_output(path: Path, text: str) -> None:
         raise UserError(f"--output {path}: cannot write ({exc.strerror or exc})") from None
 
 
+# Left out first when the terminal is narrow (the verdict, and what it rests on, last).
+DROP_ORDER = ("SM clock Δ", "J/sample Δ", "note", "p", "median base", "median new", "n",
+              "change", "95% CI ratio")
+
+
+def p_text(p) -> str:
+    """A p-value as read in a table: 2 significant digits, never an exponent."""
+    from gpubench.results.compare_format import num
+    return "<0.001" if num(p, "g") and p < 0.001 else num(p, ".2g")
+
+
 def table_text(comparison, width) -> str:
-    """The verdict table as rich renders it, with a headline and the rule."""
+    """The verdict table as rich renders it, fitted to `width` (None: the terminal's),
+    with a headline, the notes that did not fit, and the rule."""
     import io
 
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
+    from gpubench.cli.fit_table import fitted_table
+    from gpubench.cli.table_cells import Col
     from gpubench.results.compare_format import (
         OPTIONAL, RULE, ci_text, clock_text, config_label, headline, num, signed_pct, value_text,
+        verdict_text,
     )
 
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=sys.stdout.isatty() and width is None)
-    table = Table(title=f"gpubench compare: {escape(headline(comparison))}", title_justify="left")
-    by = comparison.by is not None
-    headers = (["base", "new"] if by else []) + [
-        "configuration", "n", "median base", "median new", "change", "95% CI ratio", "p",
-        "verdict", "J/sample Δ", "SM clock Δ", "note"]
-    rows = []
-    for _, r in comparison.table.iterrows():
-        style = VERDICT_STYLE.get(r["verdict"], "")
-        verdict = r["verdict"].replace("_", " ")
-        rows.append(([escape(str(r["base"])), escape(str(r["new"]))] if by else []) + [
-            escape(config_label(r)), f"{r['n_base']}/{r['n_new']}",
-            value_text(r["median_base"]), value_text(r["median_new"]), signed_pct(r["change_pct"]),
-            ci_text(r), num(r["p_value"], ".2g"), f"[{style}]{verdict}[/]" if style else verdict,
-            signed_pct(r["j_per_sample_change_pct"]), escape(clock_text(r)),
-            escape(str(r["note"] or ""))])
-    keep = [i for i, h in enumerate(headers) if h not in OPTIONAL or any(row[i] for row in rows)]
-    for i in keep:
-        h = headers[i]
-        table.add_column(h, justify="left" if h in ("base", "new", "configuration", "verdict", "note") else "right")
-    for row in rows:
-        table.add_row(*(row[i] for i in keep))
-    console.print(table)
+    cols = ([Col("base", lambda r: str(r["base"]), title=lambda v: f"base {v}"),
+             Col("new", lambda r: str(r["new"]), title=lambda v: f"new {v}")]
+            if comparison.by is not None else []) + [
+        Col("configuration", config_label, title=str),
+        Col("n", lambda r: f"{r['n_base']}/{r['n_new']}", "n"),
+        Col("median base", lambda r: value_text(r["median_base"]), "median base"),
+        Col("median new", lambda r: value_text(r["median_new"]), "median new"),
+        Col("change", lambda r: signed_pct(r["change_pct"]), "change"),
+        Col("95% CI ratio", ci_text, "95% CI ratio"),
+        Col("p", lambda r: p_text(r["p_value"]), "p"),
+        Col("verdict", verdict_text),
+        Col("J/sample Δ", lambda r: signed_pct(r["j_per_sample_change_pct"]), "J/sample Δ"),
+        Col("SM clock Δ", clock_text, "SM clock Δ"),
+        Col("note", lambda r: str(r["note"] or ""), "note", text=True),
+    ]
+    rows = [r for _, r in comparison.table.iterrows()]
+    cells = [[col.cell(r) for col in cols] for r in rows]
+    for i, col in enumerate(cols):  # a column that is always there reads as such, empty or not
+        if col.header not in OPTIONAL:
+            for row in cells:
+                row[i] = row[i] or " "
+    fitted = fitted_table(cols, cells, console.width, None,
+                          DROP_ORDER, style=lambda col, cell: VERDICT_STYLE.get(
+                              cell.split(" (")[0].replace(" ", "_"), "") if col.header == "verdict" else "")
+    console.print(escape(f"gpubench compare: {headline(comparison)}"))  # a line of its own: it wraps at the width, not the table's
+    console.print(fitted.table)
+    if "note" in fitted.dropped:  # the notes, under the table, one a row
+        for r in rows:
+            if r["note"]:
+                label = f"{config_label(r)}: " if len(rows) > 1 else ""
+                console.print(escape(f"note: {label}{r['note']}"))
+    fitted.dropped = [h for h in fitted.dropped if h != "note"]  # the notes are above
+    note = fitted.note(console.width)
+    if note:
+        console.print(escape(note), style="dim")
     console.print(escape(RULE), style="dim")
     if len(comparison.scaling):
-        scaling = Table(title="Weak scaling efficiency: throughput(N) / (N x throughput(1))",
-                        title_justify="left")
-        for h in ("configuration", "ranks", "base", "new", "efficiency base", "efficiency new",
-                  "change"):
-            scaling.add_column(h, justify="left" if h in ("configuration", "base", "new")
-                               else "right")
-        for _, r in comparison.scaling.iterrows():
-            scaling.add_row(escape(config_label(r)), f"{r['world_size']:.0f}",
-                            escape(str(r["base"])), escape(str(r["new"])),
-                            f"{r['efficiency_base']:.1%}", f"{r['efficiency_new']:.1%}",
-                            f"{r['change_points']:+.1f} points")
-        console.print(scaling)
+        console.print(_scaling_table(comparison))
     return buffer.getvalue()
+
+
+def _scaling_table(comparison):
+    from rich.markup import escape
+    from rich.table import Table
+
+    from gpubench.results.compare_format import config_label
+
+    scaling = Table(title="Weak scaling efficiency: throughput(N) / (N x throughput(1))",
+                    title_justify="left")
+    for h in ("configuration", "ranks", "base", "new", "efficiency base", "efficiency new",
+              "change"):
+        scaling.add_column(h, justify="left" if h in ("configuration", "base", "new")
+                           else "right")
+    for _, r in comparison.scaling.iterrows():
+        scaling.add_row(escape(config_label(r)), f"{r['world_size']:.0f}",
+                        escape(str(r["base"])), escape(str(r["new"])),
+                        f"{r['efficiency_base']:.1%}", f"{r['efficiency_new']:.1%}",
+                        f"{r['change_points']:+.1f} points")
+    return scaling

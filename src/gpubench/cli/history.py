@@ -67,44 +67,75 @@ def execute(args: argparse.Namespace) -> int:
     return code
 
 
+# Left out first when the terminal is narrow (where, how much and the verdict last).
+DROP_ORDER = ("period", "noise", "p", "runs", "before", "95% CI", "median", "change")
+
+
 def table_text(found, width) -> str:
-    """One row per change (a configuration without one: one row saying so)."""
+    """One row per change (a configuration without one: one row saying so), fitted to
+    `width` (None: the terminal's); notes under the table, the too-few-runs one once."""
     import io
 
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
-    from gpubench.results.compare_format import num, signed_pct, value_text
+    from gpubench.cli.fit_table import fitted_table
+    from gpubench.cli.table_cells import Col
+    from gpubench.cli.compare import p_text
+    from gpubench.results.compare_format import signed_pct, value_text
+    from gpubench.results.history import TOO_FEW_PREFIX
     from gpubench.results.history_format import (
-        STATUS_TEXT, change_ci, headline, label, pct, rule, span, where,
+        STATUS_TEXT, change_ci, few_runs_note, headline, label, pct, rule, span, where,
     )
 
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=sys.stdout.isatty() and width is None)
-    table = Table(title=f"gpubench history: {escape(headline(found))}", title_justify="left")
-    for h in ("status", "configuration", "runs", "period", "noise", "change at", "median before",
-              "median after", "change", "95% CI", "p", "verdict"):
-        table.add_column(h, justify="left" if h in ("status", "configuration", "period", "change at",
-                                                     "verdict") else "right",
-                         no_wrap=h in ("period", "95% CI"))
-    notes = []
+    cols = [Col("status", lambda x: x[0], title=lambda v: f"status {v}"),
+            Col("configuration", lambda x: x[1], title=str),
+            Col("runs", lambda x: x[2], "runs"),
+            Col("period", lambda x: x[3], "period", text=True),
+            Col("noise", lambda x: x[4], "noise"),
+            Col("change at", lambda x: x[5]),
+            # the level now (after the newest change, or over all runs), and before a change
+            Col("median", lambda x: x[7], "median"),
+            Col("before", lambda x: x[6], "before"),
+            Col("change", lambda x: x[8], "change"),
+            Col("95% CI", lambda x: x[9], "95% CI"),
+            Col("p", lambda x: x[10], "p"),
+            Col("verdict", lambda x: x[11])]
+    cells = []
     for c in found.configs:
-        style = STATUS_STYLE[c.status]
-        status = f"[{style}]{STATUS_TEXT[c.status]}[/]" if style else STATUS_TEXT[c.status]
-        base = [status, escape(label(c)), str(len(c.runs)), span(c), pct(c.noise)]
-        notes += [f"{label(c)}: {note}" for note in c.notes]
-        if not c.changes:
+        base = [STATUS_TEXT[c.status], label(c), str(len(c.runs)), span(c), pct(c.noise)]
+        if not c.changes:  # too few runs to look for one: no "no change" beside it
             median = value_text(c.runs["value"].median()) if len(c.runs) else ""
-            table.add_row(*base, "no change", median, "", "", "", "", "")
+            cells.append(base + ["" if c.status == "too_few_runs" else "no change",
+                                 "", median, "", "", "", ""])
         for i, ch in enumerate(c.changes):
-            vstyle = VERDICT_STYLE.get(ch.verdict, "")
-            table.add_row(*(base if i == 0 else [""] * len(base)), escape(where(ch, found.by)),
-                          value_text(ch.median_before), value_text(ch.median_after),
-                          signed_pct(ch.change_pct), change_ci(ch), num(ch.p_value, ".2g"),
-                          f"[{vstyle}]{ch.verdict}[/]")
-    console.print(table)
-    for note in notes:
-        console.print(escape(f"note: {note}"))
+            cells.append((base if i == 0 else [""] * len(base)) + [
+                where(ch, found.by), value_text(ch.median_before), value_text(ch.median_after),
+                signed_pct(ch.change_pct), change_ci(ch), p_text(ch.p_value), ch.verdict])
+    cells = [[col.cell(row) for col in cols] for row in cells]
+    fitted = fitted_table(cols, cells, console.width, None,
+                          DROP_ORDER, style=_style)
+    console.print(escape(f"gpubench history: {headline(found)}"))  # a line of its own: it wraps at the width, not the table's
+    console.print(fitted.table)
+    few = few_runs_note(found)
+    for c in found.configs:
+        for note in c.notes:
+            if not (few and TOO_FEW_PREFIX in note):
+                console.print(escape(f"note: {label(c)}: {note}"))
+    if few:
+        console.print(escape(f"note: {few}"))
+    note = fitted.note(console.width)
+    if note:
+        console.print(escape(note), style="dim")
     console.print(escape(rule(found)), style="dim")
     return buffer.getvalue()
+
+
+def _style(col, cell: str) -> str:
+    if col.header == "verdict":
+        return VERDICT_STYLE.get(cell, "")
+    if col.header == "status":
+        return STATUS_STYLE.get(cell.replace(" ", "_"), "")
+    return ""

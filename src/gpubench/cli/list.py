@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -56,43 +56,64 @@ def execute(args: argparse.Namespace) -> int:
 
     from gpubench.cli.render import stdout_console
 
-    # Piped: as wide as the tables need; on a terminal, text wraps (folds) and numbers are
-    # whole, never cut. Cells are plain text: install hints hold brackets (gpubench[tf])
-    # that rich would take as markup.
+    # Piped: as wide as the tables need; on a terminal (or COLUMNS) the workloads fit it:
+    # parameters and FLOPs in SI units if whole counts do not fit, never cut; a k=v
+    # parameter is never split. Cells are plain text: install hints hold brackets
+    # (gpubench[tf]) that rich would take as markup.
     console = stdout_console()
-    headers = ("name", "input", "params (default)", "parameters", "FLOP/sample (fwd)", "batch")
-    rows = []
-    for w in data["workloads"]:
-        params = ", ".join(f"{k}={v['default']}" for k, v in w["params"].items()) or "-"
-        shape = "x".join(map(str, w["input_shape"]))
-        if w["tokens_per_sample"]:
-            shape = f"{w['tokens_per_sample']} tokens"
-        rows.append((w["name"], shape, params,
-                     f"{w['param_count']:,}", f"{w['forward_flops_per_sample']:,}",
-                     str(w["default_batch_size"])))
-
-    def workload_table(with_description: bool) -> Table:
-        table = Table(title="Workloads", title_justify="left")
-        for col in headers + (("description",) if with_description else ()):
-            number = col in ("parameters", "FLOP/sample (fwd)", "batch")
-            table.add_column(col, justify="right" if number else "left", overflow="fold",
-                             no_wrap=col not in ("params (default)", "description"))
-        for row, w in zip(rows, data["workloads"]):
-            table.add_row(*map(Text, row + ((w["description"],) if with_description else ())))
-        return table
-
-    # A terminal too narrow for a readable description column: descriptions go below.
-    narrow = console.measure(workload_table(False)).maximum + 3 + 24 > console.width
-    wt = workload_table(not narrow)
+    wt, below = workloads_table(data["workloads"], console.width)
+    console.print(wt)
+    for line in below:  # descriptions that did not fit beside the numbers
+        console.print(Text(line))
     bt = Table(title="Backends", title_justify="left")
     for col in ("name", "device", "available", "why not / note"):
         bt.add_column(col, overflow="fold", no_wrap=col != "why not / note")
     for b in data["backends"]:
         bt.add_row(Text(b["name"]), Text(b["device"] or ""),
                    Text("yes") if b["available"] else Text("no", style="red"), Text(b["reason"] or ""))
-    console.print(wt)
-    if narrow:
-        for w in data["workloads"]:
-            console.print(Text(f"{w['name']}: {w['description']}"))
     console.print(bt)
     return 0
+
+
+MIN_DESCRIPTION_WIDTH = 24  # narrower, descriptions go under the table
+
+
+def si_count(value: int) -> str:
+    """A count in 3-4 significant digits with an SI prefix: 124M, 8.22G, 852k, 5."""
+    from gpubench.cli.table_cells import sig
+
+    for prefix, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return sig(value / size) + prefix
+    return str(value)
+
+
+def workloads_table(workloads: List[Dict[str, Any]], width: int) -> Tuple[Any, List[str]]:
+    """The workloads table fitted to `width`, and the lines under it (descriptions that
+    do not fit beside it)."""
+    from gpubench.cli.fit_table import fit_columns, fitted_table, table_width
+    from gpubench.cli.table_cells import Col
+
+    def cells(counts: Any, with_description: bool) -> List[List[str]]:
+        rows = []
+        for w in workloads:
+            params = ", ".join(f"{k}={v['default']}" for k, v in w["params"].items()) or "-"
+            shape = (f"{w['tokens_per_sample']} tokens" if w["tokens_per_sample"]
+                     else "x".join(map(str, w["input_shape"])))
+            rows.append([w["name"], shape, params, counts(w["param_count"]),
+                         counts(w["forward_flops_per_sample"]), str(w["default_batch_size"]),
+                         w["description"] if with_description else ""])
+        return rows
+
+    # "weights": the parameter count (the -p settings are "params")
+    cols = [Col("name", str), Col("input", str), Col("params (default)", str),
+            Col("weights", str, "n"), Col("FLOP/sample (fwd)", str, "n"),
+            Col("batch", str, "n"), Col("description", str, "description", text=True)]
+    for counts in (lambda n: f"{n:,}", si_count):  # whole counts, else SI where they do not fit
+        shown, _, dropped, widths = fit_columns(cols, cells(counts, False), width, ("n",))
+        if not dropped or counts is si_count:
+            break
+    with_description = table_width(widths) + 3 + MIN_DESCRIPTION_WIDTH <= width
+    fitted = fitted_table(cols, cells(counts, with_description), width, "Workloads", ("description", "n"))
+    below = [] if with_description else [f"{w['name']}: {w['description']}" for w in workloads]
+    return fitted.table, below

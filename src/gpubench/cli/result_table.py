@@ -1,22 +1,31 @@
 """The results table (summary.csv rows) as rich renders it, fitted to a width.
 
-A table never cuts a number. Numbers have 3-4 significant digits (6.49, 0.0123,
-12,345), never an exponent: FLOP/s and J/sample pick a unit that fits the column. When
-the table is wider than the terminal, headers and text wrap at their spaces, identity
-columns holding one value for every row move into the title, and then low-priority
-columns are left out (named under the table). Bandwidth headers say where the number
+A table never cuts a number (cli/fit_table.py fits it; cli/scenario_cells.py says what
+each scenario keeps and what its cells mean). Numbers have 3-4 significant digits (6.49,
+0.0123, 12,345), never an exponent: FLOP/s and J/sample pick a unit that fits the
+column. When the table is wider than the terminal, headers and text wrap at their
+spaces, identity columns holding one value for every row move into the title (exec and
+threads among them), and then low-priority columns are left out (named under the
+table), never one a row's scenario is read by. Bandwidth headers say where the number
 came from: `GB/s (model)` (the workload's analytic bytes / time), `GB/s (GPM)` (the
 GPU's DRAM counters), `GB/s (est.)` (NVML memory utilisation x peak). A configuration
 that a suite ran more than once (`repeats`) shows which run a row is (`2/3`). The 95% CI
 reads `n<6` where too few trials give none, and is marked `*` where the run stopped on
-a cap short of its --target-rel-ci (missed_target_notes says so under the table).
+a cap short of its --target-rel-ci (missed_target_notes says so under the table). A run
+stopped by Ctrl-C or SIGTERM reads `interrupted`, and one with trials flagged contended
+says how many (`6/6 trials contended`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from gpubench.cli import serving_table as serving
+from gpubench.cli.fit_table import UNLIMITED_WIDTH, fitted_table  # noqa: F401 (re-exported)
+from gpubench.cli.scenario_cells import (
+    COLLECTIVE, TIME_TO_ACCURACY, bandwidth_unit, data_text, exec_text, kept_columns, not_for,
+    only_for, trials_text,
+)
 from gpubench.cli.table_cells import (
     FLOPS_UNITS, JOULE_UNITS, Col, as_float, bytes_text, fixed, num, pct, sig, unit_for, whole,
     yes_no,
@@ -25,7 +34,6 @@ from gpubench.cli.table_cells import (
 if TYPE_CHECKING:  # pandas only when a table is made
     import pandas as pd
 
-UNLIMITED_WIDTH = 100_000  # piped without COLUMNS: as wide as the table needs
 
 
 MIN_CI_TRIALS = 6  # gpubench.stats.MIN_CI_SAMPLES: fewer ok trials have no 95% CI
@@ -97,11 +105,11 @@ def bandwidth_header(source: Optional[str]) -> str:
 
 THR = "throughput_samples_per_s"
 # Left out first when the terminal is narrow (rank 0 first).
-DROP_ORDER = ("SM MHz", "compile s", "outputs ok", "exec", "p90 ms", "loss", "CV", "trials", "GB/s", "W", "J/sample",
+DROP_ORDER = ("SM MHz", "compile s", "outputs ok", "p90 ms", "loss", "CV", "trials", "GB/s", "W", "J/sample",
               "algbw GB/s", "p99.9 ms", "p99 ms", "MFU", "FLOP/s", "p50 ms", "ranks", "tokens/s",
-              "95% CI", "samples/s", "global samples/s", "busbw GB/s", "size",
+              "95% CI", "samples/s", "ops/s", "global samples/s", "busbw GB/s", "size",
               "energy to acc.", "test acc.", "target", "reached", "time to acc.",
-              "scenario", "target QPS", "p99 bound ms", "QPS", "held", "max QPS")
+              "target QPS", "p99 bound ms", "QPS", "held", "max QPS")
 
 
 def workload_label(r: Any) -> str:
@@ -156,7 +164,10 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
     records = [r for _, r in summary.iterrows()]
     flops_unit, flops_scale = unit_for([as_float(r.get("tflops_median")) for r in records], FLOPS_UNITS)
     joule_unit, joule_scale = unit_for([_j_per_sample(r) for r in records], JOULE_UNITS)
+    bw_unit, bw_scale = bandwidth_unit(records)
     repeats = dict(zip(summary.index, _repeat_numbers(summary)))
+    contended = _contended_counts(trials)
+    set_threads = any(_threads_text(r.get("threads")) for r in records)
     other_envs = any(_env_text(r.get("environment")) != "default" for r in records)
     cols = [
         Col("workload", workload_label, title=str),
@@ -164,27 +175,35 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
         # the Python environment, when some row ran outside the default one
         Col("env", lambda r: _env_text(r.get("environment")) if other_envs else "",
             title=lambda v: f"env {v}"),
-        Col("mode", lambda r: str(r["mode"]), title=str),
-        Col("precision", lambda r: str(r["precision"]), title=str),
-        Col("batch", lambda r: whole(r["batch_size"]), title=lambda v: f"batch {v}"),
+        # a collective has none of these: it trains nothing and moves bytes, not samples
+        Col("mode", not_for(COLLECTIVE, lambda r: str(r["mode"])), title=str),
+        Col("precision", not_for(COLLECTIVE, lambda r: str(r["precision"])), title=str),
+        Col("batch", not_for(COLLECTIVE, lambda r: whole(r["batch_size"])), title=lambda v: f"batch {v}"),
+        Col("data", data_text, title=lambda v: f"{v} data"),  # real data (mnist), not synthetic
         *serving.identity_columns(),
-        Col("exec", lambda r: _exec_text(r.get("exec")), "exec"),
+        # --threads, when some row set it (the others ran with the framework's default)
+        Col("threads", lambda r: (_threads_text(r.get("threads")) or "default") if set_threads else "",
+            title=lambda v: f"threads {v}"),
+        # identity: an exec mode moves into the title, never left out (compile, xla)
+        Col("exec", lambda r: exec_text(r.get("exec")), title=lambda v: f"exec {v}"),
         Col("run", lambda r: repeats.get(r.name, "")),  # suite repeats: 2/3
-        Col("trials", lambda r: f"{whole(r['n_ok'])}/{whole(r['n_trials'])}", "trials"),
+        Col("trials", trials_text, "trials"),
         # runs of ranks (--nproc): their number, and the strategy unless DDP (the default);
         # collectives: the message of the row
         Col("ranks", _ranks_text, "ranks"),
         Col("size", lambda r: bytes_text(r.get("message_bytes")), "size"),
-        Col("samples/s", lambda r: num(r.get(f"{THR}_median")), "samples/s"),
+        Col("samples/s", not_for(COLLECTIVE, lambda r: num(r.get(f"{THR}_median"))), "samples/s"),
+        Col("ops/s", only_for(COLLECTIVE, lambda r: num(r.get(f"{THR}_median"))), "ops/s"),
         *serving.result_columns(),
         Col("global samples/s", lambda r: num(r.get("global_throughput_samples_per_s_median")),
             "global samples/s"),
-        Col("algbw GB/s", lambda r: num(r.get("algbw_gbs_median")), "algbw GB/s"),
-        Col("busbw GB/s", lambda r: num(r.get("busbw_gbs_median")), "busbw GB/s"),
+        Col(f"algbw {bw_unit}", lambda r: num(r.get("algbw_gbs_median"), bw_scale), "algbw GB/s"),
+        Col(f"busbw {bw_unit}", lambda r: num(r.get("busbw_gbs_median"), bw_scale), "busbw GB/s"),
         Col("tokens/s", lambda r: num(r.get("tokens_per_s_median")), "tokens/s"),
-        Col("95% CI", lambda r: _rel_ci(r, THR)
-            + (MISSED_MARK if missed_target(r, targets) else ""), "95% CI"),
-        Col("CV", lambda r: pct(r.get(f"{THR}_cv")), "CV"),
+        # over epochs that train different weights, a CI or CV of their rates means nothing
+        Col("95% CI", not_for(TIME_TO_ACCURACY, lambda r: _rel_ci(r, THR)
+            + (MISSED_MARK if missed_target(r, targets) else "")), "95% CI"),
+        Col("CV", not_for(TIME_TO_ACCURACY, lambda r: pct(r.get(f"{THR}_cv"))), "CV"),
         Col("p50 ms", lambda r: num(r.get("latency_p50_ms_median")), "p50 ms"),
         Col("p90 ms", lambda r: num(r.get("latency_p90_ms_median")), "p90 ms"),
         Col("p99 ms", lambda r: num(r.get("latency_p99_ms_median")), "p99 ms"),
@@ -205,8 +224,38 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
         Col("compile s", lambda r: num(r.get("compile_s_median")), "compile s"),
         Col("outputs ok", lambda r: yes_no(r.get("accuracy_ok_last")), "outputs ok"),
         Col("loss first → last", lambda r: loss_text(losses.get(str(r.get("run_id")))), "loss"),
-        Col("status", lambda r: str(r["status"]), title=lambda v: f"status {v}"),
+        Col("status", status_text, title=lambda v: f"status {v}"),
+        # trials flagged contended (telemetry/contention.py): 6/6 ran beside a neighbour
+        Col("contended", lambda r: contended.get(str(r.get("run_id")), ""),
+            title=lambda v: f"{v} trials contended"),
     ]
+
+
+def status_text(r: Any) -> str:
+    """The row's status; a run stopped by Ctrl-C or SIGTERM reads `interrupted`, not
+    `ok`, though every trial it kept finished."""
+    status = str(r["status"])
+    return "interrupted" if status == "ok" and r.get("stop_reason") == "interrupted" else status
+
+
+def _contended_counts(trials: Optional["pd.DataFrame"]) -> Dict[str, str]:
+    """run_id -> 'flagged/judged' for runs with a trial flagged contended."""
+    if trials is None or "contended" not in trials.columns or "run_id" not in trials.columns:
+        return {}
+    flags = trials["contended"].astype(str).str.strip().str.lower()
+    counts = {}
+    for run_id, group in flags[trials["status"] == "ok"].groupby(trials["run_id"].astype(str)):
+        judged = group.isin(("true", "false", "1", "0", "1.0", "0.0"))
+        hit = int(group.isin(("true", "1", "1.0")).sum())
+        if hit:
+            counts[run_id] = f"{hit}/{int(judged.sum())}"
+    return counts
+
+
+def _threads_text(value: Any) -> str:
+    """--threads as run (empty: the framework's default)."""
+    v = as_float(value)
+    return "" if v is None else f"{v:.0f}"
 
 
 def _ranks_text(r: Any) -> str:
@@ -223,11 +272,6 @@ def _ranked(r: Any) -> bool:
 
 def _env_text(value: Any) -> str:
     return value if isinstance(value, str) and value else "default"
-
-
-def _exec_text(value: Any) -> str:
-    """A non-default exec mode (compile, cuda-graphs, xla); empty for eager."""
-    return value if isinstance(value, str) and value not in ("", "eager") else ""
 
 
 def accuracy_columns() -> List[Col]:
@@ -247,85 +291,18 @@ def accuracy_columns() -> List[Col]:
     ]
 
 
-def _words_width(text: str) -> int:
-    from rich.cells import cell_len
-    return max((cell_len(w) for w in text.split()), default=0)
-
-
-def _lines_width(text: str) -> int:
-    from rich.cells import cell_len
-    return max((cell_len(line) for line in text.splitlines()), default=0)
-
-
-def _table_width(widths: Sequence[int]) -> int:
-    return sum(w + 2 for w in widths) + len(widths) + 1  # padding 1+1, borders
-
-
-def fit_columns(cols: List[Col], cells: List[List[str]], width: int
-                ) -> Tuple[List[int], List[int], List[int], List[int]]:
-    """Which columns to show at `width` and how wide: (shown, moved to the title, left
-    out) as column indices, and the widths of the shown. A number's cell is never
-    narrower than the number; headers and text wrap at spaces. A column that is empty in
-    every row (a suite's `run` without repeats, `env` when every run was in `default`)
-    is not shown at all."""
-    n = len(cols)
-    low = [max([_words_width(cols[i].header)] + [
-        (_lines_width if cols[i].numeric else _words_width)(row[i]) for row in cells]) for i in range(n)]
-    high = [max([_lines_width(cols[i].header)] + [_lines_width(row[i]) for row in cells])
-            for i in range(n)]
-    shown = [i for i in range(n) if any(row[i] for row in cells)]
-    titled: List[int] = []
-    dropped: List[int] = []
-    if _table_width([low[i] for i in shown]) > width and cells:
-        titled = [i for i in shown if cols[i].title and len({row[i] for row in cells}) == 1]
-        shown = [i for i in shown if i not in titled]
-    while _table_width([low[i] for i in shown]) > width:
-        droppable = [i for i in shown if cols[i].key is not None]
-        if not droppable:
-            break
-        worst = min(droppable, key=lambda i: DROP_ORDER.index(cols[i].key))
-        shown.remove(worst)
-        dropped.append(worst)
-    widths = {i: high[i] for i in shown}
-    while _table_width(list(widths.values())) > width:
-        wide = [i for i in shown if widths[i] > low[i]]
-        if not wide:
-            break
-        widths[max(wide, key=lambda i: widths[i] - low[i])] -= 1
-    return shown, titled, dropped, [widths[i] for i in shown]
-
-
 def summary_table(summary: "pd.DataFrame", title: Optional[str] = None,
                   trials: Optional["pd.DataFrame"] = None, width: Optional[int] = None,
                   losses: Optional[Dict[str, Dict[str, Any]]] = None,
                   targets: Optional[Dict[str, Dict[str, Any]]] = None):
     """A rich table of summary.csv rows (medians, CI, latency percentiles, energy) that
     fits `width` (None: no limit), and a note naming the columns left out (or None)."""
-    from rich.table import Table
-    from rich.text import Text
-
     cols = summary_columns(summary, trials, losses, targets)
     rows = [r for _, r in summary.iterrows()]
     cells = [serving.searched_cells(r, cols, [col.cell(r) for col in cols]) for r in rows]
-    shown, titled, dropped, widths = fit_columns(cols, cells, width or UNLIMITED_WIDTH)
-    if titled:
-        moved = ", ".join(cols[i].title(cells[0][i]) for i in titled)
-        title = f"{title}: {moved}" if title else moved
-    fits = _table_width(widths) <= (width or UNLIMITED_WIDTH)
-    # values from result files are plain text, never markup
-    table = Table(title=Text(title) if title else None, title_justify="left")
-    for i, w in zip(shown, widths):
-        # Too narrow even so: text columns fold (rich narrows them), numbers keep their width.
-        table.add_column(Text(cols[i].header, overflow="fold"), width=w if fits or cols[i].numeric else None,
-                         justify="right" if cols[i].numeric else "left")
-    for row in cells:
-        table.add_row(*(Text(row[i], overflow="fold", style=_status_style(row[i])
-                             if cols[i].header == "status" else "") for i in shown))
-    note = None
-    if dropped:
-        note = (f"not shown at {width} columns: {', '.join(cols[i].header for i in dropped)} "
-                "(a wider terminal shows them; --format json has everything)")
-    return table, note
+    fitted = fitted_table(cols, cells, width, title, DROP_ORDER, kept_columns(rows),
+                          lambda col, cell: _status_style(cell) if col.header == "status" else "")
+    return fitted.table, fitted.note(width)
 
 
 def missed_target_notes(summary: "pd.DataFrame",

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 # What a search's summary row shows: its medians over probes at different rates mean
 # nothing (the probes table has each probe), its result and settings do.
-SEARCH_CELLS = ("trials", "scenario", "p99 bound ms", "max QPS")
+SEARCH_CELLS = ("trials", "p99 bound ms", "max QPS")
 
 
 def searched(r: Any) -> bool:
@@ -35,7 +35,7 @@ def identity_columns() -> List[Col]:
     """After the batch: the scenario (serving ones only), the server's rate and bound."""
     return [
         Col("scenario", lambda r: str(r.get("scenario")) if r.get("scenario") in SERVING_SCENARIOS else "",
-            "scenario"),
+            title=str),
         Col("target QPS", lambda r: num(r.get("target_qps")), "target QPS"),
         Col("p99 bound ms", lambda r: num(r.get("latency_bound_ms")), "p99 bound ms"),
     ]

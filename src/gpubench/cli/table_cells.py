@@ -74,10 +74,11 @@ class Col:
     # its name in the table's drop order; None: identity (text, never left out)
     key: Optional[str] = None
     title: Optional[Callable[[str], str]] = None  # identity: how its one value reads in a title
+    text: bool = False  # a column that may be left out but holds text (wraps at spaces)
 
     @property
     def numeric(self) -> bool:
-        return self.key is not None
+        return self.key is not None and not self.text
 
 
 def bytes_text(value: Any) -> str:

@@ -49,9 +49,9 @@ from gpubench.results import compare_load as load
 from gpubench.results import schema
 from gpubench.results.rank_rows import one_row_per_trial
 from gpubench.results.scaling import scaling_by_group, scaling_changes
-from gpubench.results.compare_stats import DIRECTIONS, NOISE_MULTIPLE, assess_batch
+from gpubench.results.compare_stats import DIRECTIONS, NOISE_MULTIPLE, VERDICTS, assess_batch
 from gpubench.results.compare_units import (  # noqa: F401 (MIN_RUNS_PER_SIDE: re-exported)
-    MIN_RUNS_PER_SIDE, history_noise, unit_noise, unit_values,
+    MIN_RUNS_PER_SIDE, history_noise, separate_runs, unit_noise, unit_values,
 )
 
 DEFAULT_METRIC = "throughput_samples_per_s"
@@ -65,7 +65,12 @@ VERDICT_COLUMNS = (
     "sm_clock_base_mhz", "sm_clock_new_mhz", "sm_clock_change_pct",
     "throttled_base_frac", "throttled_new_frac", "unit", "noise_pct", "history_noise_pct",
     "threshold_pct", "note",
+    "caveat",  # what the verdict stands on, when not the run: "pooled trials"
 )
+# A verdict called on trials pooled across separate runs: their run-to-run variation is
+# not in the test, so a wobble between runs can pass for a change (the table says so
+# in the verdict itself).
+POOLED_CAVEAT = "pooled trials"
 
 
 def result_columns() -> Tuple[str, ...]:
@@ -187,6 +192,7 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
                 notes += _bandwidth_note(name, ok)
         unit, side_values, unit_notes = unit_values(oks, metric)
         row["unit"] = unit
+        row["caveat"] = POOLED_CAVEAT if unit == "trial" and separate_runs(oks) else ""
         notes += unit_notes
         # A threshold under the configuration's own noise cannot fire (the noise is
         # measured only where the unit is a process or a run).
@@ -219,6 +225,8 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
         row.update({k: v[i] for k, v in stats.items()})
         row["change_pct"] = (row["ratio"] - 1.0) * 100.0
         in_base, in_new = row.pop("_present")
+        if row["verdict"] not in VERDICTS[:3]:  # nothing was called: nothing to qualify
+            row["caveat"] = ""
         if not in_new:
             row["verdict"] = "base_only"
         elif not in_base:
@@ -274,6 +282,7 @@ def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
         table = compare(frames[0], frames[1], metric, threshold, labels=("base", "new"), seed=seed,
                         include_contended=include_contended, history_noise=past)
         _require_match(table, inputs[0], inputs[1])
+        _require_trials(table, include_contended)
         scaling = scaling_changes(scaling_by_group([("base", frames[0]), ("new", frames[1])]),
                                   "base")
         return Comparison(table, metric, threshold, inputs, scaling=scaling)
@@ -288,6 +297,7 @@ def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
     # A group that matches nothing is listed (base_only/new_only rows); none matching is an error.
     _require_match(table, f"{by}={base_value!r} in {label}",
                    ", ".join(f"{by}={value!r}" for value, _ in others), by)
+    _require_trials(table, include_contended)
     scaling = scaling_changes(scaling_by_group(groups), base_value)
     return Comparison(table, metric, threshold, inputs, by, [g[0] for g in groups], scaling)
 
@@ -304,6 +314,17 @@ def _require_match(table: pd.DataFrame, base: str, new: str, by: Optional[str] =
             return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         raise UserError(f"nothing matches between {base} ({configs('base')}) and {new} "
                         f"({configs('new')}) on {', '.join(schema.match_columns(by))}")
+
+
+def _require_trials(table: pd.DataFrame, include_contended: bool) -> None:
+    """A comparison in which no configuration has a usable trial on both sides (every
+    one failed, or was contended and left out) decides nothing: bad input, never a
+    silent pass."""
+    both = table[~table["verdict"].isin(ONE_SIDED)]
+    if len(both) and ((both["n_base"] == 0) | (both["n_new"] == 0)).all():
+        why = "" if include_contended else " (contended trials are left out: --include-contended keeps them)"
+        raise UserError("nothing to compare: no configuration has a usable trial on both sides"
+                        f"{why}: {'; '.join(list(dict.fromkeys(n for n in both['note'] if n))[:2])}")
 
 
 def counts(table: pd.DataFrame) -> Dict[str, int]:

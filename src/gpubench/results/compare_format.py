@@ -52,6 +52,14 @@ def config_label(row: pd.Series) -> str:
     return " ".join(p for p in parts if p)
 
 
+def verdict_text(row: pd.Series) -> str:
+    """The verdict as read, with what it stands on when that is not the run or process
+    (`faster (pooled trials)`)."""
+    verdict = str(row["verdict"]).replace("_", " ")
+    caveat = row.get("caveat")
+    return f"{verdict} ({caveat})" if isinstance(caveat, str) and caveat else verdict
+
+
 def ci_text(row: pd.Series) -> str:
     low, high = num(row["ci_low"], ".3f"), num(row["ci_high"], ".3f")
     return f"{low}–{high}" if low and high else ""
@@ -90,9 +98,9 @@ def to_markdown(comparison: Comparison) -> str:
         header.remove("new")
     rows = []
     for _, r in t.iterrows():
-        verdict = r["verdict"].replace("_", " ")
+        verdict = verdict_text(r)
         cells = {
-            "verdict": f"**{verdict}**" if r["verdict"] == "slower" else verdict,
+            "verdict": verdict.replace("slower", "**slower**", 1) if r["verdict"] == "slower" else verdict,
             "configuration": md_escape(config_label(r)),
             "base": md_escape(r["base"]), "new": md_escape(r["new"]),
             "n base/new": f"{r['n_base']}/{r['n_new']}",

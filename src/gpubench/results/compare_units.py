@@ -39,11 +39,20 @@ def unit_values(oks: Dict[str, pd.DataFrame], metric: str) -> Tuple[str, Dict[st
         return unit, values, [f"statistics over per-{unit} medians "
                               f"({units['base']} vs {units['new']} {plural})"]
     notes = []
+    include = (f"(--processes {MIN_RUNS_PER_SIDE} or more, or {MIN_RUNS_PER_SIDE}+ runs a side, "
+               "include it)")
     if all(len(ok) for ok in oks.values()) and min(units.values()) == 1:
-        notes.append("one process on a side: run-to-run variation is not measured "
-                     f"(--processes {MIN_RUNS_PER_SIDE} or more, or {MIN_RUNS_PER_SIDE}+ runs "
-                     "a side, include it)")
+        notes.append(f"one process on a side: run-to-run variation is not measured {include}")
+    elif all(len(ok) for ok in oks.values()):
+        notes.append(f"statistics over trials pooled from {units['base']} vs {units['new']} "
+                     f"processes: run-to-run variation is not measured {include}")
     return "trial", {name: ok[metric].to_numpy(dtype=float) for name, ok in oks.items()}, notes
+
+
+def separate_runs(oks: Dict[str, pd.DataFrame]) -> bool:
+    """Whether the two sides' trials come from different runs (no run on both)."""
+    runs = [set(ok["run_id"].astype(str)) if "run_id" in ok.columns else set() for ok in oks.values()]
+    return all(runs) and not (runs[0] & runs[1])
 
 
 def unit_noise(base: np.ndarray, new: np.ndarray) -> float:

@@ -54,6 +54,7 @@ DEFAULT_METRIC = "throughput_samples_per_s"
 DEFAULT_MIN_SEGMENT = 5
 PENALTY_FACTOR = 3.0
 MODEL = "l2"
+TOO_FEW_PREFIX = "run(s): a change needs"  # the note of a configuration with too few runs
 MIN_CHANGE = 0.01  # and never under 1% (a metric without noise, e.g. peak memory)
 MIN_SIGMA = 1e-4  # a series without noise (a constant metric) still gets a penalty
 METHOD = (f"ruptures PELT, cost {MODEL!r} on log values, penalty {PENALTY_FACTOR:g} x sigma^2 x "
@@ -219,13 +220,34 @@ def run_values(frame: pd.DataFrame, metric: str, by: Optional[str], label: str) 
         ok = part[part["_ok"]]
         started = part["_t"].dropna().min() if part["_t"].notna().any() else \
             _folder_time(str(part["source"].iloc[0]), run, cache)
+        searched = _searched(part)
         rows.append({"_key": config, "run_id": run, "started": started,
                      "by_value": next((v for v in part["_by"] if v), ""),
-                     "value": float(ok[metric].median()) if len(ok) else float("nan"),
-                     "trials": int(len(ok)), "order": int(part.index.min())})
-    out = pd.DataFrame(rows, columns=["_key", "run_id", "started", "by_value", "value", "trials", "order"])
+                     "value": _search_value(part, metric) if searched else
+                     float(ok[metric].median()) if len(ok) else float("nan"),
+                     "trials": int(len(ok)), "order": int(part.index.min()), "searched": searched})
+    out = pd.DataFrame(rows, columns=["_key", "run_id", "started", "by_value", "value", "trials",
+                                      "order", "searched"])
     out["started"] = pd.to_datetime(out["started"], utc=True)
     return out
+
+
+def _searched(part: pd.DataFrame) -> bool:
+    """A server --find-max-qps run: its trials are probes at different rates."""
+    if "scenario" not in part.columns or "target_qps" not in part.columns:
+        return False
+    server = part["scenario"].eq("server")
+    return bool(server.any() and pd.to_numeric(part.loc[server, "target_qps"], errors="coerce").isna().all())
+
+
+def _search_value(part: pd.DataFrame, metric: str) -> float:
+    """A search's one number: its max QPS (the highest rate that held the bound), read
+    where throughput is followed; a median over its probes means nothing, so any other
+    metric has none."""
+    if metric != "throughput_samples_per_s" or "max_qps" not in part.columns:
+        return float("nan")
+    found = pd.to_numeric(part["max_qps"], errors="coerce").dropna()
+    return float(found.iloc[-1]) if len(found) else float("nan")
 
 
 def _ordered(runs: pd.DataFrame, by: Optional[str]) -> pd.DataFrame:
@@ -242,17 +264,23 @@ def analyse(runs: pd.DataFrame, config: Dict[str, str], metric: str, threshold: 
     """One configuration's runs (run_values rows), ordered, checked for change points."""
     runs = _ordered(runs, by)
     notes = []
+    searches = bool(runs["searched"].any())
+    if searches:
+        notes.append("--find-max-qps searches: each run's max QPS is followed"
+                     if metric == "throughput_samples_per_s" else
+                     f"--find-max-qps searches have no {metric} (their probes ran at different "
+                     "rates); their max QPS is followed with the throughput metric")
     missing = int(runs["value"].isna().sum())
-    if missing:
+    if missing and not searches:
         notes.append(f"{missing} run(s) without an ok trial left out")
+    if missing:
         runs = runs[runs["value"].notna()].reset_index(drop=True)
     untimed = int(runs["started"].isna().sum())
     if untimed:
         notes.append(f"{untimed} run(s) without a start time, placed last in input order")
     values = runs["value"].to_numpy(float)
     if len(values) < 2 * min_segment:
-        notes.append(f"{len(values)} run(s): a change needs {min_segment} (--min-segment) "
-                     "on each side")
+        notes.append(f"{len(values)} {TOO_FEW_PREFIX} {min_segment} (--min-segment) on each side")
         return ConfigHistory(config, runs, [], noise_floor(values), "too_few_runs", notes)
     direction = DIRECTIONS[metric]
     breaks, stats, floor = confirmed_changes(values, candidate_breaks(values, min_segment),

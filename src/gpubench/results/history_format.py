@@ -4,7 +4,7 @@ JSON. The terminal table is in cli/history.py."""
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pandas as pd
 
@@ -30,6 +30,18 @@ def rule(h: History) -> str:
             "threshold; shift: real but within it; regression: the newest change is slower")
 
 
+def few_runs_note(h: History) -> Optional[str]:
+    """The configurations with too few runs for a change, said once (it stands for each
+    one's own note, which holds TOO_FEW_PREFIX); None when there are none."""
+    few = [c for c in h.configs if c.status == "too_few_runs"]
+    if not few:
+        return None
+    counts = sorted(len(c.runs) for c in few)
+    runs = f"{counts[0]}" if counts[0] == counts[-1] else f"{counts[0]} to {counts[-1]}"
+    return (f"{len(few)} configuration(s) have too few runs ({runs}) to look for a change: "
+            f"it needs {h.min_segment} (--min-segment) on each side, {2 * h.min_segment} in all")
+
+
 def label(c: ConfigHistory) -> str:
     return config_label(c.config)
 
@@ -43,7 +55,7 @@ def where(change: Change, by: Any) -> str:
 
 def change_ci(change: Change) -> str:
     low, high = num((change.ci_low - 1) * 100, "+.1f"), num((change.ci_high - 1) * 100, "+.1f")
-    return f"{low}%…{high}%" if low and high else ""
+    return f"[{low}%, {high}%]" if low and high else ""  # no "…": that reads as a cut
 
 
 def pct(value: float) -> str:
@@ -52,7 +64,10 @@ def pct(value: float) -> str:
 
 def span(c: ConfigHistory) -> str:
     dates = c.runs["started"].dropna()
-    return f"{dates.min():%Y-%m-%d}…{dates.max():%Y-%m-%d}" if len(dates) else ""
+    if not len(dates):
+        return ""
+    first, last = f"{dates.min():%Y-%m-%d}", f"{dates.max():%Y-%m-%d}"
+    return first if first == last else f"{first} to {last}"  # wraps at its spaces
 
 
 def to_markdown(h: History) -> str:
@@ -71,7 +86,8 @@ def to_markdown(h: History) -> str:
         note = md_escape("; ".join(c.notes))
         if not c.changes:
             median = value_text(c.runs["value"].median()) if len(c.runs) else ""
-            lines.append("| " + " | ".join(base + ["no change", median, "", "", "", "", "", note]) + " |")
+            where_ = "" if c.status == "too_few_runs" else "no change"
+            lines.append("| " + " | ".join(base + [where_, median, "", "", "", "", "", note]) + " |")
         for i, ch in enumerate(c.changes):
             verdict = f"**{ch.verdict}**" if ch.verdict == "slower" else ch.verdict
             lines.append("| " + " | ".join(base + [

@@ -297,4 +297,15 @@ class ContentionWatch(Sampler):
         more = f"; and {len(flagged) - WARNED_TRIALS} more" if len(flagged) > WARNED_TRIALS else ""
         return [f"{len(flagged)} of {len(self.records)} trials ran under contention ({shown}{more}): "
                 "they are marked contended, and compare leaves them out (--include-contended "
-                "keeps them)"]
+                "keeps them)" + fewer_threads_hint(flagged)]
+
+
+def fewer_threads_hint(flagged: List[Dict[str, Any]]) -> str:
+    """Where others held the CPUs: a framework that starts a thread per CPU fights them
+    for every core, and measures the fight (a busy 2-CPU machine: 50x slower than one
+    thread), so say how to leave them room."""
+    cpus = [r["tests"]["cpu"]["cpus"] for r in flagged if "cpu" in r["fired"]]
+    if not cpus:
+        return ""
+    return (f"; others used the CPUs this run's threads wanted: --threads N, fewer than the "
+            f"machine's {max(cpus)}, leaves them room (threads is part of the configuration)")

@@ -176,13 +176,16 @@ def show_kept(folder: Optional[Path], fmt: str, quiet: bool) -> str:
         print(folder, flush=True)
         return f"the trials that finished are in {folder}"
     trials = data.trials
-    summary = data.summary if data.summary is not None else summarize(trials, "interrupted")
-    print_run(RunOutcome(folder, "interrupted", "interrupted", trials, summary), fmt, quiet)
+    # the run's own word: one that had finished before the signal reached it says so
+    stop = data.meta.get("stop_reason") or "interrupted"
+    summary = data.summary if data.summary is not None else summarize(trials, stop)
+    print_run(RunOutcome(folder, "interrupted", stop, trials, summary), fmt, quiet)
     ok = one_row_per_trial(trials[trials["status"] == "ok"])  # ranks: a trial once
     if not len(ok):
         return f"no trial had finished; the run's record is in {folder}"
     column = "throughput_samples_per_s_median"
     median = (summary[column].iloc[0] if len(summary) == 1 and column in summary
               else ok["throughput_samples_per_s"].median())
-    return (f"{len(ok)} finished trial{'' if len(ok) == 1 else 's'} kept in {folder} "
+    ended = "" if stop == "interrupted" else f"the run had ended ({stop}) before the signal: "
+    return (f"{ended}{len(ok)} finished trial{'' if len(ok) == 1 else 's'} kept in {folder} "
             f"(median {median:,.0f} samples/s), with run.json and summary.csv")

@@ -134,15 +134,23 @@ def environment_for(backend: str) -> "str | None":
 
 
 def checked_python(path: str) -> str:
-    """--python PATH as an interpreter that can run this checkout's workers; UserError
+    """--python NAME|PATH (an environment's registered name, or its folder or
+    interpreter) as an interpreter that can run this checkout's workers; UserError
     saying what is wrong (not a Python, too old, without gpubench's dependencies or
     this gpubench: `run` installs nothing)."""
     from gpubench.errors import UserError
     from gpubench.launch.interpreter import is_this_python, probe, resolve_python
-    from gpubench.launch.environments import Environment, ready
+    import os
 
+    from gpubench.launch.environments import Environment, known_environments, named_python, ready
+
+    named = named_python(path)
+    if named is None and os.sep not in path and not os.path.exists(os.path.expanduser(path)):
+        names = ", ".join(env.name for env in known_environments())
+        raise UserError(f"--python {path}: no such environment (known: {names}; gpubench "
+                        "envs add NAME PATH names one) and no such file or folder")
     try:
-        python = resolve_python(path)
+        python = resolve_python(named or path)
     except UserError as exc:
         raise UserError(f"--python: {exc}") from None
     if not is_this_python(python):

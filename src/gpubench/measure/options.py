@@ -193,11 +193,12 @@ LAUNCH: Tuple[Option, ...] = (
     Option("master_port", "with --nnodes: a free port on node 0 (one node: a free one is "
                           "picked)", POSITIVE_INT, metavar="PORT", suite=None, in_request=None,
            needs=("nproc", None, RANKS_ONLY)),
-    Option("environment", "run in another Python environment: a venv folder or an "
-                          "interpreter with this checkout's gpubench (gpubench envs add "
-                          "installs it); rows name the environment (its registered name, else "
-                          "its path). A suite names environments of its file", PATH,
-           means="default", flags=("--python",), metavar="PATH",
+    Option("environment", "run in another Python environment: a name gpubench envs add "
+                          "registered, a venv folder or an interpreter with this checkout's "
+                          "gpubench (gpubench envs add installs it); rows name the environment "
+                          "(its registered name, else its path). A suite names environments "
+                          "of its file", PATH,
+           means="default", flags=("--python",), metavar="NAME|PATH",
            shown_default="where the backend is available", identity=True, suite="matrix",
            suite_key="environments", label="env {}"),
     Option("no_isolate", "run in this process instead of a fresh worker (for debugging)",

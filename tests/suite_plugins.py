@@ -369,3 +369,16 @@ class HangsInPrepare(BehaviourBackend):
 
 
 register_backend("test-hang-in-prepare", lambda: HangsInPrepare("hang-in-prepare"))
+
+
+class InfersOnly(BehaviourBackend):
+    """Runs inference only (as onnxruntime-* and tensorrt): a run without --mode infers."""
+
+    modes = ("infer",)
+
+    def check_config(self, mode, precision):
+        if mode == "train":
+            raise Unsupported("test-infer-only runs inference only (use --mode infer)")
+
+
+register_backend("test-infer-only", lambda: InfersOnly("infer-only"))

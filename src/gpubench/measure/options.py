@@ -52,9 +52,11 @@ CONFIGURATION: Tuple[Option, ...] = (
                       "torch-cpu)", default="auto", flags=("--backend", "-b"),
            choices=_held("gpubench.backends", "backend_names"), cli_choices=False,
            identity=True, suite="matrix", suite_key="backends", suite_required=True),
-    Option("mode", "train (the default, but infer for a serving --scenario): forward, "
-                   "backward and optimizer step; infer: forward only, with per-step latency "
-                   "percentiles", shown_default="train (infer with a serving --scenario)",
+    Option("mode", "train (the default, but infer for a serving --scenario and on a backend "
+                   "that runs inference only: onnxruntime-*, tensorrt): forward, backward "
+                   "and optimizer step; infer: forward only, with per-step latency "
+                   "percentiles", shown_default="train (infer with a serving --scenario or "
+                                                "an inference-only backend)",
            choices=_held("gpubench.backends.base", "MODES"), identity=True, suite="matrix",
            suite_key="modes"),
     Option("precision", "fp32 (default); tf32 (TensorFloat-32 matmuls, NVIDIA Ampere and "

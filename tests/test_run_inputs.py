@@ -2,6 +2,8 @@
 given twice is refused, not silently the last; a backend that runs inference only
 takes infer when no --mode is given."""
 
+from pathlib import Path
+
 import pytest
 
 from conftest import PLUGIN_ENV, lines_with, run_cli_here
@@ -46,3 +48,35 @@ def test_the_inference_only_backends_say_so(name):
     from gpubench.measure.request import infers_only
 
     assert infers_only(name) and not infers_only("torch-cpu")
+
+
+def _git(*args, cwd):
+    import subprocess
+
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_git_commit_is_the_code_that_ran_not_the_current_folders(tmp_path, monkeypatch):
+    """Finding 7: git_commit came from the current folder's repository: empty from a
+    scratch folder, another project's HEAD inside another repository."""
+    from gpubench.machine import gpubench_checkout, machine_environment
+
+    checkout = gpubench_checkout()
+    if checkout is None or not (Path(checkout) / ".git").exists():
+        pytest.skip("gpubench runs from an installed copy here, not a git checkout")
+    ours = _git("rev-parse", "HEAD", cwd=checkout)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    other = tmp_path / "other-project"
+    other.mkdir()
+    _git("init", "-q", cwd=other)
+    (other / "f").write_text("x")
+    _git("add", "f", cwd=other)
+    _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "other", cwd=other)
+    theirs = _git("rev-parse", "HEAD", cwd=other)
+    for folder, caller in ((scratch, None), (other, theirs)):
+        monkeypatch.chdir(folder)
+        env = machine_environment()
+        assert env["git_commit"].split("-")[0] == ours
+        assert env["caller_git_commit"] == caller

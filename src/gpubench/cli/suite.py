@@ -77,8 +77,13 @@ def execute(args: argparse.Namespace) -> int:
     suite = open_suite_folder(plan, args.out, options)
     if args.format != "json":  # JSON: standard output holds one document
         print(suite.path, flush=True)
-    with suite_progress(not args.quiet and sys.stderr.isatty(), len(plan.runs)) as progress:
-        outcome = execute_suite(plan, suite, devices, args.timeout, progress)
+    before = len(suite.meta.get("runs", []))  # --resume: the runs of earlier sessions
+    try:
+        with suite_progress(not args.quiet and sys.stderr.isatty(), len(plan.runs)) as progress:
+            outcome = execute_suite(plan, suite, devices, args.timeout, progress)
+    except KeyboardInterrupt:  # the CLI's one closing line: what was kept, how to go on
+        raise KeyboardInterrupt(interrupted_text(args, suite.path, len(plan.runs),
+                                                 len(suite.meta.get("runs", [])) - before)) from None
     if not args.quiet or args.format == "json":
         print_suite(outcome, plan, args.format)
     failing = sum(outcome.statuses.get(s, 0) for s in ("failed", "timeout"))
@@ -88,6 +93,18 @@ def execute(args: argparse.Namespace) -> int:
                    + outcome.first_errors.get("unsupported", "no reason recorded"))
         return EXIT_RUN_FAILED
     return EXIT_RUN_FAILED if failing else EXIT_OK
+
+
+def interrupted_text(args: argparse.Namespace, folder: Path, planned: int, finished: int) -> str:
+    """How many runs finished before Ctrl-C, where they are, and the command that
+    runs the rest (an interrupted run is run again whole)."""
+    import shlex
+
+    again = ["gpubench", "suite", str(args.config), "--out", str(args.out), "--resume"]
+    if args.filter:
+        again += ["--filter", args.filter]
+    return (f"{finished} of {planned} run{'' if planned == 1 else 's'} finished, kept in "
+            f"{folder}; `{shlex.join(again)}` runs the rest")
 
 
 def check_devices(devices: List[int]) -> None:

@@ -80,3 +80,62 @@ def test_git_commit_is_the_code_that_ran_not_the_current_folders(tmp_path, monke
         env = machine_environment()
         assert env["git_commit"].split("-")[0] == ours
         assert env["caller_git_commit"] == caller
+
+
+RUN = ("run", "-w", "linreg", "-b", "test-ok", "--dry-run")
+RANKS = ("--nproc", "1", "--nnodes", "2")
+# Finding 17: every argument naming a URL, a host, a port, a path or a number, given a
+# value of the wrong kind: (arguments, what the one error line says). Each was a
+# traceback, a run that started (ranks, a worker) before failing, or silently taken.
+WRONG_KIND = [
+    (RUN + RANKS + ("--master-addr", "127.0.0.1", "--master-port", "70000"),
+     "--master-port: expected a port number in 1..65535"),
+    (RUN + RANKS + ("--master-addr", "127.0.0.1", "--master-port", "abc"), "--master-port"),
+    (RUN + RANKS + ("--master-port", "29500", "--master-addr", "a b"),
+     "--master-addr: expected a host name or an IP address"),
+    (RUN + RANKS + ("--master-port", "29500", "--master-addr", "http://node0"), "--master-addr"),
+    (RUN + RANKS + ("--master-port", "29500", "--master-addr", "300.1.1.1"), "--master-addr"),
+    (RUN + ("--out", ""), "--out: expected a path"),
+    (RUN + ("--python", ""), "--python: expected a path"),
+    (RUN + ("--data", "mnist", "--data-dir", ""), "--data-dir: expected a path"),
+    (("run", "-w", "linreg", "-b", "onnxruntime-cpu", "--onnx", "", "--dry-run"),
+     "--onnx: expected a path"),
+    (RUN + ("--seed", str(2**32)), "--seed: expected an integer in 0..4294967295"),
+    (RUN + ("--threads", str(2**31)), "--threads: expected a positive integer (at most"),
+    (RUN + ("--device", "1" + "0" * 22), "--device: expected an integer in 0.."),
+    (RUN + ("--trials", "1" + "0" * 22), "--trials"),
+    (RUN + ("--timeout", "nan"), "--timeout"),
+    (("suite", "configs/does-not-matter.yaml", "--out", ""), "--out: expected a path"),
+    (("compare", "", "results"), "BASE: expected a path"),
+    (("history", "results", "--output", ""), "--output/-o: expected a path"),
+    (("report", "results", "--output", ""), "--output/-o: expected a path"),
+    (("show", ""), "FOLDER: expected a path"),
+    (("export", "-w", "linreg", "--out", ""), "--out: expected a path"),
+    (("data", "fetch", "mnist", "--mirror", "not a url"), "--mirror 'not a url'"),
+    (("data", "fetch", "mnist", "--mirror", ""), "--mirror ''"),
+    (("data", "fetch", "mnist", "--mirror", "ftp://host/mnist"),
+     "expected an http://, https:// or file:// URL"),
+    (("data", "fetch", "mnist", "--mirror", "https://"), "expected a host"),
+    (("data", "fetch", "mnist", "--timeout-s", "-1"), "--timeout-s: expected a positive number"),
+    (("data", "fetch", "mnist", "--timeout-s", "nan"), "--timeout-s"),
+    (("data", "path", "mnist", "--data-dir", ""), "--data-dir: expected a path"),
+    (("env", "--all-environments", "--timeout", "nan"), "--timeout: expected a positive number"),
+    (("env", "--all-environments", "--timeout", "inf"), "--timeout"),
+    (("env", "--all-environments", "--timeout", "0"), "--timeout"),
+]
+
+
+@pytest.mark.parametrize("args, says", WRONG_KIND, ids=[" ".join(a[:1] + a[-2:]) or "''"
+                                                           for a, _ in WRONG_KIND])
+def test_a_value_of_the_wrong_kind_is_refused_at_the_door(tmp_path, monkeypatch, args, says):
+    """One line, exit 2, nothing started or written (the data folder stays empty)."""
+    monkeypatch.setenv("GPUBENCH_DATA_DIR", str(tmp_path / "data"))
+    result = run_cli_here(*args, env_extra=PLUGIN_ENV, cwd=tmp_path)
+    _one_error(result, says)
+    assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()
+
+
+def test_a_bad_mirror_in_the_environment_is_refused_too(tmp_path):
+    result = run_cli_here("data", "fetch", "mnist", "--data-dir", str(tmp_path / "d"),
+                          env_extra={"GPUBENCH_MNIST_MIRRORS": "not a url"})
+    _one_error(result, "$GPUBENCH_MNIST_MIRRORS 'not a url'")

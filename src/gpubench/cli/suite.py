@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from gpubench.cli.argtypes import positive_float
+from gpubench.cli.argtypes import path_arg, positive_float
 
 
 def _devices(text: str) -> List[int]:
@@ -33,8 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "times out becomes a row and the others go on. Exit 4 when a "
                                    "run failed or timed out, or when every run was unsupported "
                                    "here; 0 otherwise.")
-    p.add_argument("config", type=Path, help="suite file (see configs/)")
-    p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default results/)")
+    p.add_argument("config", type=path_arg, help="suite file (see configs/)")
+    p.add_argument("--out", type=path_arg, default=Path("results"), help="results folder (default results/)")
     p.add_argument("--resume", action="store_true",
                    help="continue the newest results of this suite in --out, skipping runs already ok")
     p.add_argument("--filter", metavar="KEY=GLOB[,...]",

@@ -74,6 +74,11 @@ def execute(args: argparse.Namespace) -> int:
                                     master_addr=args.master_addr, master_port=args.master_port)
     else:
         launcher = make_launcher("inline" if args.no_isolate else "process", python)
+    if args.nproc is None:  # before it starts: a step that takes minutes here is said
+        from gpubench.measure.cpu_estimate import cpu_step_warning
+        slow = cpu_step_warning(request, args.timeout_s)
+        if slow:
+            print(f"gpubench: warning: {slow}", file=sys.stderr)
     if args.dry_run:
         return dry_run(request, launcher)
     try:

@@ -348,3 +348,60 @@ class VirtualServiceTimeBackend(ServiceTimeBackend):
 
 
 register_backend("test-virtual-service-time", VirtualServiceTimeBackend)
+
+
+def swallow_an_interrupt():
+    """SIGINT to this process, its KeyboardInterrupt swallowed as a finalizer or a
+    callback swallows it ("Exception ignored in: ..."; a torch.compile under Ctrl-C)."""
+    import signal
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the handler raises here at the latest
+    except KeyboardInterrupt:
+        pass
+
+
+class SwallowingStep(MatmulStep):
+    def run(self, iterations, timer=None):
+        if self.calls == 0:  # its first step, where a compile happens
+            swallow_an_interrupt()
+        super().run(iterations, timer)
+
+
+class SwallowsInterrupt(BehaviourBackend):
+    """An interrupt lands while it builds (prepare) or in its first step, and is
+    swallowed there: the run must stop all the same, and its files say interrupted."""
+
+    def prepare(self, workload, config):
+        if self.behaviour == "swallows-interrupt-in-prepare":
+            swallow_an_interrupt()
+            return MatmulStep("ok")
+        return SwallowingStep("ok")
+
+
+for _where in ("prepare", "step"):
+    register_backend(f"test-swallows-interrupt-in-{_where}",
+                     lambda w=_where: SwallowsInterrupt(f"swallows-interrupt-in-{w}"))
+
+
+class HangsInPrepare(BehaviourBackend):
+    """Never finishes building (a timeout's message names the phase)."""
+
+    def prepare(self, workload, config):
+        time.sleep(3600)
+
+
+register_backend("test-hang-in-prepare", lambda: HangsInPrepare("hang-in-prepare"))
+
+
+class InfersOnly(BehaviourBackend):
+    """Runs inference only (as onnxruntime-* and tensorrt): a run without --mode infers."""
+
+    modes = ("infer",)
+
+    def check_config(self, mode, precision):
+        if mode == "train":
+            raise Unsupported("test-infer-only runs inference only (use --mode infer)")
+
+
+register_backend("test-infer-only", lambda: InfersOnly("infer-only"))

@@ -259,3 +259,17 @@ def test_envs_add_refuses_a_name_or_an_environment_used_twice(second):
                "the name other is already used by", python)
     _one_error(run_cli_here("envs", "add", "again", venv, env_extra=env),
                f"{python} is already named other")
+
+
+def test_run_python_takes_a_registered_name(second, tmp_path):
+    """Issue 28, finding 12: `--python NAME` refused a name `gpubench envs add` had
+    just registered ("not an executable Python interpreter")."""
+    venv, python, config, _ = second
+    proc = run_cli_here("run", "-w", "linreg", "-b", "test-ok", "--python", "other",
+                        "--dry-run", env_extra=_env(config), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "environment=other" in proc.stdout
+    unknown = run_cli_here("run", "-w", "linreg", "-b", "test-ok", "--python", "nosuch",
+                           "--dry-run", env_extra=_env(config), cwd=tmp_path)
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1, unknown.stderr
+    assert "--python nosuch: no such environment (known: default, other" in unknown.stderr

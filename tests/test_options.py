@@ -15,7 +15,8 @@ import pytest
 
 from conftest import REPO, run_cli_here
 from gpubench.measure.option import (
-    ACCURACY, FRACTION, NONNEGATIVE_FLOAT, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT,
+    ACCURACY, FRACTION, HOST, NONNEGATIVE_FLOAT, NONNEGATIVE_INT, PATH, PORT, POSITIVE_FLOAT,
+    POSITIVE_INT, SEED,
 )
 from gpubench.measure.options import OPTIONS
 
@@ -131,7 +132,9 @@ def test_the_docs_options_tables_are_the_declarations():
 
 # A bad value of each kind: (command-line text, suite value).
 BAD = {POSITIVE_INT: ("0", 0), NONNEGATIVE_INT: ("-1", -1), POSITIVE_FLOAT: ("0", 0),
-       NONNEGATIVE_FLOAT: ("-1", -1), FRACTION: ("1.5", 1.5), ACCURACY: ("0", 0)}
+       NONNEGATIVE_FLOAT: ("-1", -1), FRACTION: ("1.5", 1.5), ACCURACY: ("0", 0),
+       SEED: ("4294967296", 4294967296), PORT: ("70000", 70000), HOST: ("a b", "a b"),
+       PATH: ("", "")}
 # Options whose values are checked beyond their kind (a name, a file, a range of its own).
 BAD_BY_NAME = {"workload": ("nope", "nope"), "backend": ("nope", "nope"),
                "onnx": ("/no/such/model.onnx", None), "environment": ("/no/such/python", "nope"),

@@ -257,3 +257,27 @@ def test_ctrl_c_of_a_run_of_ranks_closes_its_folder_and_leaves_nothing_running(t
     assert stdout.splitlines()[0] == str(folder)
     assert f"{trials} finished trials kept in {folder}" in stderr
     assert _all_gone(started)  # killed: ended, or about to (never still running on)
+
+
+@pytest.mark.parametrize("isolate", [True, False], ids=["process", "inline"])
+@pytest.mark.parametrize("where", ["prepare", "step"])
+def test_an_interrupt_swallowed_by_a_finalizer_still_stops_the_run(tmp_path, where, isolate):
+    """Issue 28, finding 3: a KeyboardInterrupt raised inside a finalizer or callback
+    (torch.compile's under Ctrl-C) is swallowed by Python; the worker recorded the
+    request and the run stops at its next phase or trial, and its files say so."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpubench", "run", "-w", "linreg", "-b",
+         f"test-swallows-interrupt-in-{where}", "--trials", "3", "--warmup-s", "0.05",
+         "--min-trial-s", "0.05", "--telemetry", "none", "--out", str(tmp_path),
+         *([] if isolate else ["--no-isolate"])],
+        cwd=REPO, env={**os.environ, **PLUGIN_ENV}, capture_output=True, text=True,
+        timeout=DEADLINE_S)
+    assert proc.returncode == 130, proc.stderr
+    lines = lines_with(proc.stderr, "interrupted")
+    assert len(lines) == 1 and "no trial had finished" in lines[0], proc.stderr
+    folders = list(tmp_path.iterdir())
+    if where == "prepare":  # nothing measured: nothing kept
+        assert folders == []
+    else:  # the warm-up had started: run.json says how it ended
+        assert len(folders) == 1
+        assert json.loads((folders[0] / "run.json").read_text())["stop_reason"] == "interrupted"

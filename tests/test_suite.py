@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import PLUGIN_ENV, REPO, interrupt_after_trials, run_cli_here, wait_for_trials
+from conftest import PLUGIN_ENV, REPO, interrupt_after_trials, lines_with, run_cli_here, wait_for_trials
 from gpubench.results.reader import read_trials
 
 FAST = """defaults:
@@ -231,6 +231,11 @@ runs:
     assert len(trials) >= 3 and set(trials["status"]) <= {"ok"}
     assert len(trials) < 18  # it stopped before the end
     assert len(trials) % 3 == 0  # whole runs only: an interrupted run is run again by --resume
+    # issue 28, finding 14: how many finished, where, and how to go on (not "interrupted")
+    finished = len(trials) // 3
+    assert lines_with(stderr, "interrupted") == [
+        f"gpubench: error: interrupted: {finished} of 6 runs finished, kept in {folder}; "
+        f"`gpubench suite {config} --out {out} --resume` runs the rest"]
     meta = json.loads((folder / "run.json").read_text())
     assert meta["stop_reason"] == "interrupted"
     pd.read_csv(folder / "summary.csv")

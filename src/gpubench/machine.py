@@ -1,5 +1,5 @@
 """Framework-free facts about the machine and the code (run.json's `environment`):
-host, OS, Python, CPU, git commit. Backends add their framework's facts; telemetry adds
+host, OS, Python, CPU, git commits (gpubench's checkout; the caller's folder's). Backends add their framework's facts; telemetry adds
 the GPUs'. (A Python environment, the interpreter a run starts in, is
 launch/environments.py's.)"""
 
@@ -28,8 +28,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def git_commit(folder: str = ".") -> Optional[str]:
-    """The commit checked out in `folder` (with '-dirty' when it has changes), if any."""
+def gpubench_checkout() -> Optional[str]:
+    """The source checkout gpubench runs from (the folder of pyproject.toml above
+    src/gpubench), None for an installed copy: a site-packages inside some other
+    repository must not lend it that repository's commit."""
+    package = os.path.dirname(os.path.abspath(gpubench.__file__))
+    root = os.path.dirname(os.path.dirname(package))
+    if (os.path.basename(os.path.dirname(package)) == "src"
+            and os.path.isfile(os.path.join(root, "pyproject.toml"))):
+        return root
+    return None
+
+
+def git_commit(folder: Optional[str] = None) -> Optional[str]:
+    """The commit checked out in `folder` (default: gpubench's own checkout, the code
+    that runs; not the current folder's), with '-dirty' when it has changes; None when
+    there is none."""
+    folder = folder or gpubench_checkout()
+    if folder is None:
+        return None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True,
                                 text=True, timeout=5)
@@ -102,5 +119,6 @@ def machine_environment() -> Dict[str, Any]:
         "ram_available_bytes": memory.available,
         "env_variables": {k: os.environ[k] for k in ENV_VARIABLES if k in os.environ},
         "gpubench_version": gpubench.__version__,
-        "git_commit": git_commit(),
+        "git_commit": git_commit(),  # the rows' column: the code that ran
+        "caller_git_commit": git_commit(os.getcwd()),  # the folder gpubench ran from
     }

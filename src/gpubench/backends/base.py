@@ -178,6 +178,8 @@ class Backend(ABC):
     # Execution modes this backend runs (StepConfig.exec_mode), its default first:
     # `eager` is the framework's ordinary execution, no whole-step compiler.
     exec_modes: Tuple[str, ...] = ("eager",)
+    # The modes (MODES) its steps run; one running infer only makes it a run's default.
+    modes: Tuple[str, ...] = MODES
 
     def capabilities(self, mode: str) -> FrozenSet[str]:
         """What its steps can do in `mode` (STEP_CAPABILITIES); a scenario needing

@@ -38,6 +38,7 @@ class OnnxRuntimeBackend(Backend):
     framework = "onnxruntime"
     distributions = ("onnxruntime-gpu", "onnxruntime")
     accepts_onnx = True
+    modes = ("infer",)  # a run that names no --mode infers
 
     def __init__(self, device_kind: str) -> None:
         assert device_kind in ("cpu", "cuda")

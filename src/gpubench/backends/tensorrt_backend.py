@@ -49,6 +49,7 @@ class TensorRTBackend(Backend):
     distributions = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12")
     device_kind = "cuda"
     accepts_onnx = True
+    modes = ("infer",)  # a run that names no --mode infers
 
     def __init__(self) -> None:
         self._run_facts: Dict[str, Any] = {}

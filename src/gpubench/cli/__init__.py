@@ -89,6 +89,10 @@ class StopSignals:
         self._saved: Dict[int, Any] = {}
 
     def __enter__(self) -> "StopSignals":
+        from gpubench.measure import interrupt  # light; imported here, not in the handler
+
+        self._interrupt = interrupt
+        interrupt.clear()
         if threading.current_thread() is threading.main_thread():  # else signal() refuses
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._saved[signum] = signal.signal(signum, self._handle)
@@ -97,9 +101,13 @@ class StopSignals:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is None:
             self.signum = signum
+            # a run in this process (--no-isolate) checks it: a finalizer may swallow
+            # the raise below
+            self._interrupt.request()
             raise KeyboardInterrupt
 
     def __exit__(self, *exc: object) -> None:
+        self._interrupt.clear()
         for signum, handler in self._saved.items():
             if handler is not None:
                 signal.signal(signum, handler)

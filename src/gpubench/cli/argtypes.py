@@ -40,6 +40,7 @@ def int_at_least(minimum: int, not_int: str, too_small: str) -> Callable[[str], 
 positive_int = arg_type("POSITIVE_INT")
 nonnegative_int = arg_type("NONNEGATIVE_INT")
 positive_float = arg_type("POSITIVE_FLOAT")
+path_text = arg_type("PATH")  # not empty: '' would name the current folder
 
 
 class Choices(Sequence):
@@ -66,3 +67,11 @@ class Choices(Sequence):
 
     def __contains__(self, value: object) -> bool:
         return value in self._all()
+
+
+def path_arg(text: str) -> Any:
+    """A file or folder argument as a Path; '' (which would name the current folder,
+    silently) is refused."""
+    from pathlib import Path
+
+    return Path(path_text(text))

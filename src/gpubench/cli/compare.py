@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
+from gpubench.cli.argtypes import path_arg
+
 FAIL_ON = ("regression", "inconclusive", "never")
 FORMATS = ("table", "markdown", "json")
 VERDICT_STYLE = {"slower": "bold red", "faster": "green", "same": "", "inconclusive": "yellow",
@@ -35,9 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "precision, batch size, params, device). Exit 0: no regression, 1: a "
                     "regression beyond the threshold, 2: bad input, 3: inconclusive (only "
                     "with --fail-on inconclusive).")
-    p.add_argument("base", type=Path, metavar="BASE",
+    p.add_argument("base", type=path_arg, metavar="BASE",
                    help="run folder, suite folder, trials.csv, or folder of run folders")
-    p.add_argument("new", type=Path, nargs="?", metavar="NEW",
+    p.add_argument("new", type=path_arg, nargs="?", metavar="NEW",
                    help="the same kinds of input; may be left out with --by")
     p.add_argument("--by", metavar="COLUMN",
                    help="compare groups by this column (e.g. driver_version): the rows of "
@@ -54,10 +56,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "a row cannot be decided; 'never' always exits 0")
     p.add_argument("--format", choices=FORMATS, default="table",
                    help="table (default, for a terminal), markdown (for a CI page) or json")
-    p.add_argument("--output", "-o", type=Path, metavar="FILE",
+    p.add_argument("--output", "-o", type=path_arg, metavar="FILE",
                    help="write the output to FILE (atomically) instead of standard output")
     p.add_argument("--seed", type=int, default=0, help="kept for scripts that pass it; the statistics are exact now and use no random draws")
-    p.add_argument("--noise-from", type=Path, action="append", default=[], metavar="RESULTS",
+    p.add_argument("--noise-from", type=path_arg, action="append", default=[], metavar="RESULTS",
                    help="runs of the past (e.g. the nightly history; repeatable): each "
                         "configuration's run-to-run noise there sets its least callable "
                         "change (1.5x the noise), so drift between runs is not called a change")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gpubench.cli.argtypes import path_text, positive_float
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -25,12 +27,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "there with the right SHA-256 are kept. Nothing is changed unless every "
                     "file is verified. Prints the dataset folder.")
     fetch.add_argument("dataset", metavar="DATASET", help="mnist")
-    fetch.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
+    fetch.add_argument("--data-dir", type=path_text, metavar="DIR", help=data_dir_help)
     fetch.add_argument("--mirror", metavar="URL", action="append",
                        help="base URL to download from, tried in the order given "
                             "(repeatable; default: $GPUBENCH_MNIST_MIRRORS, comma-separated, "
                             "else the public mirrors)")
-    fetch.add_argument("--timeout-s", type=float, default=30.0, metavar="S",
+    fetch.add_argument("--timeout-s", type=positive_float, default=30.0, metavar="S",
                        help="give up on a mirror that sends nothing for this long (default 30)")
     fetch.set_defaults(execute=execute_fetch)
 
@@ -39,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Print the folder a dataset is read from; exit 0 if its files are there "
                     "and load, 2 (with what is wrong) if not.")
     path.add_argument("dataset", metavar="DATASET", help="mnist")
-    path.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
+    path.add_argument("--data-dir", type=path_text, metavar="DIR", help=data_dir_help)
     path.set_defaults(execute=execute_path)
 
 

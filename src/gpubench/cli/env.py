@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any, Dict, List, Tuple
 
+from gpubench.cli.argtypes import positive_float
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("env", help="show the environment a run records",
@@ -19,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "envs add, this checkout's .venv-tf): its Python, frameworks and CUDA "
                         "builds, and the backends it can run; each probed in a subprocess, "
                         "all at once")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+    p.add_argument("--timeout", type=positive_float, default=30.0, metavar="S",
                    help="with --all-environments: how long an environment may take to "
                         "answer (default 30 s)")
     p.set_defaults(execute=execute)

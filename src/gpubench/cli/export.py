@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from gpubench.cli.argtypes import nonnegative_int, positive_int
+from gpubench.cli.argtypes import nonnegative_int, path_arg, positive_int
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -25,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="graph type: fp32 (default) or fp16 (weights and activations)")
     p.add_argument("--seed", type=nonnegative_int, default=0,
                    help="weights seed, as `gpubench run --seed` (default 0)")
-    p.add_argument("--out", type=Path, required=True, help="the ONNX file to write")
+    p.add_argument("--out", type=path_arg, required=True, help="the ONNX file to write")
     p.set_defaults(execute=execute)
 
 

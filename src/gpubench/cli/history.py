@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from gpubench.cli.argtypes import int_at_least
+from gpubench.cli.argtypes import int_at_least, path_arg
 
 FORMATS = ("table", "markdown", "json")
 VERDICT_STYLE = {"slower": "bold red", "faster": "green", "shift": "yellow"}
@@ -30,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "configuration's own run-to-run noise). Exit 0: no regression, 1: a "
                     "configuration's newest segment is slower than the one before it beyond "
                     "the threshold, 2: bad input.")
-    p.add_argument("results", type=Path, nargs="+", metavar="RESULTS",
+    p.add_argument("results", type=path_arg, nargs="+", metavar="RESULTS",
                    help="run folders, suite folders, trials.csv files or folders of them "
                         "(searched recursively)")
     p.add_argument("--metric", choices=METRICS, default=METRICS[0], metavar="COLUMN",
@@ -48,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "old regression, start the history after it")
     p.add_argument("--format", choices=FORMATS, default="table",
                    help="table (default, for a terminal), markdown (for a CI page) or json")
-    p.add_argument("--output", "-o", type=Path, metavar="FILE",
+    p.add_argument("--output", "-o", type=path_arg, metavar="FILE",
                    help="write the output to FILE (atomically) instead of standard output")
     p.set_defaults(execute=execute)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gpubench.cli.argtypes import path_arg
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from gpubench.cli.compare import percent
@@ -14,10 +16,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Write one self-contained HTML file: summary tables, throughput "
                                    "and energy per configuration with 95% CIs, a comparison "
                                    "against the first group, and power/clock traces.")
-    p.add_argument("results", type=Path, nargs="+", metavar="RESULTS",
+    p.add_argument("results", type=path_arg, nargs="+", metavar="RESULTS",
                    help="run folders, suite folders, trials.csv files or folders of them; "
                         "each is a group unless --by is given")
-    p.add_argument("--output", "-o", type=Path, default=Path("report.html"),
+    p.add_argument("--output", "-o", type=path_arg, default=Path("report.html"),
                    help="the HTML file to write (default report.html)")
     p.add_argument("--by", metavar="COLUMN",
                    help="group by this column's values (e.g. driver_version) instead of by input")

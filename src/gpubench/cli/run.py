@@ -74,6 +74,11 @@ def execute(args: argparse.Namespace) -> int:
                                     master_addr=args.master_addr, master_port=args.master_port)
     else:
         launcher = make_launcher("inline" if args.no_isolate else "process", python)
+    if args.nproc is None:  # before it starts: a step that takes minutes here is said
+        from gpubench.measure.cpu_estimate import cpu_step_warning
+        slow = cpu_step_warning(request, args.timeout_s)
+        if slow:
+            print(f"gpubench: warning: {slow}", file=sys.stderr)
     if args.dry_run:
         return dry_run(request, launcher)
     try:
@@ -134,15 +139,23 @@ def environment_for(backend: str) -> "str | None":
 
 
 def checked_python(path: str) -> str:
-    """--python PATH as an interpreter that can run this checkout's workers; UserError
+    """--python NAME|PATH (an environment's registered name, or its folder or
+    interpreter) as an interpreter that can run this checkout's workers; UserError
     saying what is wrong (not a Python, too old, without gpubench's dependencies or
     this gpubench: `run` installs nothing)."""
     from gpubench.errors import UserError
     from gpubench.launch.interpreter import is_this_python, probe, resolve_python
-    from gpubench.launch.environments import Environment, ready
+    import os
 
+    from gpubench.launch.environments import Environment, known_environments, named_python, ready
+
+    named = named_python(path)
+    if named is None and os.sep not in path and not os.path.exists(os.path.expanduser(path)):
+        names = ", ".join(env.name for env in known_environments())
+        raise UserError(f"--python {path}: no such environment (known: {names}; gpubench "
+                        "envs add NAME PATH names one) and no such file or folder")
     try:
-        python = resolve_python(path)
+        python = resolve_python(named or path)
     except UserError as exc:
         raise UserError(f"--python: {exc}") from None
     if not is_this_python(python):
@@ -176,13 +189,16 @@ def show_kept(folder: Optional[Path], fmt: str, quiet: bool) -> str:
         print(folder, flush=True)
         return f"the trials that finished are in {folder}"
     trials = data.trials
-    summary = data.summary if data.summary is not None else summarize(trials, "interrupted")
-    print_run(RunOutcome(folder, "interrupted", "interrupted", trials, summary), fmt, quiet)
+    # the run's own word: one that had finished before the signal reached it says so
+    stop = data.meta.get("stop_reason") or "interrupted"
+    summary = data.summary if data.summary is not None else summarize(trials, stop)
+    print_run(RunOutcome(folder, "interrupted", stop, trials, summary), fmt, quiet)
     ok = one_row_per_trial(trials[trials["status"] == "ok"])  # ranks: a trial once
     if not len(ok):
         return f"no trial had finished; the run's record is in {folder}"
     column = "throughput_samples_per_s_median"
     median = (summary[column].iloc[0] if len(summary) == 1 and column in summary
               else ok["throughput_samples_per_s"].median())
-    return (f"{len(ok)} finished trial{'' if len(ok) == 1 else 's'} kept in {folder} "
+    ended = "" if stop == "interrupted" else f"the run had ended ({stop}) before the signal: "
+    return (f"{ended}{len(ok)} finished trial{'' if len(ok) == 1 else 's'} kept in {folder} "
             f"(median {median:,.0f} samples/s), with run.json and summary.csv")

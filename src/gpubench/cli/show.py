@@ -8,15 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from gpubench.cli.argtypes import path_arg
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="show a run's or a suite's results again",
                        description="Print the results table of a run folder or a suite folder "
                                    "again, as gpubench run and gpubench suite print it at their "
                                    "end. Without FOLDER: the newest folder in --out.")
-    p.add_argument("folder", type=Path, nargs="?", metavar="FOLDER",
+    p.add_argument("folder", type=path_arg, nargs="?", metavar="FOLDER",
                    help="a run folder or a suite folder (default: the newest one in --out)")
-    p.add_argument("--out", type=Path, default=Path("results"),
+    p.add_argument("--out", type=path_arg, default=Path("results"),
                    help="the results folder searched for the newest run or suite "
                         "(default results/)")
     p.add_argument("--format", choices=("table", "json"), default="table",

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from gpubench.cli.argtypes import positive_float
+from gpubench.cli.argtypes import path_arg, positive_float
 
 
 def _devices(text: str) -> List[int]:
@@ -33,8 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "times out becomes a row and the others go on. Exit 4 when a "
                                    "run failed or timed out, or when every run was unsupported "
                                    "here; 0 otherwise.")
-    p.add_argument("config", type=Path, help="suite file (see configs/)")
-    p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default results/)")
+    p.add_argument("config", type=path_arg, help="suite file (see configs/)")
+    p.add_argument("--out", type=path_arg, default=Path("results"), help="results folder (default results/)")
     p.add_argument("--resume", action="store_true",
                    help="continue the newest results of this suite in --out, skipping runs already ok")
     p.add_argument("--filter", metavar="KEY=GLOB[,...]",
@@ -77,8 +77,13 @@ def execute(args: argparse.Namespace) -> int:
     suite = open_suite_folder(plan, args.out, options)
     if args.format != "json":  # JSON: standard output holds one document
         print(suite.path, flush=True)
-    with suite_progress(not args.quiet and sys.stderr.isatty(), len(plan.runs)) as progress:
-        outcome = execute_suite(plan, suite, devices, args.timeout, progress)
+    before = len(suite.meta.get("runs", []))  # --resume: the runs of earlier sessions
+    try:
+        with suite_progress(not args.quiet and sys.stderr.isatty(), len(plan.runs)) as progress:
+            outcome = execute_suite(plan, suite, devices, args.timeout, progress)
+    except KeyboardInterrupt:  # the CLI's one closing line: what was kept, how to go on
+        raise KeyboardInterrupt(interrupted_text(args, suite.path, len(plan.runs),
+                                                 len(suite.meta.get("runs", [])) - before)) from None
     if not args.quiet or args.format == "json":
         print_suite(outcome, plan, args.format)
     failing = sum(outcome.statuses.get(s, 0) for s in ("failed", "timeout"))
@@ -88,6 +93,18 @@ def execute(args: argparse.Namespace) -> int:
                    + outcome.first_errors.get("unsupported", "no reason recorded"))
         return EXIT_RUN_FAILED
     return EXIT_RUN_FAILED if failing else EXIT_OK
+
+
+def interrupted_text(args: argparse.Namespace, folder: Path, planned: int, finished: int) -> str:
+    """How many runs finished before Ctrl-C, where they are, and the command that
+    runs the rest (an interrupted run is run again whole)."""
+    import shlex
+
+    again = ["gpubench", "suite", str(args.config), "--out", str(args.out), "--resume"]
+    if args.filter:
+        again += ["--filter", args.filter]
+    return (f"{finished} of {planned} run{'' if planned == 1 else 's'} finished, kept in "
+            f"{folder}; `{shlex.join(again)}` runs the rest")
 
 
 def check_devices(devices: List[int]) -> None:

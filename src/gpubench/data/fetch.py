@@ -36,11 +36,33 @@ def check_dataset(name: str) -> None:
         raise DataError(f"unknown dataset {name!r} (valid: {', '.join(DATASETS)})")
 
 
+def url_problem(url: str) -> Optional[str]:
+    """What is wrong with a mirror's base URL (None: nothing): an http(s) URL with a
+    host, or a file: URL with a path, without spaces or control characters."""
+    from urllib.parse import urlsplit
+
+    if not url or any(c.isspace() or ord(c) < 32 for c in url):
+        return "expected a URL without spaces"
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return None if parts.hostname else "expected a host after the scheme"
+    if parts.scheme == "file":
+        return None if parts.path else "expected a path after file://"
+    return "expected an http://, https:// or file:// URL"
+
+
 def mirrors_to_use(mirrors: Optional[Sequence[str]] = None) -> List[str]:
-    """`mirrors`, else $GPUBENCH_MNIST_MIRRORS, else MNIST_MIRRORS."""
+    """`mirrors`, else $GPUBENCH_MNIST_MIRRORS, else MNIST_MIRRORS; DataError naming the
+    first that is not a URL, before anything is fetched."""
+    where = "--mirror"
     if not mirrors:
         env = os.environ.get(MIRRORS_ENV, "")
         mirrors = [m.strip() for m in env.split(",") if m.strip()] or MNIST_MIRRORS
+        where = f"${MIRRORS_ENV}"
+    for url in mirrors:
+        problem = url_problem(url)
+        if problem:
+            raise DataError(f"{where} {url!r}: {problem}")
     return [m if m.endswith("/") else m + "/" for m in mirrors]
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from gpubench.errors import UserError
+from gpubench.machine import gpubench_checkout
 from gpubench.launch.interpreter import REQUIRED_PYTHON, Probe, package_folder, probe
 
 PTH_NAME = "gpubench-checkout.pth"
@@ -26,11 +27,8 @@ DISTRIBUTIONS = {"yaml": "pyyaml", "pynvml": "nvidia-ml-py"}
 def checkout_root() -> Optional[Path]:
     """This gpubench's source checkout (the folder of pyproject.toml above src/gpubench),
     or None when it runs from an installed copy."""
-    package = Path(package_folder())
-    root = package.parent.parent
-    if package.parent.name == "src" and (root / "pyproject.toml").is_file():
-        return root
-    return None
+    root = gpubench_checkout()
+    return Path(root) if root is not None else None
 
 
 def _version(text: str) -> tuple:

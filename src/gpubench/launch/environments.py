@@ -109,6 +109,14 @@ def known_environments() -> List[Environment]:
     return envs
 
 
+def named_python(text: str) -> Optional[str]:
+    """The interpreter of the known environment named `text` (`gpubench envs add`'s,
+    `tf`, `default`), None when none is; a file or folder of that name wins."""
+    if os.path.exists(os.path.expanduser(text)):
+        return None
+    return next((env.python for env in known_environments() if env.name == text), None)
+
+
 def _same(a: str, b: str) -> bool:
     try:
         return same_environment(a, b)

@@ -27,6 +27,7 @@ from gpubench.launch.worker import (
     EVENT_FD_ENV, EXIT_FINISHED, EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_TERMINATED,
     request_to_json,
 )
+from gpubench.measure.phases import PHASES, where
 from gpubench.telemetry import pin_cuda_device_order
 
 LOG_NAME = "worker.log"
@@ -43,6 +44,14 @@ def tail(path: Path) -> str:
             return f.read().decode(errors="replace").strip()
     except OSError:
         return ""
+
+
+def timed_out(timeout_s: float, events: List[Dict[str, Any]], log: Path) -> str:
+    """A timeout's message: where the run was (its last phase or trial) and the end of
+    its output."""
+    last = tail(log)
+    return (f"timed out after {timeout_s:g} s while {where(events) or PHASES['imports']}; "
+            + (f"last output:\n{last}" if last else "it printed nothing"))
 
 
 def _relay(read_fd: int, events: List[Dict[str, Any]], progress: Callable[..., None]) -> None:
@@ -186,8 +195,8 @@ class ProcessLauncher(Launcher):
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             relay.join(timeout=5)
-            return LaunchResult("timeout", f"timed out after {timeout_s:g} s; last output:\n"
-                                + tail(folder / LOG_NAME), events=events)
+            return LaunchResult("timeout", timed_out(timeout_s, events, folder / LOG_NAME),
+                                events=events)
         except KeyboardInterrupt:
             # Ctrl-C or SIGTERM here: let the worker write what finished, then stop too.
             proc.send_signal(signal.SIGINT)

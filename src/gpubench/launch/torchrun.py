@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional
 
 from gpubench.errors import UserError
 from gpubench.launch.base import LaunchResult, Launcher, OnStart, Progress, no_progress
-from gpubench.launch.process import LOG_NAME, ProcessLauncher, tail
+from gpubench.launch.process import LOG_NAME, ProcessLauncher, tail, timed_out
 from gpubench.launch.rank_worker import EVENT_FILE_ENV, REQUEST_ENV
 from gpubench.launch.status_rows import close_interrupted
 from gpubench.launch.worker import request_to_json
@@ -237,8 +237,8 @@ class TorchrunLauncher(Launcher):
             relay.poll()
             events = relay.events
             if code is None:
-                return LaunchResult("timeout", f"timed out after {timeout_s:g} s; last output:\n"
-                                    + tail(folder / LOG_NAME), events=events)
+                return LaunchResult("timeout", timed_out(timeout_s, events, folder / LOG_NAME),
+                                    events=events)
             if interrupted.is_set():
                 close_interrupted(req)
                 return LaunchResult("interrupted", events=events)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, TextIO
 
 from gpubench.errors import BackendUnavailable, Unsupported, UserError
+from gpubench.measure import interrupt
 from gpubench.measure.runner import RunRequest
 
 EVENT_FD_ENV = "GPUBENCH_EVENT_FD"
@@ -110,12 +111,14 @@ def main() -> int:
 if __name__ == "__main__":
     # SIGINT (the parent: write what finished) and SIGTERM (sent to this process itself)
     # end the run the same way. A second signal while finished trials are being written
-    # must not cut that short: only the first one counts.
+    # must not cut that short: only the first one counts. It is also recorded: one
+    # raised inside a finalizer is swallowed there, and the run checks the record.
     _received = []
 
     def _interrupt(signum: int, frame: Any) -> None:
         if not _received:
             _received.append(signum)
+            interrupt.request()
             raise KeyboardInterrupt
 
     for _signum in (signal.SIGINT, signal.SIGTERM):

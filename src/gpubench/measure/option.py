@@ -55,10 +55,34 @@ def _share(text: str) -> float:
         return math.nan
 
 
+def _host(text: str) -> bool:
+    """A host name (RFC 1123 labels) or an IPv4 or IPv6 address."""
+    import ipaddress
+    import re
+
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        pass
+    labels = text.split(".")
+    return (0 < len(text) <= 253 and not labels[-1].isdigit()  # 300.1.1.1: not an address
+            and all(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", label)
+                    for label in labels))
+
+
+# Whole numbers a framework or the OS takes as a C int (a thread count, a device index):
+# a larger one would pass here and fail in the run, after its worker started.
+INT_MAX = 2**31 - 1
+
 TEXT = Kind(str)
 SWITCH = Kind(bool)  # a flag without a value; true or false in a suite
-POSITIVE_INT = Kind(int, "a positive integer", lambda v: v >= 1)
-NONNEGATIVE_INT = Kind(int, "an integer >= 0", lambda v: v >= 0)
+POSITIVE_INT = Kind(int, f"a positive integer (at most {INT_MAX})", lambda v: 1 <= v <= INT_MAX)
+NONNEGATIVE_INT = Kind(int, f"an integer in 0..{INT_MAX}", lambda v: 0 <= v <= INT_MAX)
+SEED = Kind(int, "an integer in 0..4294967295 (a 32-bit seed)", lambda v: 0 <= v < 2**32)
+PORT = Kind(int, "a port number in 1..65535", lambda v: 1 <= v <= 65535)
+HOST = Kind(str, "a host name or an IP address", _host)
+PATH = Kind(str, "a path", lambda v: bool(str(v).strip()))  # made absolute in the request
 POSITIVE_FLOAT = Kind(float, "a positive number", _finite(lambda v: v > 0))
 NONNEGATIVE_FLOAT = Kind(float, "a number >= 0", _finite(lambda v: v >= 0))
 FRACTION = Kind(float, "a fraction in (0, 1)", lambda v: 0 < v < 1, _share,

@@ -20,7 +20,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from gpubench.errors import UserError
 from gpubench.measure.option import (
-    FRACTION, NONNEGATIVE_INT, PARAM, POSITIVE_FLOAT, POSITIVE_INT, SWITCH, Kind, Option,
+    FRACTION, HOST, NONNEGATIVE_INT, PARAM, PATH, PORT, POSITIVE_FLOAT, POSITIVE_INT, SEED,
+    SWITCH, Option,
 )
 from gpubench.measure.protocol_config import ProtocolConfig
 from gpubench.measure.scenarios.serving.options import SERVING_OPTIONS, ServingOptions
@@ -39,7 +40,6 @@ def _held(module: str, name: str) -> Callable[[], Sequence[str]]:
     return values
 
 
-PATH = Kind(str)  # a file or folder; made absolute in the request (from where gpubench runs)
 RANKS_ONLY = ("--nnodes, --node-rank, --master-addr and --master-port are for runs of ranks: "
               "give --nproc N")
 
@@ -52,9 +52,11 @@ CONFIGURATION: Tuple[Option, ...] = (
                       "torch-cpu)", default="auto", flags=("--backend", "-b"),
            choices=_held("gpubench.backends", "backend_names"), cli_choices=False,
            identity=True, suite="matrix", suite_key="backends", suite_required=True),
-    Option("mode", "train (the default, but infer for a serving --scenario): forward, "
-                   "backward and optimizer step; infer: forward only, with per-step latency "
-                   "percentiles", shown_default="train (infer with a serving --scenario)",
+    Option("mode", "train (the default, but infer for a serving --scenario and on a backend "
+                   "that runs inference only: onnxruntime-*, tensorrt): forward, backward "
+                   "and optimizer step; infer: forward only, with per-step latency "
+                   "percentiles", shown_default="train (infer with a serving --scenario or "
+                                                "an inference-only backend)",
            choices=_held("gpubench.backends.base", "MODES"), identity=True, suite="matrix",
            suite_key="modes"),
     Option("precision", "fp32 (default); tf32 (TensorFloat-32 matmuls, NVIDIA Ampere and "
@@ -142,7 +144,7 @@ MACHINE: Tuple[Option, ...] = (
            shown_default="the framework's", identity=True),
     Option("device", "GPU index (default 0)", NONNEGATIVE_INT, default=0,
            in_request="device_index"),
-    Option("seed", "seed for the weights and the synthetic data (default 0)", NONNEGATIVE_INT,
+    Option("seed", "seed for the weights and the synthetic data (default 0)", SEED,
            default=0),
     Option("telemetry", "auto (default): NVML when the backend runs on an NVIDIA GPU, else "
                         "CPU (psutil, RAPL); nvml: watch GPU --device whatever the backend",
@@ -188,16 +190,17 @@ LAUNCH: Tuple[Option, ...] = (
     Option("node_rank", "with --nnodes: this node's number, 0 to M-1 (default 0)",
            NONNEGATIVE_INT, default=0, metavar="R", suite=None, in_request=None,
            needs=("nproc", None, RANKS_ONLY)),
-    Option("master_addr", "with --nnodes: node 0's address (one node: 127.0.0.1)",
+    Option("master_addr", "with --nnodes: node 0's address (one node: 127.0.0.1)", HOST,
            metavar="HOST", suite=None, in_request=None, needs=("nproc", None, RANKS_ONLY)),
     Option("master_port", "with --nnodes: a free port on node 0 (one node: a free one is "
-                          "picked)", POSITIVE_INT, metavar="PORT", suite=None, in_request=None,
+                          "picked)", PORT, metavar="PORT", suite=None, in_request=None,
            needs=("nproc", None, RANKS_ONLY)),
-    Option("environment", "run in another Python environment: a venv folder or an "
-                          "interpreter with this checkout's gpubench (gpubench envs add "
-                          "installs it); rows name the environment (its registered name, else "
-                          "its path). A suite names environments of its file", PATH,
-           means="default", flags=("--python",), metavar="PATH",
+    Option("environment", "run in another Python environment: a name gpubench envs add "
+                          "registered, a venv folder or an interpreter with this checkout's "
+                          "gpubench (gpubench envs add installs it); rows name the environment "
+                          "(its registered name, else its path). A suite names environments "
+                          "of its file", PATH,
+           means="default", flags=("--python",), metavar="NAME|PATH",
            shown_default="where the backend is available", identity=True, suite="matrix",
            suite_key="environments", label="env {}"),
     Option("no_isolate", "run in this process instead of a fresh worker (for debugging)",

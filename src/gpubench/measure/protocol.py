@@ -37,6 +37,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from gpubench.backends import Step
+from gpubench.measure import interrupt
 from gpubench.measure.protocol_config import ProtocolConfig
 from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.stats import rel_ci_halfwidth
@@ -119,6 +120,7 @@ def warm_up(step: Step, budget_s: float, min_steps: int = MIN_WARMUP_STEPS,
     n, chunk, largest = 0, 1, 0
     previous: Optional[float] = None
     while True:
+        interrupt.check()  # one swallowed in the first step (a compile's callback)
         t = clock()
         step.run(chunk)
         step.synchronize()

@@ -5,6 +5,7 @@ alike; and the request's identity as its result rows will hold it."""
 from __future__ import annotations
 
 from dataclasses import field, make_dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
@@ -76,9 +77,22 @@ class RunRequest(_RequestFields):
         return out
 
 
-def default_mode(scenario: Optional[str]) -> str:
-    """train, but infer for the serving scenarios (what they do)."""
-    return "infer" if scenario in SERVING_SCENARIOS else "train"
+def default_mode(scenario: Optional[str], backend: Optional[str] = None) -> str:
+    """train, but infer for the serving scenarios (what they do) and on a backend that
+    runs inference only (onnxruntime-*, tensorrt)."""
+    if scenario in SERVING_SCENARIOS or (backend is not None and infers_only(backend)):
+        return "infer"
+    return "train"
+
+
+@lru_cache(maxsize=None)
+def infers_only(backend: str) -> bool:
+    """Whether the backend named so runs only inference (False for one unknown or auto:
+    preflight says what is wrong with it)."""
+    from gpubench.backends import all_backends
+
+    factory = all_backends().get(backend)
+    return factory is not None and tuple(factory().modes) == ("infer",)
 
 
 def scenario_for(workload: str, params: Mapping[str, str],
@@ -114,7 +128,7 @@ def request_from(values: Mapping[str, Any], **fields: Any) -> RunRequest:
         params = parse_param_args(params)
     v["params"] = dict(params)
     v["scenario"] = scenario_for(v["workload"], params, v["target_accuracy"], v["scenario"])
-    v["mode"] = v["mode"] or default_mode(v["scenario"])
+    v["mode"] = v["mode"] or default_mode(v["scenario"], v["backend"])
     v["processes"] = v["processes"] or DEFAULT_PROCESSES
     v["trials"] = v["trials"] or default_trials(v["processes"])
     if v["exec"] is not None:

@@ -15,7 +15,9 @@ from typing import Any, Dict, Tuple
 
 from gpubench.backends import Step, StepConfig
 from gpubench.errors import UserError
+from gpubench.measure import interrupt
 from gpubench.measure.accuracy_gate import check_accuracy, check_exec
+from gpubench.measure.phases import enter
 from gpubench.measure.protocol import STOP_FAILED, STOP_INTERRUPTED, no_progress
 from gpubench.measure.preflight import Preflight, preflight
 from gpubench.measure.request import RunRequest  # noqa: F401 (callers import it from here)
@@ -79,13 +81,17 @@ def execute_run(req: RunRequest, progress=no_progress,
                 ranks: RankContext = SINGLE_RANK) -> RunOutcome:
     """Runs one configuration and writes its folder. Raises UserError (bad input,
     unavailable backend, unsupported configuration) before anything is written;
-    KeyboardInterrupt after writing what finished."""
+    KeyboardInterrupt after writing what finished, also for an interrupt that a
+    finalizer swallowed (measure/interrupt.py: checked at each phase and trial)."""
+    report, progress = progress, interrupt.interruptible(progress)
     cuda_device_order = pin_cuda_device_order(os.environ)  # before any framework starts CUDA
+    enter(progress, "preflight")
     plan = preflight(req)
     record = RunRecord(req, plan, ranks)
     record.env["cuda_device_order"] = cuda_device_order
-    progress("prepare", workload=plan.workload.name, backend=plan.backend.name)
     try:
+        enter(progress, "prepare")
+        progress("prepare", workload=plan.workload.name, backend=plan.backend.name)
         step = plan.backend.prepare(plan.workload, step_config(req, plan, ranks))
     except (UserError, KeyboardInterrupt):
         record.writer.remove_if_empty()
@@ -98,7 +104,9 @@ def execute_run(req: RunRequest, progress=no_progress,
     record.prepared(step)
     start_digest = step.param_digest() if ranks.ranked else None
     try:  # before timing: a check that crashes is the run's failed row
+        enter(progress, "checks")
         checks = output_checks(req, plan, step, record)
+        enter(progress, "telemetry")
     except (UserError, KeyboardInterrupt):
         step.close()
         record.writer.remove_if_empty()
@@ -121,11 +129,13 @@ def execute_run(req: RunRequest, progress=no_progress,
             "uuid": step.device.uuid})
 
     def finish(stop_reason: str) -> RunOutcome:
+        enter(report, "finish")
         record.write_samples(sampler.samples())
         return record.finish(stop_reason,
                              {**extra, "telemetry": with_gpu_state(sampler.notes(), gpu_state)})
 
     try:
+        enter(progress, "scenario")
         with sampler:
             stop, found = plan.scenario.run(context)
         extra["warnings"] += found.pop("warnings", [])
@@ -143,4 +153,7 @@ def execute_run(req: RunRequest, progress=no_progress,
         record.failed(traceback.format_exc())
     finally:
         step.close()
+    if interrupt.requested():  # swallowed after the last trial's check: still an interrupt
+        finish(STOP_INTERRUPTED)
+        raise KeyboardInterrupt
     return finish(stop)

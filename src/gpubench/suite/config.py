@@ -259,7 +259,7 @@ def parse_suite(data: Any, source: Path) -> List[SuiteRun]:
         for picks in itertools.product(*(entry[o.name] for o in MATRIX),
                                        *(entry["params"][n] for n in param_names)):
             values = {**settings, **{o.name: v for o, v in zip(MATRIX, picks)}}
-            values["mode"] = values["mode"] or default_mode(values["scenario"])
+            values["mode"] = values["mode"] or default_mode(values["scenario"], values["backend"])
             run = SuiteRun(*(values.pop(k) for k in CLASSIC),
                            tuple(zip(param_names, picks[len(MATRIX):])),
                            tuple(sorted(values.items())))

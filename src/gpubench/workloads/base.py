@@ -139,5 +139,8 @@ def parse_param_args(items: Sequence[str]) -> Dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise UserError(f"--param takes KEY=VALUE, got {item!r}")
+        if key.strip() in out:  # as a suite's duplicate key: not the last one silently
+            raise UserError(f"--param {key.strip()} given twice ({key.strip()}="
+                            f"{out[key.strip()]} and {item.strip()}): give it once")
         out[key.strip()] = value.strip()
     return out

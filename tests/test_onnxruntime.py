@@ -207,7 +207,9 @@ def test_cli_runs_a_user_onnx_file(tmp_path, monkeypatch):
 
 
 def test_cli_train_is_unsupported(tmp_path):
-    proc = run_cli_here("run", "-w", "mnist", "-b", "onnxruntime-cpu", "--out", str(tmp_path), *FAST_RUN)
+    """Without --mode an inference-only backend runs infer; an explicit train is refused."""
+    proc = run_cli_here("run", "-w", "mnist", "-b", "onnxruntime-cpu", "--mode", "train",
+                        "--out", str(tmp_path), *FAST_RUN)
     _one_error_line(proc, "inference only", "--mode infer")
     assert list(tmp_path.iterdir()) == []
 

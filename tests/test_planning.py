@@ -225,6 +225,10 @@ def test_run_cost_counts_start_warmup_trials_and_the_target_cap():
     assert run_cost(target, timeout_override=30).max_seconds == 30  # never past the timeout
 
 
+# The largest batch a suite accepts (the integer kinds stop at 2**31 - 1): memory refuses it.
+BIG_BATCH = 2**31 - 1
+
+
 def test_dry_run_flags_known_refusals_and_estimates_wall_time(tmp_path):
     config = tmp_path / "plan.yaml"
     config.write_text(textwrap.dedent("""\
@@ -241,7 +245,7 @@ def test_dry_run_flags_known_refusals_and_estimates_wall_time(tmp_path):
           - workloads: mnist
             backends: torch-cpu
             precisions: fp16
-        """).replace("BIG", str(2**40)))
+        """).replace("BIG", str(BIG_BATCH)))
     proc = run_cli("suite", str(config), "--dry-run", "--devices", "0,1",
                    env_extra=_plugin_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -251,7 +255,7 @@ def test_dry_run_flags_known_refusals_and_estimates_wall_time(tmp_path):
                              "precision fp32 is not supported on test-unsupported")
     assert out[2] == ("mnist test-gone train fp32 batch default  unsupported: backend test-gone "
                       "is not available: its framework is not installed here")
-    assert out[3].startswith(f"mnist test-ok train fp32 batch {2**40}  unsupported: batch {2**40} "
+    assert out[3].startswith(f"mnist test-ok train fp32 batch {BIG_BATCH}  unsupported: batch {BIG_BATCH} "
                              "of mnist (train fp32) needs at least")
     assert "onnxruntime-cpu runs inference only" in out[4]
     assert "precision fp16 is not supported on torch-cpu" in out[5]

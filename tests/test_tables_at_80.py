@@ -226,3 +226,32 @@ def test_a_collective_has_no_mode_precision_or_batch_and_a_bandwidth_unit_that_f
     assert "train" not in text and "fp32" not in text and "batch" not in text, text
     assert "ops/s" in headers(text) and "samples/s" not in headers(text)
     assert "busbw kB/s" in headers(text) and " 8.63 " in text and "0.0000" not in text
+
+
+# --- the --find-max-qps probes table (issue 28, finding 1 and the search's repeats) --
+
+def test_the_probes_table_fits_80_columns_and_says_which_probes_ran_again():
+    from gpubench.cli.serving_table import probes_table
+
+    rates = [865_052.0, 432_526.0, 378_460.0, 378_460.0, 364_944.0, 364_944.0]
+    trials = pd.DataFrame({
+        "scenario": "server", "target_qps": np.nan, "status": "ok", "latency_bound_ms": 5.0,
+        "trial": range(len(rates)), "offered_qps": rates,
+        "achieved_qps": [r * 0.99 for r in rates], "latency_p50_ms": 0.342,
+        "latency_p99_ms": [189.0, 32.1, 7.31, 6.24, 4.93, 4.13], "latency_p999_ms": 10.9,
+        "latency_bound_met": [False, False, False, False, True, True],
+        "batch_size_mean": 36.0, "queries_unfinished": [154_267, 5_842, 0, 0, 0, 0]})
+    flags = dict(repeated=False, confirming=False, contended=False, stalled=False,
+                 overloaded=False)
+    probes = [dict(flags, overloaded=True), dict(flags, overloaded=True),
+              dict(flags, stalled=True), dict(flags, repeated=True, stalled=True),
+              dict(flags), dict(flags, confirming=True)]
+    fitted = probes_table(trials, {"probes": probes}, WIDTH)
+    console = Console(file=io.StringIO(), width=WIDTH)
+    console.print(fitted.table)
+    text = console.file.getvalue()
+    assert_fits(text, ["865,052", "154,267", "189", "4.13"])
+    lines = text.splitlines()
+    assert any("378,460" in line and "again" in line for line in lines), text  # its note wraps
+    assert any("364,944" in line and "re-probe" in line for line in lines), text
+    assert sum("overloaded" in line for line in lines) == 2, text

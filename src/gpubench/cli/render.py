@@ -68,6 +68,15 @@ def run_targets(folder: Any) -> Dict[str, Dict[str, Any]]:
     return targets
 
 
+def run_search(folder: Any) -> Optional[Dict[str, Any]]:
+    """run.json's serving.search of a single run's folder (a --find-max-qps run), or None."""
+    for meta in _run_metas(folder)[:1]:
+        serving = meta.get("serving")
+        if isinstance(serving, dict) and isinstance(serving.get("search"), dict):
+            return serving["search"]
+    return None
+
+
 def print_table(console: Any, summary: "pd.DataFrame", title: Optional[str] = None,
                 trials: Optional["pd.DataFrame"] = None, folder: Any = None) -> None:
     losses = run_losses(folder) if folder is not None else None
@@ -121,9 +130,12 @@ def print_run(outcome: Any, fmt: str, quiet: bool) -> None:
     console = stdout_console()
     print_table(console, outcome.summary, trials=outcome.trials, folder=outcome.path)
     from gpubench.cli.serving_table import probes_table
-    probes = probes_table(outcome.trials)  # a --find-max-qps search: each probe
+    # a --find-max-qps search: each probe, and what the search made of it
+    probes = probes_table(outcome.trials, run_search(outcome.path), console.width)
     if probes is not None:
-        console.print(probes)
+        console.print(probes.table)
+        if probes.note(console.width):
+            console.print(probes.note(console.width), style="dim", markup=False)
     warning = throttle_warning(outcome.trials)
     if warning:
         console.print(f"[yellow]warning:[/yellow] {escape_text(warning)}")

@@ -5,7 +5,7 @@ shown) for other scenarios."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from gpubench.cli.table_cells import Col, as_float, num, sig, yes_no
 from gpubench.measure.scenarios.serving import SERVING_SCENARIOS
@@ -50,10 +50,27 @@ def result_columns() -> List[Col]:
     ]
 
 
-def probes_table(trials: "pd.DataFrame") -> Optional[Any]:
-    """A --find-max-qps run's probes in the order run (None when there is no search)."""
-    from rich.table import Table
-    from rich.text import Text
+# The probes table at a narrow width: these stay, the rest go in this order.
+PROBE_KEPT = ("probe", "offered QPS", "p99 ms", "held", "probe note")
+PROBE_DROP_ORDER = ("p99.9 ms", "batch avg", "p50 ms", "unfinished", "achieved QPS",
+                    "offered QPS", "p99 ms", "held", "probe note")
+
+
+def probe_note(probe: Dict[str, Any]) -> str:
+    """What the search made of a probe (run.json serving.search.probes[i]): run again
+    after a contended or stalled failure, a re-probe of the final bracket, and why."""
+    words = [w for flag, w in (("repeated", "again"), ("confirming", "re-probe"),
+                               ("contended", "contended"), ("stalled", "stalled"),
+                               ("overloaded", "overloaded")) if probe.get(flag)]
+    return ", ".join(words)
+
+
+def probes_table(trials: "pd.DataFrame", search: Optional[Dict[str, Any]] = None,
+                 width: Optional[int] = None) -> Optional[Any]:
+    """A --find-max-qps run's probes in the order run (None when there is no search),
+    fitted to `width`; `search` (run.json serving.search) says which probes ran again
+    or re-probed the bracket, and which were contended, stalled or overloaded."""
+    from gpubench.cli.fit_table import fitted_table
 
     if "scenario" not in trials.columns or "offered_qps" not in trials.columns:
         return None
@@ -61,17 +78,17 @@ def probes_table(trials: "pd.DataFrame") -> Optional[Any]:
                   & (trials["status"] == "ok")]
     if rows.empty:
         return None
+    probes = (search or {}).get("probes") or []
+    notes = [probe_note(p) for p in probes] if len(probes) == len(rows) else [""] * len(rows)
     bound = as_float(rows["latency_bound_ms"].iloc[0])
-    table = Table(title=f"--find-max-qps probes (p99 bound {sig(bound) if bound else '?'} ms; "
-                        "latencies are early-stopping bounds)", title_justify="left")
-    headers = ("probe", "offered QPS", "achieved QPS", "p50 ms", "p99 ms", "p99.9 ms",
-               "held", "batch avg", "unfinished")
-    for header in headers:
-        table.add_column(header, justify="right")
-    for _, r in rows.iterrows():
-        table.add_row(*(Text(v) for v in (
-            str(int(r["trial"])), num(r["offered_qps"]), num(r["achieved_qps"]),
-            num(r["latency_p50_ms"]), num(r["latency_p99_ms"]), num(r["latency_p999_ms"]),
-            yes_no(r["latency_bound_met"]), num(r["batch_size_mean"]),
-            num(r["queries_unfinished"]))))
-    return table
+    numbers = ("probe", "offered QPS", "achieved QPS", "p50 ms", "p99 ms", "p99.9 ms", "held",
+               "batch avg", "unfinished")
+    cols = [*(Col(h, str, h) for h in numbers), Col("note", str, "probe note", text=True)]
+    cells = [[str(int(r["trial"])), num(r["offered_qps"]), num(r["achieved_qps"]),
+              num(r["latency_p50_ms"]), num(r["latency_p99_ms"]), num(r["latency_p999_ms"]),
+              yes_no(r["latency_bound_met"]), num(r["batch_size_mean"]),
+              num(r["queries_unfinished"]), note]
+             for (_, r), note in zip(rows.iterrows(), notes)]
+    title = (f"--find-max-qps probes (p99 bound {sig(bound) if bound else '?'} ms; "
+             "latencies are early-stopping bounds)")
+    return fitted_table(cols, cells, width, title, PROBE_DROP_ORDER, PROBE_KEPT)

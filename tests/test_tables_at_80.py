@@ -255,3 +255,41 @@ def test_the_probes_table_fits_80_columns_and_says_which_probes_ran_again():
     assert any("378,460" in line and "again" in line for line in lines), text  # its note wraps
     assert any("364,944" in line and "re-probe" in line for line in lines), text
     assert sum("overloaded" in line for line in lines) == 2, text
+
+
+# --- the tables under a suite's and a comparison's (weak scaling, MLPerf scores) ------
+
+def _printed(draw):
+    console = Console(file=io.StringIO(), width=WIDTH)
+    draw(console)
+    return console.file.getvalue()
+
+
+def test_the_tables_under_a_suite_fit_80_columns(tmp_path):
+    from test_rank_rows import ranked
+    from gpubench.cli.render import print_accuracy_scores, print_scaling
+    from gpubench.results.reader import in_schema_order
+    from gpubench.results.summary import summarize
+
+    trials = in_schema_order(pd.concat([
+        ranked([1000.0, 1010.0, 990.0], world_size=1, run_id="one"),
+        ranked([1_234_567.0] * 3, world_size=4, run_id="four")], ignore_index=True))
+    text = _printed(lambda c: print_scaling(c, summarize(trials)))
+    assert_fits(text, ["Weak scaling", "4,938,268", "1,234,567", "123456.7%"])
+
+    def epochs(run_id, seconds):
+        return [{"run_id": run_id, "workload": "mnist", "backend": "torch-cpu", "mode": "train",
+                 "precision": "fp32", "batch_size": 64, "scenario": "time-to-accuracy",
+                 "target_accuracy": 0.9635, "status": "ok", "epoch": 1, "reached": True,
+                 "time_to_accuracy_s": seconds, "energy_to_accuracy_j": None}]
+    scored = pd.DataFrame(epochs("1", 1234.5) + epochs("2", 1300.0) + epochs("3", 1250.0))
+    text = _printed(lambda c: print_accuracy_scores(c, scored))
+    assert_fits(text, ["scored as MLPerf does", "0.9635", "1,250"])
+
+
+def test_compares_weak_scaling_table_fits_80_columns(tmp_path):
+    from test_rank_rows import _scaling_side
+
+    base, new = _scaling_side(tmp_path, "base", 0.9), _scaling_side(tmp_path, "new", 0.6)
+    out = at80("compare", str(base), str(new), "--metric", "global_throughput_samples_per_s").stdout
+    assert_fits(out, ["Weak scaling", "90.0%", "60.0%", "-30.0 points"])

@@ -186,25 +186,23 @@ def table_text(comparison, width) -> str:
         console.print(escape(note), style="dim")
     console.print(escape(RULE), style="dim")
     if len(comparison.scaling):
-        console.print(_scaling_table(comparison))
+        console.print(_scaling_table(comparison, console.width))
     return buffer.getvalue()
 
 
-def _scaling_table(comparison):
-    from rich.markup import escape
-    from rich.table import Table
-
+def _scaling_table(comparison, width):
+    from gpubench.cli.fit_table import fitted_table
+    from gpubench.cli.table_cells import Col
     from gpubench.results.compare_format import config_label
 
-    scaling = Table(title="Weak scaling efficiency: throughput(N) / (N x throughput(1))",
-                    title_justify="left")
-    for h in ("configuration", "ranks", "base", "new", "efficiency base", "efficiency new",
-              "change"):
-        scaling.add_column(h, justify="left" if h in ("configuration", "base", "new")
-                           else "right")
-    for _, r in comparison.scaling.iterrows():
-        scaling.add_row(escape(config_label(r)), f"{r['world_size']:.0f}",
-                        escape(str(r["base"])), escape(str(r["new"])),
-                        f"{r['efficiency_base']:.1%}", f"{r['efficiency_new']:.1%}",
-                        f"{r['change_points']:+.1f} points")
-    return scaling
+    cols = [Col("configuration", str, title=str), Col("ranks", str, "ranks"),
+            Col("base", str, title=lambda v: f"base {v}"),
+            Col("new", str, title=lambda v: f"new {v}"),
+            *(Col(h, str, h) for h in ("efficiency base", "efficiency new", "change"))]
+    cells = [[config_label(r), f"{r['world_size']:.0f}", str(r["base"]), str(r["new"]),
+              f"{r['efficiency_base']:.1%}", f"{r['efficiency_new']:.1%}",
+              f"{r['change_points']:+.1f} points"] for _, r in comparison.scaling.iterrows()]
+    return fitted_table(cols, cells, width,
+                        "Weak scaling efficiency: throughput(N) / (N x throughput(1))",
+                        ("change", "efficiency new", "efficiency base", "ranks"),
+                        kept=("ranks", "efficiency base", "efficiency new", "change")).table

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from gpubench.cli.result_table import (
     UNLIMITED_WIDTH, missed_target_notes, summary_table, workload_label,
@@ -224,57 +224,65 @@ def print_suite_result(path: Any, summary: "pd.DataFrame", trials: Optional["pd.
                                     f"{row['precision']}: {last}"))
 
 
+def _print_fitted(console: Any, cols: List[Any], cells: List[List[str]], title: str,
+                  kept: Sequence[str]) -> None:
+    """A table under the suite's, fitted to the console's width like every results
+    table: identity columns move to the title, columns not in `kept` go right to left."""
+    from gpubench.cli.fit_table import fitted_table
+
+    drop_order = [c.key for c in reversed(cols) if c.key is not None]
+    fitted = fitted_table(cols, cells, console.width, title, drop_order, kept)
+    console.print(fitted.table)
+    note = fitted.note(console.width)
+    if note:
+        console.print(note, style="dim", markup=False)
+
+
+def _identity(header: str) -> Any:
+    from gpubench.cli.table_cells import Col
+    return Col(header, str, title=str if header != "batch" else (lambda v: f"batch {v}"))
+
+
 def print_accuracy_scores(console: Any, trials: "pd.DataFrame") -> None:
     """Under a suite's table: each time-to-accuracy configuration's runs scored as
     MLPerf scores them (results/accuracy_score.py)."""
-    from rich.table import Table
-    from rich.text import Text
-
-    from gpubench.cli.table_cells import sig
+    from gpubench.cli.table_cells import Col, sig
     from gpubench.results.accuracy_score import score_runs
 
     scores = score_runs(trials)
     if scores.empty:
         return
-    table = Table(title="Time to accuracy, scored as MLPerf does", title_justify="left")
-    for header in ("workload", "backend", "precision", "batch", "target", "runs", "reached",
-                   "score s", "score J", "how"):
-        table.add_column(header, justify="left" if header in ("workload", "backend",
-                                                             "precision", "how") else "right")
-    for _, r in scores.iterrows():
-        table.add_row(*(Text(str(v)) for v in (
-            workload_label(r), r["backend"], r["precision"], r["batch_size"],
-            f"{float(r['target_accuracy']):g}", r["n_runs"], r["n_reached"],
-            sig(r["score_s"]) if r["score_s"] == r["score_s"] else "",
-            sig(r["score_j"]) if r["score_j"] == r["score_j"] else "", r["note"])))
-    console.print(table)
+    cols = [*(_identity(h) for h in ("workload", "backend", "precision", "batch")),
+            *(Col(h, str, h) for h in ("target", "runs", "reached", "score s", "score J")),
+            Col("how", str, "how", text=True)]
+    cells = [[str(v) for v in (
+        workload_label(r), r["backend"], r["precision"], r["batch_size"],
+        f"{float(r['target_accuracy']):g}", r["n_runs"], r["n_reached"],
+        sig(r["score_s"]) if r["score_s"] == r["score_s"] else "",
+        sig(r["score_j"]) if r["score_j"] == r["score_j"] else "", r["note"])]
+        for _, r in scores.iterrows()]
+    _print_fitted(console, cols, cells, "Time to accuracy, scored as MLPerf does",
+                  ("target", "reached", "score s"))
 
 
 def print_scaling(console: Any, summary: "pd.DataFrame") -> None:
     """Under a suite's table: weak scaling efficiency of the configurations run at
     several world sizes, one of them 1 (results/scaling.py)."""
-    from rich.table import Table
-    from rich.text import Text
-
-    from gpubench.cli.table_cells import sig
+    from gpubench.cli.table_cells import Col, sig
     from gpubench.results.scaling import scaling_efficiency
 
     scaling = scaling_efficiency(summary)
     if scaling.empty:
         return
-    table = Table(title="Weak scaling: throughput(N) / (N x throughput(1))",
-                  title_justify="left")
-    for header in ("workload", "backend", "precision", "batch", "strategy", "ranks",
-                   "global samples/s", "per rank", "efficiency"):
-        table.add_column(header, justify="left" if header in ("workload", "backend",
-                                                             "precision", "strategy") else "right")
-    for _, r in scaling.iterrows():
-        strategy = r["strategy"] if isinstance(r["strategy"], str) else "none"
-        table.add_row(*(Text(str(v)) for v in (
-            workload_label(r), r["backend"], r["precision"], r["batch_size"], strategy,
-            r["world_size"], sig(r["global_samples_per_s"]),
-            sig(r["per_rank_samples_per_s"]), f"{r['efficiency']:.1%}")))
-    console.print(table)
+    cols = [*(_identity(h) for h in ("workload", "backend", "precision", "batch", "strategy")),
+            *(Col(h, str, h) for h in ("ranks", "global samples/s", "per rank", "efficiency"))]
+    cells = [[str(v) for v in (
+        workload_label(r), r["backend"], r["precision"], r["batch_size"],
+        r["strategy"] if isinstance(r["strategy"], str) else "none", r["world_size"],
+        sig(r["global_samples_per_s"]), sig(r["per_rank_samples_per_s"]),
+        f"{r['efficiency']:.1%}")] for _, r in scaling.iterrows()]
+    _print_fitted(console, cols, cells, "Weak scaling: throughput(N) / (N x throughput(1))",
+                  ("ranks", "efficiency"))
 
 
 def counts_text(statuses: Dict[str, int]) -> str:

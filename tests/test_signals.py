@@ -16,6 +16,7 @@ import pytest
 
 from conftest import REPO, lines_with, wait_for_trials
 from gpubench.results.reader import read_run, read_trials
+from test_compare import make_trials
 
 TESTS = Path(__file__).resolve().parent
 PLUGIN_ENV = {"GPUBENCH_PLUGINS": "suite_plugins", "PYTHONUNBUFFERED": "1",
@@ -230,10 +231,15 @@ def test_a_worker_that_ignores_the_interrupt_is_killed_after_the_grace(tmp_path,
     while not (interrupts and ready.exists()) and time.monotonic() < until:
         time.sleep(0.01)
     assert interrupts and ready.exists(), "the stuck worker never started"
+    # the trials a worker finished before it got stuck: the launcher closes the folder
+    make_trials([100.0, 101.0], run_id="stuck").to_csv(req.folder / "trials.csv", index=False)
     interrupts[0]()
     thread.join(timeout=300)
-    assert results and results[0].outcome == "failed", results
-    assert "killed by SIGKILL" in results[0].message, results[0].message
+    assert results and results[0].outcome == "interrupted", results
+    assert "did not stop within 0.5 s of the interrupt and was killed" in results[0].message
+    # the files agree with what happened: interrupted, its two trials summarised
+    assert json.loads((req.folder / "run.json").read_text())["stop_reason"] == "interrupted"
+    assert pd.read_csv(req.folder / "summary.csv")["n_trials"].iloc[0] == 2
 
 
 def test_ctrl_c_of_a_run_of_ranks_closes_its_folder_and_leaves_nothing_running(tmp_path, start):

@@ -22,7 +22,7 @@ from gpubench.launch.base import (
     LaunchResult, Launcher, OnStart, Progress, is_this_python, no_progress, refuse_ranks,
     run_ended,
 )
-from gpubench.launch.status_rows import read_folder_trials
+from gpubench.launch.status_rows import close_interrupted, read_folder_trials
 from gpubench.launch.worker import (
     EVENT_FD_ENV, EXIT_FINISHED, EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_TERMINATED,
     request_to_json,
@@ -179,12 +179,18 @@ class ProcessLauncher(Launcher):
         events: List[Dict[str, Any]] = []
         proc, relay = self._start([], req, folder / LOG_NAME, events, progress)
         deadlines: List[threading.Timer] = []
+        killed = threading.Event()  # the worker outlived the grace after an interrupt
+
+        def kill_after_grace() -> None:
+            if proc.poll() is None:
+                killed.set()
+                _kill_group(proc)
 
         def interrupt() -> None:
             """SIGINT: the worker writes what finished and exits; one still there after
             INTERRUPT_GRACE_S (stuck in native code) is killed with its group."""
             proc.send_signal(signal.SIGINT)
-            deadline = threading.Timer(INTERRUPT_GRACE_S, _kill_group, args=(proc,))
+            deadline = threading.Timer(INTERRUPT_GRACE_S, kill_after_grace)
             deadline.daemon = True
             deadlines.append(deadline)
             deadline.start()
@@ -204,6 +210,7 @@ class ProcessLauncher(Launcher):
                 proc.wait(timeout=INTERRUPT_GRACE_S)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
+                close_interrupted(req)  # the worker could not close its folder: it says so
             raise
         finally:
             for deadline in deadlines:
@@ -211,6 +218,10 @@ class ProcessLauncher(Launcher):
         relay.join(timeout=5)
         if code == EXIT_FINISHED:
             return LaunchResult("finished", events=events)
+        if killed.is_set():  # interrupted, and killed when it did not stop in time
+            close_interrupted(req)
+            return LaunchResult("interrupted", f"worker did not stop within {INTERRUPT_GRACE_S:g} s "
+                                "of the interrupt and was killed", events=events)
         if code == EXIT_INTERRUPTED:
             return LaunchResult("interrupted", events=events)
         if code == EXIT_TERMINATED:  # SIGTERM sent to the worker, not by gpubench

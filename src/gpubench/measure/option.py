@@ -2,7 +2,7 @@
 key, kind of value, default, help, allowed values, whether it is part of a run's
 identity, and which scenarios take it. `gpubench run`'s flags, the suite's keys and
 defaults, the RunRequest and its per-scenario records, the suite's labels and the
-README's options table are all made from these. Nothing here imports a framework, and
+docs' options tables are all made from these. Nothing here imports a framework, and
 allowed values that come from a registry are asked for only when a value is checked.
 """
 
@@ -98,14 +98,14 @@ class Option:
     run then decides, and `means` or `shown_default` says what that is)."""
 
     name: str  # its key among the options, argparse's dest, and by default the rest
-    help: str  # --help and the README's options table (write % as %%, argparse's rule)
+    help: str  # --help and docs/usage.md's options table (write % as %%, argparse's rule)
     kind: Kind = TEXT
     default: Any = None
     required: bool = False
     # What not given means where the option applies (the server's batcher timeout 0,
     # the strategy of ranks ddp); identity columns and labels read it.
     means: Any = None
-    shown_default: Optional[str] = None  # the README's default column, when not `default`
+    shown_default: Optional[str] = None  # the docs' default column, when not `default`
     flags: Tuple[str, ...] = ()  # default ("--name-with-dashes",); cli=False: none
     metavar: Optional[str] = None
     choices: Optional[Callable[[], Sequence[str]]] = None  # allowed values, asked when needed

@@ -1,5 +1,5 @@
 """Every run option, declared once (what an option is: measure/option.py). In this order
-`gpubench run` shows its flags and the README its options table; suites take the keys
+`gpubench run` shows its flags and docs/usage.md its options table; suites take the keys
 (settings, and matrix keys crossed like `backends`) with these defaults; the RunRequest
 has a field for each (measure/request.py), a scenario's options as one record
 (RunRequest.serving, .accuracy); a suite run's label shows the ones with a `label`.

@@ -1,4 +1,4 @@
-"""The measurement protocol (README, How it measures; docs/architecture.md):
+"""The measurement protocol (docs/how-it-measures.md, docs/architecture.md):
 
 1. Warm up: the first step alone (compilation, autotuning), then chunks that double
    (each synchronised) until the time budget has passed, a minimum number of steps has

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 
-# The defaults of `gpubench run` and of suites (README, "Statistical defaults", has the
+# The defaults of `gpubench run` and of suites (docs/compare.md, "Statistical defaults", has the
 # figures they were chosen from): one process timing 6 trials (the fewest whose range
 # is a 95% CI of the median), or several processes timing 2 each.
 DEFAULT_PROCESSES = 1

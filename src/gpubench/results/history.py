@@ -23,7 +23,7 @@ segment's median), and never under MIN_CHANGE (1%: a metric without noise, such 
 peak memory, would otherwise report every byte). PELT picks the best of many split
 points, so the test's p is optimistic for the split it picked; the margin over the
 floor pays for that: on simulated pure noise, 1x the floor let 6% of histories report
-a change, 1.5x 1% (README, "History"). Medians make one wild night harmless: it
+a change, 1.5x 1% (docs/history.md). Medians make one wild night harmless: it
 cannot make a segment of its own (min_segment) and barely moves a median.
 
 A change's verdict: `slower` / `faster` when past the threshold as compare would call

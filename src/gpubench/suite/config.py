@@ -18,7 +18,7 @@ matrix keys (workloads x backends x modes x ... x params).
         environments: [torch, tf]    # names of the file's environments
 
 Every other key is a `gpubench run` option under its own name (measure/options.py
-declares them, with the matrix keys' plural names; the README's suite keys table is made
+declares them, with the matrix keys' plural names; docs/suites.md's suite keys table is made
 from it): a setting outside its scenario, or one its scenario cannot take, is refused
 with the request's own check (measure/preflight.py validate_request), as on the command
 line.

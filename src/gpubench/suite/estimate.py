@@ -25,7 +25,7 @@ from gpubench.workloads import Workload, resolve_workload
 # Starting a run's worker process before it measures anything: Python, gpubench's
 # imports (~2 s) and torch's import (~3 s). `time python -c "import
 # gpubench.launch.worker, torch"` took 4.7-5.0 s on the 2-core CPU dev machine
-# (the README's figures); a GPU server starts faster, TensorFlow adds seconds. Building the model
+# (the time estimate in docs/suites.md); a GPU server starts faster, TensorFlow adds seconds. Building the model
 # and the data (prepare) comes on top and is not counted.
 WORKER_START_S = 5.0
 # A worker that refuses its run in preflight: Python and gpubench's imports, no

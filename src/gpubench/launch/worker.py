@@ -87,6 +87,7 @@ def main() -> int:
     fd = os.environ.get(EVENT_FD_ENV)
     events = _Events(os.fdopen(int(fd), "w", buffering=1) if fd else None)
     request = request_from_json(json.loads(sys.stdin.read()))
+    from gpubench.measure.phases import worker_start_marks
     from gpubench.measure.preflight import preflight
     from gpubench.measure.runner import execute_run
 
@@ -94,7 +95,7 @@ def main() -> int:
         if "--preflight" in sys.argv[1:]:
             preflight(request)
             return EXIT_FINISHED
-        outcome = execute_run(request, events)
+        outcome = execute_run(request, events, started=worker_start_marks())
     except (Unsupported, BackendUnavailable) as exc:
         events("refused", kind="unsupported", message=str(exc))
         return EXIT_REFUSED

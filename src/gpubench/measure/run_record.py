@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import pandas as pd
 
@@ -43,7 +43,7 @@ class RunOutcome:
 # What run.json keeps of each worker process of a run (--processes); the top level
 # holds the last process's.
 PROCESS_FIELDS = ("started_utc", "finished_utc", "stop_reason", "calibration", "contention",
-                  "loss", "warnings")
+                  "loss", "warnings", "phases_s", "wall_s", "fixed_s")
 
 
 def process_entry(meta: Mapping[str, Any], process: int) -> Dict[str, Any]:
@@ -90,6 +90,8 @@ class RunRecord:
             self.writer.run_id, self.started_utc = ranks.agree((self.writer.run_id,
                                                                 self.started_utc))
         self.earlier_processes: List[Dict[str, Any]] = []
+        # run.json's phases_s, wall_s, fixed_s, read as it is written (the runner's clock)
+        self.timed: Callable[[], Dict[str, Any]] = dict
         if req.process > 0:  # a later worker process of the run: the folder holds the earlier
             earlier = self.writer.resume()
             self.started_utc = earlier.get("started_utc") or self.started_utc
@@ -182,6 +184,7 @@ class RunRecord:
         trials = self.writer.write_trials()
         summary = summarize(trials, stop_reason)
         self.writer.write_summary(summary)
+        extra = {**extra, **self.timed()}  # the time up to writing run.json
         processes = {}
         if self.req.processes > 1:  # each process's calibration, contention, loss, warnings
             this = process_entry({**extra, "started_utc": self.process_started_utc,

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import traceback
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from gpubench.backends import Step, StepConfig
 from gpubench.errors import UserError
 from gpubench.measure import interrupt
 from gpubench.measure.accuracy_gate import check_accuracy, check_exec
-from gpubench.measure.phases import enter
+from gpubench.measure.phases import PhaseClock, enter
 from gpubench.measure.protocol import STOP_FAILED, STOP_INTERRUPTED, no_progress
 from gpubench.measure.preflight import Preflight, preflight
 from gpubench.measure.request import RunRequest  # noqa: F401 (callers import it from here)
@@ -77,17 +77,20 @@ def open_telemetry(req: RunRequest, step: Step, record: RunRecord) -> Tuple[Samp
     return sampler, gpu_state
 
 
-def execute_run(req: RunRequest, progress=no_progress,
-                ranks: RankContext = SINGLE_RANK) -> RunOutcome:
+def execute_run(req: RunRequest, progress=no_progress, ranks: RankContext = SINGLE_RANK,
+                started: Optional[List[Tuple[str, float]]] = None) -> RunOutcome:
     """Runs one configuration and writes its folder. Raises UserError (bad input,
     unavailable backend, unsupported configuration) before anything is written;
     KeyboardInterrupt after writing what finished, also for an interrupt that a
-    finalizer swallowed (measure/interrupt.py: checked at each phase and trial)."""
-    report, progress = progress, interrupt.interruptible(progress)
+    finalizer swallowed (measure/interrupt.py: checked at each phase and trial).
+    `started`: a worker's phases before this call (launch, imports: phases.py)."""
+    report = timing = PhaseClock(progress, started)
+    progress = interrupt.interruptible(timing)
     cuda_device_order = pin_cuda_device_order(os.environ)  # before any framework starts CUDA
     enter(progress, "preflight")
     plan = preflight(req)
     record = RunRecord(req, plan, ranks)
+    record.timed = lambda: timing.record(plan.scenario.requested_s(req))
     record.env["cuda_device_order"] = cuda_device_order
     try:
         enter(progress, "prepare")

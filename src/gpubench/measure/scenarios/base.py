@@ -61,6 +61,13 @@ class Scenario(ABC):
         default (the serving scenarios each name theirs)."""
         return req.batch_size or workload.default_batch_size
 
+    def requested_s(self, req: Any) -> Optional[float]:
+        """The seconds of measuring the request asks for (its warm-up budget and its
+        trials x --min-trial-s): run.json's fixed_s is the run's wall time less this.
+        None for a scenario that asks for no time (one that runs to a target)."""
+        p = req.protocol
+        return p.warmup_s + p.trials * p.min_trial_s
+
     @abstractmethod
     def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
         """Measures, emitting rows as it goes; returns (stop reason, run.json extras).

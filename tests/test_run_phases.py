@@ -1,0 +1,120 @@
+"""Issue 29: where a run's time goes. run.json's phases_s (each phase from its event to
+the next one's, on the monotonic clock), wall_s (their sum) and fixed_s (the wall time
+less the warm-up and trial time the run asked for); a worker's run starts at its launch
+(GPUBENCH_LAUNCHED_AT, else the worker process's start)."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST_RUN, PLUGIN_ENV, run_cli_here
+from gpubench.measure.phases import (
+    LAUNCHED_AT_ENV, TIMED_PHASES, PhaseClock, launched_at_env, worker_start_marks,
+)
+
+
+class FakeClock:
+    def __init__(self, t=100.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def test_each_phase_lasts_from_its_event_to_the_next_and_they_add_up_to_the_wall_time():
+    clock, seen = FakeClock(), []
+    timing = PhaseClock(lambda event, **f: seen.append(event),
+                        [("launch", 99.0), ("imports", 99.5)], clock)
+    steps = [(1.0, "phase", {"phase": "preflight"}), (0.5, "phase", {"phase": "prepare"}),
+             (2.0, "prepare", {}),  # not a phase event: prepare goes on
+             (0.25, "phase", {"phase": "checks"}), (0.25, "phase", {"phase": "telemetry"}),
+             (0.5, "phase", {"phase": "scenario"}), (0.125, "warmup", {"seconds": 1}),
+             (1.0, "trial", {"trial": 0}), (1.0, "trial", {"trial": 1}),  # trials go on
+             (0.75, "phase", {"phase": "finish"})]
+    for elapsed, event, fields in steps:
+        if event is not None:
+            timing(event, **fields)
+        clock.t += elapsed
+    timed = timing.record(requested_s=1.5)
+    assert timed["phases_s"] == {"launch": 0.5, "imports": 0.5, "preflight": 1.0,
+                                 "prepare": 2.5, "checks": 0.25, "telemetry": 0.25,
+                                 "scenario": 0.5, "warmup": 0.125, "trials": 2.0,
+                                 "writing": 0.75}
+    assert list(timed["phases_s"]) == list(TIMED_PHASES)
+    assert timed["wall_s"] == clock.t - 99.0 == sum(timed["phases_s"].values())
+    assert timed["fixed_s"] == timed["wall_s"] - 1.5
+    assert "prepare" in seen and seen.count("trial") == 2  # every event passed on
+
+
+def test_a_run_in_this_process_starts_at_preflight_and_a_scenario_asking_no_time_has_no_fixed_cost():
+    clock = FakeClock()
+    timing = PhaseClock(lambda event, **f: None, clock=clock)
+    assert timing.record() == {}  # nothing began: nothing to say
+    timing("phase", phase="preflight")
+    clock.t += 2.0
+    timed = timing.record(requested_s=None)
+    assert timed == {"phases_s": {"preflight": 2.0}, "wall_s": 2.0}
+
+
+def test_a_worker_starts_at_the_parents_launch_and_its_imports_at_its_own_start():
+    clock = FakeClock(50.0)
+    env = launched_at_env(FakeClock(40.0))
+    assert list(env) == [LAUNCHED_AT_ENV] == ["GPUBENCH_LAUNCHED_AT"]
+    # started 6 s ago (at 44), launched at 40
+    assert worker_start_marks(env, clock, lambda: 6.0) == [("launch", 40.0), ("imports", 44.0)]
+    # forked ahead of the launch (a process that was waiting): its imports begin at it
+    assert worker_start_marks(env, clock, lambda: 20.0) == [("launch", 40.0), ("imports", 40.0)]
+    # no launch time given: from the process's start; nothing known: nothing
+    assert worker_start_marks({}, clock, lambda: 6.0) == [("imports", 44.0)]
+    assert worker_start_marks({LAUNCHED_AT_ENV: "x"}, clock, lambda: None) == []
+    assert worker_start_marks(env, clock, lambda: None) == [("launch", 40.0), ("imports", 40.0)]
+
+
+def test_this_processes_age_is_read_from_proc():
+    from gpubench.measure.phases import _process_age_s
+    age = _process_age_s()
+    if not Path("/proc/self/stat").exists():
+        assert age is None
+        return
+    assert age is not None and age >= 0
+
+
+def _run_json(out: Path, *extra: str, env=None) -> dict:
+    done = run_cli_here("run", "-w", "linreg", "-b", "test-ok", "--out", str(out), "--quiet",
+                        *FAST_RUN, *extra, env_extra={**PLUGIN_ENV, **(env or {})})
+    assert done.returncode == 0, done.stderr
+    return json.loads((Path(done.stdout.splitlines()[0]) / "run.json").read_text())
+
+
+def assert_phases_add_up(meta: dict, first: str) -> None:
+    phases = meta["phases_s"]
+    names = [p for p in TIMED_PHASES if p in phases]
+    assert set(phases) == set(names) and names[0] == first, phases
+    assert {"preflight", "prepare", "checks", "telemetry", "warmup", "trials",
+            "writing"} <= set(names)
+    assert all(s >= 0 for s in phases.values()), phases
+    assert sum(phases.values()) == pytest.approx(meta["wall_s"], abs=1e-5)
+    requested = 0.05 + 2 * 0.05  # FAST_RUN: --warmup-s, --trials x --min-trial-s
+    assert meta["fixed_s"] == pytest.approx(meta["wall_s"] - requested, abs=1e-5)
+
+
+def test_run_json_of_a_run_in_this_process_holds_its_phases(tmp_path):
+    meta = _run_json(tmp_path, "--no-isolate")
+    assert_phases_add_up(meta, "preflight")
+
+
+def test_run_json_of_a_worker_run_holds_its_launch_and_imports(tmp_path):
+    meta = _run_json(tmp_path, env={LAUNCHED_AT_ENV: repr(time.monotonic())})
+    assert_phases_add_up(meta, "launch")
+    assert "imports" in meta["phases_s"]
+
+
+def test_each_worker_process_of_a_run_keeps_its_own_phases(tmp_path):
+    meta = _run_json(tmp_path, "--processes", "2")
+    entries = meta["processes"]
+    assert [e["process"] for e in entries] == [0, 1]
+    for entry in entries:
+        assert entry["phases_s"]["imports"] >= 0 and entry["wall_s"] > 0
+        assert sum(entry["phases_s"].values()) == pytest.approx(entry["wall_s"], abs=1e-5)

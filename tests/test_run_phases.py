@@ -118,3 +118,71 @@ def test_each_worker_process_of_a_run_keeps_its_own_phases(tmp_path):
     for entry in entries:
         assert entry["phases_s"]["imports"] >= 0 and entry["wall_s"] > 0
         assert sum(entry["phases_s"].values()) == pytest.approx(entry["wall_s"], abs=1e-5)
+
+
+# --- show and the suite's progress line print them, at 80 columns -------------------
+
+TIMED = {"phases_s": {"launch": 0.012, "imports": 2.61, "preflight": 0.81, "prepare": 0.34,
+                      "checks": 0.0001, "telemetry": 0.004, "scenario": 0.001, "warmup": 0.21,
+                      "trials": 0.41, "writing": 0.12}, "wall_s": 4.5172, "fixed_s": 4.3672}
+
+
+def test_time_lines_say_each_phase_in_order_and_break_between_phases_only():
+    from gpubench.cli.run_time import time_lines
+    from test_tables_at_80 import assert_fits
+
+    parts = ["imports 2.6 s", "preflight 0.8 s", "prepare 0.3 s", "warm-up 0.2 s",
+             "trials 0.4 s", "writing 0.1 s", "wall 4.5 s", "fixed 4.4 s"]
+    for width in (80, 50):
+        lines = time_lines(TIMED, width)
+        assert lines[0].startswith("time: imports 2.6 s, preflight 0.8 s")
+        if width == 80:
+            assert_fits("\n".join(lines), parts)
+        assert all(len(line) <= width for line in lines)
+        text = " ".join(line.strip() for line in lines)
+        assert [text.index(p) for p in parts] == sorted(text.index(p) for p in parts)
+        assert "launch" not in text and "checks" not in text  # under 0.05 s: the wall holds them
+    assert time_lines({"stop_reason": "fixed_trials"}, 80) == []  # an older run.json
+
+
+def test_suite_progress_line_says_where_the_last_runs_time_went_within_80_columns():
+    from gpubench.cli.progress import suite_progress
+    from test_cli_presentation import _fake_console
+
+    console = _fake_console(80)
+    with suite_progress(True, 2, console=console) as progress:
+        progress("run_start", index=0, label="linreg test-ok", device=0)
+        progress("run_done", index=0, label="linreg test-ok", status="ok", **TIMED)
+    lines = [line.split("\r")[-1].replace("\x1b[2K", "").replace("\x1b[1A", "")
+             for line in console.file.getvalue().splitlines()]
+    shown = [line for line in lines if line.startswith("last run 4.5 s: ")]
+    assert shown and all(len(line) <= 80 for line in lines), lines
+    # the longest phases stay, in the run's order, when not all fit
+    assert shown[-1].startswith("last run 4.5 s: imports 2.6 s, preflight 0.8 s, prepare 0.3 s")
+
+
+def test_show_prints_a_runs_time_under_its_table_at_80_columns(tmp_path):
+    meta = _run_json(tmp_path)
+    folder = next(tmp_path.glob("*/run.json")).parent
+    shown = run_cli_here("show", str(folder), columns=80)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith("time: ")]
+    assert len(at) == 1, shown.stdout
+    block = [lines[at[0]]] + [l for l in lines[at[0] + 1:] if l.startswith("      ")]
+    assert all(len(line) <= 80 for line in block), block
+    text = " ".join(line.strip() for line in block)
+    assert f"wall {meta['wall_s']:.1f} s" in text
+    assert f"trials {meta['phases_s']['trials']:.1f} s" in text
+
+
+def test_a_suites_run_done_event_carries_the_runs_time(tmp_path):
+    from gpubench.results.reader import read_timing
+
+    _run_json(tmp_path)
+    folder = next(tmp_path.glob("*/run.json")).parent
+    timed = read_timing(folder)
+    assert set(timed) == {"phases_s", "wall_s", "fixed_s"}
+    assert read_timing(tmp_path) == {}  # no run.json: nothing to say
+    (tmp_path / "run.json").write_text("{not json")
+    assert read_timing(tmp_path) == {}

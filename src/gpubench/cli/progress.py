@@ -109,7 +109,8 @@ def run_progress(enabled: bool, console: Any = None,
 
 @contextlib.contextmanager
 def suite_progress(enabled: bool, total_runs: int, console: Any = None) -> Iterator[Callable[..., None]]:
-    """Progress over the whole matrix: runs done of total, the current run, an ETA."""
+    """Progress over the whole matrix: runs done of total, the current run, an ETA, and
+    above them where the last run's time went (its run.json phases_s: cli/run_time.py)."""
     if not enabled:
         yield lambda event, **fields: None
         return
@@ -120,10 +121,22 @@ def suite_progress(enabled: bool, total_runs: int, console: Any = None) -> Itera
     )
     from rich.text import Text
 
+    from gpubench.cli.run_time import compact_time
+
+    class TimedProgress(Progress):
+        """The bar, under a line that says where the last run's time went."""
+
+        last_time = ""
+
+        def get_renderables(self) -> Iterator[Any]:
+            if self.last_time:
+                yield Text(self.last_time, no_wrap=True, overflow="crop")
+            yield from super().get_renderables()
+
     console = console or Console(file=sys.stderr)
-    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                  console=console) as bar:
+    with TimedProgress(TextColumn("{task.description}", markup=False), BarColumn(),
+                       MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                       TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("suite", total=total_runs)
         failed = [0]
 
@@ -135,6 +148,7 @@ def suite_progress(enabled: bool, total_runs: int, console: Any = None) -> Itera
                 failed[0] += status in ("failed", "timeout")
                 if status != "ok":
                     console.print(Text(f"{status}: {fields['label']}"))
+                bar.last_time = compact_time(fields, console.width) or bar.last_time
                 bar.update(task, advance=1, description=f"{failed[0]} failed" if failed[0] else "suite")
             else:
                 return

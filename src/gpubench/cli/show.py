@@ -88,6 +88,13 @@ def show_run(folder: Path, fmt: str) -> None:
     summary = data.summary if data.summary is not None else summarize(trials, stop)
     print_run(ShownRun(folder, status, stop, trials, summary,
                        errors.iloc[-1] if len(errors) else None), fmt, quiet=False)
+    if fmt == "table":  # where the run's time went (run.json phases_s), under its table
+        from gpubench.cli.render import stdout_console
+        from gpubench.cli.run_time import time_lines
+
+        console = stdout_console()
+        for line in time_lines(data.meta, console.width):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def show_suite(folder: Path, meta: dict, fmt: str) -> None:

@@ -258,3 +258,16 @@ def read_meta(folder: Path) -> Dict[str, Any]:
             f"{meta_path}: written with result schema version {meta['schema_version']}, "
             f"newer than this gpubench reads ({SCHEMA_VERSION}); upgrade gpubench")
     return meta
+
+
+TIMING_KEYS = ("phases_s", "wall_s", "fixed_s")  # where a run's time went (measure/phases.py)
+
+
+def read_timing(folder: Path) -> Dict[str, Any]:
+    """run.json's phases_s, wall_s and fixed_s; {} for a folder without them (a run
+    that never started, an older run, a run.json that does not parse)."""
+    try:
+        meta = load_json(Path(folder) / "run.json")
+    except UserError:
+        return {}
+    return {k: meta[k] for k in TIMING_KEYS if k in meta}

@@ -28,7 +28,7 @@ from gpubench.measure.request import (
     DEFAULT_ENVIRONMENT, RunRequest, request_from, request_identity,
 )
 from gpubench.atomic_io import write_text_atomic
-from gpubench.results.reader import read_trials
+from gpubench.results.reader import read_timing, read_trials
 from gpubench.results.schema import SCHEMA_VERSION, configuration_key, trial_columns
 from gpubench.results.summary import summarize
 from gpubench.results.writer import new_run_id, run_folder_name
@@ -340,7 +340,8 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
             statuses[status] = statuses.get(status, 0) + 1
             if status != "ok":
                 first_errors.setdefault(status, _last_error_line(rows, status))
-            progress("run_done", index=index, label=planned.label(), status=status)
+            progress("run_done", index=index, label=planned.label(), status=status,
+                     **read_timing(folder))  # where its time went, for the progress line
         finally:
             for device in held:
                 free.put(device)

@@ -186,3 +186,51 @@ def test_a_suites_run_done_event_carries_the_runs_time(tmp_path):
     assert read_timing(tmp_path) == {}  # no run.json: nothing to say
     (tmp_path / "run.json").write_text("{not json")
     assert read_timing(tmp_path) == {}
+
+
+# --- cuts: what a tiny run spent that was not measuring --------------------------------
+
+def test_the_median_interval_rank_is_scipys_binomial_one_without_scipy():
+    """Cut 1: the worker's summary took ~0.1 s importing scipy.special for bdtr; the
+    exact integer CDF gives the same ranks (so the same intervals in summary.csv)."""
+    import numpy as np
+    from scipy.special import bdtr
+
+    from gpubench.stats import median_ci_rank
+
+    def with_scipy(n, confidence):
+        tail = (1.0 - confidence) / 2.0
+        ok = np.flatnonzero(bdtr(np.arange(n), n, 0.5) <= tail * (1 + 1e-12))
+        return int(ok[-1]) + 1 if ok.size else None
+
+    for confidence in (0.95, 0.99, 0.9, 0.5):
+        for n in range(1, 1200):
+            assert median_ci_rank(n, confidence) == with_scipy(n, confidence), (n, confidence)
+    assert median_ci_rank(0) is None and median_ci_rank(5) is None and median_ci_rank(6) == 1
+
+
+WORKER_SIDE = """
+import sys
+from pathlib import Path
+from gpubench.plugins import import_env_plugins
+import_env_plugins()
+from gpubench.measure.request import request_from
+from gpubench.measure.runner import execute_run
+for trials in (2, 7):  # below and above the fewest trials with a 95% interval
+    req = request_from({"workload": "linreg", "backend": "test-ok", "trials": trials,
+                        "warmup_s": 0.02, "min_trial_s": 0.01, "out": Path(sys.argv[1])})
+    assert execute_run(req).status == "ok"
+print(sorted(m for m in ("scipy", "scipy.special", "scipy.stats") if m in sys.modules))
+"""
+
+
+def test_a_run_imports_no_scipy(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **PLUGIN_ENV}
+    done = subprocess.run([sys.executable, "-c", WORKER_SIDE, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -234,3 +234,20 @@ def test_a_run_imports_no_scipy(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_worker_imports_its_framework_as_part_of_its_imports_phase(monkeypatch):
+    """Attribution: a torch worker's ~0.8 s importing torch read as preflight (the first
+    question asked of the backend); the worker imports the framework first."""
+    import importlib
+
+    from gpubench.launch import worker
+
+    imported = []
+    monkeypatch.setattr(importlib, "import_module", imported.append)
+    worker.import_framework("torch-cpu")
+    assert imported == ["torch"]
+    imported.clear()
+    for backend in ("auto", "no-such-backend"):  # preflight resolves and refuses these
+        worker.import_framework(backend)
+    assert imported == []

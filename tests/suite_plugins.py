@@ -405,3 +405,32 @@ class InfersOnly(BehaviourBackend):
 
 
 register_backend("test-infer-only", lambda: InfersOnly("infer-only"))
+
+
+class ExitHooks(BehaviourBackend):
+    """Prints a line left in Python's buffer and registers an atexit hook that appends to
+    the file named by GPUBENCH_TEST_MARK: whether the worker ran Python's finalization.
+    test-exit-hooks-child also leaves a child process running, which that hook stops."""
+
+    def prepare(self, workload, config):
+        import atexit
+        import subprocess
+
+        mark = os.environ["GPUBENCH_TEST_MARK"]
+        sys.stdout.write("printed while preparing, never flushed\n")
+        child = (subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+                 if self.behaviour == "exit-hooks-child" else None)
+
+        def at_exit():
+            if child is not None:
+                child.kill()
+                child.wait()
+            with open(mark, "a") as f:
+                f.write("atexit ran\n")
+
+        atexit.register(at_exit)
+        return MatmulStep("ok")
+
+
+for _behaviour in ("exit-hooks", "exit-hooks-child"):
+    register_backend(f"test-{_behaviour}", lambda b=_behaviour: ExitHooks(b))

@@ -251,3 +251,21 @@ def test_a_worker_imports_its_framework_as_part_of_its_imports_phase(monkeypatch
     for backend in ("auto", "no-such-backend"):  # preflight resolves and refuses these
         worker.import_framework(backend)
     assert imported == []
+
+
+@pytest.mark.parametrize("backend, finalized", [("test-exit-hooks", False),
+                                                ("test-exit-hooks-child", True)])
+def test_a_worker_ends_without_pythons_finalization_unless_it_started_processes(
+        tmp_path, backend, finalized):
+    """Cut: a torch worker's interpreter teardown took ~0.6 s after run.json was written.
+    The worker now exits at once, its output flushed (worker.log keeps it), its folder
+    whole; one that left a child process running exits normally (atexit stops it)."""
+    mark = tmp_path / "mark"
+    done = run_cli_here("run", "-w", "linreg", "-b", backend, "--out", str(tmp_path / "out"),
+                        "--quiet", *FAST_RUN,
+                        env_extra={**PLUGIN_ENV, "GPUBENCH_TEST_MARK": str(mark)})
+    assert done.returncode == 0, done.stderr
+    folder = Path(done.stdout.splitlines()[0])
+    assert {"trials.csv", "summary.csv", "run.json"} <= {p.name for p in folder.iterdir()}
+    assert "printed while preparing, never flushed" in (folder / "worker.log").read_text()
+    assert mark.exists() == finalized

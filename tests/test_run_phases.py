@@ -269,3 +269,23 @@ def test_a_worker_ends_without_pythons_finalization_unless_it_started_processes(
     assert {"trials.csv", "summary.csv", "run.json"} <= {p.name for p in folder.iterdir()}
     assert "printed while preparing, never flushed" in (folder / "worker.log").read_text()
     assert mark.exists() == finalized
+
+
+def test_a_suites_run_done_event_carries_its_runs_phases(tmp_path, monkeypatch):
+    from gpubench.plugins import import_env_plugins
+    from gpubench.suite import executor
+
+    for key, value in PLUGIN_ENV.items():
+        monkeypatch.setenv(key, value)
+    import_env_plugins()
+    config = tmp_path / "tiny.yaml"
+    config.write_text("defaults: {trials: 2, warmup_s: 0.05, min_trial_s: 0.05, telemetry: none}\n"
+                      "runs:\n  - workloads: linreg\n    backends: test-ok\n")
+    plan = executor.plan_suite(config, tmp_path / "out")
+    suite = executor.open_suite_folder(plan, tmp_path / "out", {})
+    events = []
+    executor.execute_suite(plan, suite, [0], progress=lambda e, **f: events.append((e, f)))
+    done = [f for e, f in events if e == "run_done"]
+    assert len(done) == 1 and done[0]["status"] == "ok"
+    assert {"imports", "trials", "writing"} <= set(done[0]["phases_s"])
+    assert done[0]["wall_s"] == pytest.approx(sum(done[0]["phases_s"].values()), abs=1e-5)

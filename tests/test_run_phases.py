@@ -289,3 +289,33 @@ def test_a_suites_run_done_event_carries_its_runs_phases(tmp_path, monkeypatch):
     assert len(done) == 1 and done[0]["status"] == "ok"
     assert {"imports", "trials", "writing"} <= set(done[0]["phases_s"])
     assert done[0]["wall_s"] == pytest.approx(sum(done[0]["phases_s"].values()), abs=1e-5)
+
+
+def test_a_worker_run_writes_the_same_files_and_columns_as_a_run_in_this_process(tmp_path):
+    """The cuts (no scipy, the framework imported first, no finalization) change what a
+    worker spends, never what it writes: its folder holds the files and columns that a
+    run in this process writes (worker.log aside), summary CIs included (7 trials)."""
+    import csv
+
+    def folder_of(*extra):
+        done = run_cli_here("run", "-w", "linreg", "-b", "test-ok", "--out", str(tmp_path),
+                            "--quiet", "--trials", "7", "--warmup-s", "0.02",
+                            "--min-trial-s", "0.01", *extra, env_extra=PLUGIN_ENV)
+        assert done.returncode == 0, done.stderr
+        return Path(done.stdout.splitlines()[0])
+
+    def header(path):
+        with open(path, newline="") as f:
+            return next(csv.reader(f))
+
+    worker, inline = folder_of(), folder_of("--no-isolate")
+    files = {p.name for p in worker.iterdir()} - {"worker.log"}
+    assert files == {p.name for p in inline.iterdir()}
+    for name in sorted(f for f in files if f.endswith(".csv")):
+        assert header(worker / name) == header(inline / name), name
+    with open(worker / "summary.csv", newline="") as f:
+        ci = next(csv.DictReader(f))["throughput_samples_per_s_ci_low"]
+    assert ci and float(ci) > 0  # 7 trials: the interval exists
+    metas = [json.loads((f / "run.json").read_text()) for f in (worker, inline)]
+    assert set(metas[0]) == set(metas[1])
+    assert set(metas[0]["phases_s"]) - set(metas[1]["phases_s"]) == {"imports"}

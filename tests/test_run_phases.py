@@ -319,3 +319,15 @@ def test_a_worker_run_writes_the_same_files_and_columns_as_a_run_in_this_process
     metas = [json.loads((f / "run.json").read_text()) for f in (worker, inline)]
     assert set(metas[0]) == set(metas[1])
     assert set(metas[0]["phases_s"]) - set(metas[1]["phases_s"]) == {"imports"}
+
+
+def test_a_long_runs_time_reads_in_whole_seconds_and_still_fits():
+    from gpubench.cli.run_time import compact_time, time_lines
+
+    long = {"phases_s": {"imports": 1.2, "warmup": 120.4, "trials": 3600.2, "writing": 0.3},
+            "wall_s": 3722.1, "fixed_s": 1.5}
+    assert compact_time(long, 80) == ("last run 3,722 s: imports 1.2 s, warm-up 120 s, "
+                                      "trials 3,600 s, writing 0.3 s")
+    assert compact_time(long, 40) == "last run 3,722 s: trials 3,600 s"  # the longest stays
+    assert compact_time(long, 10) == "last run 3,722 s"  # nothing cut: the wall alone
+    assert "trials 3,600 s" in " ".join(time_lines(long, 80))

@@ -5,7 +5,7 @@ preflight 0.9 s, ... (wall 2.2 s, fixed 2.1 s)`, wrapped to the width, no number
 from __future__ import annotations
 
 import textwrap
-from typing import Any, List, Mapping
+from typing import Any, List, Mapping, Tuple
 
 LABELS = {"warmup": "warm-up"}
 NBSP = "\u00a0"  # joins a phase's name and number: lines break between phases only
@@ -16,15 +16,21 @@ def _seconds(value: float) -> str:
     return f"{value:.1f} s" if value < 100 else f"{value:,.0f} s"
 
 
-def phase_parts(timed: Mapping[str, Any], min_s: float = MIN_SHOWN_S) -> List[str]:
-    """'launch 0.4 s', 'imports 2.6 s', ... in the run's order; [] when not recorded."""
+def _shown(timed: Mapping[str, Any]) -> List[Tuple[str, float]]:
+    """('imports 2.6 s', 2.6...) for each phase shown, in the run's order."""
     from gpubench.measure.phases import TIMED_PHASES
 
     phases = timed.get("phases_s")
     if not isinstance(phases, Mapping):
         return []
-    return [f"{LABELS.get(p, p)} {_seconds(float(phases[p]))}" for p in TIMED_PHASES
-            if isinstance(phases.get(p), (int, float)) and phases[p] >= min_s]
+    return [(f"{LABELS.get(p, p)} {_seconds(float(phases[p]))}", float(phases[p]))
+            for p in TIMED_PHASES
+            if isinstance(phases.get(p), (int, float)) and phases[p] >= MIN_SHOWN_S]
+
+
+def phase_parts(timed: Mapping[str, Any]) -> List[str]:
+    """'launch 0.4 s', 'imports 2.6 s', ... in the run's order; [] when not recorded."""
+    return [text for text, _ in _shown(timed)]
 
 
 def totals_text(timed: Mapping[str, Any]) -> str:
@@ -50,13 +56,16 @@ def time_lines(timed: Mapping[str, Any], width: int) -> List[str]:
 
 def compact_time(timed: Mapping[str, Any], width: int) -> str:
     """One line of at most `width` columns: the wall time, then the longest phases in
-    the run's order, as many as fit ('' without phases)."""
-    parts = phase_parts(timed)
-    if not parts or not isinstance(timed.get("wall_s"), (int, float)):
+    the run's order, as many as fit (the wall alone, whole, when none does; '' without
+    phases)."""
+    kept = _shown(timed)
+    if not kept or not isinstance(timed.get("wall_s"), (int, float)):
         return ""
     head = f"last run {_seconds(float(timed['wall_s']))}"
-    seconds = {part: float(part.rsplit(" ", 2)[1]) for part in parts}
-    kept = list(parts)
-    while kept and len(f"{head}: {', '.join(kept)}") > width:
-        kept.remove(min(kept, key=seconds.__getitem__))  # the shortest phase goes first
-    return f"{head}: {', '.join(kept)}" if kept else head[:width]
+
+    def line() -> str:
+        return f"{head}: {', '.join(text for text, _ in kept)}" if kept else head
+
+    while kept and len(line()) > width:
+        kept.remove(min(kept, key=lambda shown: shown[1]))  # the shortest phase goes first
+    return line()

@@ -26,8 +26,8 @@ PHASES: Dict[str, str] = {
 }
 
 # run.json's phases_s, in the order a run goes through them. launch: from the parent's
-# launch to the worker process's start; imports: from there to preflight (Python's start
-# and gpubench's imports; the framework's are where its backend imports it); scenario:
+# launch to the worker process's start; imports: from there to preflight (Python's start,
+# gpubench's imports and the backend's framework, which the worker imports first); scenario:
 # the scenario's time outside warm-up and trials (all of it for one without them).
 TIMED_PHASES = ("launch", "imports", "preflight", "prepare", "checks", "telemetry",
                 "scenario", "warmup", "trials", "writing")

@@ -41,6 +41,7 @@ class LaunchResult:
     refused_kind: Optional[str] = None  # unsupported | usage
     events: List[Dict[str, Any]] = field(default_factory=list)
     process: int = 0  # the run's worker process it ended in (--processes)
+    launch_warnings: List[str] = field(default_factory=list)  # the launcher's own (a fallback)
 
     @property
     def telemetry(self) -> Dict[str, Any]:
@@ -48,7 +49,7 @@ class LaunchResult:
 
     @property
     def warnings(self) -> List[str]:
-        return list(self._finished().get("warnings") or [])
+        return list(self._finished().get("warnings") or []) + self.launch_warnings
 
     def _finished(self) -> Dict[str, Any]:
         finished = [e for e in self.events if e["event"] == "finished"]

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import threading
+import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -22,6 +23,7 @@ from gpubench.launch.base import (
     LaunchResult, Launcher, OnStart, Progress, is_this_python, no_progress, refuse_ranks,
     run_ended,
 )
+from gpubench.launch.forked import ForkedProcess, ForkServerLost, ForkServers, fork_supported
 from gpubench.launch.status_rows import close_interrupted, read_folder_trials
 from gpubench.launch.worker import (
     EVENT_FD_ENV, EXIT_FINISHED, EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_TERMINATED,
@@ -94,25 +96,57 @@ class ProcessLauncher(Launcher):
     name = "process"
     isolated = True
 
+    def __init__(self, python: Optional[str] = None) -> None:
+        super().__init__(python)
+        self.fork_servers = ForkServers(self.python)
+        weakref.finalize(self, self.fork_servers.close)
+        self.fallbacks: List[str] = []  # why runs went to fresh interpreters, said once
+
     def _start(self, args: List[str], req: Any, log_path: Path, events: List[Dict[str, Any]],
                progress: Progress) -> tuple:
         read_fd, write_fd = os.pipe()
-        env = {**os.environ, EVENT_FD_ENV: str(write_fd)}
+        env = dict(os.environ)
         pin_cuda_device_order(env)  # the worker's CUDA ordinals are then NVML's indices
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [self.python, "-m", "gpubench.launch.worker", *args], stdin=subprocess.PIPE,
-                stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,), env=env,
-                start_new_session=True)  # its own group: a timeout kills all it started
+            proc = self._fork(args, req, env, log.fileno(), write_fd)
+            if proc is None:
+                request = json.dumps(request_to_json(replace(req, isolation="fresh")))
+                proc = subprocess.Popen(
+                    [self.python, "-m", "gpubench.launch.worker", *args], stdin=subprocess.PIPE,
+                    stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
+                    env={**env, EVENT_FD_ENV: str(write_fd)},
+                    start_new_session=True)  # its own group: a timeout kills all it started
         os.close(write_fd)
         relay = threading.Thread(target=_relay, args=(read_fd, events, progress), daemon=True)
         relay.start()
-        try:
-            proc.stdin.write(json.dumps(request_to_json(req)).encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
+        if isinstance(proc, subprocess.Popen):
+            try:
+                proc.stdin.write(request.encode())
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
         return proc, relay
+
+    def _fork(self, args: List[str], req: Any, env: Dict[str, str], log_fd: int,
+              event_fd: int) -> Optional[ForkedProcess]:
+        """The worker forked by the fork server of the run's framework family; None when
+        it runs in a fresh interpreter (asked for, or the server could not)."""
+        if getattr(req, "isolation", "fork") != "fork":
+            return None
+        why = "this platform cannot fork a worker (no fork or no fds over Unix sockets)"
+        server = None
+        if fork_supported():
+            try:
+                server = self.fork_servers.server(req.backend, env)
+                return server.spawn(args, env, json.dumps(request_to_json(req)), log_fd,
+                                    event_fd)
+            except ForkServerLost as exc:
+                why = str(exc)
+                if server is not None:
+                    self.fork_servers.lose(server, why)
+        if why not in self.fallbacks:
+            self.fallbacks.append(why)
+        return None
 
     def preflight(self, req: Any) -> None:
         refuse_ranks(req, self.name)
@@ -172,6 +206,14 @@ class ProcessLauncher(Launcher):
         return result
 
     def _launch_one(self, req: Any, timeout_s: Optional[float], progress: Progress,
+                    on_start: OnStart) -> LaunchResult:
+        said = len(self.fallbacks)
+        result = self._run_worker(req, timeout_s, progress, on_start)
+        result.launch_warnings += [f"fork server unavailable ({why}): workers start in fresh "
+                                   "interpreters" for why in self.fallbacks[said:]]
+        return result
+
+    def _run_worker(self, req: Any, timeout_s: Optional[float], progress: Progress,
                     on_start: OnStart) -> LaunchResult:
         assert req.folder is not None
         folder = Path(req.folder)

@@ -35,7 +35,7 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, Optional, TextIO
+from typing import Any, Dict, Optional, Sequence, TextIO
 
 from gpubench.errors import BackendUnavailable, Unsupported, UserError
 from gpubench.measure import interrupt
@@ -82,16 +82,16 @@ class _Events:
             self.stream.flush()
 
 
-def main() -> int:
+def main(args: Sequence[str], request_text: str) -> int:
     _die_with_parent()
     fd = os.environ.get(EVENT_FD_ENV)
     events = _Events(os.fdopen(int(fd), "w", buffering=1) if fd else None)
-    request = request_from_json(json.loads(sys.stdin.read()))
+    request = request_from_json(json.loads(request_text))
     from gpubench.measure.preflight import preflight
     from gpubench.measure.runner import execute_run
 
     try:
-        if "--preflight" in sys.argv[1:]:
+        if "--preflight" in args:
             preflight(request)
             return EXIT_FINISHED
         outcome = execute_run(request, events)
@@ -108,24 +108,30 @@ def main() -> int:
     return EXIT_FINISHED
 
 
-if __name__ == "__main__":
+def serve(args: Sequence[str], request_text: str) -> int:
+    """The worker's run with its signal handling; its exit code. A fresh worker
+    (below) and a fork server's child (launch/fork_server.py) both end here."""
     # SIGINT (the parent: write what finished) and SIGTERM (sent to this process itself)
     # end the run the same way. A second signal while finished trials are being written
     # must not cut that short: only the first one counts. It is also recorded: one
     # raised inside a finalizer is swallowed there, and the run checks the record.
-    _received = []
+    received = []
 
     def _interrupt(signum: int, frame: Any) -> None:
-        if not _received:
-            _received.append(signum)
+        if not received:
+            received.append(signum)
             interrupt.request()
             raise KeyboardInterrupt
 
-    for _signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(_signum, _interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
-        code = main()
+        code = main(args, request_text)
     except KeyboardInterrupt:  # before the run started: nothing to keep
         code = EXIT_INTERRUPTED
-    sys.exit(EXIT_TERMINATED if code == EXIT_INTERRUPTED and _received == [signal.SIGTERM]
-             else code)
+    return (EXIT_TERMINATED if code == EXIT_INTERRUPTED and received == [signal.SIGTERM]
+            else code)
+
+
+if __name__ == "__main__":
+    sys.exit(serve(sys.argv[1:], sys.stdin.read()))

@@ -100,7 +100,8 @@ class ProcessLauncher(Launcher):
         super().__init__(python)
         self.fork_servers = ForkServers(self.python)
         weakref.finalize(self, self.fork_servers.close)
-        self.fallbacks: List[str] = []  # why runs went to fresh interpreters, said once
+        self.fallbacks: List[str] = []  # why runs went to fresh interpreters
+        self.unsaid: List[str] = []  # those the next run's result says (once each)
 
     def _start(self, args: List[str], req: Any, log_path: Path, events: List[Dict[str, Any]],
                progress: Progress) -> tuple:
@@ -146,6 +147,7 @@ class ProcessLauncher(Launcher):
                     self.fork_servers.lose(server, why)
         if why not in self.fallbacks:
             self.fallbacks.append(why)
+            self.unsaid.append(why)
         return None
 
     def preflight(self, req: Any) -> None:
@@ -207,10 +209,10 @@ class ProcessLauncher(Launcher):
 
     def _launch_one(self, req: Any, timeout_s: Optional[float], progress: Progress,
                     on_start: OnStart) -> LaunchResult:
-        said = len(self.fallbacks)
         result = self._run_worker(req, timeout_s, progress, on_start)
+        unsaid, self.unsaid = self.unsaid, []
         result.launch_warnings += [f"fork server unavailable ({why}): workers start in fresh "
-                                   "interpreters" for why in self.fallbacks[said:]]
+                                   "interpreters" for why in unsaid]
         return result
 
     def _run_worker(self, req: Any, timeout_s: Optional[float], progress: Progress,

@@ -165,3 +165,37 @@ def test_the_family_follows_the_backend():
     assert forked.family_of("torch-cuda") == forked.family_of("auto") == "torch"
     assert forked.family_of("tf-cpu-xla") == "tensorflow"
     assert forked.family_of("test-ok") == "none"
+
+
+def test_a_suite_says_the_fallback_and_ends_its_fork_servers(tmp_path, plugins_in_workers):
+    """One warning for the suite's runs that went fresh; and a suite run in this
+    process (the API) leaves no server behind when it returns."""
+    from gpubench.suite import executor
+
+    config = tmp_path / "suite.yaml"
+    config.write_text("defaults: {trials: 2, warmup_s: 0.02, min_trial_s: 0.02, "
+                      "telemetry: none}\nruns:\n  - {workloads: linreg, backends: test-ok, "
+                      "batch_sizes: [1, 2]}\n")
+    broken = _wrapper(tmp_path / "python", 'case "$2" in *fork_server*) exit 1;; esac')
+    outcomes = {}
+    for name, launcher in (("fork", ProcessLauncher()),
+                           ("fallback", ProcessLauncher(python=broken))):
+        plan = executor.plan_suite(config, tmp_path / name)
+        suite = executor.open_suite_folder(plan, tmp_path / name, {})
+        pids = []
+        launcher_run = launcher.launch_process
+
+        def launch_process(*args, **kwargs):  # the servers running while a run runs
+            pids.extend(_server_pids(launcher))
+            return launcher_run(*args, **kwargs)
+
+        launcher.launch_process = launch_process
+        outcomes[name] = executor.execute_suite(plan, suite, [0], launcher=launcher)
+        assert outcomes[name].statuses == {"ok": 2}
+        assert bool(pids) == (name == "fork")  # the second run found the first's server
+        assert _server_pids(launcher) == [] and not any(_running(psutil.Process(pid))
+                                                        for pid in pids
+                                                        if psutil.pid_exists(pid))
+    assert outcomes["fork"].warnings == []
+    assert outcomes["fallback"].warnings == [
+        "fork server unavailable (it did not start): workers start in fresh interpreters"]

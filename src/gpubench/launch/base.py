@@ -83,6 +83,10 @@ class Launcher(ABC):
     def __init__(self, python: Optional[str] = None) -> None:
         self.python = sys.executable if python is None else resolve_python(python)
 
+    def close(self) -> None:
+        """Ends what the launcher keeps between runs (the process launcher's fork
+        servers); it may run again after, starting them anew."""
+
     def writes_rows(self, req: Any) -> bool:
         """Whether the run's rows land in this launcher's folder: False for the other
         nodes of a run of several (rank 0's node writes them)."""

@@ -103,6 +103,9 @@ class ProcessLauncher(Launcher):
         self.fallbacks: List[str] = []  # why runs went to fresh interpreters
         self.unsaid: List[str] = []  # those the next run's result says (once each)
 
+    def close(self) -> None:
+        self.fork_servers.close()
+
     def _start(self, args: List[str], req: Any, log_path: Path, events: List[Dict[str, Any]],
                progress: Progress) -> tuple:
         read_fd, write_fd = os.pipe()

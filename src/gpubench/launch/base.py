@@ -7,9 +7,9 @@ progress events and saying how it ended (LaunchResult). What to make of that end
 them.
 
 - `inline`: in this process (debugging; no timeout, no clean CUDA context);
-- `process`: fresh worker processes per run (`python -m gpubench.launch.worker`; one,
-  or `--processes K` one after another), the default: a clean CUDA context, and a
-  segfault, OOM kill or hang stays in it;
+- `process`: worker processes per run (one, or `--processes K` one after another),
+  forked from a warm fork server or fresh interpreters (`--isolation`), the default:
+  a clean CUDA context, and a segfault, OOM kill or hang stays in it;
 - `torchrun`: the run's ranks through `torch.distributed.run` (launch/torchrun.py),
   each running the runner with its rank context (`gpubench run --nproc N`).
 """

@@ -1,5 +1,7 @@
-"""The `process` launcher: each run in a fresh worker process of the launcher's Python
-(launch/worker.py). It relays the worker's progress, enforces the timeout by killing
+"""The `process` launcher: each run in a worker process of the launcher's Python
+(launch/worker.py), forked from the fork server of the run's framework family
+(launch/forked.py; `isolation: fork`, the default) or a fresh interpreter
+(`isolation: fresh`, and wherever a fork server cannot run). It relays the worker's progress, enforces the timeout by killing
 the worker's whole process group, and hands Ctrl-C (and SIGTERM, which the CLI turns
 into the same KeyboardInterrupt) on as SIGINT so the worker writes what finished: the
 worker runs in its own session, so no signal sent to this process reaches it.

@@ -1,7 +1,9 @@
-"""The worker: one run in a fresh process (`python -m gpubench.launch.worker`), started
-by the process launcher with the Python of the run's environment.
+"""The worker: one run in a process of its own, started by the process launcher with
+the Python of the run's environment: a fresh `python -m gpubench.launch.worker`, or a
+child forked by a fork server (launch/fork_server.py) that runs `serve` below.
 
-A fresh process per run gives every run a clean CUDA context, and confines a segfault,
+A process per run gives every run a clean CUDA context (a fork server never touches
+CUDA), and confines a segfault,
 an out-of-memory kill or a hang to that run. The parent sends the request as JSON on
 stdin and names the run folder; the worker writes the folder itself (trials.csv after
 every trial) and reports progress as JSON lines on the file descriptor named by

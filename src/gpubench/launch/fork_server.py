@@ -29,6 +29,9 @@ import sys
 import threading
 from typing import Any, Dict, List
 
+from gpubench.launch import worker
+from gpubench.launch.worker import EVENT_FD_ENV, EXIT_INTERRUPTED, EXIT_TERMINATED
+
 SPEC_TIMEOUT_S = 30.0  # the parent writes a run's spec right after sending its fds
 
 
@@ -65,6 +68,9 @@ def _read_spec(conn: socket.socket) -> Dict[str, Any]:
 
 def _child(spec: Dict[str, Any], log_fd: int, event_fd: int, server_fds: List[int]) -> int:
     """In the forked child: become the run's worker process."""
+    # Stopped before its run began, as a fresh worker still importing: nothing to keep.
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(EXIT_TERMINATED))
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(EXIT_INTERRUPTED))
     os.setsid()
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -81,14 +87,13 @@ def _child(spec: Dict[str, Any], log_fd: int, event_fd: int, server_fds: List[in
     os.chdir(spec["cwd"])
     os.environ.clear()
     os.environ.update(spec["env"])
-    from gpubench.launch.worker import EVENT_FD_ENV, serve
     os.environ[EVENT_FD_ENV] = str(event_fd)
     sys.argv = [sys.argv[0], *spec["args"]]
     import random
     random.seed()  # a fork copies the state: each worker its own (runs seed what they use)
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed()
-    return serve(spec["args"], spec["request"])
+    return worker.serve(spec["args"], spec["request"])
 
 
 def _fork(spec: Dict[str, Any], log_fd: int, event_fd: int, server_fds: List[int]) -> int:
@@ -101,6 +106,8 @@ def _fork(spec: Dict[str, Any], log_fd: int, event_fd: int, server_fds: List[int
             code = _child(spec, log_fd, event_fd, server_fds)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
+        except KeyboardInterrupt:  # a SIGINT before the child's own handler
+            code = EXIT_INTERRUPTED
         except BaseException:  # noqa: BLE001 (reported in the run's log, as a crash)
             import traceback
             traceback.print_exc()
@@ -193,7 +200,7 @@ def _reap(children: Dict[int, socket.socket]) -> None:
 
 
 def main(argv: List[str]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches runs through the parent
+    # Its own session: a terminal's Ctrl-C reaches the runs through the parent, not here.
     control = socket.socket(fileno=int(argv[0]))
     serve(control, preload(argv[1:]))
 

@@ -6,8 +6,9 @@ interleaved, in one sitting on one machine:
    a suite keeps it (the fork server started once, its start reported apart);
 2. `gpubench run --processes 5 --trials 2` against `--processes 1 --trials 10`, the
    whole command's wall time, per isolation;
-3. the speed a forked worker measures against a fresh one: four runs a side,
-   interleaved, then `gpubench compare` (inconclusive: the same speed).
+3. the speed a forked worker measures against a fresh one (the framework's default
+   threads): four runs a side, interleaved, then `gpubench compare` (inconclusive: the
+   same speed).
 
     .venv/bin/python benchmarks/isolation_overhead.py [--rounds 4] [--skip-tf]
 """
@@ -33,9 +34,10 @@ REQUESTED_S = SHORT.warmup_s + SHORT.trials * SHORT.min_trial_s  # what the run 
 SPEED = ProtocolConfig(trials=6, warmup_s=0.5, min_trial_s=0.5)  # long enough to compare speed
 
 
-def _request(out: Path, backend: str, isolation: str, protocol: ProtocolConfig) -> RunRequest:
+def _request(out: Path, backend: str, isolation: str, protocol: ProtocolConfig,
+             threads=1) -> RunRequest:
     return RunRequest(workload="mnist", backend=backend, protocol=protocol, telemetry="none",
-                      out_dir=out, threads=1, isolation=isolation)
+                      out_dir=out, threads=threads, isolation=isolation)
 
 
 def _wall(fn) -> float:
@@ -75,7 +77,8 @@ def same_speed(out: Path, runs: int) -> str:
     launcher = make_launcher("process")
     for _ in range(runs):
         for iso in ISOLATIONS:
-            run_one(_request(out / iso, "torch-cpu", iso, SPEED), launcher, 600)
+            # threads unset: each child starts the framework's default pool itself
+            run_one(_request(out / iso, "torch-cpu", iso, SPEED, threads=None), launcher, 600)
     done = subprocess.run([sys.executable, "-m", "gpubench", "compare", str(out / "fresh"),
                            str(out / "fork"), "--format", "markdown"],
                           capture_output=True, text=True)

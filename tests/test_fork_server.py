@@ -54,6 +54,12 @@ def test_the_torch_server_imports_torch_without_cuda_or_threads():
     assert {"torch", "torch._dynamo"} <= set(status["preloaded"])
     assert status["cuda_initialized"] is False  # torch.cuda.is_initialized(), in the server
     assert status["python_threads"] == 1  # forking a threaded process is not safe
+    # no pool beyond what importing the same modules starts (OpenBLAS's, say): torch's
+    # intra-op pool starts at its first use, which would show here
+    imports = "; ".join(f"import {name}" for name in status["preloaded"])
+    assert status["os_threads"] == int(subprocess.run(
+        [sys.executable, "-c", f"import os; {imports}; print(len(os.listdir('/proc/self/task')))"],
+        capture_output=True, text=True, check=True).stdout)
     assert not psutil.pid_exists(status["pid"]) or \
         psutil.Process(status["pid"]).status() == psutil.STATUS_ZOMBIE
 

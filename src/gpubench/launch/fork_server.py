@@ -14,7 +14,8 @@ Control messages (SOCK_SEQPACKET, one byte and its file descriptors):
     S [conn, log, event]  fork a worker; the run's spec arrives as JSON on `conn`
                           ({"args", "env", "cwd", "request"}), which then gets
                           {"pid": N} and later {"exit": code}, a line each
-    Q [conn]              {"pid", "cuda_initialized", "python_threads", "preloaded"}
+    Q [conn]              {"pid", "cuda_initialized", "python_threads", "os_threads",
+                          "preloaded"}
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ def _status(preloaded: List[str]) -> Dict[str, Any]:
     torch = sys.modules.get("torch")
     return {"pid": os.getpid(), "preloaded": preloaded,
             "python_threads": threading.active_count(),
+            "os_threads": len(os.listdir("/proc/self/task")),  # a library's own pools too
             # torch's own query; it initialises nothing
             "cuda_initialized": bool(torch is not None and torch.cuda.is_initialized())}
 

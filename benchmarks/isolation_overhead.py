@@ -9,6 +9,8 @@ interleaved, in one sitting on one machine:
 3. the speed a forked worker measures against a fresh one (the framework's default
    threads): four runs a side, interleaved, then `gpubench compare` (inconclusive: the
    same speed).
+4. configs/nightly.yaml's estimate (`suite --dry-run`'s figures, suite/estimate.py) as
+   if every run ran here, per isolation.
 
     .venv/bin/python benchmarks/isolation_overhead.py [--rounds 4] [--skip-tf]
 """
@@ -85,6 +87,20 @@ def same_speed(out: Path, runs: int) -> str:
     return done.stdout
 
 
+def nightly_estimate_s(isolation: str) -> float:
+    """The nightly suite's runs' cost by suite/estimate.py's figures, none refused."""
+    from gpubench.launch.forked import family_of
+    from gpubench.suite.estimate import SERVER_START_S, run_cost
+    from gpubench.suite.executor import plan_suite
+
+    plan = plan_suite(Path(__file__).resolve().parent.parent / "configs" / "nightly.yaml",
+                      Path("unused"))
+    runs = [p.run.with_values(isolation=isolation) for p in plan.runs]
+    servers = {(r.setting("environment"), family_of(r.backend)) for r in runs}
+    return (sum(run_cost(r).seconds for r in runs)
+            + (len(servers) * SERVER_START_S if isolation == "fork" else 0.0))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
@@ -109,6 +125,8 @@ def main() -> None:
         print("3. fork against fresh, 4 runs a side interleaved (torch-cpu mnist, "
               f"{SPEED.trials} trials of {SPEED.min_trial_s:g} s): gpubench compare")
         print(same_speed(out / "speed", 4))
+    print("4. configs/nightly.yaml estimated as if no run were refused here: "
+          + ", ".join(f"{iso} {nightly_estimate_s(iso) / 60:.0f} min" for iso in ISOLATIONS))
 
 
 if __name__ == "__main__":

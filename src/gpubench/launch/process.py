@@ -1,10 +1,11 @@
 """The `process` launcher: each run in a worker process of the launcher's Python
 (launch/worker.py), forked from the fork server of the run's framework family
-(launch/forked.py; `isolation: fork`, the default) or a fresh interpreter
-(`isolation: fresh`, and wherever a fork server cannot run). It relays the worker's progress, enforces the timeout by killing
-the worker's whole process group, and hands Ctrl-C (and SIGTERM, which the CLI turns
-into the same KeyboardInterrupt) on as SIGINT so the worker writes what finished: the
-worker runs in its own session, so no signal sent to this process reaches it.
+(launch/forked.py; `isolation: fork`, the default) or a fresh interpreter (`isolation:
+fresh`, and wherever a fork server cannot run). It relays the worker's progress,
+enforces the timeout by killing the worker's whole process group, and hands Ctrl-C (and
+SIGTERM, which the CLI turns into the same KeyboardInterrupt) on as SIGINT so the worker
+writes what finished: the worker runs in its own session, so no signal sent to this
+process reaches it.
 Preflight runs in that same Python: in this process when it is this interpreter, else
 in a worker started with --preflight."""
 
@@ -137,7 +138,7 @@ class ProcessLauncher(Launcher):
               event_fd: int) -> Optional[ForkedProcess]:
         """The worker forked by the fork server of the run's framework family; None when
         it runs in a fresh interpreter (asked for, or the server could not)."""
-        if getattr(req, "isolation", "fork") != "fork":
+        if req.isolation != "fork":
             return None
         why = "this platform cannot fork a worker (no fork or no fds over Unix sockets)"
         server = None

@@ -5,9 +5,9 @@ child forked by a fork server (launch/fork_server.py) that runs `serve` below.
 A process per run gives every run a clean CUDA context (a fork server never touches
 CUDA), and confines a segfault, an out-of-memory kill or a hang to that run. The parent
 sends the request as JSON on stdin (a forked worker gets it from its server) and names
-the run folder; the worker writes the
-folder itself (trials.csv after every trial) and reports progress as JSON lines on the
-file descriptor named by GPUBENCH_EVENT_FD. Its exit code says how it ended:
+the run folder; the worker writes the folder itself (trials.csv after every trial) and
+reports progress as JSON lines on the file descriptor named by GPUBENCH_EVENT_FD. Its
+exit code says how it ended:
 
     0    the run finished (its rows say ok or failed)
     2    the run was refused before measuring; the last event says why and whether

@@ -64,6 +64,20 @@ def test_the_torch_server_imports_torch_without_cuda_or_threads():
         psutil.Process(status["pid"]).status() == psutil.STATUS_ZOMBIE
 
 
+def test_the_tensorflow_server_imports_only_and_its_children_run(tmp_path):
+    """TensorFlow imported as its backend imports it, nothing started by the server;
+    a tf-cpu run forked from it measures."""
+    pytest.importorskip("tensorflow")
+    launcher = ProcessLauncher()
+    outcome = run_one(_request(tmp_path, "tf-cpu", threads=1), launcher)
+    assert outcome.status == "ok" and _isolation(outcome) == "fork"
+    (server,) = launcher.fork_servers.servers.values()
+    status = server.query()
+    launcher.close()
+    assert "gpubench.backends.tensorflow_backend:import_tensorflow" in status["preloaded"]
+    assert status["python_threads"] == 1
+
+
 def test_a_forked_worker_takes_its_own_thread_count(tmp_path):
     """--threads in a child of the server (which imported torch), and without it the
     count a fresh interpreter starts with."""

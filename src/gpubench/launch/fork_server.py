@@ -37,13 +37,17 @@ SPEC_TIMEOUT_S = 30.0  # the parent writes a run's spec right after sending its 
 
 
 def preload(modules: List[str]) -> List[str]:
-    """Imports the worker's modules and `modules`; those that do not import are left to
-    the child (the run then says why, as a fresh worker would)."""
+    """Imports the worker's modules and `modules` (`module:function`: also calls that
+    function, an import the backend makes its own way); those that do not import are
+    left to the child (the run then says why, as a fresh worker would)."""
     loaded = []
     for name in ["gpubench.launch.worker", "gpubench.measure.runner",
                  "gpubench.measure.preflight", *modules]:
+        module, _, function = name.partition(":")
         try:
-            importlib.import_module(name)
+            imported = importlib.import_module(module)
+            if function:
+                getattr(imported, function)()
             loaded.append(name)
         except Exception:  # noqa: BLE001 (an optional framework missing here)
             pass

@@ -28,7 +28,8 @@ CLOSE_TIMEOUT_S = 5.0  # a server exits as soon as its control socket closes
 FAMILY_MODULES: Dict[str, Tuple[str, ...]] = {
     "torch": ("torch", "torch._dynamo", "gpubench.backends.torch_backend",
               "gpubench.backends.torch_step"),
-    "tensorflow": ("tensorflow", "gpubench.backends.tensorflow_backend"),
+    # as the backend imports it (quiet, Keras on TensorFlow); import only
+    "tensorflow": ("gpubench.backends.tensorflow_backend:import_tensorflow",),
     "none": (),
 }
 

@@ -26,13 +26,13 @@ from gpubench.workloads import Workload, resolve_workload
 # A run's worker process beyond its requested warm-up and trials: its start (a fresh
 # interpreter's start and imports, or a fork of a warm server: launch/forked.py),
 # building the model and the data, writing the results. Measured by
-# benchmarks/isolation_overhead.py (mnist on torch-cpu, interleaved; the 2-core CPU dev
-# machine, 2026-12-07; docs/suites.md): fresh FRESH_S s, fork FORK_S s a run. A GPU server starts
-# faster; TensorFlow's fresh start is slower.
-FIXED_COST_S = {"fresh": 5.0, "fork": 1.0}
-# A fork server's own start, once per suite for each Python environment and framework
-# family: a fresh worker's, in effect.
-SERVER_START_S = FIXED_COST_S["fresh"]
+# benchmarks/isolation_overhead.py (mnist on torch-cpu, medians of 4 interleaved runs;
+# the 2-core CPU dev machine, 2026-12-07; docs/suites.md): fresh 2.66 s, fork 0.30 s a
+# run (tf-cpu: 4.46 s and 0.44 s). A GPU run adds its CUDA context's start to both.
+FIXED_COST_S = {"fresh": 2.7, "fork": 0.3}
+# A fork server's own start (its imports), once per suite for each Python environment
+# and framework family: the same benchmark's first forked run, 2.10 s, less a fork's.
+SERVER_START_S = 1.8
 # A worker that refuses its run in preflight: Python and gpubench's imports, no
 # framework (`time python -c "import gpubench.launch.worker, gpubench.measure.runner"`:
 # about 2 s on the same machine).

@@ -43,22 +43,37 @@ def other_python(tmp_path):
     return python, marker
 
 
-def test_preflight_runs_in_the_launchers_python(other_python, plugins_in_workers, tmp_path):
+def _started(marker: Path) -> list:
+    """The launcher's Python's starts, the fork server's control fd left out."""
+    return [" ".join(line.split()[:2]) if "fork_server" in line else line
+            for line in marker.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("isolation, starts", [
+    ("fresh", ["-m gpubench.launch.worker --preflight"] * 2),
+    ("fork", ["-m gpubench.launch.fork_server"])])  # one server forks both
+def test_preflight_runs_in_the_launchers_python(isolation, starts, other_python,
+                                                plugins_in_workers, tmp_path):
     python, marker = other_python
     launcher = ProcessLauncher(python=str(python))
     with pytest.raises(Unsupported, match="it supports nothing"):
-        launcher.preflight(RunRequest("linreg", "test-unsupported", out_dir=tmp_path))
-    launcher.preflight(RunRequest("linreg", "test-ok", out_dir=tmp_path))
-    assert marker.read_text().splitlines() == ["-m gpubench.launch.worker --preflight"] * 2
+        launcher.preflight(RunRequest("linreg", "test-unsupported", out_dir=tmp_path,
+                                      isolation=isolation))
+    launcher.preflight(RunRequest("linreg", "test-ok", out_dir=tmp_path, isolation=isolation))
+    assert _started(marker) == starts
 
 
-def test_a_run_goes_to_the_launchers_python(other_python, plugins_in_workers, tmp_path):
+@pytest.mark.parametrize("isolation, starts", [
+    ("fresh", ["-m gpubench.launch.worker --preflight", "-m gpubench.launch.worker"]),
+    ("fork", ["-m gpubench.launch.fork_server"])])
+def test_a_run_goes_to_the_launchers_python(isolation, starts, other_python,
+                                            plugins_in_workers, tmp_path):
     python, marker = other_python
     outcome = run_one(RunRequest("linreg", "test-ok", protocol=FAST, telemetry="none",
-                                 out_dir=tmp_path / "out"), ProcessLauncher(python=str(python)))
+                                 out_dir=tmp_path / "out", isolation=isolation),
+                      ProcessLauncher(python=str(python)))
     assert outcome.status == "ok" and len(outcome.trials) == 2
-    assert marker.read_text().splitlines() == ["-m gpubench.launch.worker --preflight",
-                                               "-m gpubench.launch.worker"]
+    assert _started(marker) == starts
 
 
 def test_a_python_that_cannot_run_gpubench_is_named(tmp_path):

@@ -16,7 +16,9 @@ from nvml_double import fake_nvml_dir, run_python  # noqa: F401  (fixture)
 from gpubench.measure.memory_check import DATA_BATCHES, estimate_for
 from gpubench.models.memory import activation_footprint, format_bytes
 from gpubench.suite.config import parse_suite
-from gpubench.suite.estimate import REFUSAL_S, WORKER_START_S, run_cost
+from gpubench.suite.estimate import FIXED_COST_S, REFUSAL_S, SERVER_START_S, run_cost
+
+FORK_S = FIXED_COST_S["fork"]  # a run's fixed cost with the default isolation
 from gpubench.workloads import all_workloads, resolve_workload
 from gpubench.workloads.collectives import OPS as COLLECTIVES
 
@@ -211,7 +213,9 @@ def _runs(text):
 def test_run_cost_counts_start_warmup_trials_and_the_target_cap():
     (fixed,) = _runs("runs:\n  - {workloads: mnist, backends: torch-cpu, trials: 5, "
                      "warmup_s: 1, min_trial_s: 2}\n")
-    assert run_cost(fixed).seconds == run_cost(fixed).max_seconds == WORKER_START_S + 1 + 10
+    assert run_cost(fixed).seconds == run_cost(fixed).max_seconds == FORK_S + 1 + 10
+    fresh = fixed.with_values(isolation="fresh")  # each worker a fresh interpreter
+    assert run_cost(fresh).seconds == FIXED_COST_S["fresh"] + 1 + 10
     target, trial_capped = _runs(textwrap.dedent("""\
         defaults: {trials: 5, warmup_s: 1, min_trial_s: 1, target_rel_ci: 0.01}
         runs:
@@ -219,9 +223,9 @@ def test_run_cost_counts_start_warmup_trials_and_the_target_cap():
           - {workloads: lenet5, backends: torch-cpu, max_time_s: 600}
         """))
     cost = run_cost(target)
-    assert cost.seconds == WORKER_START_S + 1 + 5
-    assert cost.max_seconds == WORKER_START_S + 1 + 61  # the last trial may end past the cap
-    assert run_cost(trial_capped).max_seconds == WORKER_START_S + 1 + 100  # max_trials x 1 s
+    assert cost.seconds == FORK_S + 1 + 5
+    assert cost.max_seconds == FORK_S + 1 + 61  # the last trial may end past the cap
+    assert run_cost(trial_capped).max_seconds == FORK_S + 1 + 100  # max_trials x 1 s
     assert run_cost(target, timeout_override=30).max_seconds == 30  # never past the timeout
 
 
@@ -260,8 +264,9 @@ def test_dry_run_flags_known_refusals_and_estimates_wall_time(tmp_path):
     assert "onnxruntime-cpu runs inference only" in out[4]
     assert "precision fp16 is not supported on torch-cpu" in out[5]
     assert out[-1] == f"6 runs from {config}, 5 of them unsupported here"
-    # One run measured (5 s start + 2 s warm-up + 3 trials x 1 s), five refused (2 s each).
-    total = WORKER_START_S + 2 + 3 + 5 * REFUSAL_S
+    # One run measured (its fork server's start, its fixed cost, 2 s warm-up, 3 trials x
+    # 1 s), five refused (2 s each).
+    total = SERVER_START_S + FORK_S + 2 + 3 + 5 * REFUSAL_S
     err = proc.stderr.splitlines()
     assert err[0] == f"estimated wall time: {total:.0f} s; over 2 devices: {total / 2:.0f} s"
     assert "warning" not in proc.stderr
@@ -345,7 +350,7 @@ def test_dry_run_json_carries_the_estimate(tmp_path):
 
     estimate = json.loads(proc.stdout)["estimate"]
     assert estimate["runs"] == 2 and estimate["refused_runs"] == 1
-    assert estimate["seconds"] == WORKER_START_S + 1 + 2 + REFUSAL_S
+    assert estimate["seconds"] == SERVER_START_S + FORK_S + 1 + 2 + REFUSAL_S
     (refused,) = estimate["refused"]
     assert refused["run"] == "mnist onnxruntime-cpu train fp32 batch default"
     assert refused["status"] == "unsupported" and "inference only" in refused["reason"]

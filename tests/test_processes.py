@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import suite_plugins  # noqa: F401 (the test-* backends, for suites parsed in this process)
 from conftest import PLUGIN_ENV, run_cli
 from gpubench.cli import EXIT_RUN_FAILED
 from gpubench.cli.progress import trial_description, trials_left_s
@@ -186,7 +187,7 @@ def test_a_suite_entry_spreads_its_runs_over_processes_and_the_estimate_counts_t
     import yaml
 
     from gpubench.suite.config import parse_suite
-    from gpubench.suite.estimate import WORKER_START_S, run_cost
+    from gpubench.suite.estimate import FIXED_COST_S, run_cost
 
     text = textwrap.dedent("""\
         runs:
@@ -194,7 +195,7 @@ def test_a_suite_entry_spreads_its_runs_over_processes_and_the_estimate_counts_t
              min_trial_s: 0.05, processes: 2, telemetry: none}
         """)
     (run,) = parse_suite(yaml.safe_load(text), tmp_path / "s.yaml")
-    assert run_cost(run).seconds == pytest.approx(2 * (WORKER_START_S + 0.05 + 0.1))
+    assert run_cost(run).seconds == pytest.approx(2 * (FIXED_COST_S["fork"] + 0.05 + 0.1))
     # Two runs of two processes each: the suite interleaves them, process by process.
     (tmp_path / "s.yaml").write_text(text.replace("test-ok", "test-logs-builds")
                                      .replace("mnist", "mnist, params: {hidden: [32, 64]}"))

@@ -105,8 +105,11 @@ def test_run_json_of_a_run_in_this_process_holds_its_phases(tmp_path):
     assert_phases_add_up(meta, "preflight")
 
 
-def test_run_json_of_a_worker_run_holds_its_launch_and_imports(tmp_path):
-    meta = _run_json(tmp_path, env={LAUNCHED_AT_ENV: repr(time.monotonic())})
+@pytest.mark.parametrize("isolation", ["fork", "fresh"])
+def test_run_json_of_a_worker_run_holds_its_launch_and_imports(tmp_path, isolation):
+    """The process launcher gives its worker the launch time, forked or fresh."""
+    meta = _run_json(tmp_path, "--isolation", isolation)
+    assert meta["config"]["isolation"] == isolation
     assert_phases_add_up(meta, "launch")
     assert "imports" in meta["phases_s"]
 
@@ -318,7 +321,8 @@ def test_a_worker_run_writes_the_same_files_and_columns_as_a_run_in_this_process
     assert ci and float(ci) > 0  # 7 trials: the interval exists
     metas = [json.loads((f / "run.json").read_text()) for f in (worker, inline)]
     assert set(metas[0]) == set(metas[1])
-    assert set(metas[0]["phases_s"]) - set(metas[1]["phases_s"]) == {"imports"}
+    # a worker's run starts at its launch (GPUBENCH_LAUNCHED_AT), one in this process at preflight
+    assert set(metas[0]["phases_s"]) - set(metas[1]["phases_s"]) == {"launch", "imports"}
 
 
 def test_a_long_runs_time_reads_in_whole_seconds_and_still_fits():

@@ -63,8 +63,29 @@ def _cmdline(process):
 
 
 def _workers(proc):
+    """The run's worker processes: fresh ones (the worker module) and those a fork
+    server forked (its children)."""
+    found = []
+    for child in psutil.Process(proc.pid).children():
+        line = _cmdline(child)
+        if "gpubench.launch.worker" in line:
+            found.append(child)
+        elif "gpubench.launch.fork_server" in line:
+            try:
+                found += child.children()
+            except psutil.NoSuchProcess:
+                pass
+    return found
+
+
+def _servers(proc):
     return [p for p in psutil.Process(proc.pid).children()
-            if "gpubench.launch.worker" in _cmdline(p)]
+            if "gpubench.launch.fork_server" in _cmdline(p)]
+
+
+# Each run's worker forked by a fork server (the default), or a fresh interpreter: the
+# signals end a run the same way.
+ISOLATIONS = pytest.mark.parametrize("isolation", ["fork", "fresh"])
 
 
 def _gone(pid):
@@ -97,12 +118,15 @@ def _kept_run(folder, at_least):
     return data
 
 
-@pytest.mark.parametrize("isolate", [True, False], ids=["process", "inline"])
-def test_sigterm_of_run_keeps_finished_trials_run_json_and_summary(tmp_path, isolate, start):
-    proc = start(*LONG_RUN, "--out", str(tmp_path), *([] if isolate else ["--no-isolate"]))
+@pytest.mark.parametrize("how", [["--isolation", "fork"], ["--isolation", "fresh"],
+                                 ["--no-isolate"]], ids=["fork", "fresh", "inline"])
+def test_sigterm_of_run_keeps_finished_trials_run_json_and_summary(tmp_path, how, start):
+    isolate = how != ["--no-isolate"]
+    proc = start(*LONG_RUN, "--out", str(tmp_path), *how)
     folder = wait_for_trials(tmp_path, at_least=2, timeout_s=DEADLINE_S)
-    workers = _workers(proc)
+    workers, servers = _workers(proc), _servers(proc)
     assert len(workers) == (1 if isolate else 0)
+    assert len(servers) == (1 if how[-1] == "fork" else 0)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=DEADLINE_S)
     assert proc.returncode == 143, stderr
@@ -117,14 +141,20 @@ def test_sigterm_of_run_keeps_finished_trials_run_json_and_summary(tmp_path, iso
     assert "samples/s" in lines[0]
     for worker in workers:  # the worker runs in its own session: it was stopped too
         assert _gone(worker.pid)
+    assert _all_gone(servers)  # and the fork server ended with its parent
 
 
-def test_ctrl_c_of_run_prints_the_folder_and_the_kept_trials(tmp_path, start):
-    proc = start(*LONG_RUN, "--out", str(tmp_path))
+@ISOLATIONS
+def test_ctrl_c_of_run_prints_the_folder_and_the_kept_trials(tmp_path, start, isolation):
+    proc = start(*LONG_RUN, "--out", str(tmp_path), "--isolation", isolation)
     folder = wait_for_trials(tmp_path, at_least=2, timeout_s=DEADLINE_S)
+    started = _workers(proc) + _servers(proc)
+    assert len(started) == (2 if isolation == "fork" else 1)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=DEADLINE_S)
     assert proc.returncode == 130, stderr
+    assert _all_gone(started)  # nothing left running: worker, fork server
+    assert json.loads((folder / "run.json").read_text())["config"]["isolation"] == isolation
     data = _kept_run(folder, at_least=2)
     assert stdout.splitlines()[0] == str(folder)
     assert "linreg" in stdout  # the kept trials' summary table
@@ -148,8 +178,9 @@ def test_ctrl_c_then_sigterm_does_not_cut_the_writing_short(tmp_path, start):
     _kept_run(folder, at_least=2)
 
 
-def test_sigterm_to_the_worker_itself_writes_what_finished(tmp_path, start):
-    proc = start(*LONG_RUN, "--out", str(tmp_path))
+@ISOLATIONS
+def test_sigterm_to_the_worker_itself_writes_what_finished(tmp_path, start, isolation):
+    proc = start(*LONG_RUN, "--out", str(tmp_path), "--isolation", isolation)
     folder = wait_for_trials(tmp_path, at_least=2, timeout_s=DEADLINE_S)
     (worker,) = _workers(proc)
     worker.send_signal(signal.SIGTERM)
@@ -165,9 +196,11 @@ def test_sigterm_to_the_worker_itself_writes_what_finished(tmp_path, start):
     assert (folder / "summary.csv").exists()
 
 
-def test_sigterm_of_the_suite_ends_as_ctrl_c_does(tmp_path, start):
+@ISOLATIONS
+def test_sigterm_of_the_suite_ends_as_ctrl_c_does(tmp_path, start, isolation):
     config = tmp_path / "suite.yaml"
-    config.write_text("""defaults:
+    config.write_text(f"""defaults:
+  isolation: {isolation}
   trials: 3
   warmup_s: 0.05
   min_trial_s: 0.3
@@ -185,6 +218,8 @@ runs:
     while not (workers := _workers(proc)) and proc.poll() is None and time.monotonic() < until:
         time.sleep(0.01)
     assert workers, "no run's worker seen"
+    servers = _servers(proc)
+    assert len(servers) == (1 if isolation == "fork" else 0)  # one for all the suite's runs
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=DEADLINE_S)
     assert proc.returncode == 143, stderr
@@ -196,6 +231,7 @@ runs:
     assert meta["stop_reason"] == "interrupted"
     pd.read_csv(folder / "summary.csv")
     assert all(_gone(worker.pid) for worker in workers)  # the suite waited for them
+    assert _all_gone(servers)
     # The run it cut short kept its finished trials in its own folder.
     cut = [f for f in (folder / "runs").iterdir()
            if (f / "run.json").exists() and json.loads((f / "run.json").read_text()).get("stop_reason") == "interrupted"]
@@ -220,7 +256,8 @@ def test_a_worker_that_ignores_the_interrupt_is_killed_after_the_grace(tmp_path,
     stuck.chmod(stuck.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setattr(process, "INTERRUPT_GRACE_S", 0.5)
     launcher = process.ProcessLauncher(python=str(stuck))
-    req = RunRequest("linreg", "test-ok", out_dir=tmp_path, folder=tmp_path / "run")
+    req = RunRequest("linreg", "test-ok", out_dir=tmp_path, folder=tmp_path / "run",
+                     isolation="fresh")  # the stuck "Python" could not serve forks
     interrupts, results = [], []
     # the run's own timeout only ends a launcher whose grace never kills: then the
     # outcome is "timeout", not a worker killed by SIGKILL

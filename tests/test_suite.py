@@ -181,22 +181,25 @@ def test_smoke_suite(tmp_path):
     assert (trials["throughput_samples_per_s"] > 0).all()
 
 
+@pytest.mark.parametrize("isolation", ["fork", "fresh"])  # forked or fresh: the same endings
 @pytest.mark.parametrize("backend, status, fragment", [
     ("test-abort", "failed", "killed by SIGABRT"),
     ("test-raise", "failed", "boom"),
     ("test-hang", "timeout", "timed out after 2 s"),
 ])
-def test_run_goes_through_the_same_worker(tmp_path, backend, status, fragment):
+def test_run_goes_through_the_same_worker(tmp_path, backend, status, fragment, isolation):
     # Only the hang needs the short timeout (it times out in its warm-up or, on a loaded
     # machine, while its worker starts: a timeout either way); the crashing ones must
     # crash, not time out, however slow the machine.
     timeout = "2" if status == "timeout" else "300"
     proc = run_cli_here("run", "-w", "linreg", "-b", backend, "--out", str(tmp_path), "--timeout", timeout,
                         "--trials", "2", "--warmup-s", "0.05", "--min-trial-s", "0.05", "--telemetry", "none",
-                        env_extra=PLUGIN_ENV)
+                        "--isolation", isolation, env_extra=PLUGIN_ENV)
     assert proc.returncode == 4, proc.stderr
     trials = read_trials(_folder(proc) / "trials.csv")
     assert trials["status"].iloc[-1] == status and fragment in trials["error"].iloc[-1]
+    if status != "timeout":  # one that timed out may have ended before its run.json
+        assert json.loads((_folder(proc) / "run.json").read_text())["config"]["isolation"] == isolation
     assert "Traceback" not in proc.stderr
 
 

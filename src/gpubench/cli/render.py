@@ -172,7 +172,7 @@ def print_suite_plan(plan: Any, fmt: str = "table", estimate: Any = None) -> Non
 def _print_estimate(estimate: Any) -> None:
     """--dry-run's wall-time estimate (suite/estimate.py) and its warnings, on stderr:
     stdout stays the matrix, one run a line, and the count."""
-    from gpubench.suite.estimate import REFUSAL_S, WORKER_START_S, format_duration
+    from gpubench.suite.estimate import FIXED_COST_S, REFUSAL_S, SERVER_START_S, format_duration
 
     capped = estimate.max_seconds > estimate.seconds * 1.05
     text = f"estimated wall time: {format_duration(estimate.seconds)}"
@@ -183,8 +183,9 @@ def _print_estimate(estimate: Any) -> None:
         text += f"; over {estimate.devices} devices: {format_duration(estimate.wall_s)}"
         text += f" (up to {format_duration(estimate.max_wall_s)})" if capped else ""
     print(text, file=sys.stderr)
-    print(f"  (per run: {WORKER_START_S:g} s to start its worker + warmup_s + trials x min_trial_s, "
-          f"{REFUSAL_S:g} s for a refused one; building the model and its data not counted)",
+    print(f"  (per run: warmup_s + trials x min_trial_s + {FIXED_COST_S['fork']:g} s to fork its "
+          f"worker, build and write ({FIXED_COST_S['fresh']:g} s with isolation: fresh), "
+          f"{REFUSAL_S:g} s for a refused one; {SERVER_START_S:g} s to start each fork server)",
           file=sys.stderr)
     for warning in estimate.warnings():
         print(f"gpubench: warning: {warning}", file=sys.stderr)

@@ -84,6 +84,8 @@ def execute(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # the CLI's one closing line: what was kept, how to go on
         raise KeyboardInterrupt(interrupted_text(args, suite.path, len(plan.runs),
                                                  len(suite.meta.get("runs", [])) - before)) from None
+    for warning in outcome.warnings:
+        print(f"gpubench: warning: {warning}", file=sys.stderr)
     if not args.quiet or args.format == "json":
         print_suite(outcome, plan, args.format)
     failing = sum(outcome.statuses.get(s, 0) for s in ("failed", "timeout"))

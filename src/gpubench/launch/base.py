@@ -7,9 +7,9 @@ progress events and saying how it ended (LaunchResult). What to make of that end
 them.
 
 - `inline`: in this process (debugging; no timeout, no clean CUDA context);
-- `process`: fresh worker processes per run (`python -m gpubench.launch.worker`; one,
-  or `--processes K` one after another), the default: a clean CUDA context, and a
-  segfault, OOM kill or hang stays in it;
+- `process`: worker processes per run (one, or `--processes K` one after another),
+  forked from a warm fork server or fresh interpreters (`--isolation`), the default:
+  a clean CUDA context, and a segfault, OOM kill or hang stays in it;
 - `torchrun`: the run's ranks through `torch.distributed.run` (launch/torchrun.py),
   each running the runner with its rank context (`gpubench run --nproc N`).
 """
@@ -41,6 +41,7 @@ class LaunchResult:
     refused_kind: Optional[str] = None  # unsupported | usage
     events: List[Dict[str, Any]] = field(default_factory=list)
     process: int = 0  # the run's worker process it ended in (--processes)
+    launch_warnings: List[str] = field(default_factory=list)  # the launcher's own (a fallback)
 
     @property
     def telemetry(self) -> Dict[str, Any]:
@@ -48,7 +49,7 @@ class LaunchResult:
 
     @property
     def warnings(self) -> List[str]:
-        return list(self._finished().get("warnings") or [])
+        return list(self._finished().get("warnings") or []) + self.launch_warnings
 
     def _finished(self) -> Dict[str, Any]:
         finished = [e for e in self.events if e["event"] == "finished"]
@@ -81,6 +82,10 @@ class Launcher(ABC):
 
     def __init__(self, python: Optional[str] = None) -> None:
         self.python = sys.executable if python is None else resolve_python(python)
+
+    def close(self) -> None:
+        """Ends what the launcher keeps between runs (the process launcher's fork
+        servers); it may run again after, starting them anew."""
 
     def writes_rows(self, req: Any) -> bool:
         """Whether the run's rows land in this launcher's folder: False for the other

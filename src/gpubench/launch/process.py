@@ -1,8 +1,11 @@
-"""The `process` launcher: each run in a fresh worker process of the launcher's Python
-(launch/worker.py). It relays the worker's progress, enforces the timeout by killing
-the worker's whole process group, and hands Ctrl-C (and SIGTERM, which the CLI turns
-into the same KeyboardInterrupt) on as SIGINT so the worker writes what finished: the
-worker runs in its own session, so no signal sent to this process reaches it.
+"""The `process` launcher: each run in a worker process of the launcher's Python
+(launch/worker.py), forked from the fork server of the run's framework family
+(launch/forked.py; `isolation: fork`, the default) or a fresh interpreter (`isolation:
+fresh`, and wherever a fork server cannot run). It relays the worker's progress,
+enforces the timeout by killing the worker's whole process group, and hands Ctrl-C (and
+SIGTERM, which the CLI turns into the same KeyboardInterrupt) on as SIGINT so the worker
+writes what finished: the worker runs in its own session, so no signal sent to this
+process reaches it.
 Preflight runs in that same Python: in this process when it is this interpreter, else
 in a worker started with --preflight."""
 
@@ -13,6 +16,7 @@ import os
 import signal
 import subprocess
 import threading
+import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -22,12 +26,13 @@ from gpubench.launch.base import (
     LaunchResult, Launcher, OnStart, Progress, is_this_python, no_progress, refuse_ranks,
     run_ended,
 )
+from gpubench.launch.forked import ForkedProcess, ForkServerLost, ForkServers, fork_supported
 from gpubench.launch.status_rows import close_interrupted, read_folder_trials
 from gpubench.launch.worker import (
     EVENT_FD_ENV, EXIT_FINISHED, EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_TERMINATED,
     request_to_json,
 )
-from gpubench.measure.phases import PHASES, where
+from gpubench.measure.phases import PHASES, launched_at_env, where
 from gpubench.telemetry import pin_cuda_device_order
 
 LOG_NAME = "worker.log"
@@ -94,25 +99,62 @@ class ProcessLauncher(Launcher):
     name = "process"
     isolated = True
 
+    def __init__(self, python: Optional[str] = None) -> None:
+        super().__init__(python)
+        self.fork_servers = ForkServers(self.python)
+        weakref.finalize(self, self.fork_servers.close)
+        self.fallbacks: List[str] = []  # why runs went to fresh interpreters
+        self.unsaid: List[str] = []  # those the next run's result says (once each)
+
+    def close(self) -> None:
+        self.fork_servers.close()
+
     def _start(self, args: List[str], req: Any, log_path: Path, events: List[Dict[str, Any]],
                progress: Progress) -> tuple:
         read_fd, write_fd = os.pipe()
-        env = {**os.environ, EVENT_FD_ENV: str(write_fd)}
+        env = {**os.environ, **launched_at_env()}  # run.json's launch phase starts here
         pin_cuda_device_order(env)  # the worker's CUDA ordinals are then NVML's indices
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [self.python, "-m", "gpubench.launch.worker", *args], stdin=subprocess.PIPE,
-                stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,), env=env,
-                start_new_session=True)  # its own group: a timeout kills all it started
+            proc = self._fork(args, req, env, log.fileno(), write_fd)
+            if proc is None:
+                request = json.dumps(request_to_json(replace(req, isolation="fresh")))
+                proc = subprocess.Popen(
+                    [self.python, "-m", "gpubench.launch.worker", *args], stdin=subprocess.PIPE,
+                    stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
+                    env={**env, EVENT_FD_ENV: str(write_fd)},
+                    start_new_session=True)  # its own group: a timeout kills all it started
         os.close(write_fd)
         relay = threading.Thread(target=_relay, args=(read_fd, events, progress), daemon=True)
         relay.start()
-        try:
-            proc.stdin.write(json.dumps(request_to_json(req)).encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
+        if isinstance(proc, subprocess.Popen):
+            try:
+                proc.stdin.write(request.encode())
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
         return proc, relay
+
+    def _fork(self, args: List[str], req: Any, env: Dict[str, str], log_fd: int,
+              event_fd: int) -> Optional[ForkedProcess]:
+        """The worker forked by the fork server of the run's framework family; None when
+        it runs in a fresh interpreter (asked for, or the server could not)."""
+        if req.isolation != "fork":
+            return None
+        why = "this platform cannot fork a worker (no fork or no fds over Unix sockets)"
+        server = None
+        if fork_supported():
+            try:
+                server = self.fork_servers.server(req.backend, env)
+                return server.spawn(args, env, json.dumps(request_to_json(req)), log_fd,
+                                    event_fd)
+            except ForkServerLost as exc:
+                why = str(exc)
+                if server is not None:
+                    self.fork_servers.lose(server, why)
+        if why not in self.fallbacks:
+            self.fallbacks.append(why)
+            self.unsaid.append(why)
+        return None
 
     def preflight(self, req: Any) -> None:
         refuse_ranks(req, self.name)
@@ -172,6 +214,14 @@ class ProcessLauncher(Launcher):
         return result
 
     def _launch_one(self, req: Any, timeout_s: Optional[float], progress: Progress,
+                    on_start: OnStart) -> LaunchResult:
+        result = self._run_worker(req, timeout_s, progress, on_start)
+        unsaid, self.unsaid = self.unsaid, []
+        result.launch_warnings += [f"fork server unavailable ({why}): workers start in fresh "
+                                   "interpreters" for why in unsaid]
+        return result
+
+    def _run_worker(self, req: Any, timeout_s: Optional[float], progress: Progress,
                     on_start: OnStart) -> LaunchResult:
         assert req.folder is not None
         folder = Path(req.folder)

@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -209,7 +210,8 @@ class TorchrunLauncher(Launcher):
         with tempfile.TemporaryDirectory(prefix="gpubench-torchrun-") as tmp:
             events_path = Path(tmp) / "events.jsonl"
             events_path.touch()
-            env = {**os.environ, REQUEST_ENV: json.dumps(request_to_json(req)),
+            env = {**os.environ, REQUEST_ENV: json.dumps(request_to_json(
+                replace(req, isolation="fresh"))),  # ranks start fresh: no fork server
                    EVENT_FILE_ENV: str(events_path)}
             pin_cuda_device_order(env)  # the ranks' CUDA ordinals are then NVML's indices
             port = self.master_port or free_port(self.master_addr)

@@ -1,11 +1,13 @@
-"""The worker: one run in a fresh process (`python -m gpubench.launch.worker`), started
-by the process launcher with the Python of the run's environment.
+"""The worker: one run in a process of its own, started by the process launcher with
+the Python of the run's environment: a fresh `python -m gpubench.launch.worker`, or a
+child forked by a fork server (launch/fork_server.py) that runs `serve` below.
 
-A fresh process per run gives every run a clean CUDA context, and confines a segfault,
-an out-of-memory kill or a hang to that run. The parent sends the request as JSON on
-stdin and names the run folder; the worker writes the folder itself (trials.csv after
-every trial) and reports progress as JSON lines on the file descriptor named by
-GPUBENCH_EVENT_FD. Its exit code says how it ended:
+A process per run gives every run a clean CUDA context (a fork server never touches
+CUDA), and confines a segfault, an out-of-memory kill or a hang to that run. The parent
+sends the request as JSON on stdin (a forked worker gets it from its server) and names
+the run folder; the worker writes the folder itself (trials.csv after every trial) and
+reports progress as JSON lines on the file descriptor named by GPUBENCH_EVENT_FD. Its
+exit code says how it ended:
 
     0    the run finished (its rows say ok or failed)
     2    the run was refused before measuring; the last event says why and whether
@@ -37,7 +39,7 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, Optional, TextIO
+from typing import Any, Dict, Optional, Sequence, TextIO
 
 from gpubench.errors import BackendUnavailable, Unsupported, UserError
 from gpubench.measure import interrupt
@@ -88,7 +90,7 @@ def import_framework(backend: str) -> None:
         pass
 
 
-def _has_children() -> bool:
+def has_children() -> bool:
     """Whether this process has a child still running (Linux /proc; True when unknown)."""
     try:
         tasks = os.listdir("/proc/self/task")
@@ -109,7 +111,7 @@ def exit_now(code: int) -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
-    if _has_children():
+    if has_children():
         sys.exit(code)
     os._exit(code)
 
@@ -124,19 +126,19 @@ class _Events:
             self.stream.flush()
 
 
-def main() -> int:
+def main(args: Sequence[str], request_text: str) -> int:
     _die_with_parent()
     fd = os.environ.get(EVENT_FD_ENV)
     events = _Events(os.fdopen(int(fd), "w", buffering=1) if fd else None)
-    request = request_from_json(json.loads(sys.stdin.read()))
-    if "--preflight" not in sys.argv[1:]:
+    request = request_from_json(json.loads(request_text))
+    if "--preflight" not in args:
         import_framework(request.backend)
     from gpubench.measure.phases import worker_start_marks
     from gpubench.measure.preflight import preflight
     from gpubench.measure.runner import execute_run
 
     try:
-        if "--preflight" in sys.argv[1:]:
+        if "--preflight" in args:
             preflight(request)
             return EXIT_FINISHED
         outcome = execute_run(request, events, started=worker_start_marks())
@@ -153,24 +155,30 @@ def main() -> int:
     return EXIT_FINISHED
 
 
-if __name__ == "__main__":
+def serve(args: Sequence[str], request_text: str) -> int:
+    """The worker's run with its signal handling; its exit code. A fresh worker
+    (below) and a fork server's child (launch/fork_server.py) both end here."""
     # SIGINT (the parent: write what finished) and SIGTERM (sent to this process itself)
     # end the run the same way. A second signal while finished trials are being written
     # must not cut that short: only the first one counts. It is also recorded: one
     # raised inside a finalizer is swallowed there, and the run checks the record.
-    _received = []
+    received = []
 
     def _interrupt(signum: int, frame: Any) -> None:
-        if not _received:
-            _received.append(signum)
+        if not received:
+            received.append(signum)
             interrupt.request()
             raise KeyboardInterrupt
 
-    for _signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(_signum, _interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
-        code = main()
+        code = main(args, request_text)
     except KeyboardInterrupt:  # before the run started: nothing to keep
         code = EXIT_INTERRUPTED
-    exit_now(EXIT_TERMINATED if code == EXIT_INTERRUPTED and _received == [signal.SIGTERM]
-             else code)
+    return (EXIT_TERMINATED if code == EXIT_INTERRUPTED and received == [signal.SIGTERM]
+            else code)
+
+
+if __name__ == "__main__":
+    exit_now(serve(sys.argv[1:], sys.stdin.read()))

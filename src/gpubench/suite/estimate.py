@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from gpubench.backends import Backend, get_backend, resolve_backend
 from gpubench.errors import BackendUnavailable, Unsupported, UserError
 from gpubench.measure.memory_check import MemoryCapacity, check_memory
 from gpubench.measure.protocol import ProtocolConfig
 from gpubench.launch.environments import EnvironmentSet
+from gpubench.launch.forked import family_of
 from gpubench.launch.interpreter import is_this_python
 from gpubench.measure.preflight import exec_mode_of, validate_request
 from gpubench.measure.scenarios.registry import resolve_scenario
@@ -22,12 +23,16 @@ from gpubench.suite.config import SuiteRun
 from gpubench.suite.executor import SuitePlan, request_for
 from gpubench.workloads import Workload, resolve_workload
 
-# Starting a run's worker process before it measures anything: Python, gpubench's
-# imports (~2 s) and torch's import (~3 s). `time python -c "import
-# gpubench.launch.worker, torch"` took 4.7-5.0 s on the 2-core CPU dev machine
-# (the time estimate in docs/suites.md); a GPU server starts faster, TensorFlow adds seconds. Building the model
-# and the data (prepare) comes on top and is not counted.
-WORKER_START_S = 5.0
+# A run's worker process beyond its requested warm-up and trials: its start (a fresh
+# interpreter's start and imports, or a fork of a warm server: launch/forked.py),
+# building the model and the data, writing the results. Measured by
+# benchmarks/isolation_overhead.py (mnist on torch-cpu, medians of 4 interleaved runs;
+# the 2-core CPU dev machine, 2026-12-07; docs/suites.md): fresh 2.66 s, fork 0.30 s a
+# run (tf-cpu: 4.46 s and 0.44 s). A GPU run adds its CUDA context's start to both.
+FIXED_COST_S = {"fresh": 2.7, "fork": 0.3}
+# A fork server's own start (its imports), once per suite for each Python environment
+# and framework family: the same benchmark's first forked run, 2.10 s, less a fork's.
+SERVER_START_S = 1.8
 # A worker that refuses its run in preflight: Python and gpubench's imports, no
 # framework (`time python -c "import gpubench.launch.worker, gpubench.measure.runner"`:
 # about 2 s on the same machine).
@@ -46,14 +51,15 @@ class RunCost:
 
 
 def run_cost(run: SuiteRun, timeout_override: Optional[float] = None) -> RunCost:
-    """The wall time of one run as its settings ask: each trial lasts about min_trial_s
+    """The wall time of one run as its settings ask (its isolation's fixed cost on top): each trial lasts about min_trial_s
     (calibration aims at it), warm-up about warmup_s; with target_rel_ci, trials go on
     until max_time_s of trials (or ProtocolConfig.max_trials). Never beyond timeout_s
     per worker process; `processes` of them one after another."""
     s = dict(run.settings)
     timeout = timeout_override or s["timeout_s"]
+    fixed_s = FIXED_COST_S[s.get("isolation") or "fork"]
     if s.get("target_accuracy") is not None:  # time-to-accuracy: epochs until the target,
-        return RunCost(WORKER_START_S, timeout)  # unknown before the first one; at most the timeout
+        return RunCost(fixed_s, timeout)  # unknown before the first one; at most the timeout
     trials_s = s["trials"] * s["min_trial_s"]
     worst_s = trials_s
     if run.scenario == "server":  # an overloaded probe waits up to its length again
@@ -68,7 +74,7 @@ def run_cost(run: SuiteRun, timeout_override: Optional[float] = None) -> RunCost
         capped = min(s["max_time_s"] + s["min_trial_s"], ProtocolConfig.max_trials * s["min_trial_s"])
         worst_s = max(trials_s, capped)
     # the timeout is each worker process's
-    start = WORKER_START_S + s["warmup_s"]
+    start = fixed_s + s["warmup_s"]
     k = s.get("processes", 1)  # one after another, each its own start, warm-up and trials
     return RunCost(k * min(start + trials_s, timeout), k * min(start + worst_s, timeout))
 
@@ -174,10 +180,11 @@ class SuiteEstimate:
 def estimate_suite(plan: SuitePlan, devices: Optional[Sequence[int]] = None,
                    timeout_override: Optional[float] = None) -> SuiteEstimate:
     """The plan's wall time and its known refusals (a refused run costs a worker that
-    refuses, REFUSAL_S, not a measurement)."""
+    refuses, REFUSAL_S, not a measurement), and the start of each fork server."""
     judge = Judge(devices[0] if devices else None, plan.environments)
     estimate = SuiteEstimate(len(plan.runs), len(devices) if devices else 1, 0.0, 0.0)
     judged: Dict[Tuple[str, ...], Optional[Refusal]] = {}  # repeats share a configuration
+    servers: Set[Tuple[str, str]] = set()  # the fork servers the runs start
     for planned in plan.runs:
         if planned.key not in judged:
             judged[planned.key] = judge.refusal(planned.run)
@@ -191,6 +198,10 @@ def estimate_suite(plan: SuitePlan, devices: Optional[Sequence[int]] = None,
             cost = run_cost(planned.run, timeout_override)
             estimate.seconds += cost.seconds
             estimate.max_seconds += cost.max_seconds
+            if planned.run.setting("isolation") == "fork":
+                servers.add((planned.run.setting("environment"), family_of(planned.run.backend)))
+    estimate.seconds += len(servers) * SERVER_START_S
+    estimate.max_seconds += len(servers) * SERVER_START_S
     return estimate
 
 

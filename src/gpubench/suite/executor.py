@@ -69,6 +69,7 @@ class SuiteOutcome:
     # status -> the last line of the error of the first run executed now that ended so
     # (e.g. why a run was unsupported here)
     first_errors: Dict[str, str] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)  # the launchers' (a fork server's fallback)
 
 
 def resolved_key(run: SuiteRun, source: Path) -> Tuple[str, ...]:
@@ -209,6 +210,10 @@ class Launchers:
             self.made[key] = make_launcher(kind, self.python(req.environment))
         return self.made[key]
 
+    def close(self) -> None:
+        for launcher in self.made.values():
+            launcher.close()
+
 
 class SuiteFolder:
     """The suite's merged tables; every append rewrites them atomically."""
@@ -279,6 +284,7 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
     launchers = Launchers(plan.environments, launcher)
     statuses: Dict[str, int] = {}
     first_errors: Dict[str, str] = {}
+    warnings: List[str] = []
     stop = threading.Event()
     active: Dict[int, Callable[[], None]] = {}  # run index -> interrupt it
     free: "queue.Queue[int]" = queue.Queue()
@@ -320,6 +326,7 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
                 req, process, timeout_s,
                 on_start=lambda interrupt: active.__setitem__(index, interrupt))
             active.pop(index, None)
+            warnings.extend(result.launch_warnings)
             if stop.is_set() and result.outcome in ("failed", "interrupted"):
                 # We interrupted it (perhaps before its own handler was in place): not a
                 # failure. Its finished trials stay in its own folder, but the suite's
@@ -351,30 +358,33 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
     # processes of the runs a suite compares interleave, so a slow spell of the
     # machine falls on both sides instead of on one run.
     rounds = max([p.run.setting("processes") for p in plan.runs] + [1])
-    with ThreadPoolExecutor(max_workers=len(devices)) as pool:
-        pending: set = set()
-        try:
-            for process in range(rounds):
-                pending = {pool.submit(one, i, p, process) for i, p in enumerate(plan.runs)
-                           if process < p.run.setting("processes")}
-                while pending:
-                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        future.result()  # an error in the parent's own code is not swallowed
-        except KeyboardInterrupt:
-            interrupted = True
-            stop.set()
-            for interrupt in list(active.values()):
-                try:
-                    interrupt()  # SIGINT: the worker writes what finished
-                except ProcessLookupError:
-                    pass
-            wait(pending)
+    try:
+        with ThreadPoolExecutor(max_workers=len(devices)) as pool:
+            pending: set = set()
+            try:
+                for process in range(rounds):
+                    pending = {pool.submit(one, i, p, process) for i, p in enumerate(plan.runs)
+                               if process < p.run.setting("processes")}
+                    while pending:
+                        done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            future.result()  # an error in the parent's own code is not swallowed
+            except KeyboardInterrupt:
+                interrupted = True
+                stop.set()
+                for interrupt in list(active.values()):
+                    try:
+                        interrupt()  # SIGINT: the worker writes what finished
+                    except ProcessLookupError:
+                        pass
+                wait(pending)
+    finally:  # after every run ended: their fork servers end with the suite
+        launchers.close()
     suite.finish(interrupted)
     if interrupted:
         raise KeyboardInterrupt
     return SuiteOutcome(suite.path, suite.trials, summarize(suite.trials), statuses,
-                        first_errors)
+                        first_errors, warnings)
 
 
 def _last_error_line(rows: pd.DataFrame, status: str) -> str:

@@ -91,7 +91,7 @@ def nightly_estimate_s(isolation: str) -> float:
     """The nightly suite's runs' cost by suite/estimate.py's figures, none refused."""
     from gpubench.launch.forked import family_of
     from gpubench.suite.estimate import SERVER_START_S, run_cost
-    from gpubench.suite.executor import plan_suite
+    from gpubench.suite.plan import plan_suite
 
     plan = plan_suite(Path(__file__).resolve().parent.parent / "configs" / "nightly.yaml",
                       Path("unused"))

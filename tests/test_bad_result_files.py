@@ -95,7 +95,7 @@ def _config(tmp_path: Path) -> Path:
 
 
 def test_resume_over_a_cut_trials_csv_is_an_error(tmp_path):
-    from gpubench.suite.executor import plan_suite
+    from gpubench.suite.plan import plan_suite
     out = _suite_out(tmp_path, json.dumps({"kind": "suite", "suite_name": "s"}))
     trials = next(out.glob("*/trials.csv"))
     _cut_last_line(trials, "6400,")

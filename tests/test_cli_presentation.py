@@ -268,7 +268,7 @@ def test_suite_progress_keeps_params_and_repeat_in_labels():
 
 def test_suite_labels_name_params_and_repeat_without_double_spaces():
     from gpubench.suite.config import SuiteRun
-    from gpubench.suite.executor import PlannedRun
+    from gpubench.suite.plan import PlannedRun
 
     settings = (("repeats", 3),)
     run = SuiteRun("mnist", "torch-cpu", "train", "fp32", None, (("hidden", "64"),), settings)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from gpubench.errors import UserError
-from gpubench.suite.executor import plan_suite
+from gpubench.suite.plan import plan_suite
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
 

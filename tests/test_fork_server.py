@@ -204,7 +204,7 @@ def test_the_family_follows_the_backend():
 def test_a_suite_says_the_fallback_and_ends_its_fork_servers(tmp_path, plugins_in_workers):
     """One warning for the suite's runs that went fresh; and a suite run in this
     process (the API) leaves no server behind when it returns."""
-    from gpubench.suite import executor
+    from gpubench.suite import executor, plan as suite_plan
 
     config = tmp_path / "suite.yaml"
     config.write_text("defaults: {trials: 2, warmup_s: 0.02, min_trial_s: 0.02, "
@@ -214,7 +214,7 @@ def test_a_suite_says_the_fallback_and_ends_its_fork_servers(tmp_path, plugins_i
     outcomes = {}
     for name, launcher in (("fork", ProcessLauncher()),
                            ("fallback", ProcessLauncher(python=broken))):
-        plan = executor.plan_suite(config, tmp_path / name)
+        plan = suite_plan.plan_suite(config, tmp_path / name)
         suite = executor.open_suite_folder(plan, tmp_path / name, {})
         pids = []
         launcher_run = launcher.launch_process

@@ -148,7 +148,7 @@ def test_a_suite_crosses_scenarios_and_rates(tmp_path):
         "mnist torch-cpu infer fp32 batch default offline",
         "mnist torch-cpu infer fp32 batch default server at 100 QPS p99 <= 5 ms",
         "mnist torch-cpu infer fp32 batch default server at 200 QPS p99 <= 5 ms"]
-    from gpubench.suite.executor import request_for
+    from gpubench.suite.plan import request_for
     req, _ = request_for(runs[3], tmp_path / "run", 0, None)
     assert (req.scenario, req.target_qps, req.latency_bound_ms, req.batch_timeout_ms) == \
         ("server", 200.0, 5.0, 0.5)

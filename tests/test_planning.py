@@ -280,7 +280,7 @@ def test_dry_run_judges_without_importing_a_framework(tmp_path):
     code = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from gpubench.suite.executor import plan_suite
+        from gpubench.suite.plan import plan_suite
         from gpubench.suite.estimate import estimate_suite
         est = estimate_suite(plan_suite(Path({str(config)!r}), Path("unused")))
         loaded = [m for m in ("torch", "tensorflow", "onnxruntime", "tensorrt") if m in sys.modules]

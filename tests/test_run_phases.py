@@ -276,7 +276,7 @@ def test_a_worker_ends_without_pythons_finalization_unless_it_started_processes(
 
 def test_a_suites_run_done_event_carries_its_runs_phases(tmp_path, monkeypatch):
     from gpubench.plugins import import_env_plugins
-    from gpubench.suite import executor
+    from gpubench.suite import executor, plan as suite_plan
 
     for key, value in PLUGIN_ENV.items():
         monkeypatch.setenv(key, value)
@@ -284,7 +284,7 @@ def test_a_suites_run_done_event_carries_its_runs_phases(tmp_path, monkeypatch):
     config = tmp_path / "tiny.yaml"
     config.write_text("defaults: {trials: 2, warmup_s: 0.05, min_trial_s: 0.05, telemetry: none}\n"
                       "runs:\n  - workloads: linreg\n    backends: test-ok\n")
-    plan = executor.plan_suite(config, tmp_path / "out")
+    plan = suite_plan.plan_suite(config, tmp_path / "out")
     suite = executor.open_suite_folder(plan, tmp_path / "out", {})
     events = []
     executor.execute_suite(plan, suite, [0], progress=lambda e, **f: events.append((e, f)))

@@ -108,7 +108,7 @@ def _rows(seed, run_id="5dbac95d"):
 def _resume_plan(tmp_path, seed_done, seed_asked):
     """A suite folder whose one ok run had `seed_done`, resumed by a suite asking
     for `seed_asked`: (runs to do, runs skipped)."""
-    from gpubench.suite.executor import plan_suite
+    from gpubench.suite.plan import plan_suite
     out = tmp_path / f"out-{seed_done}-{seed_asked}"
     done = out / "20261130T000000Z-vm-suite000"
     done.mkdir(parents=True)

@@ -290,7 +290,7 @@ def test_runs_of_ranks_are_refused_where_they_cannot_run(tmp_path):
 def test_resume_counts_a_collective_run_that_swept_its_sizes_as_done(tmp_path):
     """A collective run's rows each carry their message size; the run the suite asked
     for has none, and --resume must still find it done (not sweep it again)."""
-    from gpubench.suite.executor import plan_suite, request_for
+    from gpubench.suite.plan import plan_suite, request_for
     from gpubench.suite.config import load_suite
     from gpubench.measure.request import request_identity
     from gpubench.results.schema import trial_columns
@@ -327,7 +327,7 @@ def test_a_run_of_ranks_on_several_devices_holds_them_all(tmp_path, monkeypatch)
     import time
 
     from gpubench.launch.base import LaunchResult, Launcher
-    from gpubench.suite import executor
+    from gpubench.suite import executor, plan as suite_plan
 
     spans, lock = [], threading.Lock()
 
@@ -350,8 +350,8 @@ def test_a_run_of_ranks_on_several_devices_holds_them_all(tmp_path, monkeypatch)
     config.write_text("runs:\n  - workloads: linreg\n    backends: torch-cpu\n"
                       "    batch_sizes: [8, 16, 32, 64]\n"
                       "  - workloads: linreg\n    backends: torch-cpu\n    nprocs: 2\n")
-    plan = executor.plan_suite(config, tmp_path / "out")
-    executor.check_rank_devices(plan, [0, 1])
+    plan = suite_plan.plan_suite(config, tmp_path / "out")
+    suite_plan.check_rank_devices(plan, [0, 1])
     suite = executor.open_suite_folder(plan, tmp_path / "out", {})
     executor.execute_suite(plan, suite, [0, 1])
     ranked = [s for s in spans if s[0] == 2]
@@ -362,7 +362,7 @@ def test_a_run_of_ranks_on_several_devices_holds_them_all(tmp_path, monkeypatch)
     assert all(e <= start or s >= end for _, _, s, e in plain)  # nothing beside the ranks
     with pytest.raises(UserError, match=r"its 2 ranks run on GPUs 0-1, and --devices 0,2 "
                                         r"leaves out 1"):
-        executor.check_rank_devices(plan, [0, 2])
+        suite_plan.check_rank_devices(plan, [0, 2])
 
 
 def test_fsdp2_shards_whole_layers_and_leaves_tied_parameters_to_the_whole():

@@ -55,8 +55,8 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.cli import EXIT_OK, EXIT_RUN_FAILED
     from gpubench.cli.progress import suite_progress
     from gpubench.cli.render import print_suite, print_suite_plan
-    from gpubench.suite.executor import (check_rank_devices, execute_suite, open_suite_folder,
-                                         plan_suite)
+    from gpubench.suite.executor import execute_suite, open_suite_folder
+    from gpubench.suite.plan import check_rank_devices, plan_suite
 
     plan = plan_suite(args.config, args.out, args.filter, args.resume, install=not args.dry_run)
     for line in plan.environments.notes:  # gpubench installed into a named environment

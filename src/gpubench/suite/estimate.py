@@ -20,7 +20,7 @@ from gpubench.launch.interpreter import is_this_python
 from gpubench.measure.preflight import exec_mode_of, validate_request
 from gpubench.measure.scenarios.registry import resolve_scenario
 from gpubench.suite.config import SuiteRun
-from gpubench.suite.executor import SuitePlan, request_for
+from gpubench.suite.plan import SuitePlan, request_for
 from gpubench.workloads import Workload, resolve_workload
 
 # A run's worker process beyond its requested warm-up and trials: its start (a fresh

@@ -1,4 +1,4 @@
-"""Running a suite: plan (expand, filter, resume), then each run in its own worker,
+"""Running a suite's plan (plan.py: expand, filter, resume): each run in its own worker,
 merging every finished run's rows into the suite folder atomically, so a crash, a
 Ctrl-C or a SIGKILL of this process loses no finished row.
 
@@ -14,50 +14,26 @@ import queue
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
-from gpubench.backends import backend_names
-from gpubench.machine import host_name
+from gpubench.atomic_io import write_text_atomic
 from gpubench.errors import UserError
 from gpubench.launch import Launcher, make_launcher, run_ended, settle
-from gpubench.measure.request import (
-    DEFAULT_ENVIRONMENT, RunRequest, request_from, request_identity,
-)
-from gpubench.atomic_io import write_text_atomic
+from gpubench.launch.environments import EnvironmentSet
+from gpubench.machine import host_name
+from gpubench.measure.request import DEFAULT_ENVIRONMENT, RunRequest
 from gpubench.results.reader import read_timing, read_trials
-from gpubench.results.schema import SCHEMA_VERSION, configuration_key, trial_columns
+from gpubench.results.schema import SCHEMA_VERSION, trial_columns
 from gpubench.results.summary import summarize
 from gpubench.results.writer import new_run_id, run_folder_name
-from gpubench.suite.config import SuiteRun, load_suite_file, matches, parse_filter
-from gpubench.launch.environments import EnvironmentSet, declared_environments
-from gpubench.workloads import resolve_workload
+from gpubench.suite.plan import PlannedRun, SuitePlan, request_for
 
 Progress = Callable[..., None]
 FAILING = ("failed", "timeout")
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    run: SuiteRun
-    key: Tuple[str, ...]  # the configuration (schema.CONFIGURATION_COLUMNS) as rows hold it
-    repeat: int = 0  # which of the configuration's `repeats` runs this is
-
-    def label(self) -> str:
-        repeats = self.run.setting("repeats")
-        return self.run.label() + (f" (run {self.repeat + 1}/{repeats})" if repeats > 1 else "")
-
-
-@dataclass
-class SuitePlan:
-    config_path: Path
-    runs: List[PlannedRun]
-    skipped: List[PlannedRun] = field(default_factory=list)  # --resume: already ok
-    folder: Optional[Path] = None  # the folder resumed, if any
-    environments: Optional[EnvironmentSet] = None  # None: every run in this interpreter
 
 
 @dataclass
@@ -70,120 +46,6 @@ class SuiteOutcome:
     # (e.g. why a run was unsupported here)
     first_errors: Dict[str, str] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)  # the launchers' (a fork server's fallback)
-
-
-def resolved_key(run: SuiteRun, source: Path) -> Tuple[str, ...]:
-    """The configuration as it will stand in result rows: default batch size and
-    default parameters filled in (validates the workload and its params too)."""
-    try:
-        resolve_workload(run.workload, dict(run.params))
-    except UserError as exc:
-        raise UserError(f"{source}: {exc}") from None
-    req, _ = request_for(run, Path("unused"), run.setting("device"), None)
-    return configuration_key(request_identity(req))
-
-
-def row_key(row: pd.Series) -> Tuple[str, ...]:
-    """A run's configuration from one of its rows. A collective run sweeps its message
-    sizes in one run, so the row's size is not part of what the suite asked for."""
-    return configuration_key({**row.to_dict(), "message_bytes": None})
-
-
-def find_resumable(out_dir: Path, suite_name: str) -> Path:
-    from gpubench.results.reader import load_json
-
-    candidates = []
-    for meta_path in sorted(Path(out_dir).glob("*/run.json")):
-        # A run.json that does not parse may be this suite's: skipping it would start
-        # afresh and say there was nothing to resume.
-        try:
-            meta = load_json(meta_path)
-        except UserError as exc:
-            raise UserError(f"--resume: {exc}; repair it or move its folder out of "
-                            f"{out_dir}") from None
-        if meta.get("kind") == "suite" and meta.get("suite_name") == suite_name:
-            candidates.append(meta_path.parent)
-    if not candidates:
-        raise UserError(f"--resume: no earlier results of suite {suite_name!r} in {out_dir}")
-    return candidates[-1]  # folder names start with a UTC timestamp
-
-
-def plan_suite(config_path: Path, out_dir: Path, filter_expr: Optional[str] = None,
-               resume: bool = False, install: bool = True) -> SuitePlan:
-    """The runs to make. Each run's environment is the one its entry names, else the
-    first that can run its backend; gpubench is installed into a named environment that
-    lacks it, unless `install` is off (--dry-run)."""
-    suite_file = load_suite_file(config_path)
-    known = set(backend_names())
-    for run in suite_file.runs:
-        if run.backend not in known:
-            raise UserError(f"{config_path}: unknown backend {run.backend!r} "
-                            f"(valid: {', '.join(sorted(known))})")
-    environments = EnvironmentSet(declared_environments(suite_file.environments, config_path),
-                                  install)
-    runs = [r if r.environment else r.with_values(environment=environments.choose(r.backend).name)
-            for r in suite_file.runs]
-    seen: set = set()  # an entry naming the environment another entry's run was given
-    runs = [r for r in runs if not (r.key() in seen or seen.add(r.key()))]
-    planned = [PlannedRun(r, resolved_key(r, config_path)) for r in runs]
-    if filter_expr:
-        conditions = parse_filter(filter_expr)
-        planned = [p for p in planned if matches(p.run, conditions)]
-        if not planned:
-            raise UserError(f"--filter {filter_expr!r} matches no run of {config_path}")
-    plan = SuitePlan(Path(config_path), [], environments=environments)
-    done: Dict[Tuple[str, ...], int] = {}
-    if resume:
-        plan.folder = find_resumable(out_dir, Path(config_path).stem)
-        done = _ok_runs(plan.folder)
-    # Repeats are interleaved (every configuration once, then again), so a slow drift
-    # of the machine spreads over all configurations instead of hitting one.
-    for repeat in range(max(p.run.setting("repeats") for p in planned)):
-        for p in planned:
-            if repeat < p.run.setting("repeats"):
-                target = plan.runs if repeat >= done.get(p.key, 0) else plan.skipped
-                target.append(replace(p, repeat=repeat))
-    return plan
-
-
-def _ok_runs(folder: Path) -> Dict[Tuple[str, ...], int]:
-    """Configuration key -> number of its runs whose every row is ok."""
-    path = folder / "trials.csv"
-    if not path.exists():
-        return {}
-    counts: Dict[Tuple[str, ...], int] = {}
-    for _, rows in read_trials(path).groupby("run_id"):
-        if (rows["status"] == "ok").all():
-            key = row_key(rows.iloc[0])
-            counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
-def check_rank_devices(plan: SuitePlan, devices: Sequence[int]) -> None:
-    """A run of N ranks puts them on N consecutive GPUs from its device (the ranks'
-    local ranks added to it). Spread over several --devices, such a run waits for all of
-    them and runs alone (execute_suite), so its ranks must land on GPUs of the list."""
-    if len(devices) < 2:
-        return
-    for planned in plan.runs:
-        nproc = planned.run.nproc
-        if nproc is None:
-            continue
-        wanted = [min(devices) + r for r in range(nproc)]
-        outside = [str(d) for d in wanted if d not in devices]
-        if outside:
-            shown = ",".join(str(d) for d in devices)
-            raise UserError(f"{plan.config_path}: {planned.label()}: its {nproc} ranks run on GPUs "
-                            f"{wanted[0]}-{wanted[-1]}, and --devices {shown} leaves out "
-                            f"{', '.join(outside)}")
-
-
-def request_for(run: SuiteRun, folder: Path, device: int,
-                timeout_override: Optional[float]) -> Tuple[RunRequest, float]:
-    """The run's request, made as `gpubench run` makes its own, into `folder` on
-    `device`; and its timeout."""
-    req = request_from(run.values(), out_dir=folder.parent, folder=folder, device_index=device)
-    return req, timeout_override or run.setting("timeout_s")
 
 
 class Launchers:

@@ -32,6 +32,7 @@ import threading
 from typing import Any, Dict, List
 
 from gpubench.launch import worker
+from gpubench.launch.forked import kill_group
 from gpubench.launch.worker import EVENT_FD_ENV, EXIT_INTERRUPTED, EXIT_TERMINATED, has_children
 
 SPEC_TIMEOUT_S = 30.0  # the parent writes a run's spec right after sending its fds
@@ -163,7 +164,7 @@ def serve(control: socket.socket, preloaded: List[str]) -> None:
             message, fds = b"", []
         if not message:  # the parent is gone: so are its runs
             for pid in children:
-                _kill_group(pid)
+                kill_group(pid)
             return
         conn = socket.socket(fileno=fds[0])
         if message == b"Q":
@@ -185,13 +186,6 @@ def serve(control: socket.socket, preloaded: List[str]) -> None:
             os.close(event_fd)
         children[pid] = conn
         _reply(conn, {"pid": pid})
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 def _reap(children: Dict[int, socket.socket]) -> None:

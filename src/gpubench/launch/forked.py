@@ -37,6 +37,7 @@ FAMILY_MODULES: Dict[str, Tuple[str, ...]] = {
 
 
 def kill_group(pid: int) -> None:
+    """SIGKILL to the process group `pid` leads (a run's worker and all it started)."""
     try:
         os.killpg(pid, signal.SIGKILL)
     except OSError:

@@ -26,7 +26,9 @@ from gpubench.launch.base import (
     LaunchResult, Launcher, OnStart, Progress, is_this_python, no_progress, refuse_ranks,
     run_ended,
 )
-from gpubench.launch.forked import ForkedProcess, ForkServerLost, ForkServers, fork_supported
+from gpubench.launch.forked import (
+    ForkedProcess, ForkServerLost, ForkServers, fork_supported, kill_group,
+)
 from gpubench.launch.status_rows import close_interrupted, read_folder_trials
 from gpubench.launch.worker import (
     EVENT_FD_ENV, EXIT_FINISHED, EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_TERMINATED,
@@ -88,10 +90,7 @@ def for_process(req: Any, process: int) -> Any:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    kill_group(proc.pid)
     proc.wait()
 
 

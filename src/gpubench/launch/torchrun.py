@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional
 
 from gpubench.errors import UserError
 from gpubench.launch.base import LaunchResult, Launcher, OnStart, Progress, no_progress
+from gpubench.launch.forked import kill_group
 from gpubench.launch.process import LOG_NAME, ProcessLauncher, tail, timed_out
 from gpubench.launch.rank_worker import EVENT_FILE_ENV, REQUEST_ENV
 from gpubench.launch.status_rows import close_interrupted
@@ -59,10 +60,7 @@ def kill_tree(proc: subprocess.Popen) -> None:
         tree = psutil.Process(proc.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         tree = []
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    kill_group(proc.pid)
     for child in tree:
         try:
             child.kill()

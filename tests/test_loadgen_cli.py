@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli_here
+from gpubench.results.schema import SCHEMA_VERSION
 
 pytest.importorskip("torch")
 
@@ -42,7 +43,7 @@ def test_each_scenario_writes_its_rows(tmp_path, backend, scenario):
     trials, meta = _run(tmp_path, "-b", backend, "--scenario", scenario, "--trials", "2",
                         *flags, *(() if scenario == "offline" else ("--min-queries", "662")))
     assert list(trials["scenario"]) == [scenario] * 2 and set(trials["mode"]) == {"infer"}
-    assert set(trials["batch_size"]) == {batch} and set(trials["schema_version"]) == {6}
+    assert set(trials["batch_size"]) == {batch} and set(trials["schema_version"]) == {SCHEMA_VERSION}
     assert (trials["status"] == "ok").all() and (trials["throughput_samples_per_s"] > 0).all()
     serving = meta["serving"]
     assert serving["latency_clock"] == "host_after_sync"
@@ -130,7 +131,7 @@ def test_v5_rows_read_with_the_serving_columns_empty(tmp_path):
                throughput_samples_per_s=1000.0, status="ok")
     pd.DataFrame([row]).to_csv(tmp_path / "trials.csv", index=False)
     trials = read_trials(tmp_path / "trials.csv")
-    assert set(trials["schema_version"]) == {6} and set(new) <= set(trials.columns)
+    assert set(trials["schema_version"]) == {SCHEMA_VERSION} and set(new) <= set(trials.columns)
     assert trials[new].isna().all().all() and trials["scenario"].iloc[0] == "throughput"
 
 

@@ -36,6 +36,10 @@ _RequestFields = make_dataclass("RunRequest", [
     # Which of the run's worker processes (--processes) this request is. Protocol, not
     # identity: runs with any number of processes measure the same work.
     ("process", Any, field(default=0)),
+    # The suite the run belongs to and the round of its interleaving in which this
+    # process runs (None for a lone run): compare pairs rounds of one suite.
+    ("suite_id", Any, field(default=None)),
+    ("round", Any, field(default=None)),
 ], frozen=True)
 
 

@@ -72,9 +72,15 @@ def _v5_to_v6(frame: pd.DataFrame) -> pd.DataFrame:
     return _v3_to_v4(frame)
 
 
+def _v6_to_v7(frame: pd.DataFrame) -> pd.DataFrame:
+    """v6 had no suite context, clock policy, throttle naming or exclusion: a v6 row is
+    a lone run's (or its suite unknown), with no limit or lock asked, and kept."""
+    return _v3_to_v4(frame)
+
+
 # MIGRATIONS[v] turns the rows of version v into rows of version v + 1.
 MIGRATIONS: Dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {
-    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6}
+    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6, 6: _v6_to_v7}
 
 REQUIRED_TRIAL_COLUMNS = IDENTITY_COLUMNS + ("schema_version", "trial", "duration_s",
                                              "throughput_samples_per_s", "status")
@@ -86,7 +92,7 @@ REQUIRED_V1_COLUMNS = ("run_id", "workload", "backend", "mode", "precision", "ba
 # Columns that hold numbers (or nothing): every identity, context and measured column of
 # the schema version that is neither text nor a true/false.
 NUMERIC_COLUMNS = tuple(
-    c for c in VERSIONED_CONFIGURATION_COLUMNS + ("device_index", "rank", "process")
+    c for c in VERSIONED_CONFIGURATION_COLUMNS + ("device_index", "rank", "process", "round")
     + MEASURED_COLUMNS
     if c not in TEXT_COLUMNS and c not in ("throttled", "contended", "reached", "accuracy_ok",
                                            "latency_bound_met"))

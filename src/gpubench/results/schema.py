@@ -54,6 +54,18 @@ History:
     latency percentile columns hold early-stopping bounds (measure/scenarios/serving/early_stopping.py),
     in `throughput` the percentiles of its steps as before. A v5 row reads with them
     all empty (no v5 run served).
+  7: comparisons a fleet can trust. Context `suite_id` (the suite a run belongs to;
+    empty for a lone run) and `round` (the slot of the suite's interleaving in which the
+    row's worker process ran: compare pairs round k of one side with round k of the
+    other). Identity `power_limit_w` (the board power limit a run asked for, --power-limit;
+    empty: the board's own) and `lock_clocks` (--lock-clocks: MHz, max or base; empty:
+    none). Measured: the limit and locked SM clock in force (`enforced_power_limit_w`,
+    `locked_sm_clock_mhz`), the clock-event reasons that throttled a trial
+    (`throttle_reasons`, named and joined by "+"), why a trial is left out of the
+    statistics (`excluded`, e.g. "throttled"; empty: kept), the GPU temperature at the
+    trial's start (`start_temp_c`) and the seconds waited before it for a cool start
+    (`cooldown_s`). A v6 row reads with them all empty: not in a suite, no limit or lock
+    asked, throttling not named, every trial kept.
 """
 
 from __future__ import annotations
@@ -61,7 +73,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # The configuration: what a user asks to measure, declared once. compare's matching,
 # the suite's resume key, de-duplication of rows read twice, the summary's groups and
@@ -80,6 +92,9 @@ CONFIGURATION_COLUMNS: Tuple[str, ...] = (
     # server: the Poisson rate (empty: --find-max-qps searched it), the p99 latency
     # bound, the dynamic batcher's timeout (all empty for other scenarios)
     "target_qps", "latency_bound_ms", "batch_timeout_ms",
+    # the board power limit asked for (W; empty: the board's own) and the clock lock
+    # asked for (MHz, max or base; empty: none): --power-limit, --lock-clocks
+    "power_limit_w", "lock_clocks",
 )
 # The columns this schema version declares (CONFIGURATION_COLUMNS may add more: below).
 VERSIONED_CONFIGURATION_COLUMNS = CONFIGURATION_COLUMNS
@@ -92,7 +107,8 @@ CONFIGURATION_DEFAULTS = {"scenario": "throughput", "exec": "eager", "world_size
                           "threads": None, "data": "synthetic",
                           "target_accuracy": None, "message_bytes": None,
                           "target_qps": None, "latency_bound_ms": None,
-                          "batch_timeout_ms": None}
+                          "batch_timeout_ms": None, "power_limit_w": None,
+                          "lock_clocks": None}
 # How a label shows a long identity value: `onnx=ab12cd34` (the row keeps all of it).
 LABEL_NAMES = {"onnx_sha256": ("onnx", 8)}
 # Where a configuration ran: compare matches on the kind of device, not on which one.
@@ -101,8 +117,9 @@ MATCHED_PLACEMENT = ("device_name",)
 
 IDENTITY_COLUMNS = ("run_id",) + CONFIGURATION_COLUMNS + PLACEMENT_COLUMNS
 # Per-row context: which rank wrote the row, which of the run's worker processes timed
-# it (--processes), when its run started, the code measured.
-CONTEXT_COLUMNS = ("rank", "process", "started_utc", "git_commit")
+# it (--processes), when its run started, the code measured, the suite it ran in and
+# the round of that suite's interleaving (empty for a lone run).
+CONTEXT_COLUMNS = ("rank", "process", "started_utc", "git_commit", "suite_id", "round")
 ENVIRONMENT_COLUMNS = (
     "driver_version", "cuda_version", "cudnn_version", "framework", "framework_version",
     "gpubench_version", "schema_version", "host",
@@ -114,6 +131,13 @@ MEASURED_COLUMNS = (
     "peak_mem_bytes", "power_avg_w", "energy_j", "energy_source", "samples_per_joule",
     "gpu_util_pct", "mem_util_pct", "sm_clock_mhz", "mem_bw_gbs", "mem_bw_source",
     "temp_c", "throttled",
+    # the clock policy in force (telemetry/): the board power limit (W) and the SM clock
+    # locked (MHz; empty: none)
+    "enforced_power_limit_w", "locked_sm_clock_mhz",
+    # throttling named (NVML clock-event reasons joined by "+": "power_cap+thermal"), why
+    # a trial is left out of the statistics ("throttled"; empty: kept), the GPU
+    # temperature at its start and the seconds waited before it for a cool start
+    "throttle_reasons", "excluded", "start_temp_c", "cooldown_s",
     "loss",  # training loss after the trial's last step: a broken step shows as flat loss
     # True: the trial ran slow, or beside other processes' CPU or GPU use
     # (telemetry/contention.py; compare leaves it out); empty: not judged (v1 rows)
@@ -155,7 +179,8 @@ TEXT_COLUMNS = ("run_id", "workload", "backend", "mode", "precision", "params",
                 "device_uuid",
                 "started_utc", "git_commit", "driver_version", "cuda_version",
                 "cudnn_version", "framework", "framework_version", "gpubench_version",
-                "host", "energy_source", "mem_bw_source", "status", "error")
+                "host", "energy_source", "mem_bw_source", "status", "error",
+                "suite_id", "lock_clocks", "throttle_reasons", "excluded")
 
 STATUSES = ("ok", "failed", "timeout", "unsupported")
 

@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -163,6 +163,7 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
             return sorted(free.get() for _ in devices)
 
     started: Dict[int, Tuple[RunRequest, float, str]] = {}  # run index -> its request
+    repeat_slots = max([p.repeat + 1 for p in plan.runs + plan.skipped] + [1])
     ended: set = set()
 
     def one(index: int, planned: PlannedRun, process: int) -> None:
@@ -178,6 +179,9 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
                 started[index] = (*request_for(planned.run, folder, device, timeout_override),
                                   run_id)
             req, timeout_s, run_id = started[index]
+            # Its slot in the interleaving: process rounds outside, repeats inside.
+            req = replace(req, suite_id=suite.meta["suite_id"],
+                          round=process * repeat_slots + planned.repeat)
             folder = Path(req.folder)
             if process == 0:
                 progress("run_start", index=index, label=planned.label(), device=device)

@@ -209,6 +209,25 @@ def test_a_suite_entry_spreads_its_runs_over_processes_and_the_estimate_counts_t
     assert trials["run_id"].nunique() == 2
     for _, run in trials.groupby("run_id"):
         assert run["process"].tolist() == [0, 0, 1, 1] and (run["status"] == "ok").all()
+        # One round per process (no repeats): compare pairs round k of one run with round
+        # k of the other, and knows both came from this suite.
+        assert run["round"].tolist() == [0, 0, 1, 1]
+    suite_id = json.loads((suite / "run.json").read_text())["suite_id"]
+    assert set(trials["suite_id"]) == {suite_id}
+
+
+def test_a_suites_rounds_put_repeats_inside_process_rounds(tmp_path):
+    """Two repeats of two processes: round = process x 2 + repeat, the order they ran in."""
+    (tmp_path / "s.yaml").write_text(
+        "runs:\n  - {workloads: mnist, backends: test-ok, trials: 1, warmup_s: 0.05,\n"
+        "     min_trial_s: 0.05, processes: 2, repeats: 2, telemetry: none}\n")
+    proc = run_cli("suite", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"), "-q",
+                   env_extra=PLUGIN_ENV)
+    assert proc.returncode == 0, proc.stderr
+    (suite,) = (tmp_path / "out").iterdir()
+    trials = read_trials(suite / "trials.csv")
+    rounds = sorted(trials.groupby("run_id")["round"].apply(tuple))
+    assert rounds == [(0, 2), (1, 3)]  # repeat 0 ran in rounds 0 and 2, repeat 1 in 1 and 3
 
 
 def test_noise_from_the_history_sets_the_least_callable_change(tmp_path):

@@ -49,9 +49,12 @@ def asked(req: Any) -> bool:
         getattr(req, "power_limit_w", None) is not None
 
 
-def _flags(req: Any) -> str:
-    return " and ".join(f for f, v in (("--lock-clocks", req.lock_clocks),
-                                       ("--power-limit", req.power_limit_w)) if v is not None)
+def _flags(req: Any, verb: str = "") -> str:
+    """The policy flags given, with `verb` agreeing ("need": "--power-limit needs")."""
+    given = [f for f, v in (("--lock-clocks", req.lock_clocks),
+                            ("--power-limit", req.power_limit_w)) if v is not None]
+    tail = f" {verb}" + ("s" if verb and len(given) == 1 else "") if verb else ""
+    return " and ".join(given) + tail
 
 
 def state_dir(env: Mapping[str, str] = os.environ) -> Path:
@@ -78,17 +81,17 @@ def _open(req: Any, env: Mapping[str, str]) -> Any:
     from gpubench.telemetry.nvml import Nvml
     from gpubench.telemetry.nvml_select import select_device
     if str(req.backend).endswith("-cpu") and req.telemetry != "nvml":
-        raise UserError(f"{_flags(req)} set a GPU's clocks or power: backend {req.backend} "
+        raise UserError(f"{_flags(req, 'set')} a GPU's clocks or power: backend {req.backend} "
                         "runs on the CPU (with --telemetry nvml they apply to GPU --device)")
     try:
         nvml = Nvml()
     except TelemetryUnavailable as exc:
-        raise UserError(f"{_flags(req)} need NVML: {exc}") from None
+        raise UserError(f"{_flags(req, 'need')} NVML: {exc}") from None
     try:
         return nvml, select_device(nvml, req.device_index, None, env)
     except TelemetryError as exc:
         nvml.close()
-        raise UserError(f"{_flags(req)} need an NVIDIA GPU: {exc}") from None
+        raise UserError(f"{_flags(req, 'need')} an NVIDIA GPU: {exc}") from None
 
 
 def _mhz(device: Any, ask: str) -> int:

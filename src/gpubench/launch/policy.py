@@ -17,14 +17,33 @@ from gpubench.launch.base import LaunchResult
 from gpubench.telemetry import clock_policy
 
 
+PENDING = "clock_policy.json"  # the note of a run whose worker wrote no run.json
+
+
+def pending_note(folder: Path) -> Mapping[str, Any]:
+    """The `clock_policy` a worker that died left for the run.json written for it
+    (launch/status_rows.py); the file is removed."""
+    path = Path(folder) / PENDING
+    try:
+        note = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    path.unlink(missing_ok=True)
+    return {"clock_policy": note}
+
+
 def _note(folder: Optional[Any], summary: Mapping[str, Any]) -> None:
-    """run.json gains `clock_policy` (atomically; a run that wrote no run.json: none)."""
-    if folder is None:
+    """run.json gains `clock_policy` (atomically); a worker that died before writing
+    run.json leaves the note for the run.json its status row brings."""
+    if folder is None or not Path(folder).is_dir():
         return
     path = Path(folder) / "run.json"
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError):
+        tmp = Path(folder) / f"{PENDING}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(dict(summary), default=str))
+        os.replace(tmp, Path(folder) / PENDING)
         return
     meta["clock_policy"] = dict(summary)
     tmp = path.with_suffix(f".json.{os.getpid()}.tmp")

@@ -23,7 +23,8 @@
  *                                  graphics_processes, processes_v3 (the _v3 process
  *                                  lists answer FUNCTION_NOT_FOUND, as a driver without
  *                                  them would), persistence, app_clocks (current and
- *                                  default application clocks)
+ *                                  default application clocks), locked_clocks (set and
+ *                                  reset), supported_clocks (the supported clock lists)
  *   FAKE_NVML_GPU_UTIL_PCT, FAKE_NVML_MEM_UTIL_PCT, FAKE_NVML_SM_CLOCK_MHZ,
  *   FAKE_NVML_MEM_CLOCK_MHZ, FAKE_NVML_MAX_SM_CLOCK_MHZ, FAKE_NVML_MAX_MEM_CLOCK_MHZ,
  *   FAKE_NVML_TEMP_C, FAKE_NVML_CLOCK_REASONS (a bitmask, e.g. 0x4; schedules allowed),

@@ -23,7 +23,8 @@
  *                                  graphics_processes, processes_v3 (the _v3 process
  *                                  lists answer FUNCTION_NOT_FOUND, as a driver without
  *                                  them would), persistence, app_clocks (current and
- *                                  default application clocks)
+ *                                  default application clocks), locked_clocks (set and
+ *                                  reset), supported_clocks (the supported clock lists)
  *   FAKE_NVML_GPU_UTIL_PCT, FAKE_NVML_MEM_UTIL_PCT, FAKE_NVML_SM_CLOCK_MHZ,
  *   FAKE_NVML_MEM_CLOCK_MHZ, FAKE_NVML_MAX_SM_CLOCK_MHZ, FAKE_NVML_MAX_MEM_CLOCK_MHZ,
  *   FAKE_NVML_TEMP_C, FAKE_NVML_CLOCK_REASONS (a bitmask, e.g. 0x4; schedules allowed),
@@ -46,6 +47,19 @@
  *   FAKE_NVML_FAIL_CODE=<code>     <code> (default 15, NVML_ERROR_GPU_IS_LOST) ...
  *   FAKE_NVML_FAIL_FOR_S=<s>       ... for <s> seconds (default: for ever)
  *   FAKE_NVML_CALL_LOG=<path>      appends "<function> <gpu index>" per device call
+ * Clock and power policy (the setters gpubench's --lock-clocks / --power-limit call):
+ *   FAKE_NVML_STATE_FILE=<path>    the locked clocks and power limit set, per GPU, kept in
+ *                                  this file so that every process loading the double sees
+ *                                  them (lines "<gpu> <limit mW|-1> <min MHz|-1> <max MHz|-1>");
+ *                                  without it the setters answer NOT_SUPPORTED. The power
+ *                                  limit getters answer the limit set, and the SM/graphics
+ *                                  clock answers the locked max clock while one is locked
+ *   FAKE_NVML_POWER_LIMIT_MIN_W, FAKE_NVML_POWER_LIMIT_MAX_W  the limit's constraints
+ *                                  (default 200 and 700); FAKE_NVML_POWER_LIMIT_W is also
+ *                                  the default limit
+ *   FAKE_NVML_SUPPORTED_CLOCKS=a,b,...  supported graphics clocks (MHz, default the max SM
+ *                                  clock down to 210 in steps of 15)
+ *   FAKE_NVML_NO_PERMISSION=1      the setters answer NVML_ERROR_NO_PERMISSION
  *
  * The per-device variables (power, energy support, the values, FAKE_NVML_UNSUPPORTED,
  * FAKE_NVML_GPM_DRAM_BW_PCT, the process lists, persistence, application clocks) can be
@@ -568,6 +582,10 @@ EXPORT int nvmlDeviceGetUtilizationRates(fake_device_t *d, nvmlUtilization_t *ut
     return NVML_SUCCESS;
 }
 
+/* The clock and power policy's state (its section at the end of this file). */
+static int policy_limit_mw(const fake_device_t *d, unsigned int *mw);
+static int policy_locked_max(const fake_device_t *d, unsigned int *mhz);
+
 /* Clock types: 0 graphics, 1 SM, 2 memory, 3 video. */
 EXPORT int nvmlDeviceGetClockInfo(fake_device_t *d, int type, unsigned int *clock) {
     DEVICE_CALL("nvmlDeviceGetClockInfo", d, "clocks", clock);
@@ -575,6 +593,7 @@ EXPORT int nvmlDeviceGetClockInfo(fake_device_t *d, int type, unsigned int *cloc
     if (type == 0 || type == 1) *clock = (unsigned int)llround(at(&d->sm_clock, t));
     else if (type == 2) *clock = (unsigned int)llround(at(&d->mem_clock, t));
     else return NVML_ERROR_NOT_SUPPORTED;
+    if (type != 2) policy_locked_max(d, clock);
     return NVML_SUCCESS;
 }
 
@@ -614,12 +633,14 @@ EXPORT int nvmlDeviceGetCurrentClocksThrottleReasons(fake_device_t *d, unsigned 
 EXPORT int nvmlDeviceGetPowerManagementLimit(fake_device_t *d, unsigned int *limit) {
     DEVICE_CALL("nvmlDeviceGetPowerManagementLimit", d, "power_limit", limit);
     *limit = (unsigned int)llround(at(&d->power_limit_w, elapsed_s()) * 1000.0);
+    policy_limit_mw(d, limit);
     return NVML_SUCCESS;
 }
 
 EXPORT int nvmlDeviceGetEnforcedPowerLimit(fake_device_t *d, unsigned int *limit) {
     DEVICE_CALL("nvmlDeviceGetEnforcedPowerLimit", d, "power_limit", limit);
     *limit = (unsigned int)llround(at(&d->power_limit_w, elapsed_s()) * 1000.0);
+    policy_limit_mw(d, limit);
     return NVML_SUCCESS;
 }
 
@@ -776,3 +797,170 @@ EXPORT int nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *request) {
     }
     return NVML_SUCCESS;
 }
+
+/* ==== clock and power policy (--lock-clocks, --power-limit) ========================
+ * Setters and getters whose state lives in FAKE_NVML_STATE_FILE, so the process that
+ * sets (gpubench's launcher), the worker that measures and a test that checks after all
+ * see the same GPU. */
+
+typedef struct { long long limit_mw, min_mhz, max_mhz; } policy_state_t;
+
+static const char *state_file(void) {
+    const char *path = getenv("FAKE_NVML_STATE_FILE");
+    return path && *path ? path : NULL;
+}
+
+/* All GPUs' state from the file (-1: not set). */
+static void read_state(policy_state_t *state) {
+    for (int i = 0; i < MAX_GPUS; i++) state[i].limit_mw = state[i].min_mhz = state[i].max_mhz = -1;
+    const char *path = state_file();
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (!f) return;
+    int gpu;
+    long long limit, lo, hi;
+    while (fscanf(f, "%d %lld %lld %lld", &gpu, &limit, &lo, &hi) == 4) {
+        if (gpu < 0 || gpu >= MAX_GPUS) continue;
+        state[gpu].limit_mw = limit;
+        state[gpu].min_mhz = lo;
+        state[gpu].max_mhz = hi;
+    }
+    fclose(f);
+}
+
+static int write_state(const policy_state_t *state) {
+    const char *path = state_file();
+    if (!path) return NVML_ERROR_NOT_SUPPORTED;
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return NVML_ERROR_UNKNOWN;
+    for (int i = 0; i < MAX_GPUS; i++)
+        if (state[i].limit_mw >= 0 || state[i].max_mhz >= 0)
+            fprintf(f, "%d %lld %lld %lld\n", i, state[i].limit_mw, state[i].min_mhz,
+                    state[i].max_mhz);
+    fclose(f);
+    return rename(tmp, path) == 0 ? NVML_SUCCESS : NVML_ERROR_UNKNOWN;
+}
+
+static int policy_limit_mw(const fake_device_t *d, unsigned int *mw) {
+    policy_state_t state[MAX_GPUS];
+    read_state(state);
+    if (state[d->index].limit_mw < 0) return 0;
+    *mw = (unsigned int)state[d->index].limit_mw;
+    return 1;
+}
+
+static int policy_locked_max(const fake_device_t *d, unsigned int *mhz) {
+    policy_state_t state[MAX_GPUS];
+    read_state(state);
+    if (state[d->index].max_mhz < 0) return 0;
+    *mhz = (unsigned int)state[d->index].max_mhz;
+    return 1;
+}
+
+static int denied(void) {
+    const char *v = getenv("FAKE_NVML_NO_PERMISSION");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+static void limit_range_mw(const fake_device_t *d, unsigned int *lo, unsigned int *hi) {
+    *lo = (unsigned int)llround(env_double("FAKE_NVML_POWER_LIMIT_MIN_W", 200) * 1000.0);
+    *hi = (unsigned int)llround(env_double("FAKE_NVML_POWER_LIMIT_MAX_W", 700) * 1000.0);
+    (void)d;
+}
+
+/* The supported graphics clocks, highest first; returns how many. */
+static int supported_clocks(const fake_device_t *d, unsigned int *out, int room) {
+    const char *text = env_for("FAKE_NVML_SUPPORTED_CLOCKS", d->index);
+    int n = 0;
+    if (text && *text) {
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s", text);
+        for (char *tok = strtok(buf, ","); tok && n < room; tok = strtok(NULL, ","))
+            out[n++] = (unsigned int)strtoul(tok, NULL, 10);
+        return n;
+    }
+    long top = llround(at(&d->max_sm_clock, elapsed_s()));
+    for (long mhz = top; mhz >= 210 && n < room; mhz -= 15) out[n++] = (unsigned int)mhz;
+    return n;
+}
+
+EXPORT int nvmlDeviceGetPowerManagementLimitConstraints(fake_device_t *d, unsigned int *lo,
+                                                        unsigned int *hi) {
+    DEVICE_CALL("nvmlDeviceGetPowerManagementLimitConstraints", d, "power_limit", lo);
+    if (!hi) return NVML_ERROR_INVALID_ARGUMENT;
+    limit_range_mw(d, lo, hi);
+    return NVML_SUCCESS;
+}
+
+EXPORT int nvmlDeviceGetPowerManagementDefaultLimit(fake_device_t *d, unsigned int *limit) {
+    DEVICE_CALL("nvmlDeviceGetPowerManagementDefaultLimit", d, "power_limit", limit);
+    *limit = (unsigned int)llround(at(&d->power_limit_w, elapsed_s()) * 1000.0);
+    return NVML_SUCCESS;
+}
+
+EXPORT int nvmlDeviceSetPowerManagementLimit(fake_device_t *d, unsigned int limit) {
+    int rc = check_device("nvmlDeviceSetPowerManagementLimit", d);
+    if (rc != NVML_SUCCESS) return rc;
+    if (unsupported(d, "power_limit")) return NVML_ERROR_NOT_SUPPORTED;
+    if (denied()) return NVML_ERROR_NO_PERMISSION;
+    unsigned int lo, hi;
+    limit_range_mw(d, &lo, &hi);
+    if (limit < lo || limit > hi) return NVML_ERROR_INVALID_ARGUMENT;
+    policy_state_t state[MAX_GPUS];
+    read_state(state);
+    state[d->index].limit_mw = limit;
+    return write_state(state);
+}
+
+EXPORT int nvmlDeviceSetGpuLockedClocks(fake_device_t *d, unsigned int lo, unsigned int hi) {
+    int rc = check_device("nvmlDeviceSetGpuLockedClocks", d);
+    if (rc != NVML_SUCCESS) return rc;
+    if (unsupported(d, "locked_clocks")) return NVML_ERROR_NOT_SUPPORTED;
+    if (denied()) return NVML_ERROR_NO_PERMISSION;
+    if (lo > hi) return NVML_ERROR_INVALID_ARGUMENT;
+    policy_state_t state[MAX_GPUS];
+    read_state(state);
+    state[d->index].min_mhz = lo;
+    state[d->index].max_mhz = hi;
+    return write_state(state);
+}
+
+EXPORT int nvmlDeviceResetGpuLockedClocks(fake_device_t *d) {
+    int rc = check_device("nvmlDeviceResetGpuLockedClocks", d);
+    if (rc != NVML_SUCCESS) return rc;
+    if (unsupported(d, "locked_clocks")) return NVML_ERROR_NOT_SUPPORTED;
+    if (denied()) return NVML_ERROR_NO_PERMISSION;
+    policy_state_t state[MAX_GPUS];
+    read_state(state);
+    state[d->index].min_mhz = state[d->index].max_mhz = -1;
+    return write_state(state);
+}
+
+EXPORT int nvmlDeviceGetSupportedMemoryClocks(fake_device_t *d, unsigned int *count,
+                                              unsigned int *clocks) {
+    DEVICE_CALL("nvmlDeviceGetSupportedMemoryClocks", d, "supported_clocks", count);
+    if (!clocks || *count < 1) {
+        *count = 1;
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    *count = 1;
+    clocks[0] = (unsigned int)llround(at(&d->max_mem_clock, elapsed_s()));
+    return NVML_SUCCESS;
+}
+
+EXPORT int nvmlDeviceGetSupportedGraphicsClocks(fake_device_t *d, unsigned int mem_mhz,
+                                                unsigned int *count, unsigned int *clocks) {
+    DEVICE_CALL("nvmlDeviceGetSupportedGraphicsClocks", d, "supported_clocks", count);
+    (void)mem_mhz;
+    unsigned int all[256];
+    int n = supported_clocks(d, all, 256);
+    if (!clocks || *count < (unsigned int)n) {
+        *count = (unsigned int)n;
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    memcpy(clocks, all, sizeof(unsigned int) * (size_t)n);
+    *count = (unsigned int)n;
+    return NVML_SUCCESS;
+}
+/* ==== end of clock and power policy ================================================ */

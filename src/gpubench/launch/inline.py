@@ -28,11 +28,20 @@ class InlineLauncher(Launcher):
             raise UserError(f"--processes {req.processes} starts worker processes; the inline "
                             "launcher (--no-isolate) runs in this one")
         from gpubench.measure.preflight import preflight
+        from gpubench.telemetry import clock_policy
+        clock_policy.check(req)
         preflight(req)
 
     def launch(self, req: Any, timeout_s: Optional[float] = None,
                progress: Progress = no_progress,
                on_start: OnStart = lambda interrupt: None) -> LaunchResult:
+        from gpubench.launch.policy import under_policy
+        return under_policy(req, lambda: self._execute(req, progress))
+
+    @staticmethod
+    def _execute(req: Any, progress: Progress) -> LaunchResult:
+        """The run in this process (its policy, if any, set around it: launch/policy.py
+        restores it in a finally, also on Ctrl-C and SIGTERM)."""
         from gpubench.measure.runner import execute_run
         try:
             outcome = execute_run(req, progress)

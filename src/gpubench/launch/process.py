@@ -34,8 +34,9 @@ from gpubench.launch.worker import (
     EVENT_FD_ENV, EXIT_FINISHED, EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_TERMINATED,
     request_to_json,
 )
+from gpubench.launch.policy import under_policy
 from gpubench.measure.phases import PHASES, launched_at_env, where
-from gpubench.telemetry import pin_cuda_device_order
+from gpubench.telemetry import clock_policy, pin_cuda_device_order
 
 LOG_NAME = "worker.log"
 ERROR_TAIL_CHARS = 2000
@@ -157,6 +158,7 @@ class ProcessLauncher(Launcher):
 
     def preflight(self, req: Any) -> None:
         refuse_ranks(req, self.name)
+        clock_policy.check(req)  # the parent sets it: checked in this Python
         self.preflight_in_python(req)
 
     def preflight_in_python(self, req: Any) -> None:
@@ -214,7 +216,7 @@ class ProcessLauncher(Launcher):
 
     def _launch_one(self, req: Any, timeout_s: Optional[float], progress: Progress,
                     on_start: OnStart) -> LaunchResult:
-        result = self._run_worker(req, timeout_s, progress, on_start)
+        result = under_policy(req, lambda: self._run_worker(req, timeout_s, progress, on_start))
         unsaid, self.unsaid = self.unsaid, []
         result.launch_warnings += [f"fork server unavailable ({why}): workers start in fresh "
                                    "interpreters" for why in unsaid]

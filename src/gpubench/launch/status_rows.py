@@ -78,9 +78,10 @@ def _close_folder(req: RunRequest, rows: pd.DataFrame, stop_reason: Optional[str
     folder = Path(req.folder)
     write_text_atomic(folder / "summary.csv", summarize(rows, stop_reason).to_csv(index=False))
     if not (folder / "run.json").exists():
+        from gpubench.launch.policy import pending_note  # the clock policy set and restored
         write_text_atomic(folder / "run.json", json.dumps(
-            {"schema_version": SCHEMA_VERSION, **meta, "config": request_to_json(req)},
-            indent=2) + "\n")
+            {"schema_version": SCHEMA_VERSION, **meta, "config": request_to_json(req),
+             **pending_note(folder)}, indent=2, default=str) + "\n")
 
 
 def close_interrupted(req: RunRequest) -> None:

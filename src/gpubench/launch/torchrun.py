@@ -189,6 +189,9 @@ class TorchrunLauncher(Launcher):
         if req.world_size % self.nnodes:
             raise UserError(f"world size {req.world_size} is not a multiple of "
                             f"{self.nnodes} nodes")
+        if req.lock_clocks is not None or req.power_limit_w is not None:
+            raise UserError("--lock-clocks and --power-limit set one GPU (--device): a run of "
+                            "ranks (--nproc) does not take them")
         ProcessLauncher(self.python).preflight_in_python(req)
 
     def torchrun_args(self, nproc: int, port: int, log_dir: Path, failures: Path) -> List[str]:

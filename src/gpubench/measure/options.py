@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from gpubench.errors import UserError
 from gpubench.measure.option import (
     FRACTION, HOST, NONNEGATIVE_INT, PARAM, PATH, PORT, POSITIVE_FLOAT, POSITIVE_INT, SEED,
-    SWITCH, Option,
+    SWITCH, Kind, Option,
 )
 from gpubench.measure.protocol_config import ProtocolConfig
 from gpubench.measure.scenarios.serving.options import SERVING_OPTIONS, ServingOptions
@@ -39,6 +39,16 @@ def _held(module: str, name: str) -> Callable[[], Sequence[str]]:
         return found() if callable(found) else found
     return values
 
+
+def _lock_clocks(text: str) -> Optional[str]:
+    """--lock-clocks: max, base or a whole number of MHz (kept as text)."""
+    text = text.strip().lower()
+    return text if text in ("max", "base") or (text.isdigit() and 0 < int(text) < 100000) \
+        else None
+
+
+LOCK_CLOCKS = Kind(str, "max, base or a clock in MHz", lambda v: _lock_clocks(str(v)) is not None,
+                   _lock_clocks)
 
 RANKS_ONLY = ("--nnodes, --node-rank, --master-addr and --master-port are for runs of ranks: "
               "give --nproc N")
@@ -151,6 +161,19 @@ MACHINE: Tuple[Option, ...] = (
            default="auto", choices=_held("gpubench.telemetry", "TELEMETRY_KINDS")),
     Option("sample_hz", "telemetry sampling rate (default 10 Hz, at most 1000)",
            POSITIVE_FLOAT, default=10.0),
+    # The clock and power policy (telemetry/clock_policy.py): set through NVML by the
+    # launcher's parent before the run, restored after it.
+    Option("lock_clocks", "lock the GPU's SM clock through NVML for the run: MHz, max (its "
+                          "max SM clock) or base (its default applications clock); restored "
+                          "after, also after a crash or Ctrl-C. Needs root (sudo)",
+           LOCK_CLOCKS, metavar="MHz|max|base", shown_default="none", identity=True,
+           label="clocks {}"),
+    Option("power_limit_w", "set the GPU's board power limit (watts) through NVML for the "
+                            "run, within its constraints; the limit before is put back after. "
+                            "Needs root (sudo). A suite sweeps it with power_limits",
+           POSITIVE_FLOAT, flags=("--power-limit",), metavar="WATTS",
+           shown_default="the board's", identity=True, suite="matrix",
+           suite_key="power_limits", label="{:g} W"),
     Option("require_idle_gpu", "refuse to run (exit 2) when other processes use the GPU, or "
                                "when NVML cannot tell (without it, they are a warning)", SWITCH,
            default=False),

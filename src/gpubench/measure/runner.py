@@ -25,6 +25,7 @@ from gpubench.measure.run_record import RunOutcome, RunRecord
 from gpubench.measure.scenarios.base import ScenarioContext
 from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.telemetry import Sampler, make_sampler, pin_cuda_device_order, pre_run_gpu_state
+from gpubench.telemetry.clock_policy import row_columns
 from gpubench.telemetry.gpu_state import with_gpu_state
 
 
@@ -74,6 +75,8 @@ def open_telemetry(req: RunRequest, step: Step, record: RunRecord) -> Tuple[Samp
         record.writer.remove_if_empty()
         raise
     record.learned_environment(sampler.environment())  # NVML knows the driver
+    # the clock policy in force: the enforced power limit, the SM clock the parent locked
+    record.base_row.update(row_columns(sampler.environment().get("gpu") or {}))
     return sampler, gpu_state
 
 

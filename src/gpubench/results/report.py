@@ -29,6 +29,7 @@ from gpubench.results.compare_format import (
 )
 from gpubench.results.report_svg import bar_chart, downsample, esc, line_chart
 from gpubench.results.report_latency import latency_section
+from gpubench.results.report_power import power_section
 from gpubench.results.report_scaling import scaling_section
 from gpubench.results.report_trend import trend_section
 from gpubench.stats import describe
@@ -321,6 +322,7 @@ def render_report(data: ReportData, threshold: float = 0.05) -> str:
 <h2>Comparison against {esc(data.groups[0])}</h2>
 {_comparison_section(data, threshold)}
 {scaling_section(data.trials, data.groups)}
+{power_section(data.trials, data.groups)}
 {latency_section(data.trials, data.groups)}
 {trend_section(data.trials, threshold)}
 <h2>Telemetry</h2>

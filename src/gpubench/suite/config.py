@@ -147,6 +147,9 @@ def _value_list(o: Any, value: Any, source: Path, path: str) -> List[Any]:
 
 def _value(o: Any, value: Any, source: Path, path: str) -> Any:
     """A value of option `o`: its type, then its range or its allowed names."""
+    if o.kind.type is str and o.kind.from_text is not None and isinstance(value, int) \
+            and not isinstance(value, bool):  # lock_clocks: 1500 (MHz) as its text
+        value = str(value)
     value = _scalar(value, o.kind.type, source, path)
     wrong = check_value(o, value)
     if wrong:

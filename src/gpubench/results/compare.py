@@ -21,17 +21,31 @@ per-process medians instead (`unit` = process, or run when every run is one proc
 which carries the run-to-run variation; otherwise over trials (`unit` = trial), with a
 note when a side has a single process.
 
-The noise floor: with processes or runs as the unit, the spread of each side's unit
-medians (compare_stats.noise_floor) is the configuration's own noise here
-(`noise_pct`); with `noise_from`, past runs (a nightly store) give its run-to-run
-noise (`history_noise_pct`, results/history.py), which also holds the drift between
-runs that processes of one run, sharing that minute's machine, cannot show. A change
-is called only past NOISE_MULTIPLE (1.5) x the larger of them, or the threshold when
-larger still (`threshold_pct`, with a note when raised), as history does.
+The noise floor (compare_units.noise_threshold): with processes or runs as the unit,
+the spread of each side's unit medians (compare_stats.noise_floor) is the
+configuration's own noise here (`noise_pct`); with `noise_from`, past runs (a nightly
+store) give its run-to-run noise (`history_noise_pct`, results/history.py), which also
+holds the drift between runs that processes of one run, sharing that minute's machine,
+cannot show. A change is called only past NOISE_MULTIPLE (1.5) x the larger of them, or
+the threshold when larger still (`threshold_pct`, with a note when raised), as history
+does. Separate runs with trials as the unit (no run in common, not paired) rest on a
+run-to-run floor: the history's, else the stated prior of the rows' device class
+(results/noise_priors.py), times SEPARATE_RUNS_MULTIPLE (2.8 = 1.96 x sqrt(2): two runs'
+noise in one ratio). A change past the threshold asked that the data resolve but that
+lies inside a floor which raised it is `inconclusive` (never slower/faster, nor `same`),
+with the reason in the note.
+
+Paired analysis (results/compare_paired.py): when both sides' rows come from one suite
+with the same number of rounds, round k of base is paired with round k of new
+(Wilcoxon signed-rank on the per-pair log-ratios, a bootstrap CI over rounds, seeded by
+`seed`); its floor is the spread of the per-round ratios. The `test` column says which
+test ran ("wilcoxon paired rounds", "wilcoxon paired trials", "mann-whitney"), and the
+note why a suite's rows were not paired; `unpaired` forces Mann-Whitney.
 
 Contended trials (`contended` true: they ran slow, or beside other processes' CPU or
 GPU use; telemetry/contention.py) are left out of everything above unless
-`include_contended`, and counted in the note. A row that was not judged (empty: v1
+`include_contended`, and excluded ones (`excluded` non-empty: "throttled") unless
+`include_throttled`; both counted in the note. A row that was not judged (empty: v1
 rows, older v2 rows) counts.
 """
 

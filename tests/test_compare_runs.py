@@ -46,13 +46,18 @@ def test_run_to_run_noise_is_not_called_a_change_with_enough_runs():
           f"{run_level:.1%} called faster/slower (per-run medians)")
     assert run_level < 0.05
     rng = np.random.default_rng(1)
-    pooled_calls = 0
-    for _ in range(150):  # the same data shape, one run id a side: trials pooled
-        base = _side(rng, MIN_RUNS_PER_SIDE, 5, 100.0, 0.05, 0.005, "b").assign(run_id="b")
-        new = _side(rng, MIN_RUNS_PER_SIDE, 5, 100.0, 0.05, 0.005, "n").assign(run_id="n")
+    pooled_calls = separate_calls = 0
+    for _ in range(150):  # the same data shape as one run's trials: nothing measures the wobble
+        base = _side(rng, MIN_RUNS_PER_SIDE, 5, 100.0, 0.05, 0.005, "b").assign(run_id="r")
+        new = _side(rng, MIN_RUNS_PER_SIDE, 5, 100.0, 0.05, 0.005, "n").assign(run_id="r")
         pooled_calls += compare(base, new).iloc[0]["verdict"] in ("faster", "slower")
-    print(f"the same data pooled as trials: {pooled_calls / 150:.1%} called faster/slower")
+        # one run id a side: separate runs, judged against the run-to-run prior (issue 30)
+        separate = compare(base.assign(run_id="b"), new.assign(run_id="n")).iloc[0]
+        separate_calls += separate["verdict"] in ("faster", "slower")
+    print(f"the same data pooled as trials: {pooled_calls / 150:.1%} called faster/slower; "
+          f"as two separate runs (the prior's floor): {separate_calls / 150:.1%}")
     assert pooled_calls / 150 > 2 * run_level + 0.05
+    assert separate_calls / 150 < pooled_calls / 150
 
 
 def test_a_real_change_is_still_found_at_run_level():

@@ -58,7 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="table (default, for a terminal), markdown (for a CI page) or json")
     p.add_argument("--output", "-o", type=path_arg, metavar="FILE",
                    help="write the output to FILE (atomically) instead of standard output")
-    p.add_argument("--seed", type=int, default=0, help="kept for scripts that pass it; the statistics are exact now and use no random draws")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the seed of the paired test's bootstrap interval (default 0: the "
+                        "same inputs give the same interval)")
     p.add_argument("--noise-from", type=path_arg, action="append", default=[], metavar="RESULTS",
                    help="runs of the past (e.g. the nightly history; repeatable): each "
                         "configuration's run-to-run noise there sets its least callable "
@@ -67,6 +69,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="keep trials marked contended (they ran slow, or beside other "
                         "processes' CPU or GPU use); by default they are left out and "
                         "counted in the note")
+    p.add_argument("--include-throttled", action="store_true",
+                   help="keep trials marked excluded (throttled: the GPU's clocks were held "
+                        "down by power, thermal or hardware slowdown); by default they are "
+                        "left out and counted in the note")
+    p.add_argument("--unpaired", action="store_true",
+                   help="the unpaired Mann-Whitney test even where both sides come from one "
+                        "interleaved suite with equal rounds (paired by default: Wilcoxon "
+                        "signed-rank on round k of BASE against round k of NEW)")
     p.set_defaults(execute=execute)
 
 
@@ -81,7 +91,8 @@ def execute(args: argparse.Namespace) -> int:
     comparison = compare_paths(args.base, args.new, metric=args.metric, threshold=args.threshold,
                                by=args.by, baseline=args.baseline, seed=args.seed,
                                include_contended=args.include_contended,
-                               noise_from=args.noise_from)
+                               noise_from=args.noise_from,
+                               include_throttled=args.include_throttled, unpaired=args.unpaired)
     result = outcome(comparison.table, args.fail_on)
     code = {"regression": EXIT_REGRESSION, "inconclusive": EXIT_INCONCLUSIVE}.get(result, EXIT_OK)
     emit(args.format, args.output, lambda: to_json(comparison, result, code),
@@ -122,7 +133,7 @@ def write_output(path: Path, text: str) -> None:
 
 
 # Left out first when the terminal is narrow (the verdict, and what it rests on, last).
-DROP_ORDER = ("SM clock Δ", "J/sample Δ", "note", "p", "median base", "median new", "n",
+DROP_ORDER = ("SM clock Δ", "J/sample Δ", "note", "test", "p", "median base", "median new", "n",
               "change", "95% CI ratio")
 
 
@@ -159,6 +170,7 @@ def table_text(comparison, width) -> str:
         Col("change", lambda r: signed_pct(r["change_pct"]), "change"),
         Col("95% CI ratio", ci_text, "95% CI ratio"),
         Col("p", lambda r: p_text(r["p_value"]), "p"),
+        Col("test", lambda r: str(r.get("test") or ""), "test", text=True),
         Col("verdict", verdict_text),
         Col("J/sample Δ", lambda r: signed_pct(r["j_per_sample_change_pct"]), "J/sample Δ"),
         Col("SM clock Δ", clock_text, "SM clock Δ"),

@@ -21,17 +21,31 @@ per-process medians instead (`unit` = process, or run when every run is one proc
 which carries the run-to-run variation; otherwise over trials (`unit` = trial), with a
 note when a side has a single process.
 
-The noise floor: with processes or runs as the unit, the spread of each side's unit
-medians (compare_stats.noise_floor) is the configuration's own noise here
-(`noise_pct`); with `noise_from`, past runs (a nightly store) give its run-to-run
-noise (`history_noise_pct`, results/history.py), which also holds the drift between
-runs that processes of one run, sharing that minute's machine, cannot show. A change
-is called only past NOISE_MULTIPLE (1.5) x the larger of them, or the threshold when
-larger still (`threshold_pct`, with a note when raised), as history does.
+The noise floor (compare_units.noise_threshold): with processes or runs as the unit,
+the spread of each side's unit medians (compare_stats.noise_floor) is the
+configuration's own noise here (`noise_pct`); with `noise_from`, past runs (a nightly
+store) give its run-to-run noise (`history_noise_pct`, results/history.py), which also
+holds the drift between runs that processes of one run, sharing that minute's machine,
+cannot show. A change is called only past NOISE_MULTIPLE (1.5) x the larger of them, or
+the threshold when larger still (`threshold_pct`, with a note when raised), as history
+does. Separate runs with trials as the unit (no run in common, not paired) rest on a
+run-to-run floor: the history's, else the stated prior of the rows' device class
+(results/noise_priors.py), times SEPARATE_RUNS_MULTIPLE (2.8 = 1.96 x sqrt(2): two runs'
+noise in one ratio). A change past the threshold asked that the data resolve but that
+lies inside a floor which raised it is `inconclusive` (never slower/faster, nor `same`),
+with the reason in the note.
+
+Paired analysis (results/compare_paired.py): when both sides' rows come from one suite
+with the same number of rounds, round k of base is paired with round k of new
+(Wilcoxon signed-rank on the per-pair log-ratios, a bootstrap CI over rounds, seeded by
+`seed`); its floor is the spread of the per-round ratios. The `test` column says which
+test ran ("wilcoxon paired rounds", "wilcoxon paired trials", "mann-whitney"), and the
+note why a suite's rows were not paired; `unpaired` forces Mann-Whitney.
 
 Contended trials (`contended` true: they ran slow, or beside other processes' CPU or
 GPU use; telemetry/contention.py) are left out of everything above unless
-`include_contended`, and counted in the note. A row that was not judged (empty: v1
+`include_contended`, and excluded ones (`excluded` non-empty: "throttled") unless
+`include_throttled`; both counted in the note. A row that was not judged (empty: v1
 rows, older v2 rows) counts.
 """
 
@@ -49,21 +63,22 @@ from gpubench.results import compare_load as load
 from gpubench.results import schema
 from gpubench.results.rank_rows import one_row_per_trial
 from gpubench.results.scaling import scaling_by_group, scaling_changes
-from gpubench.results.compare_stats import DIRECTIONS, NOISE_MULTIPLE, VERDICTS, assess_batch
+from gpubench.results import compare_rows as sides_rows
+from gpubench.results.compare_paired import UNPAIRED, assess_paired, paired_note, paired_noise, pairing
+from gpubench.results.compare_stats import ALPHA, DIRECTIONS, HIGHER, VERDICTS, assess_batch
 from gpubench.results.compare_units import (  # noqa: F401 (MIN_RUNS_PER_SIDE: re-exported)
-    MIN_RUNS_PER_SIDE, history_noise, separate_runs, unit_noise, unit_values,
+    MIN_RUNS_PER_SIDE, Floor, history_noise, noise_threshold, separate_runs, unit_noise, unit_values,
 )
+from gpubench.results.noise_priors import prior_for
 
 DEFAULT_METRIC = "throughput_samples_per_s"
-# Environment columns whose mixing within one side of a match is worth a note.
-WATCHED_ENV = ("driver_version", "cuda_version", "cudnn_version", "framework_version", "host")
 ONE_SIDED = ("base_only", "new_only")
 VERDICT_COLUMNS = (
     "metric", "better", "n_base", "n_new", "median_base",
     "median_new", "ratio", "ci_low", "ci_high", "change_pct", "p_value", "verdict",
     "j_per_sample_base", "j_per_sample_new", "j_per_sample_change_pct",
     "sm_clock_base_mhz", "sm_clock_new_mhz", "sm_clock_change_pct",
-    "throttled_base_frac", "throttled_new_frac", "unit", "noise_pct", "history_noise_pct",
+    "throttled_base_frac", "throttled_new_frac", "unit", "test", "noise_pct", "history_noise_pct",
     "threshold_pct", "note",
     "caveat",  # what the verdict stands on, when not the run: "pooled trials"
 )
@@ -88,65 +103,18 @@ def _keys(frame: pd.DataFrame, key: Sequence[str]) -> List[Tuple[str, ...]]:
             for values in frame[present].itertuples(index=False, name=None)]
 
 
-def _median(values: pd.Series) -> float:
-    values = pd.to_numeric(values, errors="coerce").dropna()
-    return float(values.median()) if len(values) else float("nan")
-
-
-def _change_pct(base: float, new: float) -> float:
-    return (new / base - 1.0) * 100.0 if base and np.isfinite(base) and np.isfinite(new) else float("nan")
-
-
-def _throttled_frac(ok: pd.DataFrame) -> float:
-    flags = ok["throttled"].dropna() if "throttled" in ok.columns else pd.Series(dtype=object)
-    if flags.empty:
-        return float("nan")
-    return float(flags.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0")).mean())
-
-
-def _contended(frame: pd.DataFrame) -> np.ndarray:
-    """Per row: whether it is marked contended (True, "True", 1; empty is not)."""
-    if "contended" not in frame.columns:
-        return np.zeros(len(frame), dtype=bool)
-    return frame["contended"].map(
-        lambda v: str(v).strip().lower() in ("true", "1", "1.0")).to_numpy(dtype=bool)
-
-
-def _side_note(name: str, rows: pd.DataFrame, ok: pd.DataFrame, by: Optional[str]) -> List[str]:
-    notes = []
-    if len(rows) and ok.empty:
-        statuses = sorted(set(rows["status"].dropna().astype(str)))
-        errors = rows["error"].dropna().astype(str) if "error" in rows.columns else []
-        tail = errors.iloc[-1].strip().splitlines()[-1][:120] if len(errors) and errors.iloc[-1].strip() else ""
-        notes.append(f"{name}: no ok trial ({'/'.join(statuses)}{': ' + tail if tail else ''})")
-    for column in WATCHED_ENV:
-        if column != by and column in ok.columns:
-            values = sorted(set(ok[column].dropna().astype(str)))
-            if len(values) > 1:
-                notes.append(f"{name} mixes {column} {', '.join(values)}")
-    return notes
-
-
-BANDWIDTH_SOURCES = {"analytic": "the model (bytes the workload moves / time), not measured",
-                     "gpm": "measured (GPM DRAM bandwidth)",
-                     "util_estimate": "estimated (NVML memory utilisation x peak)"}
-
-
-def _bandwidth_note(name: str, ok: pd.DataFrame) -> List[str]:
-    if "mem_bw_source" not in ok.columns:
-        return []
-    sources = sorted(set(ok["mem_bw_source"].dropna().astype(str)))
-    return [f"{name} GB/s: " + ", ".join(BANDWIDTH_SOURCES.get(s, s) for s in sources)] if sources else []
-
-
 def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
             threshold: float = 0.05, by: Optional[str] = None, labels: Tuple[str, str] = ("base", "new"),
             seed: int = 0, include_contended: bool = False,
-            history_noise: Optional[Dict[Tuple[str, ...], Tuple[float, int]]] = None) -> pd.DataFrame:
+            history_noise: Optional[Dict[Tuple[str, ...], Tuple[float, int]]] = None,
+            include_throttled: bool = False, unpaired: bool = False) -> pd.DataFrame:
     """The verdict table (RESULT_COLUMNS) of `new` against `base`, one row per
     configuration found on either side. `by` is left out of the match; contended trials
-    are left out unless `include_contended`. `history_noise`: per configuration (its
-    match key), the run-to-run noise learned from past runs and how many runs."""
+    are left out unless `include_contended`, excluded ones (throttled) unless
+    `include_throttled`. `history_noise`: per configuration (its match key), the
+    run-to-run noise learned from past runs and how many runs. `unpaired`: the
+    Mann-Whitney test even where the sides' rounds of one suite could be paired.
+    `seed`: the paired bootstrap's."""
     if metric not in DIRECTIONS:
         raise UserError(f"--metric {metric}: not a comparable metric (valid: {', '.join(DIRECTIONS)})")
     key = list(schema.match_columns(by))
@@ -159,8 +127,8 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
         for i, k in enumerate(_keys(frame, key)):
             positions.setdefault(k, []).append(i)
         ok_mask = (frame["status"].eq("ok") & pd.to_numeric(frame[metric], errors="coerce").notna()).to_numpy()
-        contended = ok_mask & _contended(frame)
-        sides[name] = (frame, positions, ok_mask, contended, include_contended)
+        sides[name] = (frame, positions, ok_mask, ok_mask & sides_rows.contended(frame),
+                       np.where(ok_mask, sides_rows.excluded(frame), ""))
     order = list(dict.fromkeys(list(sides["base"][1]) + list(sides["new"][1])))
     if not order:
         return pd.DataFrame(columns=list(result_columns()))
@@ -174,56 +142,71 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
         present = []
         oks = {}
         for name in ("base", "new"):
-            frame, positions, ok_mask, contended_mask, keep = sides[name]
+            frame, positions, ok_mask, contended_mask, excluded = sides[name]
             where = positions.get(config, [])
             here = frame.iloc[where]
-            ok = oks[name] = here[ok_mask[where] & (keep | ~contended_mask[where])]
-            contended = int(contended_mask[where].sum())
+            keep = ok_mask[where] & (include_contended | ~contended_mask[where]) \
+                & (include_throttled | (excluded[where] == ""))
+            ok = oks[name] = here[keep]
             present.append(bool(where))
-            row[f"j_per_sample_{name}"] = _median(ok[load.DERIVED])
-            row[f"sm_clock_{name}_mhz"] = _median(ok["sm_clock_mhz"]) if "sm_clock_mhz" in ok else np.nan
-            row[f"throttled_{name}_frac"] = _throttled_frac(ok)
-            notes += _side_note(name, here, here[ok_mask[where]], by)
-            if contended:
-                notes.append(f"{name}: {contended} contended trial{'s' if contended != 1 else ''} "
-                             + ("kept (--include-contended)" if keep else
+            row[f"j_per_sample_{name}"] = sides_rows.median(ok[load.DERIVED])
+            row[f"sm_clock_{name}_mhz"] = sides_rows.median(ok["sm_clock_mhz"]) if "sm_clock_mhz" in ok else np.nan
+            row[f"throttled_{name}_frac"] = sides_rows.throttled_frac(ok)
+            notes += sides_rows.side_note(name, here, here[ok_mask[where]], by)
+            n_contended = int(contended_mask[where].sum())
+            if n_contended:
+                notes.append(f"{name}: {n_contended} contended trial{'s' if n_contended != 1 else ''} "
+                             + ("kept (--include-contended)" if include_contended else
                                 "left out (--include-contended keeps them)"))
+            notes += sides_rows.excluded_note(name, excluded[where], include_throttled)
             if metric == "mem_bw_gbs":  # a modelled bandwidth must never pass for a measured one
-                notes += _bandwidth_note(name, ok)
-        unit, side_values, unit_notes = unit_values(oks, metric)
+                notes += sides_rows.bandwidth_note(name, ok)
+        pair, why_unpaired = pairing(oks, metric)
+        if unpaired and pair is not None:
+            pair, why_unpaired = None, "not paired: --unpaired (the sides' rounds could be paired)"
+        if pair is not None:
+            unit, side_values = ("trial" if pair.by_trials else "round"), {"base": [], "new": []}
+            notes.append(paired_note(pair))
+            noise = paired_noise(pair)
+        else:
+            unit, side_values, unit_notes = unit_values(oks, metric)
+            notes += unit_notes + ([why_unpaired] if why_unpaired else [])
+            # the configuration's own noise is measured where the unit is a process or run
+            noise = unit_noise(side_values["base"], side_values["new"]) if unit != "trial" else np.nan
+        separate = pair is None and separate_runs(oks)
         row["unit"] = unit
-        row["caveat"] = POOLED_CAVEAT if unit == "trial" and separate_runs(oks) else ""
-        notes += unit_notes
-        # A threshold under the configuration's own noise cannot fire (the noise is
-        # measured only where the unit is a process or a run).
-        noise = unit_noise(side_values["base"], side_values["new"]) if unit != "trial" else np.nan
+        row["test"] = pair.test if pair is not None else UNPAIRED
+        row["caveat"] = POOLED_CAVEAT if unit == "trial" and separate else ""
         past, past_runs = (history_noise or {}).get(config, (np.nan, 0))
         if history_noise is not None and not past_runs:
             notes.append("--noise-from: no past runs of this configuration (3 or more needed)")
         row["noise_pct"] = noise * 100
         row["history_noise_pct"] = past * 100
-        floors = {f"{unit}-to-{unit} noise here": noise,
-                  f"run-to-run noise over its {past_runs} past runs": past}
-        why, worst = max(((k, v) for k, v in floors.items() if np.isfinite(v)),
-                         key=lambda kv: kv[1], default=("", 0.0))
-        row["threshold_pct"] = max(threshold, NOISE_MULTIPLE * worst) * 100
-        if row["threshold_pct"] > threshold * 100:
-            notes.append(f"threshold {row['threshold_pct']:.3g}%, not {threshold * 100:g}%: "
-                         f"{NOISE_MULTIPLE:g} x this configuration's {why} ({worst * 100:.2g}%)")
+        floor = noise_threshold(threshold, unit=unit, separate=separate, paired=pair is not None,
+                                own=noise, past=past, past_runs=past_runs,
+                                prior=prior_for(oks.values()))
+        row["threshold_pct"] = floor.threshold * 100
+        notes += floor.notes
+        row["_paired"] = (assess_paired(pair, DIRECTIONS[metric], floor.threshold, seed)
+                          if pair is not None else None)
         for name in ("base", "new"):
-            values[name].append(side_values[name])
-        row["_present"] = tuple(present)
-        row["j_per_sample_change_pct"] = _change_pct(row["j_per_sample_base"], row["j_per_sample_new"])
-        row["sm_clock_change_pct"] = _change_pct(row["sm_clock_base_mhz"], row["sm_clock_new_mhz"])
-        row["note"] = "; ".join(notes)
+            values[name].append(np.asarray(side_values[name], float))
+        row["_present"], row["_floor"], row["_notes"] = tuple(present), floor, notes
+        row["j_per_sample_change_pct"] = sides_rows.change_pct(row["j_per_sample_base"], row["j_per_sample_new"])
+        row["sm_clock_change_pct"] = sides_rows.change_pct(row["sm_clock_base_mhz"], row["sm_clock_new_mhz"])
         rows.append(row)
 
     thresholds = np.array([row["threshold_pct"] / 100 for row in rows])
     stats = assess_batch(_padded(values["base"]), _padded(values["new"]), DIRECTIONS[metric],
                          thresholds, seed=seed)
     for i, row in enumerate(rows):
-        row.update({k: v[i] for k, v in stats.items()})
+        paired = row.pop("_paired")
+        row.update(paired if paired is not None else {k: v[i] for k, v in stats.items()})
         row["change_pct"] = (row["ratio"] - 1.0) * 100.0
+        floor, notes = row.pop("_floor"), row.pop("_notes")
+        if _inside_floor(row, floor):
+            row["verdict"] = "inconclusive"
+            notes.append(floor.inside_note(row["change_pct"]))
         in_base, in_new = row.pop("_present")
         if row["verdict"] not in VERDICTS[:3]:  # nothing was called: nothing to qualify
             row["caveat"] = ""
@@ -231,10 +214,24 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
             row["verdict"] = "base_only"
         elif not in_base:
             row["verdict"] = "new_only"
+        row["note"] = "; ".join(notes)
     table = pd.DataFrame(rows, columns=list(result_columns()))
     table["n_base"] = table["n_base"].astype(int)
     table["n_new"] = table["n_new"].astype(int)
     return table
+
+
+def _inside_floor(row: Dict[str, object], floor: Floor) -> bool:
+    """A change past --threshold that the data resolve (its CI excludes 1, p < alpha)
+    but that lies inside a noise floor which raised the threshold: not `same` (it
+    changed) and not called (run-to-run noise moves that much): inconclusive."""
+    if not floor.raised or row["verdict"] not in ("same", "inconclusive"):
+        return False
+    ratio, low, high, p = (float(row[k]) for k in ("ratio", "ci_low", "ci_high", "p_value"))
+    if not all(np.isfinite([ratio, low, high, p])) or p >= ALPHA or low <= 1 <= high:
+        return False
+    speed = ratio if row["better"] == HIGHER else 1 / ratio
+    return abs(speed - 1) > floor.asked
 
 
 def _padded(arrays: List[np.ndarray]) -> np.ndarray:
@@ -263,12 +260,13 @@ def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
                   threshold: float = 0.05, by: Optional[str] = None,
                   baseline: Optional[str] = None, seed: int = 0,
                   include_contended: bool = False,
-                  noise_from: Sequence[Path] = ()) -> Comparison:
+                  noise_from: Sequence[Path] = (), include_throttled: bool = False,
+                  unpaired: bool = False) -> Comparison:
     """Loads BASE (and NEW) and compares. Without `by`: NEW against BASE. With `by`:
     the rows of both inputs together are split by the column's value, and every other
     value is compared against the baseline (`baseline`, or the value seen first).
     `noise_from`: past runs whose run-to-run noise sets each configuration's least
-    callable change (history_noise)."""
+    callable change (history_noise). `include_throttled`, `unpaired`: as compare()."""
     if metric not in DIRECTIONS:
         raise UserError(f"--metric {metric}: not a comparable metric (valid: {', '.join(DIRECTIONS)})")
     past = history_noise(noise_from, metric, by) if noise_from else None
@@ -280,9 +278,10 @@ def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
         if new is None:
             raise UserError("compare needs NEW, or --by COLUMN to split BASE into groups")
         table = compare(frames[0], frames[1], metric, threshold, labels=("base", "new"), seed=seed,
-                        include_contended=include_contended, history_noise=past)
+                        include_contended=include_contended, history_noise=past,
+                        include_throttled=include_throttled, unpaired=unpaired)
         _require_match(table, inputs[0], inputs[1])
-        _require_trials(table, include_contended)
+        _require_trials(table, include_contended, include_throttled)
         scaling = scaling_changes(scaling_by_group([("base", frames[0]), ("new", frames[1])]),
                                   "base")
         return Comparison(table, metric, threshold, inputs, scaling=scaling)
@@ -291,13 +290,14 @@ def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
     groups = load.split_by(combined, by, baseline, label)
     (base_value, base_frame), others = groups[0], groups[1:]
     tables = [compare(base_frame, frame, metric, threshold, by=by, labels=(base_value, value), seed=seed,
-                      include_contended=include_contended, history_noise=past)
+                      include_contended=include_contended, history_noise=past,
+                        include_throttled=include_throttled, unpaired=unpaired)
               for value, frame in others]
     table = pd.concat(tables, ignore_index=True)
     # A group that matches nothing is listed (base_only/new_only rows); none matching is an error.
     _require_match(table, f"{by}={base_value!r} in {label}",
                    ", ".join(f"{by}={value!r}" for value, _ in others), by)
-    _require_trials(table, include_contended)
+    _require_trials(table, include_contended, include_throttled)
     scaling = scaling_changes(scaling_by_group(groups), base_value)
     return Comparison(table, metric, threshold, inputs, by, [g[0] for g in groups], scaling)
 
@@ -316,13 +316,16 @@ def _require_match(table: pd.DataFrame, base: str, new: str, by: Optional[str] =
                         f"({configs('new')}) on {', '.join(schema.match_columns(by))}")
 
 
-def _require_trials(table: pd.DataFrame, include_contended: bool) -> None:
+def _require_trials(table: pd.DataFrame, include_contended: bool,
+                    include_throttled: bool = False) -> None:
     """A comparison in which no configuration has a usable trial on both sides (every
     one failed, or was contended and left out) decides nothing: bad input, never a
     silent pass."""
     both = table[~table["verdict"].isin(ONE_SIDED)]
     if len(both) and ((both["n_base"] == 0) | (both["n_new"] == 0)).all():
         why = "" if include_contended else " (contended trials are left out: --include-contended keeps them)"
+        if not include_throttled and "throttled trial" in " ".join(both["note"]):
+            why += " (throttled trials are left out: --include-throttled keeps them)"
         raise UserError("nothing to compare: no configuration has a usable trial on both sides"
                         f"{why}: {'; '.join(list(dict.fromkeys(n for n in both['note'] if n))[:2])}")
 

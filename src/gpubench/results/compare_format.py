@@ -16,8 +16,10 @@ from gpubench.results.compare import Comparison, counts
 from gpubench.results.compare_stats import ALPHA, MIN_TRIALS
 
 RULE = (f"slower/faster: the ratio of medians is past the threshold, its 95% CI "
-        f"excludes 1 and Mann-Whitney p < {ALPHA}; same: the CI lies within ±threshold; "
-        f"inconclusive: otherwise, or fewer than {MIN_TRIALS} ok trials a side")
+        f"excludes 1 and p < {ALPHA} (test: Mann-Whitney, or Wilcoxon signed-rank on the "
+        f"paired rounds of one suite); same: the CI lies within ±threshold; "
+        f"inconclusive: otherwise, inside a noise floor, or fewer than {MIN_TRIALS} ok "
+        f"trials a side")
 
 
 def num(value: Any, fmt: str) -> str:
@@ -92,7 +94,7 @@ def to_markdown(comparison: Comparison) -> str:
     status = "**regression**" if c.get("slower") else "no regression"
     lines += ["", f"{status} · {md_escape(headline(comparison))}", ""]
     header = ["verdict", "configuration", "base", "new", "n base/new", "median base",
-              "median new", "change", "95% CI of ratio", "p", "J/sample Δ", "SM clock Δ", "note"]
+              "median new", "change", "95% CI of ratio", "p", "test", "J/sample Δ", "SM clock Δ", "note"]
     if not comparison.by:
         header.remove("base")
         header.remove("new")
@@ -106,7 +108,8 @@ def to_markdown(comparison: Comparison) -> str:
             "n base/new": f"{r['n_base']}/{r['n_new']}",
             "median base": value_text(r["median_base"]), "median new": value_text(r["median_new"]),
             "change": signed_pct(r["change_pct"]), "95% CI of ratio": ci_text(r),
-            "p": num(r["p_value"], ".3g"), "J/sample Δ": signed_pct(r["j_per_sample_change_pct"]),
+            "p": num(r["p_value"], ".3g"), "test": md_escape(r.get("test") or ""),
+            "J/sample Δ": signed_pct(r["j_per_sample_change_pct"]),
             "SM clock Δ": md_escape(clock_text(r)),
             "note": md_escape(r["note"]) if r["note"] else "",
         }

@@ -4,6 +4,7 @@ here and over its past runs (results/compare.py's docstring says how they are us
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -11,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from gpubench.results import schema
-from gpubench.results.compare_stats import noise_floor
+from gpubench.results.compare_stats import NOISE_MULTIPLE, noise_floor
+from gpubench.results.noise_priors import SEPARATE_RUNS_MULTIPLE, NoisePrior
 
 # Four units a side is the fewest at which a two-sided Mann-Whitney test can reach
 # p < 0.05 (4 vs 4: p >= 0.029; 3 vs 3: p >= 0.1), i.e. can call a change at all.
@@ -79,3 +81,59 @@ def history_noise(paths: Sequence[Path], metric: str,
             key = schema.configuration_key(config.config, schema.match_columns(by))
             found[key] = max(found.get(key, (0.0, 0)), (config.noise, len(config.runs)))
     return found
+
+
+@dataclass
+class Floor:
+    """The threshold a comparison's verdict uses and the noise floor that set it."""
+    threshold: float  # the threshold used, a fraction: max(--threshold, multiple x noise)
+    multiple: float = 0.0
+    noise: float = 0.0
+    why: str = ""  # what the noise is ("the cpu prior run-to-run noise of separate runs")
+    kind: str = "noise floor"  # how a change inside it is named in the note
+    hint: str = ""  # what would measure it instead
+    notes: List[str] = field(default_factory=list)
+    asked: float = 0.0  # --threshold
+
+    @property
+    def raised(self) -> bool:
+        return self.threshold > self.asked
+
+    def inside_note(self, change_pct: float) -> str:
+        """Why a change past --threshold but inside the floor is not called."""
+        return (f"change {change_pct:+.1f}% is inside the {self.kind}: {self.multiple:g} x "
+                f"{self.why} {self.noise * 100:.1f}% = {self.threshold * 100:.1f}%"
+                + (f"; {self.hint}" if self.hint else ""))
+
+
+def noise_threshold(threshold: float, *, unit: str, separate: bool, paired: bool, own: float,
+                    past: float, past_runs: int, prior: NoisePrior) -> Floor:
+    """The threshold a verdict uses: the largest of `threshold` and each known noise
+    floor times its multiple (results/compare.py's docstring says which floors count)."""
+    history = f"run-to-run noise over its {past_runs} past runs"
+    if paired:
+        floors = [(NOISE_MULTIPLE, own, "the spread of its per-round ratios", "noise floor", ""),
+                  (NOISE_MULTIPLE, past, f"its {history}", "noise floor", "")]
+    elif unit != "trial":
+        floors = [(NOISE_MULTIPLE, own, f"this configuration's {unit}-to-{unit} noise here",
+                   "noise floor", ""),
+                  (NOISE_MULTIPLE, past, f"this configuration's {history}", "noise floor", "")]
+    elif separate and np.isfinite(past):
+        floors = [(SEPARATE_RUNS_MULTIPLE, past, f"its {history}",
+                   "run-to-run floor of separate runs", "")]
+    elif separate:
+        floors = [(SEPARATE_RUNS_MULTIPLE, prior.noise, f"the {prior.device_class} prior",
+                   "run-to-run floor of separate runs",
+                   f"--noise-from a history or --processes {MIN_RUNS_PER_SIDE} measure it")]
+    else:
+        floors = [(NOISE_MULTIPLE, past, f"this configuration's {history}", "noise floor", "")]
+    floors = [f for f in floors if np.isfinite(f[1])]
+    multiple, noise, why, kind, hint = max(floors, key=lambda f: f[0] * f[1],
+                                           default=(0.0, 0.0, "", "noise floor", ""))
+    used = max(threshold, multiple * noise)
+    out = Floor(used, multiple, noise, why, kind, hint, asked=threshold)
+    if used > threshold:
+        source = (f", {prior.source}" if why.startswith(f"the {prior.device_class} prior") else "")
+        out.notes.append(f"threshold {used * 100:.3g}%, not {threshold * 100:g}%: {multiple:g} x "
+                         f"{why} ({noise * 100:.2g}%{source})")
+    return out

@@ -18,6 +18,7 @@ from gpubench.telemetry.aggregate import throttled
 from gpubench.telemetry.errors import NotAvailable, TelemetryError
 from gpubench.telemetry.gpu_state import GpuState, read_gpu_state
 from gpubench.telemetry.nvml import GpmWindow, Nvml, NvmlDevice, driver_facts, static_facts
+from gpubench.telemetry.nvml_fingerprint import gpu_fingerprint
 from gpubench.telemetry.nvml_select import select_device
 from gpubench.telemetry.sampler import Source
 
@@ -158,7 +159,8 @@ class NvmlSource(Source):
 
     def environment(self) -> Dict[str, Any]:
         env = {k: v for k, v in self._driver.items() if k != "unavailable"}
-        return {**env, "gpu": self._facts}
+        # the GPU's part of the run's fingerprint, read now (before measuring)
+        return {**env, "gpu": self._facts, "gpu_fingerprint": gpu_fingerprint(self.device)}
 
     def close(self) -> None:
         if self._gpm is not None:

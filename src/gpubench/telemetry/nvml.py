@@ -362,8 +362,10 @@ def gpu_inventory() -> Dict[str, Any]:
         return {"available": False, "reason": str(exc)}
     with nvml:
         inventory: Dict[str, Any] = {"available": True, **driver_facts(nvml)}
-        try:
-            inventory["gpus"] = [static_facts(d) for d in nvml.devices()]
+        from gpubench.telemetry.nvml_fingerprint import gpu_fingerprint  # it imports this module
+        try:  # each GPU's part of the fingerprint beside its facts (cli/env.py assembles it)
+            inventory["gpus"] = [{**static_facts(d), "fingerprint": gpu_fingerprint(d)}
+                                 for d in nvml.devices()]
         except TelemetryError as exc:
             inventory["gpus"] = []
             inventory["reason"] = str(exc)

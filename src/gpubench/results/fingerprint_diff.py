@@ -157,9 +157,10 @@ ITEMS: Tuple[Tuple[str, Callable[[Side, Side], List[str]]], ...] = (
     ("kernel", _simple("kernel", "kernel")),
     ("cpu model", _simple("CPU model", "cpu_model")),
 )
-# A fact compared by no item (default_power_limit_w: the limit in force is what counts;
+# Facts no item compares alone (default_power_limit_w: the limit in force is what counts;
+# pcie_gen_max: a generation below it is listed only where the generations differ;
 # the *_max keys and pending states are read by their items).
-SHOWN_WITH_OTHERS = ("default_power_limit_w",)
+SHOWN_WITH_OTHERS = ("default_power_limit_w", "pcie_gen_max")
 
 
 def differences(base: Mapping[str, Any], new: Mapping[str, Any]) -> List[str]:

@@ -37,7 +37,9 @@ def collect(frameworks: bool = False) -> Dict[str, Any]:
                            "frameworks": framework_facts(imported=frameworks)}
     from gpubench.telemetry.nvml import gpu_inventory
 
-    env["gpus"] = gpu_inventory()  # driver, CUDA driver, and each GPU, through NVML
+    from gpubench.telemetry.nvml_fingerprint import gpu_fingerprint
+
+    env["gpus"] = gpu_inventory(gpu_fingerprint)  # driver, CUDA driver, each GPU: NVML
     env["fingerprint"] = fingerprints(env["machine"], env["gpus"])
     return env
 

@@ -194,6 +194,7 @@ def fingerprints(frame: pd.DataFrame) -> Dict[str, Optional[Dict]]:
     from gpubench.results.reader import load_json
 
     found: Dict[str, Optional[Dict]] = {}
+    metas: Dict[Path, Dict] = {}  # each run.json read once (a suite's, for each of its runs)
     if "run_id" not in frame.columns or "source" not in frame.columns:
         return found
     for source, run_id in frame[["source", "run_id"]].drop_duplicates().itertuples(
@@ -205,10 +206,12 @@ def fingerprints(frame: pd.DataFrame) -> Dict[str, Optional[Dict]]:
         candidates = [folder / "run.json", *sorted(folder.glob(f"runs/*-{run_id}/run.json"))]
         found[run_id] = None
         for path in candidates:
-            try:
-                meta = load_json(path) if path.is_file() else {}
-            except UserError:
-                continue
+            if path not in metas:
+                try:
+                    metas[path] = load_json(path) if path.is_file() else {}
+                except UserError:
+                    metas[path] = {}
+            meta = metas[path]
             if str(meta.get("run_id")) == run_id and isinstance(meta.get("fingerprint"), dict):
                 found[run_id] = meta["fingerprint"]
                 break

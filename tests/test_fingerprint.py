@@ -7,6 +7,7 @@ and older runs without one compared all the same."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -116,8 +117,8 @@ def test_identical_fingerprints_list_nothing(runs):
 def test_the_terminal_table_prints_it_under_the_verdict(runs):
     proc = subprocess.run([sys.executable, "-m", "gpubench", "compare", str(runs["healthy"]),
                            str(runs["degraded"]), "--fail-on", "never"],
-                          capture_output=True, text=True, timeout=120, env={
-                              **__import__("os").environ, "COLUMNS": "120"})
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "120"})
     assert proc.returncode == 0, proc.stderr
     line, = [l for l in proc.stdout.splitlines() if l.startswith("changed: ")]
     assert line.startswith("changed: pcie link x8 (max x16) <- x16; power limit")

@@ -37,6 +37,7 @@ class NvmlSource(Source):
         self._read_errors = 0
         self._facts = static_facts(device)
         self._driver = driver_facts(nvml)
+        self._fingerprint: Optional[Dict[str, Any]] = None  # environment()'s, read on its first call
         self._peak_bw_gbs: Optional[float] = self._facts.get("peak_mem_bw_gbs")
         d = device
         readers: Dict[str, Reader] = {
@@ -159,8 +160,9 @@ class NvmlSource(Source):
 
     def environment(self) -> Dict[str, Any]:
         env = {k: v for k, v in self._driver.items() if k != "unavailable"}
-        # the GPU's part of the run's fingerprint, read now (before measuring)
-        return {**env, "gpu": self._facts, "gpu_fingerprint": gpu_fingerprint(self.device)}
+        if self._fingerprint is None:  # the GPU's part of the run's fingerprint, read once
+            self._fingerprint = gpu_fingerprint(self.device)  # (before measuring)
+        return {**env, "gpu": self._facts, "gpu_fingerprint": self._fingerprint}
 
     def close(self) -> None:
         if self._gpm is not None:

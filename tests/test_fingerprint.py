@@ -252,3 +252,29 @@ def test_env_shows_the_fingerprint_without_importing_a_framework(fake_nvml_dir):
     assert text.returncode == 0, text.stderr
     assert [l for l in text.stdout.splitlines() if "gpu0.pcie_width " in l and " 8 " in l]
     assert "fingerprint.kernel" in text.stdout
+
+
+def test_nccl_and_cudnn_fall_back_to_the_wheels_said_so(tmp_path, monkeypatch):
+    from gpubench.results import fingerprint as fp_module
+
+    (tmp_path / "nvidia_nccl_cu12-2.21.5.dist-info").mkdir()
+    (tmp_path / "nvidia_cudnn_cu12-9.1.0.70.dist-info").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fp_module._dist_infos.cache_clear()
+    try:
+        record = assemble({"cudnn_version": "90300"}, None)  # the backend's wins
+    finally:
+        fp_module._dist_infos.cache_clear()
+    assert record["nccl_version"] == "2.21.5" and record["cudnn_version"] == "9.3.0"
+    assert set(record["sources"]) == {"nccl_version"}
+
+
+def test_cpu_governors_of_every_cpu(tmp_path):
+    from gpubench.machine import cpu_governors
+
+    assert cpu_governors(str(tmp_path)) is None
+    for cpu, governor in enumerate(("powersave", "powersave", "performance")):
+        folder = tmp_path / f"cpu{cpu}" / "cpufreq"
+        folder.mkdir(parents=True)
+        (folder / "scaling_governor").write_text(governor + "\n")
+    assert cpu_governors(str(tmp_path)) == "powersave x2, performance x1"

@@ -100,6 +100,27 @@ def package_version(*distributions: str) -> Optional[str]:
     return None
 
 
+def cpu_governors(root: str = "/sys/devices/system/cpu") -> Optional[str]:
+    """The cpufreq scaling governor of every CPU ("performance"; "powersave x62,
+    performance x2" when they differ); None where cpufreq is not exposed (many VMs and
+    containers)."""
+    import glob
+
+    counts: Dict[str, int] = {}
+    for path in sorted(glob.glob(os.path.join(root, "cpu[0-9]*", "cpufreq", "scaling_governor"))):
+        try:
+            with open(path) as f:
+                governor = f.read().strip()
+        except OSError:
+            continue
+        counts[governor] = counts.get(governor, 0) + 1
+    if not counts:
+        return None
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{g} x{n}" for g, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def machine_environment() -> Dict[str, Any]:
     import psutil
 
@@ -108,6 +129,8 @@ def machine_environment() -> Dict[str, Any]:
     return {
         "host": host_name(),
         "os": platform.platform(),
+        "kernel": platform.release(),
+        "cpu_governor": cpu_governors(),
         "libc": f"{libc} {libc_version}".strip() or None,
         "python_version": platform.python_version(),
         "python_executable": sys.executable,

@@ -60,6 +60,8 @@
  *   FAKE_NVML_SUPPORTED_CLOCKS=a,b,...  supported graphics clocks (MHz, default the max SM
  *                                  clock down to 210 in steps of 15)
  *   FAKE_NVML_NO_PERMISSION=1      the setters answer NVML_ERROR_NO_PERMISSION
+ *   the fingerprint's (VBIOS, PCIe link, ECC, memory repairs, MIG): see the fingerprint
+ *                                  block at the end of this file
  *
  * The per-device variables (power, energy support, the values, FAKE_NVML_UNSUPPORTED,
  * FAKE_NVML_GPM_DRAM_BW_PCT, the process lists, persistence, application clocks) can be
@@ -964,3 +966,140 @@ EXPORT int nvmlDeviceGetSupportedGraphicsClocks(fake_device_t *d, unsigned int m
     return NVML_SUCCESS;
 }
 /* ==== end of clock and power policy ================================================ */
+
+/* ---- fingerprint: VBIOS, PCIe link, default power limit, ECC, retired pages or
+ * remapped rows, MIG mode (telemetry/nvml_fingerprint.py) ------------------------
+ *
+ * Read from the environment at each call (per GPU as <NAME>_<index>, schedules
+ * allowed for the numbers, so a count can grow during a run), defaulting to a healthy
+ * H100-like board:
+ *   FAKE_NVML_VBIOS_VERSION        default "96.00.89.00.01"
+ *   FAKE_NVML_PCIE_GEN, FAKE_NVML_PCIE_MAX_GEN       current and maximum generation (5, 5)
+ *   FAKE_NVML_PCIE_WIDTH, FAKE_NVML_PCIE_MAX_WIDTH   current and maximum lanes (16, 16)
+ *   FAKE_NVML_ECC, FAKE_NVML_ECC_PENDING  ECC mode, current and pending (1; pending:
+ *                                  the current)
+ *   FAKE_NVML_ECC_VOLATILE_CORRECTED, FAKE_NVML_ECC_VOLATILE_UNCORRECTED,
+ *   FAKE_NVML_ECC_AGGREGATE_CORRECTED, FAKE_NVML_ECC_AGGREGATE_UNCORRECTED  counts (0)
+ *   FAKE_NVML_MEMORY_REPAIR=rows|pages  rows (default; A100 and newer): remapped rows
+ *                                  answer, retired pages are NOT_SUPPORTED; pages
+ *                                  (V100 and older): the reverse
+ *   FAKE_NVML_REMAPPED_CORRECTED, FAKE_NVML_REMAPPED_UNCORRECTED,
+ *   FAKE_NVML_REMAPPED_PENDING, FAKE_NVML_REMAPPED_FAILURE  remapped rows (0)
+ *   FAKE_NVML_RETIRED_SBE, FAKE_NVML_RETIRED_DBE, FAKE_NVML_RETIRED_PENDING  retired
+ *                                  pages (multiple single-bit, double-bit) and pending (0)
+ *   FAKE_NVML_MIG, FAKE_NVML_MIG_PENDING  MIG mode, current and pending (0; pending: the
+ *                                  current)
+ * FAKE_NVML_UNSUPPORTED names for these: vbios, pcie, default_power_limit, ecc (mode
+ * and counts), ecc_counts, mig.
+ */
+
+static double fp_value(const fake_device_t *d, const char *name, double fallback) {
+    schedule_t s;
+    parse_schedule(&s, env_for(name, d->index), fallback);
+    return at(&s, elapsed_s());
+}
+
+static unsigned int fp_uint(const fake_device_t *d, const char *name, double fallback) {
+    return (unsigned int)llround(fp_value(d, name, fallback));
+}
+
+static int fp_repairs_rows(const fake_device_t *d) {
+    const char *kind = env_for("FAKE_NVML_MEMORY_REPAIR", d->index);
+    return !(kind && strcmp(kind, "pages") == 0);
+}
+
+EXPORT int nvmlDeviceGetVbiosVersion(fake_device_t *d, char *version, unsigned int length) {
+    DEVICE_CALL("nvmlDeviceGetVbiosVersion", d, "vbios", version);
+    const char *v = env_for("FAKE_NVML_VBIOS_VERSION", d->index);
+    return copy_string(version, length, v && *v ? v : "96.00.89.00.01");
+}
+
+EXPORT int nvmlDeviceGetCurrPcieLinkGeneration(fake_device_t *d, unsigned int *gen) {
+    DEVICE_CALL("nvmlDeviceGetCurrPcieLinkGeneration", d, "pcie", gen);
+    *gen = fp_uint(d, "FAKE_NVML_PCIE_GEN", 5);
+    return NVML_SUCCESS;
+}
+
+EXPORT int nvmlDeviceGetMaxPcieLinkGeneration(fake_device_t *d, unsigned int *gen) {
+    DEVICE_CALL("nvmlDeviceGetMaxPcieLinkGeneration", d, "pcie", gen);
+    *gen = fp_uint(d, "FAKE_NVML_PCIE_MAX_GEN", 5);
+    return NVML_SUCCESS;
+}
+
+EXPORT int nvmlDeviceGetCurrPcieLinkWidth(fake_device_t *d, unsigned int *width) {
+    DEVICE_CALL("nvmlDeviceGetCurrPcieLinkWidth", d, "pcie", width);
+    *width = fp_uint(d, "FAKE_NVML_PCIE_WIDTH", 16);
+    return NVML_SUCCESS;
+}
+
+EXPORT int nvmlDeviceGetMaxPcieLinkWidth(fake_device_t *d, unsigned int *width) {
+    DEVICE_CALL("nvmlDeviceGetMaxPcieLinkWidth", d, "pcie", width);
+    *width = fp_uint(d, "FAKE_NVML_PCIE_MAX_WIDTH", 16);
+    return NVML_SUCCESS;
+}
+
+EXPORT int nvmlDeviceGetEccMode(fake_device_t *d, unsigned int *current, unsigned int *pending) {
+    DEVICE_CALL("nvmlDeviceGetEccMode", d, "ecc", current);
+    if (!pending) return NVML_ERROR_INVALID_ARGUMENT;
+    *current = fp_uint(d, "FAKE_NVML_ECC", 1) != 0;
+    *pending = fp_uint(d, "FAKE_NVML_ECC_PENDING", *current) != 0;
+    return NVML_SUCCESS;
+}
+
+/* errorType 0 corrected, 1 uncorrected; counterType 0 volatile, 1 aggregate. */
+EXPORT int nvmlDeviceGetTotalEccErrors(fake_device_t *d, int error_type, int counter_type,
+                                       unsigned long long *count) {
+    DEVICE_CALL("nvmlDeviceGetTotalEccErrors", d, "ecc", count);
+    if (unsupported(d, "ecc_counts")) return NVML_ERROR_NOT_SUPPORTED;
+    static const char *names[2][2] = {
+        {"FAKE_NVML_ECC_VOLATILE_CORRECTED", "FAKE_NVML_ECC_VOLATILE_UNCORRECTED"},
+        {"FAKE_NVML_ECC_AGGREGATE_CORRECTED", "FAKE_NVML_ECC_AGGREGATE_UNCORRECTED"}};
+    if (error_type < 0 || error_type > 1 || counter_type < 0 || counter_type > 1)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *count = (unsigned long long)llround(fp_value(d, names[counter_type][error_type], 0));
+    return NVML_SUCCESS;
+}
+
+/* cause 0: multiple single-bit errors, 1: a double-bit error; NVML's two-call protocol. */
+EXPORT int nvmlDeviceGetRetiredPages(fake_device_t *d, int cause, unsigned int *count,
+                                     unsigned long long *addresses) {
+    DEVICE_CALL("nvmlDeviceGetRetiredPages", d, NULL, count);
+    if (fp_repairs_rows(d)) return NVML_ERROR_NOT_SUPPORTED;
+    if (cause < 0 || cause > 1) return NVML_ERROR_INVALID_ARGUMENT;
+    unsigned int n = fp_uint(d, cause ? "FAKE_NVML_RETIRED_DBE" : "FAKE_NVML_RETIRED_SBE", 0);
+    if (!addresses || *count < n) {
+        *count = n;
+        return n ? NVML_ERROR_INSUFFICIENT_SIZE : NVML_SUCCESS;
+    }
+    for (unsigned int i = 0; i < n; i++) addresses[i] = 0x100000ULL * (i + 1) + (unsigned)cause;
+    *count = n;
+    return NVML_SUCCESS;
+}
+
+EXPORT int nvmlDeviceGetRetiredPagesPendingStatus(fake_device_t *d, unsigned int *pending) {
+    DEVICE_CALL("nvmlDeviceGetRetiredPagesPendingStatus", d, NULL, pending);
+    if (fp_repairs_rows(d)) return NVML_ERROR_NOT_SUPPORTED;
+    *pending = fp_uint(d, "FAKE_NVML_RETIRED_PENDING", 0) != 0;
+    return NVML_SUCCESS;
+}
+
+EXPORT int nvmlDeviceGetRemappedRows(fake_device_t *d, unsigned int *corrected,
+                                     unsigned int *uncorrected, unsigned int *pending,
+                                     unsigned int *failure) {
+    DEVICE_CALL("nvmlDeviceGetRemappedRows", d, NULL, corrected);
+    if (!uncorrected || !pending || !failure) return NVML_ERROR_INVALID_ARGUMENT;
+    if (!fp_repairs_rows(d)) return NVML_ERROR_NOT_SUPPORTED;
+    *corrected = fp_uint(d, "FAKE_NVML_REMAPPED_CORRECTED", 0);
+    *uncorrected = fp_uint(d, "FAKE_NVML_REMAPPED_UNCORRECTED", 0);
+    *pending = fp_uint(d, "FAKE_NVML_REMAPPED_PENDING", 0) != 0;
+    *failure = fp_uint(d, "FAKE_NVML_REMAPPED_FAILURE", 0) != 0;
+    return NVML_SUCCESS;
+}
+
+EXPORT int nvmlDeviceGetMigMode(fake_device_t *d, unsigned int *current, unsigned int *pending) {
+    DEVICE_CALL("nvmlDeviceGetMigMode", d, "mig", current);
+    if (!pending) return NVML_ERROR_INVALID_ARGUMENT;
+    *current = fp_uint(d, "FAKE_NVML_MIG", 0) != 0;
+    *pending = fp_uint(d, "FAKE_NVML_MIG_PENDING", *current) != 0;
+    return NVML_SUCCESS;
+}

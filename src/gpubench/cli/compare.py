@@ -96,7 +96,8 @@ def execute(args: argparse.Namespace) -> int:
     result = outcome(comparison.table, args.fail_on)
     code = {"regression": EXIT_REGRESSION, "inconclusive": EXIT_INCONCLUSIVE}.get(result, EXIT_OK)
     emit(args.format, args.output, lambda: to_json(comparison, result, code),
-         lambda: to_markdown(comparison), lambda width: table_text(comparison, width),
+         lambda: to_markdown(comparison) + changed_markdown(comparison),
+         lambda width: table_text(comparison, width),
          headline(comparison))
     return code
 
@@ -193,6 +194,8 @@ def table_text(comparison, width) -> str:
                 label = f"{config_label(r)}: " if len(rows) > 1 else ""
                 console.print(escape(f"note: {label}{r['note']}"))
     fitted.dropped = [h for h in fitted.dropped if h != "note"]  # the notes are above
+    for label, text in changed_lines(comparison):  # what else differs, under each verdict
+        console.print(escape(f"changed: {label}{text}"))
     note = fitted.note(console.width)
     if note:
         console.print(escape(note), style="dim")
@@ -200,6 +203,33 @@ def table_text(comparison, width) -> str:
     if len(comparison.scaling):
         console.print(_scaling_table(comparison, console.width))
     return buffer.getvalue()
+
+
+def changed_lines(comparison):
+    """(label, text) per verdict whose sides' fingerprints differ: compare's `changed`
+    (results/fingerprint_diff.py); the label is empty for a single verdict."""
+    from gpubench.results.compare_format import config_label
+
+    rows = [r for _, r in comparison.table.iterrows()]
+    out = []
+    for r in rows:
+        text = r.get("changed")
+        if isinstance(text, str) and text:
+            label = f"{r['verdict']} {config_label(r)}" + (
+                f" ({r['new']} vs {r['base']})" if comparison.by is not None else "")
+            out.append((f"{label}: " if len(rows) > 1 else "", text))
+    return out
+
+
+def changed_markdown(comparison) -> str:
+    """The markdown page's section of what else changed (nothing when nothing did)."""
+    from gpubench.results.compare_format import md_escape
+
+    lines = changed_lines(comparison)
+    if not lines:
+        return ""
+    return "\n".join(["### What else changed (NEW <- BASE)", "",
+                      *(f"- {md_escape(label)}{md_escape(text)}" for label, text in lines), ""]) + "\n"
 
 
 def _scaling_table(comparison, width):

@@ -37,8 +37,47 @@ def collect(frameworks: bool = False) -> Dict[str, Any]:
                            "frameworks": framework_facts(imported=frameworks)}
     from gpubench.telemetry.nvml import gpu_inventory
 
-    env["gpus"] = gpu_inventory()  # driver, CUDA driver, and each GPU, through NVML
+    from gpubench.telemetry.nvml_fingerprint import gpu_fingerprint
+
+    env["gpus"] = gpu_inventory(gpu_fingerprint)  # driver, CUDA driver, each GPU: NVML
+    env["fingerprint"] = fingerprints(env["machine"], env["gpus"])
     return env
+
+
+# A run's fingerprint has these from its backend; `gpubench env` runs none.
+PER_RUN = {"framework": "a run's backend's (see the frameworks above)",
+           "cuda_runtime_version": "a run's framework's CUDA build (see the frameworks above)"}
+
+
+def fingerprints(machine: Dict[str, Any], inventory: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The fingerprint a run on each GPU would record (results/fingerprint.py), the
+    framework's part left to the run; one without a GPU part where NVML sees none. Each
+    GPU's raw part leaves `inventory`."""
+    from gpubench.results.fingerprint import assemble
+
+    env = {**machine, **{k: inventory.get(k) for k in ("driver_version", "cuda_driver_version")},
+           "fingerprint_unavailable": dict(PER_RUN)}
+    parts = [gpu.pop("fingerprint", None) for gpu in inventory.get("gpus", [])]
+    prints = [assemble(env, part) for part in parts or [None]]
+    if not parts:
+        prints[0]["unavailable"]["gpu"] = inventory.get("reason") or "no GPU"
+    return prints
+
+
+def fingerprint_rows(prints: List[Dict[str, Any]]) -> List[Tuple[str, str]]:
+    """(key, value) rows: the software and host keys once, the GPU keys per GPU; a value
+    not known says why."""
+    from gpubench.results.fingerprint import GPU_KEYS, HOST_KEYS, SOFTWARE_KEYS
+
+    def text(fingerprint: Dict[str, Any], key: str) -> str:
+        value = fingerprint.get(key)
+        reason = fingerprint.get("unavailable", {}).get(key)
+        return f"not available: {reason}" if value is None and reason else _text(value)
+
+    rows = [(f"fingerprint.{key}", text(prints[0], key)) for key in SOFTWARE_KEYS + HOST_KEYS]
+    for i, fingerprint in enumerate(prints):
+        rows += [(f"gpu{i}.{key}", text(fingerprint, key)) for key in GPU_KEYS if key in fingerprint]
+    return rows
 
 
 def gpu_rows(inventory: Dict[str, Any]) -> List[Tuple[str, str]]:
@@ -90,7 +129,10 @@ def execute(args: argparse.Namespace) -> int:
     for framework, facts in env["frameworks"].items():
         for key, value in facts.items():
             table.add_row(f"{framework}.{key}", Text("" if value is None else str(value)))
-    for key, value in gpu_rows(env["gpus"]):
-        table.add_row(key, Text(value))
+    shown = set()
+    for key, value in gpu_rows(env["gpus"]) + fingerprint_rows(env["fingerprint"]):
+        if key not in shown:  # the fingerprint repeats a GPU fact or two (its power limit)
+            shown.add(key)
+            table.add_row(key, Text(value))
     stdout_console().print(table)
     return 0

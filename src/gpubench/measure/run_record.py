@@ -16,6 +16,7 @@ from gpubench.measure.preflight import Preflight
 from gpubench.measure.request import RunRequest
 from gpubench.peaks import peak_tflops
 from gpubench.ranks import SINGLE_RANK, RankContext
+from gpubench.results.fingerprint import assemble
 from gpubench.results.schema import ENVIRONMENT_COLUMNS, SCHEMA_VERSION
 from gpubench.results.summary import summarize
 from gpubench.results.writer import RankRowsWriter, RunWriter
@@ -82,6 +83,7 @@ class RunRecord:
         self.req, self.plan, self.workload, self.ranks = req, plan, plan.workload, ranks
         self.identity = plan.identity
         self.peak_tflops: Optional[float] = None  # known once the device is
+        self.gpu_fingerprint: Optional[Dict[str, Any]] = None  # NVML's part, once it is open
         self.env = {**machine_environment(), **plan.backend.environment()}
         self.writer = (RunWriter(req.out_dir, self.env["host"], folder=req.folder)
                        if ranks.is_writer else RankRowsWriter(req.folder))
@@ -117,6 +119,8 @@ class RunRecord:
 
     def learned_environment(self, facts: Mapping[str, Any]) -> None:
         """Facts found later (NVML knows the driver): run.json and every row get them."""
+        facts = dict(facts)
+        self.gpu_fingerprint = facts.pop("gpu_fingerprint", self.gpu_fingerprint)
         self.env.update({k: v for k, v in facts.items() if self.env.get(k) is None})
         self.base_row.update({c: self.env.get(c) for c in ENVIRONMENT_COLUMNS
                               if c != "schema_version"})
@@ -209,7 +213,8 @@ class RunRecord:
                          "optimizer_args": dict(self.workload.optimizer_args),
                          "input_dtype": self.workload.input_dtype,
                          "tokens_per_sample": self.workload.tokens_per_sample},
-            "environment": self.env, **extra, **processes, **ranked,
+            "environment": self.env, "fingerprint": assemble(self.env, self.gpu_fingerprint),
+            **extra, **processes, **ranked,
         })
         status = "ok" if (trials["status"] == "ok").all() and len(trials) else "failed"
         errors = trials["error"].dropna()

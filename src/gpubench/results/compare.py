@@ -61,6 +61,7 @@ import pandas as pd
 from gpubench.errors import UserError
 from gpubench.results import compare_load as load
 from gpubench.results import schema
+from gpubench.results.fingerprint_diff import with_changes
 from gpubench.results.rank_rows import one_row_per_trial
 from gpubench.results.scaling import scaling_by_group, scaling_changes
 from gpubench.results import compare_rows as sides_rows
@@ -81,6 +82,7 @@ VERDICT_COLUMNS = (
     "throttled_base_frac", "throttled_new_frac", "unit", "test", "noise_pct", "history_noise_pct",
     "threshold_pct", "note",
     "caveat",  # what the verdict stands on, when not the run: "pooled trials"
+    "changed",  # what differs between the sides' fingerprints (results/fingerprint_diff.py)
 )
 # A verdict called on trials pooled across separate runs: their run-to-run variation is
 # not in the test, so a wobble between runs can pass for a change (the table says so
@@ -280,6 +282,8 @@ def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
         table = compare(frames[0], frames[1], metric, threshold, labels=("base", "new"), seed=seed,
                         include_contended=include_contended, history_noise=past,
                         include_throttled=include_throttled, unpaired=unpaired)
+        table = with_changes(table, frames[0], frames[1], schema.match_columns(by),
+                             {**load.fingerprints(frames[0]), **load.fingerprints(frames[1])})
         _require_match(table, inputs[0], inputs[1])
         _require_trials(table, include_contended, include_throttled)
         scaling = scaling_changes(scaling_by_group([("base", frames[0]), ("new", frames[1])]),
@@ -289,9 +293,11 @@ def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
     combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     groups = load.split_by(combined, by, baseline, label)
     (base_value, base_frame), others = groups[0], groups[1:]
-    tables = [compare(base_frame, frame, metric, threshold, by=by, labels=(base_value, value), seed=seed,
-                      include_contended=include_contended, history_noise=past,
-                        include_throttled=include_throttled, unpaired=unpaired)
+    prints = load.fingerprints(combined)
+    tables = [with_changes(compare(base_frame, frame, metric, threshold, by=by, labels=(base_value, value),
+                                   seed=seed, include_contended=include_contended, history_noise=past,
+                                   include_throttled=include_throttled, unpaired=unpaired),
+                           base_frame, frame, schema.match_columns(by), prints)
               for value, frame in others]
     table = pd.concat(tables, ignore_index=True)
     # A group that matches nothing is listed (base_only/new_only rows); none matching is an error.

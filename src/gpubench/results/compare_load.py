@@ -184,3 +184,35 @@ def split_by(frame: pd.DataFrame, column: str, baseline: Optional[str],
         raise UserError(f"{label}: {column} has a single value ({order[0]!r}); nothing to "
                         f"compare by it")
     return [(value, frame[labels == value]) for value in order]
+
+
+def fingerprints(frame: pd.DataFrame) -> Dict[str, Optional[Dict]]:
+    """run_id -> the run's fingerprint (run.json's; results/fingerprint.py), None for a
+    run without one: written before schema 7, or a trials.csv without its run.json. A
+    run folder's run.json is beside its trials.csv; a suite's runs are in its runs/
+    folder (runs/<time>-<host>-<run_id>/run.json)."""
+    from gpubench.results.reader import load_json
+
+    found: Dict[str, Optional[Dict]] = {}
+    metas: Dict[Path, Dict] = {}  # each run.json read once (a suite's, for each of its runs)
+    if "run_id" not in frame.columns or "source" not in frame.columns:
+        return found
+    for source, run_id in frame[["source", "run_id"]].drop_duplicates().itertuples(
+            index=False, name=None):
+        run_id = str(run_id)
+        if found.get(run_id) is not None:
+            continue
+        folder = Path(str(source)).parent
+        candidates = [folder / "run.json", *sorted(folder.glob(f"runs/*-{run_id}/run.json"))]
+        found[run_id] = None
+        for path in candidates:
+            if path not in metas:
+                try:
+                    metas[path] = load_json(path) if path.is_file() else {}
+                except UserError:
+                    metas[path] = {}
+            meta = metas[path]
+            if str(meta.get("run_id")) == run_id and isinstance(meta.get("fingerprint"), dict):
+                found[run_id] = meta["fingerprint"]
+                break
+    return found

@@ -353,8 +353,10 @@ def driver_facts(nvml: Nvml) -> Dict[str, Any]:
     return facts
 
 
-def gpu_inventory() -> Dict[str, Any]:
-    """`gpubench env`'s GPU section: driver, CUDA driver and every GPU's static facts;
+def gpu_inventory(fingerprint: Optional[Callable[["NvmlDevice"], Dict[str, Any]]] = None
+                  ) -> Dict[str, Any]:
+    """`gpubench env`'s GPU section: driver, CUDA driver and every GPU's static facts
+    (with `fingerprint`, its result per GPU under that key, in the same NVML session);
     {"available": False, "reason": ...} without a usable driver."""
     try:
         nvml = Nvml()
@@ -362,8 +364,10 @@ def gpu_inventory() -> Dict[str, Any]:
         return {"available": False, "reason": str(exc)}
     with nvml:
         inventory: Dict[str, Any] = {"available": True, **driver_facts(nvml)}
-        try:
-            inventory["gpus"] = [static_facts(d) for d in nvml.devices()]
+        try:  # `fingerprint`: each GPU's part of it beside its facts (cli/env.py's)
+            inventory["gpus"] = [{**static_facts(d), **({"fingerprint": fingerprint(d)}
+                                                        if fingerprint else {})}
+                                 for d in nvml.devices()]
         except TelemetryError as exc:
             inventory["gpus"] = []
             inventory["reason"] = str(exc)

@@ -18,6 +18,7 @@ from gpubench.telemetry.aggregate import throttled
 from gpubench.telemetry.errors import NotAvailable, TelemetryError
 from gpubench.telemetry.gpu_state import GpuState, read_gpu_state
 from gpubench.telemetry.nvml import GpmWindow, Nvml, NvmlDevice, driver_facts, static_facts
+from gpubench.telemetry.nvml_fingerprint import gpu_fingerprint
 from gpubench.telemetry.nvml_select import select_device
 from gpubench.telemetry.sampler import Source
 
@@ -36,6 +37,7 @@ class NvmlSource(Source):
         self._read_errors = 0
         self._facts = static_facts(device)
         self._driver = driver_facts(nvml)
+        self._fingerprint: Optional[Dict[str, Any]] = None  # environment()'s, read on its first call
         self._peak_bw_gbs: Optional[float] = self._facts.get("peak_mem_bw_gbs")
         d = device
         readers: Dict[str, Reader] = {
@@ -158,7 +160,9 @@ class NvmlSource(Source):
 
     def environment(self) -> Dict[str, Any]:
         env = {k: v for k, v in self._driver.items() if k != "unavailable"}
-        return {**env, "gpu": self._facts}
+        if self._fingerprint is None:  # the GPU's part of the run's fingerprint, read once
+            self._fingerprint = gpu_fingerprint(self.device)  # (before measuring)
+        return {**env, "gpu": self._facts, "gpu_fingerprint": self._fingerprint}
 
     def close(self) -> None:
         if self._gpm is not None:

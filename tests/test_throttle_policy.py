@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Set
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import conftest
 from conftest import lines_with
 from gpubench.measure import thermal
 from gpubench.measure.protocol import ProtocolConfig, measure
-from gpubench.measure.thermal import MAX_WAIT_S, ThermalPolicy, throttle_warnings
+from gpubench.measure.thermal import MAX_WAIT_S, throttle_warnings
 from gpubench.telemetry import Sampler
 from gpubench.telemetry.aggregate import throttle_names, throttled
 from nvml_double import double_env, fake_nvml_dir, run_cli  # noqa: F401
@@ -195,12 +196,13 @@ def summary_of(result):
     return pd.read_csv(result.folder / "summary.csv").iloc[0]
 
 
-# Power-capped, at 300 W, for the first 2 s after NVML starts; 100 W after.
-CAPPED = {"CLOCK_REASONS": "0x4@0,0@2", "POWER_W": "300@0,100@2"}
+# Power-capped, at 300 W, for the first 3 s after NVML starts; 100 W after.
+CAPPED = {"CLOCK_REASONS": "0x4@0,0@3", "POWER_W": "300@0,100@3"}
 
 
 def test_a_power_capped_trial_is_left_out_and_replaced(fake_nvml_dir, tmp_path):
-    result = run_ok(fake_nvml_dir, tmp_path, ["--trials", "3", "--min-trial-s", "0.4",
+    # trials of 0.5 s: at most 7 fall in the capped 3 s, fewer than the 10 replacements
+    result = run_ok(fake_nvml_dir, tmp_path, ["--trials", "3", "--min-trial-s", "0.5",
                                               "--throttle-reruns", "10"], **CAPPED)
     trials = result.trials
     hit = trials[trials["throttle_reasons"].notna()]
@@ -270,8 +272,13 @@ def test_start_below_waits_for_the_gpu_to_cool(fake_nvml_dir, tmp_path):
                     TEMP_C="80@0,60@1.5")
     trials = result.trials
     assert (trials["start_temp_c"] == 60).all()
-    assert trials["cooldown_s"].iloc[0] > 0.01  # the asked 0.01 s and the wait for 60 C
-    assert (trials["cooldown_s"] >= 0.01).all()
+    assert (trials["cooldown_s"] >= 0.01).all()  # the asked 0.01 s, and any wait for 60 C
+    # the sampler, polling through the wait, saw 80 C before the first trial began
+    samples = result.samples
+    first = samples[samples["trial"] == 0]["t_s"].min()
+    assert (samples.loc[samples["t_s"] < first, "temp_c"] == 80).any(), \
+        "the first trial did not start inside the hot 1.5 s"
+    assert trials["cooldown_s"].iloc[0] > trials["cooldown_s"].iloc[1]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -316,3 +323,41 @@ def test_the_rerun_budget_is_the_runs_across_its_processes(fake_nvml_dir, tmp_pa
     trials = result.trials
     assert list(trials["process"]) == [0, 0, 1] and list(trials["trial"]) == [0, 1, 2]
     assert (trials["excluded"] == "throttled").all()
+
+
+# --- what reads the rows back ----------------------------------------------------------
+
+def test_summary_and_history_leave_out_excluded_rows():
+    from gpubench.results.history import run_values
+    from gpubench.results.summary import summarize
+    from test_history import night_rows
+
+    rows = night_rows(0, 1000.0, np.random.default_rng(0), trials=2, within=0.0)
+    slow = rows.assign(trial=[2, 3], throughput_samples_per_s=500.0, excluded="throttled",
+                       throttle_reasons="sw_power_cap", throttled=True)
+    frame = pd.concat([rows, slow], ignore_index=True)  # all four: a median of 750
+    summary = summarize(frame).iloc[0]
+    assert summary["throughput_samples_per_s_median"] == pytest.approx(1000.0)
+    assert summary["n_ok"] == 2 and summary["n_trials"] == 4
+    values = run_values(frame, "throughput_samples_per_s", None, "")
+    assert values["value"].tolist() == [pytest.approx(1000.0)]
+    assert values["trials"].tolist() == [2]
+
+
+def test_suite_keys_take_the_policy_and_refuse_bad_values(tmp_path):
+    from gpubench.errors import UserError
+    from gpubench.suite.config import load_suite
+
+    def suite(settings: str):
+        path = tmp_path / "suite.yaml"
+        path.write_text(f"defaults:\n  backends: [torch-cpu]\n{settings}"
+                        "runs:\n  - workloads: [linreg]\n")
+        return dict(load_suite(path)[0].settings)
+
+    got = suite("  on_throttle: rerun\n  throttle_reruns: 3\n  cooldown_s: 1.5\n")
+    assert (got["on_throttle"], got["throttle_reruns"], got["cooldown_s"]) == ("rerun", 3, 1.5)
+    assert suite("")["on_throttle"] == "exclude" and suite("")["throttle_reruns"] == 2
+    with pytest.raises(UserError, match="unknown throttle policy 'never'"):
+        suite("  on_throttle: never\n")
+    with pytest.raises(UserError, match=r"throttle_reruns: expected an integer in 0\.\.10"):
+        suite("  throttle_reruns: 50\n")

@@ -225,44 +225,41 @@ def measure(step: Step, config: ProtocolConfig, on_trial: Callable[[TrialResult]
     replaced = 0  # trials run and replaced (throttled): they do not count
     replacement = False  # the coming trial replaces a throttled one
     per_iter = warm.seconds_per_iteration  # the warm-up's estimate, then the last trial's
-    try:
-        while True:
-            done = trial - config.first_trial - replaced
-            # rank 0's decision (the time cap reads each rank's own clock)
-            stop = ranks.agree(_stop_reason(config, done, throughputs, clock() - started)
-                               if done >= config.trials else None)
-            if stop is not None:
-                break
-            thermal = policy.before_trial(trial, replacement)
-            # seconds_per_iteration and target_rel_ci: for the progress display's ETA
-            progress("trial", trial=done, trials=config.trials,
-                     iterations=iterations, seconds_per_iteration=per_iter,
-                     target_rel_ci=config.target_rel_ci)
-            result = run_trial(step, trial, iterations, config.record_latency, sampler, ranks)
-            per_iter = result.duration_s / result.iterations
-            if (not fixed and result.duration_s < DISCARD_FRACTION * config.min_trial_s
-                    and len(calibration.discarded_trials) < MAX_DISCARDED_TRIALS):
-                # A trial this short measures the estimate's error, not the step: run it again.
-                sampler.discard_trial(trial)
-                calibration.discarded_trials.append(
-                    {"trial": trial, "iterations": result.iterations,
-                     "duration_s": result.duration_s})
-                iterations = iterations_for(config.min_trial_s, per_iter)
-                continue
-            verdict = policy.judge(trial, result.telemetry)
-            result.thermal = {**thermal, "excluded": verdict.excluded}
-            if verdict.excluded is None:
-                throughputs.append(result.iterations / result.duration_s)
-            on_trial(result)
-            if verdict.stop is not None:
-                raise ThrottleStop(verdict.stop)
-            # The warm-up estimate can be off (a clock change): keep later trials at least
-            # min_trial_s long.
-            if not fixed and result.duration_s < 0.8 * config.min_trial_s:
-                iterations = iterations_for(config.min_trial_s, per_iter)
-            trial += 1
-            replacement = verdict.replaced
-            replaced += verdict.replaced
-    finally:
-        calibration.throttle = policy.record()
+    while True:
+        done = trial - config.first_trial - replaced
+        # rank 0's decision (the time cap reads each rank's own clock)
+        stop = ranks.agree(_stop_reason(config, done, throughputs, clock() - started)
+                           if done >= config.trials else None)
+        if stop is not None:
+            break
+        thermal = policy.before_trial(trial, replacement)
+        # seconds_per_iteration and target_rel_ci: for the progress display's ETA
+        progress("trial", trial=done, trials=config.trials,
+                 iterations=iterations, seconds_per_iteration=per_iter,
+                 target_rel_ci=config.target_rel_ci)
+        result = run_trial(step, trial, iterations, config.record_latency, sampler, ranks)
+        per_iter = result.duration_s / result.iterations
+        if (not fixed and result.duration_s < DISCARD_FRACTION * config.min_trial_s
+                and len(calibration.discarded_trials) < MAX_DISCARDED_TRIALS):
+            # A trial this short measures the estimate's error, not the step: run it again.
+            sampler.discard_trial(trial)
+            calibration.discarded_trials.append(
+                {"trial": trial, "iterations": result.iterations, "duration_s": result.duration_s})
+            iterations = iterations_for(config.min_trial_s, per_iter)
+            continue
+        verdict = policy.judge(trial, result.telemetry)
+        result.thermal = {**thermal, "excluded": verdict.excluded}
+        if verdict.excluded is None:
+            throughputs.append(result.iterations / result.duration_s)
+        on_trial(result)
+        if verdict.stop is not None:
+            raise ThrottleStop(verdict.stop)
+        # The warm-up estimate can be off (a clock change): keep later trials at least
+        # min_trial_s long.
+        if not fixed and result.duration_s < 0.8 * config.min_trial_s:
+            iterations = iterations_for(config.min_trial_s, per_iter)
+        trial += 1
+        replacement = verdict.replaced
+        replaced += verdict.replaced
+    calibration.throttle = policy.record()
     return calibration, stop

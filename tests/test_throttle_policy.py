@@ -19,7 +19,7 @@ from gpubench.measure.protocol import ProtocolConfig, measure
 from gpubench.measure.thermal import MAX_WAIT_S, throttle_warnings
 from gpubench.telemetry import Sampler
 from gpubench.telemetry.aggregate import throttle_names, throttled
-from nvml_double import double_env, fake_nvml_dir, run_cli  # noqa: F401
+from nvml_double import fake_nvml_dir, run_cli  # noqa: F401
 from test_protocol import ClockStep
 
 LINREG = ("--workload", "linreg", "--backend", "torch-cpu", "--no-isolate", "--warmup-s", "0.1",

@@ -73,8 +73,9 @@ def test_constant_power_on_gpu_1_only(fake_nvml_dir, tmp_path):
 
 def test_no_energy_counter_integrates_power_and_warns_of_throttling(fake_nvml_dir, tmp_path):
     result = run_cli(fake_nvml_dir, tmp_path,
-                     [*LINREG, *IN_PROCESS, *FAST, "--telemetry", "nvml"], quiet=False,
-                     POWER_W=120, NO_ENERGY=1, CLOCK_REASONS="0x5")  # idle + power cap
+                     [*LINREG, *IN_PROCESS, *FAST, "--telemetry", "nvml",
+                      "--on-throttle", "flag"],  # kept in the statistics, named
+                     quiet=False, POWER_W=120, NO_ENERGY=1, CLOCK_REASONS="0x5")  # idle + power cap
     trials = ok(result)
     samples = result.samples
     for _, row in trials.iterrows():
@@ -85,11 +86,13 @@ def test_no_energy_counter_integrates_power_and_warns_of_throttling(fake_nvml_di
         assert times.max() - times.min() >= row["duration_s"] - 1e-6
         assert row["energy_j"] == pytest.approx(120 * (times.max() - times.min()), rel=1e-3)
         assert row["throttled"] == True  # noqa: E712
+        assert row["throttle_reasons"] == "sw_power_cap"  # the idle bit is not throttling
     unavailable = result.run_json["telemetry"]["unavailable"]
     assert "energy counter: Not Supported" in unavailable["energy counter"]
     out = result.proc.stdout
     assert "J/sample" in out and "120.0" in out
-    assert "warning: GPU clocks were throttled during trial(s) 0, 1 of 2" in out
+    assert ("warning: GPU clocks were throttled during trial(s) 0 (sw_power_cap), 1 "
+            "(sw_power_cap) of 2; kept in the statistics") in out
 
 
 def schedule(levels_w, step_s):

@@ -71,6 +71,7 @@ def test_gauges_leave_out_the_reading_taken_before_the_trial():
     ([], None),
     ([0, 0], False),
     ([0x1, 0x2, 0x100, 0x3], False),  # idle, application clocks, display clock setting
+    ([0x10, 0x11], False),  # sync boost: clocks matched to another GPU's, not throttling
     ([0x1, 0x4], True),  # software power cap
     ([0x40], True),  # hardware thermal slowdown
     ([0x8 | 0x1], True),  # hardware slowdown while idle-flagged

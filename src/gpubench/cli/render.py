@@ -90,17 +90,33 @@ def print_table(console: Any, summary: "pd.DataFrame", title: Optional[str] = No
 
 
 def throttle_warning(trials: "pd.DataFrame") -> Optional[str]:
-    """One line naming the trials whose GPU clocks were throttled (power, thermal or
-    hardware slowdown), or None."""
+    """One line naming the trials whose GPU clocks were throttled (power cap, thermal,
+    hardware slowdown or power brake), their reasons, and what --on-throttle made of
+    them (left out of the statistics, or kept); None when none was."""
     if "throttled" not in trials.columns:
         return None
     flags = trials["throttled"].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
-    hit = trials.loc[flags, "trial"].tolist()
-    if not hit:
+    hit = trials.loc[flags]
+    if hit.empty:
         return None
-    names = ", ".join(str(t) for t in hit)
-    return (f"GPU clocks were throttled during trial(s) {names} of {len(trials)}; those numbers "
-            "are not peak performance (clock_event_reasons in samples.csv says why)")
+
+    def text(row: Any, column: str) -> str:
+        value = row.get(column)
+        return "" if value is None or value != value else str(value).strip()
+
+    names = ", ".join(f"{row['trial']} ({text(row, 'throttle_reasons')})"
+                      if text(row, "throttle_reasons") else str(row["trial"])
+                      for _, row in hit.iterrows())
+    left_out = sum(bool(text(row, "excluded")) for _, row in hit.iterrows())
+    if left_out == len(hit):
+        fate = ("left out of the statistics (--on-throttle; trials.csv keeps them with "
+                "excluded=throttled)")
+    elif left_out:
+        fate = f"{left_out} left out of the statistics, the rest kept in them"
+    else:
+        fate = "kept in the statistics: those numbers are not peak performance"
+    return (f"GPU clocks were throttled during trial(s) {names} of {len(trials)}; {fate} "
+            "(clock_event_reasons in samples.csv says when)")
 
 
 def escape_text(text: str) -> str:

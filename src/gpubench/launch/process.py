@@ -85,8 +85,12 @@ def for_process(req: Any, process: int) -> Any:
     folder = Path(req.folder)
     meta = json.loads((folder / "run.json").read_text())
     iterations = int(meta["calibration"]["iterations_per_trial"])
+    # --throttle-reruns is the run's budget: what the earlier processes used is spent
+    used = sum(int(((p.get("calibration") or {}).get("throttle") or {}).get("reruns_used") or 0)
+               for p in meta.get("processes") or [meta])
     return replace(req, process=process, protocol=replace(
         req.protocol, iterations_per_trial=iterations,
+        throttle_reruns=max(0, req.protocol.throttle_reruns - used),
         first_trial=len(read_folder_trials(folder))))  # rows, not lines: errors span lines
 
 

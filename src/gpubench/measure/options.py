@@ -20,10 +20,12 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from gpubench.errors import UserError
 from gpubench.measure.option import (
-    FRACTION, HOST, NONNEGATIVE_INT, PARAM, PATH, PORT, POSITIVE_FLOAT, POSITIVE_INT, SEED,
-    SWITCH, Kind, Option,
+    FRACTION, HOST, NONNEGATIVE_FLOAT, NONNEGATIVE_INT, PARAM, PATH, PORT, POSITIVE_FLOAT,
+    POSITIVE_INT, SEED, SWITCH, Kind, Option,
 )
-from gpubench.measure.protocol_config import ProtocolConfig
+from gpubench.measure.protocol_config import (
+    MAX_THROTTLE_RERUNS, THROTTLE_POLICIES, ProtocolConfig,
+)
 from gpubench.measure.scenarios.serving.options import SERVING_OPTIONS, ServingOptions
 from gpubench.measure.scenarios.time_to_accuracy_options import (
     ACCURACY_OPTIONS, AccuracyOptions,
@@ -98,6 +100,34 @@ PROTOCOL: Tuple[Option, ...] = (
            shown_default="off", group="protocol"),
     Option("max_time_s", "time cap on trials when chasing --target-rel-ci (default 120 s)",
            POSITIVE_FLOAT, default=ProtocolConfig.max_time_s, group="protocol"),
+)
+
+# Throttle-aware trials (measure/thermal.py): what a throttled trial becomes, and a
+# thermally comparable start for every trial. Protocol, not identity.
+THERMAL: Tuple[Option, ...] = (
+    Option("on_throttle", "a trial whose GPU clocks were throttled (NVML: power cap, thermal, "
+                          "hardware slowdown or power brake; not idle or clock settings): "
+                          "exclude (default): kept in trials.csv with its reasons, left out of "
+                          "the statistics and replaced, up to --throttle-reruns; rerun: the "
+                          "same, each replacement after a cool start (--cooldown-s, "
+                          "--start-below-c, else the first trial's start temperature + 2 C); "
+                          "flag: kept in the statistics, reasons named; fail: the run stops",
+           default=ProtocolConfig.on_throttle, choices=lambda: THROTTLE_POLICIES,
+           noun="throttle policy", group="protocol"),
+    Option("throttle_reruns", f"replacements of throttled trials a run may make (default 2, "
+                              f"at most {MAX_THROTTLE_RERUNS}); past them a throttled trial "
+                              "counts, left out, and the run warns",
+           Kind(int, f"an integer in 0..{MAX_THROTTLE_RERUNS}",
+                lambda v: 0 <= v <= MAX_THROTTLE_RERUNS),
+           default=ProtocolConfig.throttle_reruns, metavar="N", group="protocol"),
+    Option("cooldown_s", "wait S seconds before each trial (rows say cooldown_s, the seconds "
+                         "waited)", NONNEGATIVE_FLOAT, metavar="S", shown_default="none",
+           group="protocol"),
+    Option("start_below_c", "before each trial, wait (at most 300 s, then a warning) until the "
+                            "GPU is below TEMP degrees C (NVML; rows say start_temp_c)",
+           Kind(float, "a temperature in (0, 100] degrees C",
+                lambda v: v == v and 0 < v <= 100),
+           metavar="TEMP", shown_default="none", group="protocol"),
 )
 
 # What the model is and what it runs on: parameters, a user's ONNX file, the data.
@@ -248,7 +278,7 @@ SUITE: Tuple[Option, ...] = (
 )
 
 # In the order `gpubench run --help` lists them; the scenarios' own after their switch.
-OPTIONS: Tuple[Option, ...] = (CONFIGURATION + PROTOCOL + INPUTS + ACCURACY_OPTIONS + EXECUTION
+OPTIONS: Tuple[Option, ...] = (CONFIGURATION + PROTOCOL + THERMAL + INPUTS + ACCURACY_OPTIONS + EXECUTION
                                + SCENARIO + SERVING_OPTIONS + MACHINE + OUTPUT + LAUNCH + SUITE)
 BY_NAME: Dict[str, Option] = {o.name: o for o in OPTIONS}
 # The records of options that belong together (an Option's `group`): one RunRequest field

@@ -16,6 +16,7 @@ from gpubench.measure.memory_check import check_memory
 from gpubench.measure.options import OPTIONS, check_value
 from gpubench.measure.request import RunRequest, identity, onnx_identity
 from gpubench.measure.scenarios.base import Scenario
+from gpubench.measure.thermal import check_thermal_plan
 from gpubench.measure.scenarios.registry import resolve_scenario
 from gpubench.measure.scenarios.serving.options import (
     check_serving_plan, validate_serving_request,
@@ -169,6 +170,7 @@ def preflight(req: RunRequest) -> Preflight:
     check_exec_plan(req, scenario, declared_exec(req))
     backend = resolve_backend(req.backend)
     backend.check_config(req.mode, req.precision)
+    check_thermal_plan(req.protocol, req.telemetry, backend.device_kind)  # --start-below-c
     exec_mode = exec_mode_of(req, backend)
     check_exec_plan(req, scenario, exec_mode)
     check_ranked(req, scenario, backend, workload)

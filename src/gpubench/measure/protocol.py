@@ -17,6 +17,15 @@
 4. Optionally keep adding trials until the 95% CI of the median throughput is within
    `target_rel_ci` of it, up to a time and trial cap, and say why it stopped. Fewer
    than 6 trials have no 95% interval (gpubench.stats): the target is not met by them.
+5. Throttle-aware trials (measure/thermal.py): before each trial the wait asked for
+   (--cooldown-s, --start-below-c); after it, a trial whose GPU clocks were throttled
+   is flagged, or written with `excluded` and left out of the CI, and (exclude, rerun)
+   replaced by another trial under the next number, at most `throttle_reruns` times:
+   a replaced trial does not count towards `trials`, one past the budget does. The time
+   and trial caps hold as before: the caps are checked before every trial, a
+   replacement included, so a replacement never runs past --max-time-s when chasing
+   --target-rel-ci (the waits count as time spent); the first `trials` trials and their
+   replacements run whatever the time, as fixed trials always did.
 
 Across the ranks of a data-parallel run (gpubench/ranks.py) every rank runs the same
 steps: warm-up's chunks, the iterations per trial and every decision to stop are rank
@@ -39,6 +48,7 @@ import numpy as np
 from gpubench.backends import Step
 from gpubench.measure import interrupt
 from gpubench.measure.protocol_config import ProtocolConfig
+from gpubench.measure.thermal import ThermalPolicy, ThrottleStop
 from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.stats import rel_ci_halfwidth
 from gpubench.telemetry import NullSampler, Sampler
@@ -62,6 +72,9 @@ class TrialResult:
     latencies_s: Optional[np.ndarray]
     telemetry: dict
     loss: Optional[float]
+    # what the thermal policy made of it (measure/thermal.py): excluded, start_temp_c,
+    # cooldown_s; the scenario adds them to the row
+    thermal: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -76,6 +89,7 @@ class Calibration:
     iterations_per_trial: int
     discarded_trials: List[dict] = field(default_factory=list)  # far too short, run again
     first_loss: Optional[float] = None  # after the first step: where training started from
+    throttle: dict = field(default_factory=dict)  # thermal.py's account: policy, reruns, waits
 
 
 Progress = Callable[..., None]
@@ -205,18 +219,22 @@ def measure(step: Step, config: ProtocolConfig, on_trial: Callable[[TrialResult]
                               warm.seconds_per_iteration, iterations,
                               first_loss=warm.first_loss)
     throughputs: List[float] = []
+    policy = ThermalPolicy(config, sampler, ranks)
     started = clock()
     trial = config.first_trial
+    replaced = 0  # trials run and replaced (throttled): they do not count
+    replacement = False  # the coming trial replaces a throttled one
     per_iter = warm.seconds_per_iteration  # the warm-up's estimate, then the last trial's
     while True:
-        done = trial - config.first_trial
+        done = trial - config.first_trial - replaced
         # rank 0's decision (the time cap reads each rank's own clock)
         stop = ranks.agree(_stop_reason(config, done, throughputs, clock() - started)
                            if done >= config.trials else None)
         if stop is not None:
             break
+        thermal = policy.before_trial(trial, replacement)
         # seconds_per_iteration and target_rel_ci: for the progress display's ETA
-        progress("trial", trial=trial - config.first_trial, trials=config.trials,
+        progress("trial", trial=done, trials=config.trials,
                  iterations=iterations, seconds_per_iteration=per_iter,
                  target_rel_ci=config.target_rel_ci)
         result = run_trial(step, trial, iterations, config.record_latency, sampler, ranks)
@@ -229,11 +247,19 @@ def measure(step: Step, config: ProtocolConfig, on_trial: Callable[[TrialResult]
                 {"trial": trial, "iterations": result.iterations, "duration_s": result.duration_s})
             iterations = iterations_for(config.min_trial_s, per_iter)
             continue
-        throughputs.append(result.iterations / result.duration_s)
+        verdict = policy.judge(trial, result.telemetry)
+        result.thermal = {**thermal, "excluded": verdict.excluded}
+        if verdict.excluded is None:
+            throughputs.append(result.iterations / result.duration_s)
         on_trial(result)
+        if verdict.stop is not None:
+            raise ThrottleStop(verdict.stop)
         # The warm-up estimate can be off (a clock change): keep later trials at least
         # min_trial_s long.
         if not fixed and result.duration_s < 0.8 * config.min_trial_s:
             iterations = iterations_for(config.min_trial_s, per_iter)
         trial += 1
+        replacement = verdict.replaced
+        replaced += verdict.replaced
+    calibration.throttle = policy.record()
     return calibration, stop

@@ -12,6 +12,14 @@ from typing import Optional
 # figures they were chosen from): one process timing 6 trials (the fewest whose range
 # is a 95% CI of the median), or several processes timing 2 each.
 DEFAULT_PROCESSES = 1
+
+# Throttle-aware trials (measure/thermal.py; docs/how-it-measures.md, "Throttled trials"):
+# what a trial whose GPU clocks were throttled becomes. `exclude` by default: a throttled
+# trial measures the cooling, not the software, and replacing it keeps the trial count.
+THROTTLE_POLICIES = ("flag", "exclude", "rerun", "fail")
+DEFAULT_ON_THROTTLE = "exclude"
+DEFAULT_THROTTLE_RERUNS = 2
+MAX_THROTTLE_RERUNS = 10  # replacements per run at most: past this, fix the cooling
 TRIALS_ONE_PROCESS = 6
 TRIALS_PER_PROCESS = 2
 
@@ -37,3 +45,10 @@ class ProtocolConfig:
     # calibrated the iterations, the rest time the same work, numbering trials on.
     iterations_per_trial: Optional[int] = None
     first_trial: int = 0
+    # Throttle-aware trials (measure/thermal.py): the policy for a throttled trial, the
+    # replacements a run may make, and the wait before each trial (seconds; below a GPU
+    # temperature in C). None: no wait asked.
+    on_throttle: str = DEFAULT_ON_THROTTLE
+    throttle_reruns: int = DEFAULT_THROTTLE_RERUNS
+    cooldown_s: Optional[float] = None
+    start_below_c: Optional[float] = None

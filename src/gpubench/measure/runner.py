@@ -23,6 +23,7 @@ from gpubench.measure.preflight import Preflight, preflight
 from gpubench.measure.request import RunRequest  # noqa: F401 (callers import it from here)
 from gpubench.measure.run_record import RunOutcome, RunRecord
 from gpubench.measure.scenarios.base import ScenarioContext
+from gpubench.measure.thermal import check_thermal_request
 from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.telemetry import Sampler, make_sampler, pin_cuda_device_order, pre_run_gpu_state
 from gpubench.telemetry.clock_policy import row_columns
@@ -67,6 +68,7 @@ def open_telemetry(req: RunRequest, step: Step, record: RunRecord) -> Tuple[Samp
         index = req.device_index if step.device.index is None else step.device.index
         sampler = make_sampler(req.telemetry, step.device.kind, index, req.sample_hz,
                                step.device.uuid)
+        check_thermal_request(req.protocol, sampler)  # --start-below-c needs NVML's temperature
         gpu_state = pre_run_gpu_state(sampler, req.require_idle_gpu)
     except BaseException:
         if sampler is not None:

@@ -49,6 +49,7 @@ from gpubench.results import schema
 from gpubench.results.compare_stats import (  # noqa: F401 (noise_floor: re-exported)
     ALPHA, DIRECTIONS, MAD_TO_SD, NOISE_MULTIPLE, assess, noise_floor,
 )
+from gpubench.results.summary import kept
 
 DEFAULT_METRIC = "throughput_samples_per_s"
 DEFAULT_MIN_SEGMENT = 5
@@ -213,7 +214,8 @@ def run_values(frame: pd.DataFrame, metric: str, by: Optional[str], label: str) 
     stamps = (pd.to_datetime(frame["started_utc"], utc=True, errors="coerce", format="ISO8601")
               if "started_utc" in frame.columns else pd.Series(pd.NaT, index=frame.index))
     frame["_t"] = stamps
-    frame["_ok"] = frame["status"].eq("ok") & pd.to_numeric(frame[metric], errors="coerce").notna()
+    frame["_ok"] = (frame["status"].eq("ok") & kept(frame)  # a throttled trial left out: not a value
+                    & pd.to_numeric(frame[metric], errors="coerce").notna())
     cache: Dict[Tuple[str, str], Any] = {}
     rows = []
     for (config, run), part in frame.groupby(["_key", "_run"], sort=False):

@@ -1,4 +1,8 @@
-"""summary.csv: one row per configuration, computed from trials."""
+"""summary.csv: one row per configuration, computed from trials: the statistics over its
+ok trials that were not left out (`excluded` empty; schema 7: a throttled trial under
+--on-throttle exclude, rerun or fail is kept in trials.csv but left out here, in the
+run's printed table and in history). `n_trials` counts every row, `n_ok` the trials the
+statistics rest on."""
 
 from __future__ import annotations
 
@@ -52,6 +56,15 @@ def _flags(frame: pd.DataFrame, column: str) -> pd.Series:
     return frame[column].dropna().astype(str).str.lower().isin(("true", "1", "1.0"))
 
 
+def kept(frame: pd.DataFrame) -> pd.Series:
+    """Per row: whether it enters the statistics (its `excluded` is empty; v6 rows and
+    rows without the column all do)."""
+    if "excluded" not in frame.columns:
+        return pd.Series(True, index=frame.index)
+    text = frame["excluded"].astype(object).where(frame["excluded"].notna(), "")
+    return text.astype(str).str.strip().isin(("", "nan", "None"))
+
+
 def summarize(trials: pd.DataFrame, stop_reason: Optional[str] = None) -> pd.DataFrame:
     """One row per configuration and device in `trials` (statistics over its ok trials;
     a run of ranks on GPUs has a row per rank, each rank its own device)."""
@@ -62,7 +75,7 @@ def summarize(trials: pd.DataFrame, stop_reason: Optional[str] = None) -> pd.Dat
     groups = list(schema.group_columns())
     for key, group in trials.groupby(groups, dropna=False, sort=False):
         group = one_row_per_trial(group)  # ranks sharing a device (the CPU): a trial once
-        ok = group[group["status"] == "ok"]
+        ok = group[(group["status"] == "ok") & kept(group)]
         row: Dict[str, object] = dict(zip(groups, key))
         row.update(n_trials=len(group), n_ok=len(ok), status=_status(group),
                    stop_reason=stop_reason)

@@ -6,13 +6,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-# Clock-event reason bits that are not throttling: the GPU is idle, or clocks follow
-# a setting (application clocks, display clock). Everything else (power cap, thermal,
-# hardware slowdown, power brake, sync boost, board limit, ...) counts as throttled.
+# NVML's clock-event reasons that count as throttling, declared once, with the names
+# rows give them (`throttle_reasons`, joined by "+" in bit order): the board held below
+# its power cap, thermal slowdown (software or hardware), the hardware's slowdown and its
+# power brake. Not counted: the GPU idle (0x1), clocks that follow a setting
+# (applications clocks 0x2, display clock 0x100) and sync boost (0x10, clocks matched to
+# another GPU's): none of them is the board failing to hold its clocks under load.
+THROTTLE_REASONS = (
+    (0x4, "sw_power_cap"),
+    (0x8, "hw_slowdown"),
+    (0x20, "sw_thermal"),
+    (0x40, "hw_thermal"),
+    (0x80, "hw_power_brake"),
+)
+THROTTLING = 0
+for _bit, _ in THROTTLE_REASONS:
+    THROTTLING |= _bit
 REASON_GPU_IDLE = 0x1
 REASON_APPLICATIONS_CLOCKS_SETTING = 0x2
+REASON_SYNC_BOOST = 0x10
 REASON_DISPLAY_CLOCK_SETTING = 0x100
-NOT_THROTTLING = REASON_GPU_IDLE | REASON_APPLICATIONS_CLOCKS_SETTING | REASON_DISPLAY_CLOCK_SETTING
+NOT_THROTTLING = (REASON_GPU_IDLE | REASON_APPLICATIONS_CLOCKS_SETTING | REASON_SYNC_BOOST
+                  | REASON_DISPLAY_CLOCK_SETTING)
 
 KIND_POLL, KIND_BEGIN, KIND_END = "poll", "trial_begin", "trial_end"
 
@@ -41,10 +56,21 @@ def trapezoid_j(points: Sequence[Tuple[float, float]]) -> Optional[float]:
 
 
 def throttled(reasons: Sequence[int]) -> Optional[bool]:
-    """Whether any reading shows a throttling reason; None without readings."""
+    """Whether any reading shows a throttling reason (THROTTLE_REASONS); None without
+    readings."""
     if not reasons:
         return None
-    return any(int(r) & ~NOT_THROTTLING for r in reasons)
+    return any(int(r) & THROTTLING for r in reasons)
+
+
+def throttle_names(reasons: Sequence[int]) -> Optional[str]:
+    """The throttling reasons any reading shows, named and joined by "+" in bit order
+    ("sw_power_cap+hw_thermal"); None when none shows one (or there are no readings)."""
+    seen = 0
+    for r in reasons:
+        seen |= int(r)
+    names = [name for bit, name in THROTTLE_REASONS if seen & bit]
+    return "+".join(names) if names else None
 
 
 def mean(values: Sequence[float]) -> Optional[float]:

@@ -14,12 +14,13 @@ result), never 0, and never an exception in the middle of a measurement.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 # trials.csv columns a sampler may fill (schema v1); see results/schema.py.
 TRIAL_TELEMETRY_COLUMNS = (
     "power_avg_w", "energy_j", "energy_source", "gpu_util_pct", "mem_util_pct",
     "sm_clock_mhz", "mem_bw_gbs", "mem_bw_source", "temp_c", "throttled",
+    "throttle_reasons",  # schema 7: the throttling reasons named (telemetry/aggregate.py)
 )
 
 
@@ -51,6 +52,11 @@ class Sampler(ABC):
     def discard_trial(self, trial: int) -> None:
         """The trial just ended is not kept (the protocol runs it again under the same
         number): its samples no longer belong to it."""
+
+    def temperature_c(self) -> Optional[float]:
+        """The watched GPU's temperature now (C), read between trials; None where this
+        sampler watches none (a wait for a cool start needs NVML)."""
+        return None
 
     def samples(self) -> List[Dict[str, Any]]:
         """The time series for samples.csv: dicts with `t_s`, `device_index`, `trial`

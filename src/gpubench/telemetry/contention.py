@@ -232,6 +232,9 @@ class ContentionWatch(Sampler):
     def samples(self) -> List[Dict[str, Any]]:
         return self.inner.samples()
 
+    def temperature_c(self) -> Optional[float]:
+        return self.inner.temperature_c()
+
     def notes(self) -> Dict[str, Any]:
         return self.inner.notes()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from gpubench.telemetry.aggregate import throttled
+from gpubench.telemetry.aggregate import throttle_names, throttled
 from gpubench.telemetry.errors import NotAvailable, TelemetryError
 from gpubench.telemetry.gpu_state import GpuState, read_gpu_state
 from gpubench.telemetry.nvml import GpmWindow, Nvml, NvmlDevice, driver_facts, static_facts
@@ -110,10 +110,14 @@ class NvmlSource(Source):
 
     def end_window(self, samples: List[Dict[str, Any]]) -> Dict[str, Any]:
         columns: Dict[str, Any] = {}
-        flag = throttled([s["clock_event_reasons"] for s in samples
-                          if s.get("clock_event_reasons") is not None])
+        reasons = [s["clock_event_reasons"] for s in samples
+                   if s.get("clock_event_reasons") is not None]
+        flag = throttled(reasons)
         if flag is not None:
             columns["throttled"] = flag
+        names = throttle_names(reasons)
+        if names is not None:  # what --on-throttle acts on (measure/thermal.py)
+            columns["throttle_reasons"] = names
         bw = self._gpm_bw_gbs() if self._gpm is not None else None
         if bw is not None:
             columns.update(mem_bw_gbs=bw, mem_bw_source="gpm")
@@ -138,6 +142,11 @@ class NvmlSource(Source):
 
     def unavailable(self) -> Dict[str, str]:
         return dict(self._unavailable)
+
+    def temperature_c(self) -> Optional[float]:
+        if "temperature" not in self._readers:
+            return None
+        return float(self.device.temp_c())
 
     def gpu_state(self, own_pid: Optional[int] = None) -> GpuState:
         """The watched GPU's state now (call it before measuring): other processes,

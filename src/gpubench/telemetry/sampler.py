@@ -62,6 +62,10 @@ class Source(ABC):
     def unavailable(self) -> Dict[str, str]:
         return {}
 
+    def temperature_c(self) -> Optional[float]:
+        """The device's temperature now (C), or None where it has none to give."""
+        return None
+
     def notes(self) -> Dict[str, Any]:
         return {}
 
@@ -237,6 +241,15 @@ class PollingSampler(Sampler):
             for window in self._windows:
                 if window["trial"] == trial:
                     window["discarded"] = True
+
+    def temperature_c(self) -> Optional[float]:
+        """The watched device's temperature now (between trials: a wait for a cool
+        start reads it); None where the source gives none or the read failed."""
+        with self._lock:
+            try:
+                return self.source.temperature_c()
+            except TelemetryError:
+                return None
 
     # --- results ----------------------------------------------------------------------
     def samples(self) -> List[Dict[str, Any]]:

@@ -24,9 +24,10 @@ from gpubench.workloads.collectives import bus_factor
 class CollectiveScenario(Scenario):
     name = "collective"
     needs = frozenset({"run", "collective"})
-    columns = ("message_bytes", "trial", "iterations", "duration_s",
-               "throughput_samples_per_s", "algbw_gbs", "busbw_gbs",
-               "peak_mem_bytes") + tuple(TRIAL_TELEMETRY_COLUMNS)
+    columns = (("message_bytes", "trial", "iterations", "duration_s",
+                "throughput_samples_per_s", "algbw_gbs", "busbw_gbs",
+                "peak_mem_bytes", "excluded", "start_temp_c", "cooldown_s")
+               + tuple(TRIAL_TELEMETRY_COLUMNS))
     ranked = True
     collective = True
 
@@ -46,7 +47,8 @@ class CollectiveScenario(Scenario):
                           "iterations": result.iterations, "duration_s": result.duration_s,
                           "throughput_samples_per_s": result.iterations / result.duration_s,
                           "algbw_gbs": algbw, "busbw_gbs": algbw * factor,
-                          "peak_mem_bytes": step.peak_mem_bytes(), **result.telemetry})
+                          "peak_mem_bytes": step.peak_mem_bytes(), **result.telemetry,
+                          **result.thermal})
 
             calibration, stop = measure(step, protocol, on_trial, ctx.sampler, ctx.progress,
                                         ctx.ranks)

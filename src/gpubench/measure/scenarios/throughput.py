@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from gpubench.measure.protocol import TrialResult, measure
+from gpubench.measure.thermal import throttle_warnings
 from gpubench.measure.scenarios.base import Scenario, ScenarioContext
 from gpubench.results.schema import MEASURED_COLUMNS
 from gpubench.telemetry.contention import ContentionWatch
@@ -66,7 +67,9 @@ class ThroughputScenario(Scenario):
 
         calibration, stop = measure(ctx.step, protocol, on_trial, watch, progress, ctx.ranks)
         extra: Dict[str, Any] = {"calibration": asdict(calibration),
-                                 "contention": watch.record(), "warnings": watch.warnings()}
+                                 "contention": watch.record(),
+                                 "warnings": watch.warnings()
+                                 + throttle_warnings(calibration.throttle)}
         if graphs[0] is not None:  # a compiled step: say whether any trial recompiled
             extra["recompiled_trials"] = recompiled
             if recompiled:
@@ -101,6 +104,7 @@ class ThroughputScenario(Scenario):
                "peak_mem_bytes": ctx.step.peak_mem_bytes(), "loss": result.loss}
         row.update(percentiles_ms(result.latencies_s))
         row.update(result.telemetry)
+        row.update(result.thermal)  # excluded, start_temp_c, cooldown_s (measure/thermal.py)
         if row.get("mem_bw_gbs") is None:  # no measured bandwidth: the workload's own bytes
             dtype_bytes = 2 if precision in ("fp16", "bf16") else 4
             moved = stats.bytes_per_step(ctx.batch_size, mode, dtype_bytes)

@@ -83,6 +83,8 @@ def suite_round(out: Path, setting: str, slow_params: List[str]) -> Tuple[Dict[s
 
 def verdict(*args: str) -> Dict[str, object]:
     proc = gpubench("compare", *args, "--format", "json", "--fail-on", "never")
+    if proc.returncode == 2:  # refused (e.g. every trial of a side contended): no verdict
+        return {"verdict": "refused", "ratio": float("nan"), "error": proc.stderr.strip()}
     if proc.returncode != 0:
         raise SystemExit(f"gpubench compare failed ({proc.returncode}): {proc.stderr.strip()}")
     rows = json.loads(proc.stdout)["rows"]
@@ -164,6 +166,8 @@ def main() -> int:
                     print(f"round {i + 1}/{args.rounds} [{spec or 'defaults'}, {test}]: A/A "
                           f"{v['aa']['verdict']} ({(v['aa']['ratio'] - 1) * 100:+.1f}%), {shown}",
                           flush=True)
+                if args.json:  # after every round: an interrupted benchmark keeps its rounds
+                    args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
     print(f"\n{'setting':<26} {'test':<9} {'A/A false alarms':>17} "
           + " ".join(f"{p + ' caught':>17} {'S/A':>7}" for p in slow_params) + f" {'s per run':>10}")
     for spec, rounds in record.items():
@@ -175,10 +179,13 @@ def main() -> int:
             cells = []
             for p in slow_params:
                 caught = sum(x[p]["verdict"] == "slower" for x in v)
-                ratios = sorted(x[p]["ratio"] for x in v)
-                cells.append(f"{caught:>12}/{n:<4} {(ratios[n // 2] - 1) * 100:>+6.1f}%")
+                ratios = sorted(x[p]["ratio"] for x in v if x[p]["ratio"] == x[p]["ratio"])
+                cells.append(f"{caught:>12}/{n:<4} {(ratios[len(ratios) // 2] - 1) * 100:>+6.1f}%")
+            refused = sum(x[k]["verdict"] == "refused" for x in v for k in x)
             print(f"{spec or 'defaults':<26} {test:<9} {alarms:>12}/{n:<4} " + " ".join(cells)
-                  + f" {walls[len(walls) // 2]:>10.1f}")
+                  + f" {walls[len(walls) // 2]:>10.1f}"
+                  + (f"  ({refused} compare(s) refused: every trial of a side contended)"
+                     if refused else ""))
     if args.json:
         args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
     return 0

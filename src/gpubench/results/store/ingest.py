@@ -179,7 +179,8 @@ def run_rows(trials: pd.DataFrame, metas: Dict[str, Tuple[Dict[str, Any], str, s
             "run_json": text,
             "month": layout.month_of(started), "machine": layout.safe_machine(host),
         })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    return frame.where(frame.ne(""), None)  # nothing known: NULL, as in the trials
 
 
 def _text(value: Any) -> str:

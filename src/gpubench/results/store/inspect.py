@@ -5,10 +5,9 @@ from the partition, rows repeated across files (a killed writer's, added again) 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Tuple
 
 from gpubench.errors import UserError
 from gpubench.results import schema
@@ -27,7 +26,7 @@ class Files:
 def table_files(store: Path, table: str) -> Files:
     """Every visible file of `table`, its footer read: a file whose footer does not
     read is corrupt."""
-    import pyarrow.parquet as pq
+    pq = layout.need("pyarrow.parquet")
 
     found = Files()
     for path in layout.table_files(store, table):
@@ -48,7 +47,7 @@ EMPTY_COLUMNS = {
 
 def connect(store: Path, files: Dict[str, Files]):
     """An in-memory DuckDB connection with a view per table over its good files."""
-    import duckdb
+    duckdb = layout.need("duckdb")
 
     con = duckdb.connect(":memory:")
     for table, found in files.items():
@@ -90,7 +89,7 @@ def open_tables(store: Path) -> Tuple[Any, Dict[str, Files]]:
 
 def query(store: Path, sql: str):
     """The result of `sql` over the store's views, as a pandas frame."""
-    import duckdb
+    duckdb = layout.need("duckdb")
 
     if not sql or not sql.strip():
         raise UserError("store query: an empty query; give SQL, e.g. "

@@ -21,8 +21,10 @@ from gpubench.results import schema
 from gpubench.results.store import layout
 
 # Tests only: after the temporary files are written, touch this path and wait (to be
-# killed between writing and renaming).
+# killed between writing and renaming); wait this many seconds after reading which runs
+# the store holds (two writers started together then overlap, unless the lock orders them).
 PAUSE_HOOK = "GPUBENCH_STORE_TEST_PAUSE"
+DELAY_HOOK = "GPUBENCH_STORE_TEST_DELAY_S"
 
 
 @dataclass
@@ -57,7 +59,7 @@ def parquet_error(path: Path, exc: Exception) -> UserError:
 
 def stored_run_ids(store: Path) -> Set[str]:
     """The run ids the store's runs files hold (a corrupt file: a UserError naming it)."""
-    import pyarrow.parquet as pq
+    pq = layout.need("pyarrow.parquet")
 
     ids: Set[str] = set()
     for path in layout.table_files(store, "runs"):
@@ -76,29 +78,28 @@ TEXT = set(schema.TEXT_COLUMNS) | set(BOOL_COLUMNS) | {
 
 
 def arrow_table(frame: pd.DataFrame):
-    """`frame` as Arrow: text (and true/false) columns as strings, numbers as float64;
-    a column of neither kind (an unknown extra) as text."""
-    import pyarrow as pa
+    """`frame` as Arrow: text (and true/false) columns as strings, the others float64
+    (a column holding anything that is not a number, an unknown extra: as text)."""
+    pa = layout.need("pyarrow")
 
-    arrays, names = [], []
+    arrays = []
     for column in frame.columns:
         values = frame[column]
-        numeric = (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-                   and column not in TEXT)
-        if numeric:
-            array = pa.array(pd.to_numeric(values).astype("float64"), type=pa.float64(),
-                             from_pandas=True)
-        else:
-            text = values.astype(object).where(values.notna(), None)
-            array = pa.array([None if v is None else v if isinstance(v, str) else str(v)
-                              for v in text], type=pa.string())
-        arrays.append(array)
-        names.append(str(column))
-    return pa.Table.from_arrays(arrays, names=names)
+        if column not in TEXT and not pd.api.types.is_bool_dtype(values):
+            numbers = values if pd.api.types.is_numeric_dtype(values) else \
+                pd.to_numeric(values, errors="coerce")
+            if numbers.notna().sum() == values.notna().sum():
+                arrays.append(pa.array(numbers.astype("float64"), type=pa.float64(),
+                                       from_pandas=True))
+                continue
+        text = values.astype(object).where(values.notna(), None)
+        arrays.append(pa.array([v if v is None or isinstance(v, str) else str(v) for v in text],
+                               type=pa.string()))
+    return pa.Table.from_arrays(arrays, names=[str(c) for c in frame.columns])
 
 
 def _write_temp(final: Path, frame: pd.DataFrame) -> Path:
-    import pyarrow.parquet as pq
+    pq = layout.need("pyarrow.parquet")
 
     final.parent.mkdir(parents=True, exist_ok=True)
     temp = layout.temp_path(final)
@@ -167,6 +168,7 @@ def write(store: Path, trials: pd.DataFrame, runs: pd.DataFrame, samples: pd.Dat
             except OSError:
                 pass
         trials, runs, samples, skipped = new_rows(trials, runs, samples, stored_run_ids(store))
+        time.sleep(float(os.environ.get(DELAY_HOOK) or 0))
         if runs.empty:
             return Added(0, 0, 0, skipped, 0)
         runs = runs.assign(added_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))[

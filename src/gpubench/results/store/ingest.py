@@ -1,17 +1,25 @@
 """Run and suite folders read into the store's three tables (layout.py): trial rows as
 the folder reader gives them (migrated to the current schema, checked), one row per run
-from its run.json, and, when asked, the runs' samples. Reading is done here, outside the
-store's lock; write.py writes what this gathers.
+from its run.json (run_rows.py), and, when asked, the runs' samples. Reading is done
+here, outside the store's lock; write.py writes what this gathers.
 
 Inputs are found as compare and history find them (compare_load.find_trial_files): a
 run folder, a suite folder (its merged trials.csv; its runs' run.json files under
 `runs/`), a trials.csv, or any folder searched for those. A source that cannot be read
-is named and passed over; the others are still gathered."""
+is named and passed over; the others are still gathered.
+
+Speed: a night of separate run folders is hundreds of small files, and the reader's
+fixed cost per file (pandas, the checks) is most of the time. Run folders whose
+trials.csv share a header are read together, their texts joined into one CSV that the
+reader reads and checks once; should that fail, each is read alone, so that the one at
+fault is named (and the others still added)."""
 
 from __future__ import annotations
 
 import json
-import re
+import os
+import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -19,12 +27,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import pandas as pd
 
 from gpubench.errors import UserError
-from gpubench.results import compare_load, reader, schema
-from gpubench.results.store import layout
+from gpubench.results import compare_load, reader
+from gpubench.results.schema import SCHEMA_VERSION
+from gpubench.results.store.run_rows import Metas, read_samples, run_rows
 
 Progress = Callable[[int, int, int], None]  # runs read, sources read, sources in all
 PROGRESS_EVERY = 200  # runs
-_STAMP = re.compile(r"^(\d{8}T\d{6})Z?-")
+CHUNK = 1000  # run folders read together at most
 
 
 @dataclass
@@ -41,6 +50,14 @@ class Gathered:
     def frames(self) -> Tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         return tuple(pd.concat(f, ignore_index=True) if f else pd.DataFrame()
                      for f in (self.trials, self.runs, self.samples))
+
+    def take(self, trials: pd.DataFrame, runs: pd.DataFrame,
+             samples: Optional[pd.DataFrame], sources: int) -> None:
+        self.trials.append(trials)
+        self.runs.append(runs)
+        if samples is not None and len(samples):
+            self.samples.append(samples)
+        self.sources += sources
 
 
 def check_inputs(paths: Sequence[Path]) -> None:
@@ -65,28 +82,129 @@ def trial_files(paths: Sequence[Path], unreadable: List[str]) -> List[Path]:
     return list(dict.fromkeys(Path(f).resolve() for f in files))
 
 
+@dataclass
+class RunFile:
+    """A run folder's trials.csv, its run.json (parsed and as text) and its text."""
+
+    path: Path
+    meta: Dict[str, Any]
+    meta_text: str
+    text: str = ""
+
+
 def gather(paths: Sequence[Path], samples: bool = False,
            progress: Progress = lambda runs, done, total: None) -> Gathered:
+    with warnings.catch_warnings():
+        # pandas finds the reader's migration of older files (a column added at a time)
+        # fragmented: a note on speed, not on the rows, shown once per batch read
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        return _gather(paths, samples, progress)
+
+
+def _gather(paths: Sequence[Path], samples: bool, progress: Progress) -> Gathered:
     found = Gathered()
     files = trial_files(paths, found.unreadable)
-    runs_read, reported = 0, 0
-    for done, file in enumerate(files, 1):
-        try:
-            trials, runs, sample_rows, bad = read_source(file, samples)
-        except UserError as exc:
-            found.unreadable.append(str(exc))
-            continue
-        found.unreadable.extend(bad)
-        found.trials.append(trials)
-        found.runs.append(runs)
-        if sample_rows is not None and len(sample_rows):
-            found.samples.append(sample_rows)
-        found.sources += 1
-        runs_read += len(runs)
-        if runs_read // PROGRESS_EVERY > reported:
-            reported = runs_read // PROGRESS_EVERY
-            progress(runs_read, done, len(files))
+    singles: List[Path] = []
+    batches: Dict[str, List[RunFile]] = {}  # header -> run folders with it
+    for file in files:
+        run = _run_file(file)
+        if run is None:
+            singles.append(file)
+        else:
+            batches.setdefault(run.text.split("\n", 1)[0].rstrip("\r"), []).append(run)
+    done, runs, reported = 0, 0, 0
+    units = [[f] for f in singles] + [group[i:i + CHUNK] for group in batches.values()
+                                      for i in range(0, len(group), CHUNK)]
+    for unit in units:
+        parts = (_read_runs(unit, samples, found) if isinstance(unit[0], RunFile)
+                 else [_read_one(unit[0], samples, found)])
+        for part in parts:
+            if part is not None:
+                found.take(*part)
+                runs += len(part[1])
+        done += len(unit)
+        if runs // PROGRESS_EVERY > reported:
+            reported = runs // PROGRESS_EVERY
+            progress(runs, done, len(files))
     return found
+
+
+def _read_runs(runs: List[RunFile], samples: bool, found: Gathered) -> List[Any]:
+    """Run folders read together; if that fails, each half again, down to the one that
+    fails alone (named, with the reader's message)."""
+    together = _read_together(runs, samples)
+    if together is not None:
+        return [together]
+    if len(runs) == 1:
+        return [_read_one(runs[0].path, samples, found)]
+    half = len(runs) // 2
+    return _read_runs(runs[:half], samples, found) + _read_runs(runs[half:], samples, found)
+
+
+def _run_file(file: Path) -> Optional[RunFile]:
+    """`file` as a run folder's trials.csv to read with others, or None: a suite's, a
+    file without its run.json, or one that does not read plainly (read alone, it is
+    refused with the reader's message)."""
+    if file.name != "trials.csv":
+        return None
+    try:
+        meta_text = (file.parent / "run.json").read_text(encoding="utf-8")
+        meta = json.loads(meta_text)
+        text = file.read_bytes().decode("utf-8-sig")
+    except (OSError, ValueError):
+        return None
+    if (not isinstance(meta, dict) or meta.get("kind") == "suite" or not meta.get("run_id")
+            or not isinstance(meta.get("schema_version", 0), (int, float))
+            or meta.get("schema_version", 0) > SCHEMA_VERSION or "\n" not in text):
+        return None
+    return RunFile(file, meta, meta_text, text)
+
+
+def _read_together(runs: List[RunFile], samples: bool
+                   ) -> Optional[Tuple[pd.DataFrame, pd.DataFrame, Optional[pd.DataFrame], int]]:
+    """Run folders of one header read as one CSV; None when any of them would not be
+    read so alone (a malformed row, an empty file, rows of another run than run.json's)."""
+    ids = [str(r.meta["run_id"]) for r in runs]
+    if len(set(ids)) != len(ids):
+        return None
+    header, _ = runs[0].text.split("\n", 1)
+    bodies = [r.text.split("\n", 1)[1] for r in runs]
+    text = header + "\n" + "".join(b if b.endswith("\n") or not b else b + "\n" for b in bodies)
+    fd, name = tempfile.mkstemp(prefix="gpubench-store-", suffix=".csv")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        trials = compare_load.read_checked(Path(name))
+    except UserError:
+        return None
+    finally:
+        os.unlink(name)
+    trials = trials.drop(columns=[compare_load.DERIVED], errors="ignore")
+    trials["run_id"] = trials["run_id"].astype(str)
+    if set(trials["run_id"]) != set(ids):  # an empty file, another run's rows, no run_id
+        return None
+    source = {i: str(r.path) for i, r in zip(ids, runs)}
+    trials["source"] = trials["run_id"].map(source)
+    metas: Metas = {i: (r.meta, r.meta_text, r.path.parent.name) for i, r in zip(ids, runs)}
+    rows = run_rows(trials, metas)
+    found_samples = None
+    if samples:
+        frames = [read_samples(r.path.parent, [i]) for i, r in zip(ids, runs)]
+        frames = [f for f in frames if f is not None and len(f)]
+        found_samples = pd.concat(frames, ignore_index=True) if frames else None
+    return trials.reset_index(drop=True), rows, found_samples, len(runs)
+
+
+def _read_one(file: Path, samples: bool, found: Gathered
+              ) -> Optional[Tuple[pd.DataFrame, pd.DataFrame, Optional[pd.DataFrame], int]]:
+    """One trials file read alone; None (its message kept in `found`) if it cannot be."""
+    try:
+        trials, runs, sample_rows, bad = read_source(file, samples)
+    except UserError as exc:
+        found.unreadable.append(str(exc))
+        return None
+    found.unreadable.extend(bad)
+    return trials, runs, sample_rows, 1
 
 
 def read_source(file: Path, samples: bool
@@ -109,115 +227,34 @@ def read_source(file: Path, samples: bool
         trials = trials[~trials["run_id"].isin(dropped)]
         if trials.empty:
             raise UserError(bad[0][1])
-    runs = run_rows(trials, metas, meta, file)
-    sample_rows = read_samples(folder, meta, trials) if samples else None
+    runs = run_rows(trials, metas, meta if meta.get("kind") == "suite" else None)
+    sample_rows = read_samples(folder, list(runs["run_id"])) if samples else None
     return trials.reset_index(drop=True), runs, sample_rows, [message for _, message in bad]
 
 
-def run_metas(folder: Path, meta: Dict[str, Any]
-              ) -> Tuple[Dict[str, Tuple[Dict[str, Any], str, str]], List[Tuple[str, str]]]:
-    """run_id -> (its run.json, its text, its folder's name) for the runs of a run or
-    suite folder, and (run_id, message) for a suite's run whose run.json is unreadable."""
-    found: Dict[str, Tuple[Dict[str, Any], str, str]] = {}
+def run_metas(folder: Path, meta: Dict[str, Any]) -> Tuple[Metas, List[Tuple[str, str]]]:
+    """The run.json of each run of a run or suite folder, and (run_id, message) for a
+    suite's run whose run.json does not read."""
+    found: Metas = {}
     bad: List[Tuple[str, str]] = []
     if meta.get("kind") == "suite":
         for path in sorted(folder.glob("runs/*/run.json")):
             run_id = path.parent.name.rsplit("-", 1)[-1]
             try:
                 text = path.read_text(encoding="utf-8")
-                run = reader.load_json(path)
-            except (UserError, OSError, UnicodeDecodeError) as exc:
-                bad.append((run_id, str(exc) if isinstance(exc, UserError) else f"{path}: {exc}"))
+                run = json.loads(text)
+                if not isinstance(run, dict):
+                    raise ValueError
+            except (OSError, ValueError):  # said as the reader says it
+                try:
+                    reader.load_json(path)
+                    message = f"{path}: not readable"
+                except UserError as exc:
+                    message = str(exc)
+                bad.append((run_id, message))
                 continue
             found[str(run.get("run_id") or run_id)] = (run, text, path.parent.name)
     elif meta.get("run_id"):
         text = (folder / "run.json").read_text(encoding="utf-8")
         found[str(meta["run_id"])] = (meta, text, folder.name)
     return found, bad
-
-
-ENV_COLUMNS = layout.RUN_COLUMNS[5:layout.RUN_COLUMNS.index("schema_version")]
-
-
-def run_rows(trials: pd.DataFrame, metas: Dict[str, Tuple[Dict[str, Any], str, str]],
-             meta: Dict[str, Any], file: Path) -> pd.DataFrame:
-    """One row per run of `trials` (layout.py: the runs table)."""
-    first = [c for c in ("suite_id", "started_utc", "host", "device_name") + ENV_COLUMNS
-             if c in trials.columns]
-    groups = trials.groupby("run_id", sort=False)
-    runs = groups[first].first().reindex(columns=list(dict.fromkeys(first)))
-    runs["n_trials"] = groups.size().astype("float64")
-    counts = trials.groupby(["run_id", "status"], sort=False).size()
-    statuses: Dict[str, List[str]] = {}
-    for (run_id, status), n in counts.items():
-        statuses.setdefault(run_id, []).append(f"{status}:{n}")
-    runs["statuses"] = [",".join(statuses.get(r, [])) for r in runs.index]
-    written = None  # the schema version the rows were written with, where run.json lacks it
-    rows: List[Dict[str, Any]] = []
-    for run_id, row in zip(runs.index, runs.to_dict("records")):
-        run, text, name = metas.get(run_id, ({}, "", file.parent.name))
-        env = run.get("environment") if isinstance(run.get("environment"), dict) else {}
-        started = (run.get("started_utc") or _text(row.get("started_utc"))
-                   or _folder_stamp(name) or _folder_stamp(file.parent.name))
-        host = _text(env.get("host")) or _text(row.get("host"))
-        version = run.get("schema_version")
-        if version is None:
-            written = _written_versions(file) if written is None else written
-            version = written.get(run_id)
-        fingerprint = run.get("fingerprint")
-        rows.append({
-            "run_id": run_id,
-            "suite_id": _text(run.get("suite_id")) or _text(row.get("suite_id"))
-            or _text(meta.get("suite_id")),
-            "started_utc": started, "host": host, "device_name": _text(row.get("device_name")),
-            **{c: _text(row.get(c)) or _text(env.get(c)) for c in ENV_COLUMNS},
-            "schema_version": float(version) if version is not None else None,
-            "n_trials": row["n_trials"], "statuses": row["statuses"], "source": str(file),
-            "fingerprint_json": json.dumps(fingerprint, sort_keys=True) if fingerprint else "",
-            "config_json": json.dumps(run["config"], sort_keys=True, default=str)
-            if isinstance(run.get("config"), dict) else "",
-            "run_json": text,
-            "month": layout.month_of(started), "machine": layout.safe_machine(host),
-        })
-    frame = pd.DataFrame(rows)
-    return frame.where(frame.ne(""), None)  # nothing known: NULL, as in the trials
-
-
-def _text(value: Any) -> str:
-    return schema.key_text(value)
-
-
-def _folder_stamp(name: str) -> str:
-    """A run folder's start from its name (`20250131T020000Z-host-id`), ISO; '' if none."""
-    m = _STAMP.match(name)
-    if not m:
-        return ""
-    s = m.group(1)
-    return f"{s[:4]}-{s[4:6]}-{s[6:8]}T{s[9:11]}:{s[11:13]}:{s[13:15]}Z"
-
-
-def _written_versions(file: Path) -> Dict[str, Any]:
-    """run_id -> the newest schema version its rows were written with (before migration)."""
-    raw = pd.read_csv(file, usecols=["run_id", "schema_version"], dtype={"run_id": str})
-    return pd.to_numeric(raw["schema_version"], errors="coerce").groupby(raw["run_id"]).max().to_dict()
-
-
-def read_samples(folder: Path, meta: Dict[str, Any], trials: pd.DataFrame) -> Optional[pd.DataFrame]:
-    """The samples of a run or suite folder (a suite's samples.csv names each row's run);
-    None where there are none."""
-    path = folder / "samples.csv"
-    if not path.is_file():
-        return None
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-        raise UserError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
-    if "run_id" not in frame.columns:
-        ids = list(dict.fromkeys(trials["run_id"]))
-        if len(ids) != 1:
-            raise UserError(f"{path}: samples without a run_id beside rows of {len(ids)} runs")
-        frame.insert(0, "run_id", ids[0])
-    frame["run_id"] = frame["run_id"].astype(str)
-    return frame[frame["run_id"].isin(set(trials["run_id"]))]

@@ -102,11 +102,19 @@ def _write_temp(final: Path, frame: pd.DataFrame) -> Path:
     pq = layout.need("pyarrow.parquet")
 
     final.parent.mkdir(parents=True, exist_ok=True)
+    table = arrow_table(frame)
     temp = layout.temp_path(final)
-    with open(temp, "wb") as fh:
-        pq.write_table(arrow_table(frame), fh, compression="zstd")
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(temp, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        try:
+            temp.unlink()
+        except OSError:
+            pass
+        raise
     return temp
 
 

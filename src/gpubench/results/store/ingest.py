@@ -33,7 +33,7 @@ from gpubench.results.store.run_rows import Metas, read_samples, run_rows
 
 Progress = Callable[[int, int, int], None]  # runs read, sources read, sources in all
 PROGRESS_EVERY = 200  # runs
-CHUNK = 1000  # run folders read together at most
+CHUNK = 250  # run folders read together at most (progress shows after each)
 
 
 @dataclass

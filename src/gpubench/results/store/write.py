@@ -93,8 +93,11 @@ def arrow_table(frame: pd.DataFrame):
                                        from_pandas=True))
                 continue
         text = values.astype(object).where(values.notna(), None)
-        arrays.append(pa.array([v if v is None or isinstance(v, str) else str(v) for v in text],
-                               type=pa.string()))
+        try:  # strings and nothing else: at Arrow's speed
+            arrays.append(pa.array(text, type=pa.string(), from_pandas=True))
+        except (pa.ArrowTypeError, pa.ArrowInvalid):  # True/False, numbers in a text column
+            arrays.append(pa.array([v if v is None or isinstance(v, str) else str(v)
+                                    for v in text], type=pa.string()))
     return pa.Table.from_arrays(arrays, names=[str(c) for c in frame.columns])
 
 

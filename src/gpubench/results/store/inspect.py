@@ -60,7 +60,8 @@ def connect(store: Path, files: Dict[str, Files]):
         scan = layout.scan_sql(paths)
         present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
         keys = [c for c in layout.dedup_columns(table) if c in present]
-        if table == "samples" or not keys:  # samples: added with their run, once
+        if (table == "samples" or not keys  # samples: added with their run, once
+                or not con.execute(layout.repeats_sql(paths, table)).fetchall()):
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM {scan}")
         else:
             over = ", ".join(f'"{c}"' for c in keys)

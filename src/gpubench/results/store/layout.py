@@ -183,12 +183,24 @@ def table_glob(store: Path, table: str) -> str:
     return str(Path(store) / table / "month=*" / "machine=*" / f"*{SUFFIX}")
 
 
-def scan_sql(files: Sequence[Path]) -> str:
+def scan_sql(files: Sequence[Path], filename: bool = False) -> str:
     """DuckDB's scan of `files` (one table's): Hive partitions as text columns (a machine
-    named 123 stays "123"), files of older schema versions joined by column name."""
+    named 123 stays "123"), files of older schema versions joined by column name; with
+    `filename`, a column naming each row's file."""
     listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
     return (f"read_parquet([{listed}], hive_partitioning = true, union_by_name = true, "
-            "hive_types = {'month': VARCHAR, 'machine': VARCHAR})")
+            + ("filename = true, " if filename else "")
+            + "hive_types = {'month': VARCHAR, 'machine': VARCHAR})")
+
+
+def repeats_sql(files: Sequence[Path], table: str) -> str:
+    """A query giving a row when `table`'s files repeat a run's rows: a run's rows of one
+    partition in two files (a writer killed between its renames, its runs added again).
+    Only then need a reader drop repeated rows (dedup_columns): the check costs a scan
+    of two columns, the de-duplication a window over every column of the key."""
+    by = "run_id" if table == "runs" else "run_id, machine"
+    return (f"SELECT 1 FROM {scan_sql(files, filename=True)} GROUP BY {by} "
+            "HAVING count(DISTINCT filename) > 1 LIMIT 1")
 
 
 def leftovers(store: Path) -> List[Path]:

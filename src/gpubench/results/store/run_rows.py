@@ -43,7 +43,7 @@ def run_rows(trials: pd.DataFrame, metas: Metas, suite: Optional[Dict[str, Any]]
         env = run.get("environment") if isinstance(run.get("environment"), dict) else {}
         started = (_text(run.get("started_utc")) or _text(row.get("started_utc"))
                    or folder_stamp(name) or folder_stamp(folder))
-        host = _text(env.get("host")) or _text(row.get("host"))
+        host = _text(row.get("host")) or _text(env.get("host"))  # as its trials' partition
         version = run.get("schema_version")
         if version is None:  # no run.json: the version its rows were written with
             if source not in written:

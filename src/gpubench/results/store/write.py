@@ -64,7 +64,7 @@ def stored_run_ids(store: Path) -> Set[str]:
     ids: Set[str] = set()
     for path in layout.table_files(store, "runs"):
         try:
-            column = pq.read_table(path, columns=["run_id"]).column("run_id")
+            column = pq.ParquetFile(path).read(columns=["run_id"]).column("run_id")
         except Exception as exc:  # pyarrow's errors: ArrowInvalid, OSError, ...
             raise parquet_error(path, exc) from None
         ids.update(str(v) for v in column.to_pylist())
@@ -143,7 +143,7 @@ def new_rows(trials: pd.DataFrame, runs: pd.DataFrame, samples: pd.DataFrame,
     if runs.empty:
         return trials, runs, samples, 0
     first = runs.drop_duplicates("run_id", keep="first")
-    fresh = first[~first["run_id"].isin(stored)]
+    fresh = first[[run_id not in stored for run_id in first["run_id"]]]  # (isin: slow on a big set)
     skipped = len(first) - len(fresh)
     source_of = dict(zip(fresh["run_id"], fresh["source"]))
     keep = trials["run_id"].map(source_of).eq(trials["source"])

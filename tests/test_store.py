@@ -380,3 +380,31 @@ def test_samples_are_added_when_asked(tmp_path):
                                     "FROM samples ORDER BY run_id, t_s")
     assert list(rows["run_id"]) == ["a"] * 3 + ["b"] * 2
     assert rows["power_w"].notna().sum() == 2 and set(rows["month"]) == {"2025-01"}
+
+
+def test_rows_a_killed_writer_left_twice_read_once(tmp_path):
+    """A writer killed between renaming its trials file and its runs file leaves trial
+    rows of runs the store does not hold; the next add writes them again. Readers see
+    each row once."""
+    store = tmp_path / "store"
+    store_cli("add", str(store), str(run_folder(tmp_path / "r", "x")))
+    (trials,) = layout.table_files(store, "trials")
+    shutil.copy(trials, trials.with_name("20990101T000000-other-1-00000000.parquet"))
+    assert len(raw(store, "trials")) == 6
+    assert len(sql(store, "SELECT * FROM trials")) == 3
+    assert len(sql(store, "SELECT * FROM trials WHERE run_id = 'x' AND trial = 0")) == 1
+    found = json.loads(store_cli("ls", str(store), "--format", "json").stdout)
+    assert (found["runs"], found["trial_rows"]) == (1, 3)
+
+
+def test_a_long_add_says_how_far_it_got(tmp_path, monkeypatch):
+    from gpubench.results.store import ingest
+
+    monkeypatch.setattr(ingest, "PROGRESS_EVERY", 2)
+    monkeypatch.setattr(ingest, "CHUNK", 2)
+    for i in range(5):
+        run_folder(tmp_path / "r", f"r{i}", started=f"2025-01-0{i + 1}T02:00:00Z")
+    result = store_cli("add", str(tmp_path / "store"), str(tmp_path / "r"))
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 1
+    assert result.stderr.splitlines() == ["store add: 2 runs read (2 of 5 folders)",
+                                          "store add: 4 runs read (4 of 5 folders)"]

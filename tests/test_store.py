@@ -169,6 +169,9 @@ def test_every_schema_version_reads_back_as_the_folder_reader_reads_it(tmp_path)
     for version in range(2, 8):
         run_folder(root, f"v{version}", version=version,
                    started=f"2025-0{version}-01T02:00:00Z", host=f"host-{version % 2}")
+    for i, status in enumerate(("ok", "failed", "timeout")):  # one header: read together
+        run_folder(root / "night", f"n{i}", started="2025-09-01T02:00:00Z", status=status,
+                   error=None if status == "ok" else f'Traceback, "quoted"\nline {i}')
     (root / "bare").mkdir()  # a trials.csv without its run.json, of two runs
     pd.concat([trial_rows("bare-a", 4, started="2025-08-01T02:00:00Z"),
                trial_rows("bare-b", 4, started="2025-08-02T02:00:00Z", trials=2)]).to_csv(
@@ -177,7 +180,7 @@ def test_every_schema_version_reads_back_as_the_folder_reader_reads_it(tmp_path)
     store = tmp_path / "store"
     result = store_cli("add", str(store), str(root))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("added 9 runs (27 trial rows) from 8 folders")
+    assert result.stdout.startswith("added 12 runs (36 trial rows) from 11 folders")
 
     expected = compare_load.read_input(root).drop(columns=[compare_load.DERIVED])
     expected["source"] = [str(Path(s).resolve()) for s in expected["source"]]
@@ -192,9 +195,13 @@ def test_every_schema_version_reads_back_as_the_folder_reader_reads_it(tmp_path)
         got = [schema.key_text(v) for v in stored[column]]
         assert got == want, column
     assert set(stored["schema_version"]) == {schema.SCHEMA_VERSION}
+    assert stored.set_index(["run_id", "trial"]).loc[("n1", 0), "error"] == \
+        'Traceback, "quoted"\nline 1'
+
     versions = sql(store, "SELECT run_id, schema_version, month, machine FROM runs ORDER BY run_id")
     assert dict(zip(versions["run_id"], versions["schema_version"])) == {
-        "5dbac95d": 1, **{f"v{v}": v for v in range(2, 8)}, "bare-a": 4, "bare-b": 4}
+        "5dbac95d": 1, **{f"v{v}": v for v in range(2, 8)}, "bare-a": 4, "bare-b": 4,
+        "n0": 7, "n1": 7, "n2": 7}
     # the v1 run's month from its run.json; v1 rows have no started_utc
     assert versions.set_index("run_id").loc["5dbac95d", "month"] == "2026-11"
     assert set(versions["machine"]) == {"vm", "host-0", "host-1", "box"}

@@ -415,3 +415,15 @@ def test_a_long_add_says_how_far_it_got(tmp_path, monkeypatch):
     assert result.returncode == 0 and len(result.stdout.splitlines()) == 1
     assert result.stderr.splitlines() == ["store add: 2 runs read (2 of 5 folders)",
                                           "store add: 4 runs read (4 of 5 folders)"]
+
+
+def test_two_adds_making_one_store_at_once(tmp_path):
+    """Two runners starting on a new store: each may see the other's marker on its way
+    (a dot file) and must not take the folder for someone else's."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / ".store.json.abc.tmp").write_text("")  # the other writer's, not yet renamed
+    (store / layout.LOCK).write_text("")
+    result = store_cli("add", str(store), str(run_folder(tmp_path / "r", "x")))
+    assert result.returncode == 0, result.stderr
+    assert layout.is_store(store)

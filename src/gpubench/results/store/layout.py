@@ -122,7 +122,9 @@ def create_store(path: Path) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: a file, not a folder for a store")
-    if path.is_dir() and not (path / MARKER).exists() and any(path.iterdir()):
+    # dot files aside: another writer's marker on its way (.store.json.*.tmp), its .lock
+    if path.is_dir() and not (path / MARKER).exists() and any(
+            not p.name.startswith(".") for p in path.iterdir()):
         raise UserError(f"{path} is not a gpubench store (no {MARKER}) and not empty: "
                         "refusing to make a store in it")
     if not (path / MARKER).exists():

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from conftest import REPO, run_cli_here
 from gpubench.results import compare_load, schema

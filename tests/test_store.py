@@ -426,3 +426,43 @@ def test_two_adds_making_one_store_at_once(tmp_path):
     result = store_cli("add", str(store), str(run_folder(tmp_path / "r", "x")))
     assert result.returncode == 0, result.stderr
     assert layout.is_store(store)
+
+
+def test_a_backlog_is_written_a_part_at_a_time(tmp_path, monkeypatch):
+    """Many runs at once are gathered and written in parts (memory stays bounded); the
+    store holds every run once, and a second add skips them all."""
+    from gpubench.results.store import ingest
+
+    monkeypatch.setattr(ingest, "PART_RUNS", 2)
+    monkeypatch.setattr(ingest, "CHUNK", 2)
+    for i in range(5):
+        run_folder(tmp_path / "r", f"r{i}", started=f"2025-01-0{i + 1}T02:00:00Z")
+    store = tmp_path / "store"
+    result = store_cli("add", str(store), str(tmp_path / "r"))
+    assert result.stdout.startswith("added 5 runs (15 trial rows) from 5 folders, skipped 0")
+    assert len(layout.table_files(store, "runs")) == 3  # parts of 2, 2 and 1 runs
+    assert sorted(raw(store, "runs")["run_id"]) == [f"r{i}" for i in range(5)]
+    assert store_cli("add", str(store), str(tmp_path / "r")).stdout.startswith(
+        "added 0 runs (0 trial rows) from 5 folders, skipped 5")
+
+
+def test_a_night_of_run_folders_is_read_as_one_csv(tmp_path, monkeypatch):
+    """The reader's cost is per file: run folders of one header go through it together
+    (one read for the night), and a bad one among them is still named alone."""
+    from gpubench.results.store import ingest
+
+    calls = []
+    read_checked = compare_load.read_checked
+    monkeypatch.setattr(ingest.compare_load, "read_checked",
+                        lambda file: calls.append(file) or read_checked(file))
+    for i in range(6):
+        run_folder(tmp_path / "r", f"r{i}", started=f"2025-01-0{i + 1}T02:00:00Z")
+    (part,) = ingest.gather([tmp_path / "r"])
+    assert len(calls) == 1 and part.sources == 6 and not part.unreadable
+    assert sorted(part.frames()[1]["run_id"]) == [f"r{i}" for i in range(6)]
+    bad = next((tmp_path / "r").glob("*-r3")) / "trials.csv"
+    bad.write_text(bad.read_text().replace(",ok,", ",,"))  # rows without a status
+    calls.clear()
+    (part,) = ingest.gather([tmp_path / "r"])
+    assert part.sources == 5 and len(part.unreadable) == 1 and str(bad) in part.unreadable[0]
+    assert len(calls) < 12  # halves, not every file alone twice

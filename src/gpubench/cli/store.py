@@ -73,19 +73,26 @@ def execute_add(args: argparse.Namespace) -> int:
 
     ingest.check_inputs(args.results)
     store = layout.create_store(args.store)
-    found = ingest.gather(args.results, samples=args.samples, progress=lambda runs, done, total:
-                          _stderr(f"store add: {runs:,} runs read ({done} of {total} folders)"))
-    for message in found.unreadable:
-        _stderr(f"gpubench: not added: {message}")
-    if not found.sources:
+    runs = trials = samples = skipped = sources = unreadable = 0
+    for part in ingest.gather(args.results, samples=args.samples,
+                              progress=lambda n, done, total: _stderr(
+                                  f"store add: {n:,} runs read ({done} of {total} folders)")):
+        for message in part.unreadable:
+            _stderr(f"gpubench: not added: {message}")
+        unreadable += len(part.unreadable)
+        sources += part.sources
+        if part.sources:
+            added = write.write(store, *part.frames())
+            runs, trials, samples = runs + added.runs, trials + added.trials, samples + added.samples
+            skipped += added.skipped
+    if not sources:
         _stderr(f"gpubench: error: nothing under {', '.join(map(str, args.results))} could be "
                 "read; nothing added")
         return EXIT_USAGE
-    added = write.write(store, *found.frames())
-    rows = _plural(added.trials, "trial row") + (
-        f", {_plural(added.samples, 'sample row')}" if args.samples else "")
-    print(f"added {_plural(added.runs, 'run')} ({rows}) from {_plural(found.sources, 'folder')}, "
-          f"skipped {added.skipped:,} already in the store, {len(found.unreadable):,} unreadable")
+    rows = _plural(trials, "trial row") + (f", {_plural(samples, 'sample row')}"
+                                           if args.samples else "")
+    print(f"added {_plural(runs, 'run')} ({rows}) from {_plural(sources, 'folder')}, "
+          f"skipped {skipped:,} already in the store, {unreadable:,} unreadable")
     return EXIT_OK
 
 

@@ -22,7 +22,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
@@ -34,6 +34,7 @@ from gpubench.results.store.run_rows import Metas, read_samples, run_rows
 Progress = Callable[[int, int, int], None]  # runs read, sources read, sources in all
 PROGRESS_EVERY = 200  # runs
 CHUNK = 250  # run folders read together at most (progress shows after each)
+PART_RUNS = 20_000  # runs gathered before they are written
 
 
 @dataclass
@@ -84,24 +85,28 @@ def trial_files(paths: Sequence[Path], unreadable: List[str]) -> List[Path]:
 
 @dataclass
 class RunFile:
-    """A run folder's trials.csv, its run.json (parsed and as text) and its text."""
+    """A run folder's trials.csv, its run.json (parsed and as text) and its header."""
 
     path: Path
     meta: Dict[str, Any]
     meta_text: str
-    text: str = ""
+    header: str
 
 
 def gather(paths: Sequence[Path], samples: bool = False,
-           progress: Progress = lambda runs, done, total: None) -> Gathered:
+           progress: Progress = lambda runs, done, total: None,
+           part_runs: Optional[int] = None) -> Iterator[Gathered]:
+    """What `paths` hold, in parts of about `part_runs` runs (a night is one part; a
+    year's backlog is written a part at a time, never all of it in memory at once)."""
     with warnings.catch_warnings():
         # pandas finds the reader's migration of older files (a column added at a time)
         # fragmented: a note on speed, not on the rows, shown once per batch read
         warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
-        return _gather(paths, samples, progress)
+        yield from _gather(paths, samples, progress, part_runs or PART_RUNS)
 
 
-def _gather(paths: Sequence[Path], samples: bool, progress: Progress) -> Gathered:
+def _gather(paths: Sequence[Path], samples: bool, progress: Progress,
+            part_runs: int) -> Iterator[Gathered]:
     found = Gathered()
     files = trial_files(paths, found.unreadable)
     singles: List[Path] = []
@@ -111,8 +116,8 @@ def _gather(paths: Sequence[Path], samples: bool, progress: Progress) -> Gathere
         if run is None:
             singles.append(file)
         else:
-            batches.setdefault(run.text.split("\n", 1)[0].rstrip("\r"), []).append(run)
-    done, runs, reported = 0, 0, 0
+            batches.setdefault(run.header, []).append(run)
+    done, runs, reported, in_part = 0, 0, 0, 0
     units = [[f] for f in singles] + [group[i:i + CHUNK] for group in batches.values()
                                       for i in range(0, len(group), CHUNK)]
     for unit in units:
@@ -122,11 +127,35 @@ def _gather(paths: Sequence[Path], samples: bool, progress: Progress) -> Gathere
             if part is not None:
                 found.take(*part)
                 runs += len(part[1])
+                in_part += len(part[1])
         done += len(unit)
         if runs // PROGRESS_EVERY > reported:
             reported = runs // PROGRESS_EVERY
             progress(runs, done, len(files))
-    return found
+        if in_part >= part_runs:
+            yield found
+            found, in_part = Gathered(), 0
+    yield found
+
+
+def _run_file(file: Path) -> Optional[RunFile]:
+    """`file` as a run folder's trials.csv to read with others, or None: a suite's, a
+    file without its run.json, or one that does not read plainly (read alone, it is
+    refused with the reader's message)."""
+    if file.name != "trials.csv":
+        return None
+    try:
+        meta_text = (file.parent / "run.json").read_text(encoding="utf-8")
+        meta = json.loads(meta_text)
+        with open(file, encoding="utf-8-sig", newline="") as fh:
+            header = fh.readline()
+    except (OSError, ValueError):
+        return None
+    if (not isinstance(meta, dict) or meta.get("kind") == "suite" or not meta.get("run_id")
+            or not isinstance(meta.get("schema_version", 0), (int, float))
+            or meta.get("schema_version", 0) > SCHEMA_VERSION or not header.endswith("\n")):
+        return None
+    return RunFile(file, meta, meta_text, header.rstrip("\r\n"))
 
 
 def _read_runs(runs: List[RunFile], samples: bool, found: Gathered) -> List[Any]:
@@ -141,25 +170,6 @@ def _read_runs(runs: List[RunFile], samples: bool, found: Gathered) -> List[Any]
     return _read_runs(runs[:half], samples, found) + _read_runs(runs[half:], samples, found)
 
 
-def _run_file(file: Path) -> Optional[RunFile]:
-    """`file` as a run folder's trials.csv to read with others, or None: a suite's, a
-    file without its run.json, or one that does not read plainly (read alone, it is
-    refused with the reader's message)."""
-    if file.name != "trials.csv":
-        return None
-    try:
-        meta_text = (file.parent / "run.json").read_text(encoding="utf-8")
-        meta = json.loads(meta_text)
-        text = file.read_bytes().decode("utf-8-sig")
-    except (OSError, ValueError):
-        return None
-    if (not isinstance(meta, dict) or meta.get("kind") == "suite" or not meta.get("run_id")
-            or not isinstance(meta.get("schema_version", 0), (int, float))
-            or meta.get("schema_version", 0) > SCHEMA_VERSION or "\n" not in text):
-        return None
-    return RunFile(file, meta, meta_text, text)
-
-
 def _read_together(runs: List[RunFile], samples: bool
                    ) -> Optional[Tuple[pd.DataFrame, pd.DataFrame, Optional[pd.DataFrame], int]]:
     """Run folders of one header read as one CSV; None when any of them would not be
@@ -167,9 +177,13 @@ def _read_together(runs: List[RunFile], samples: bool
     ids = [str(r.meta["run_id"]) for r in runs]
     if len(set(ids)) != len(ids):
         return None
-    header, _ = runs[0].text.split("\n", 1)
-    bodies = [r.text.split("\n", 1)[1] for r in runs]
-    text = header + "\n" + "".join(b if b.endswith("\n") or not b else b + "\n" for b in bodies)
+    try:
+        texts = [r.path.read_bytes().decode("utf-8-sig") for r in runs]
+    except (OSError, UnicodeDecodeError):
+        return None
+    bodies = [t.split("\n", 1)[1] if "\n" in t else "" for t in texts]
+    text = runs[0].header + "\n" + "".join(b if b.endswith("\n") or not b else b + "\n"
+                                           for b in bodies)
     fd, name = tempfile.mkstemp(prefix="gpubench-store-", suffix=".csv")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -372,6 +372,10 @@ def test_ls_says_what_the_store_holds(tmp_path):
 
 def test_samples_are_added_when_asked(tmp_path):
     run_folder(tmp_path / "r", "a", samples=True)
+    c = run_folder(tmp_path / "r", "c", samples=True)  # one header with a's: read together
+    samples_c = pd.read_csv(c / "samples.csv")
+    samples_c.assign(cpu_util_pct=samples_c["cpu_util_pct"] + 1).to_csv(c / "samples.csv",
+                                                                      index=False)
     suite = suite_folder(tmp_path / "s", "s1", ["b"])
     pd.DataFrame({"run_id": ["b", "b"], "t_s": [0.0, 0.1], "device_index": [0, 0],
                   "trial": [0, 0], "power_w": [100.0, 110.0]}).to_csv(suite / "samples.csv",
@@ -381,10 +385,11 @@ def test_samples_are_added_when_asked(tmp_path):
     assert "sample" not in without.stdout and not layout.table_files(store, "samples")
     with_samples = store_cli("add", str(tmp_path / "store2"), str(tmp_path / "r"), str(suite),
                              "--samples")
-    assert with_samples.stdout.startswith("added 2 runs (6 trial rows, 5 sample rows)")
+    assert with_samples.stdout.startswith("added 3 runs (9 trial rows, 8 sample rows)")
     rows = sql(tmp_path / "store2", "SELECT run_id, t_s, power_w, cpu_util_pct, month "
                                     "FROM samples ORDER BY run_id, t_s")
-    assert list(rows["run_id"]) == ["a"] * 3 + ["b"] * 2
+    assert list(rows["run_id"]) == ["a"] * 3 + ["b"] * 2 + ["c"] * 3
+    assert list(rows["cpu_util_pct"].dropna()) == [50.0, 60.0, 55.0, 51.0, 61.0, 56.0]
     assert rows["power_w"].notna().sum() == 2 and set(rows["month"]) == {"2025-01"}
 
 

@@ -29,7 +29,8 @@ import pandas as pd
 from gpubench.errors import UserError
 from gpubench.results import compare_load, reader
 from gpubench.results.schema import SCHEMA_VERSION
-from gpubench.results.store.run_rows import Metas, read_samples, run_rows
+from gpubench.results.store.run_rows import (Metas, read_samples, read_samples_together,
+                                              run_rows)
 
 Progress = Callable[[int, int, int], None]  # runs read, sources read, sources in all
 PROGRESS_EVERY = 200  # runs
@@ -203,9 +204,7 @@ def _read_together(runs: List[RunFile], samples: bool
     rows = run_rows(trials, metas)
     found_samples = None
     if samples:
-        frames = [read_samples(r.path.parent, [i]) for i, r in zip(ids, runs)]
-        frames = [f for f in frames if f is not None and len(f)]
-        found_samples = pd.concat(frames, ignore_index=True) if frames else None
+        found_samples = read_samples_together([(r.path.parent, i) for i, r in zip(ids, runs)])
     return trials.reset_index(drop=True), rows, found_samples, len(runs)
 
 

@@ -50,6 +50,7 @@ def connect(store: Path, files: Dict[str, Files]):
     duckdb = layout.need("duckdb")
 
     con = duckdb.connect(":memory:")
+    con.execute("SET parquet_metadata_cache = true")  # each query binds every file's footer
     for table, found in files.items():
         paths = [p for p, _, _ in found.good]
         if not paths:

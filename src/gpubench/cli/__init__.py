@@ -24,7 +24,8 @@ EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: SIGTERM, e.g. a cancelled CI job
 
 SUBCOMMANDS = ("run", "suite", "show", "export", "compare", "history", "report", "list", "env",
-               "envs", "data")
+               "envs", "data",
+               "store")
 
 
 DESCRIPTION = ("Benchmark deep-learning training and inference on GPUs (and CPUs): run "

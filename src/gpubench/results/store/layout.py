@@ -24,10 +24,11 @@ A store is a folder (local or on a shared filesystem):
   versions are migrated on the way in), text columns (and the true/false ones, as the
   CSV writes them: "True"/"False") as strings, the others float64, plus `source`: the
   trials file the rows were read from (absolute), as compare_load's `source` is.
-- runs: run_id (unique in the store), suite_id, started_utc, host, device_name, the
-  environment columns, n_trials, statuses ("ok:3,failed:1"), source, added_utc,
-  fingerprint_json, config_json, run_json (run.json's fingerprint, config and whole text;
-  empty where a run has no run.json), and from the partition month and machine.
+- runs (RUN_COLUMNS): run_id (unique in the store), suite_id, started_utc, host,
+  device_name, the environment columns (schema_version: the version the run was written
+  with), n_trials, statuses ("ok:3,failed:1"), source, added_utc, fingerprint_json,
+  config_json, run_json (run.json's fingerprint, config and whole text; empty where a run
+  has no run.json), and from the partition month and machine.
 - samples: a run's samples.csv rows with its run_id (and process, where it had several).
 - Idempotent by run id: a writer, holding the lock, skips runs whose run_id a runs file
   already holds. Readers need no lock; they still drop repeated rows (`dedup_columns`),
@@ -44,9 +45,10 @@ import secrets
 import socket
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from gpubench.errors import UserError
+from gpubench.results import schema
 
 MARKER = "store.json"
 KIND = "gpubench-store"
@@ -55,6 +57,12 @@ LOCK = ".lock"
 TABLES = ("trials", "runs", "samples")
 PARTITIONS = ("month", "machine")
 UNKNOWN_MONTH = "unknown"
+# The runs table's columns, in order (month and machine come from the partition).
+RUN_COLUMNS = (("run_id", "suite_id", "started_utc", "host", "device_name")
+               + tuple(c for c in schema.ENVIRONMENT_COLUMNS if c not in ("host", "schema_version"))
+               + ("schema_version",  # as the run was written (its rows are migrated)
+                  "n_trials", "statuses", "source", "added_utc", "fingerprint_json",
+                  "config_json", "run_json"))
 SUFFIX = ".parquet"
 TEMP_SUFFIX = ".parquet.tmp"
 
@@ -163,6 +171,14 @@ def table_glob(store: Path, table: str) -> str:
     return str(Path(store) / table / "month=*" / "machine=*" / f"*{SUFFIX}")
 
 
+def scan_sql(files: Sequence[Path]) -> str:
+    """DuckDB's scan of `files` (one table's): Hive partitions as text columns (a machine
+    named 123 stays "123"), files of older schema versions joined by column name."""
+    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    return (f"read_parquet([{listed}], hive_partitioning = true, union_by_name = true, "
+            "hive_types = {'month': VARCHAR, 'machine': VARCHAR})")
+
+
 def leftovers(store: Path) -> List[Path]:
     """Temporary files of writers that died before their rename (remove only while
     holding the lock: then no writer is writing one)."""
@@ -172,8 +188,6 @@ def leftovers(store: Path) -> List[Path]:
 def dedup_columns(table: str) -> Tuple[str, ...]:
     """The columns that make a row of `table` the same row (readers keep one of each)."""
     if table == "trials":
-        from gpubench.results import schema
-
         return schema.dedup_columns()
     if table == "runs":
         return ("run_id",)

@@ -67,6 +67,18 @@ SUFFIX = ".parquet"
 TEMP_SUFFIX = ".parquet.tmp"
 
 
+def need(module: str):
+    """`module` (pyarrow.parquet, duckdb) imported, or a UserError saying what to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = module.split(".")[0]
+        raise UserError(f"the results store needs {package}, which is not installed: "
+                        f"pip install {package} (or reinstall gpubench)") from None
+
+
 def is_store(path: Path) -> bool:
     """Whether `path` is a store's folder (it holds a store.json saying so)."""
     try:

@@ -34,12 +34,7 @@ TIME = "TRY_CAST(NULLIF(TRIM(CAST(started_utc AS VARCHAR)), '') AS TIMESTAMPTZ)"
 
 
 def _duckdb():
-    try:
-        import duckdb
-    except ImportError:
-        raise UserError("reading a results store needs the duckdb package, which is not "
-                        "installed here: pip install 'duckdb>=1.0'") from None
-    return duckdb
+    return layout.need("duckdb")
 
 
 def as_filters(since: Optional[str] = None, until: Optional[str] = None,
@@ -199,6 +194,8 @@ def read_store(path: Path, since: Optional[str] = None, until: Optional[str] = N
     if "params" in frame.columns:
         frame["params"] = frame["params"].fillna("").astype(str)
     frame = with_derived(frame)
+    if "source" in frame.columns:  # last, as compare_load.read_checked adds it
+        frame = frame[[c for c in frame.columns if c != "source"] + ["source"]]
     frame.attrs["fingerprints"] = fingerprints_of(reader, frame["run_id"].dropna().astype(str))
     return frame
 

@@ -341,7 +341,6 @@ def history_paths(paths: Sequence[Path], filters: Any = None, **options: Any) ->
     (results/store/filters.py), and finds the change points. A store's per-run medians
     are computed in DuckDB (results/store/medians.py); folders' in pandas."""
     from gpubench.results.store.filters import Filters, apply, nothing_left
-    from gpubench.results.store.layout import is_store
 
     if not paths:
         raise UserError("history needs at least one RESULTS input")
@@ -351,8 +350,8 @@ def history_paths(paths: Sequence[Path], filters: Any = None, **options: Any) ->
     _check_options(metric, options.get("min_segment", DEFAULT_MIN_SEGMENT))
     inputs = [str(p) for p in paths]
     label = " and ".join(inputs)
-    stores = [Path(p) for p in paths if is_store(Path(p))]
-    folders = [Path(p) for p in paths if not is_store(Path(p))]
+    stores = [Path(p) for p in paths if load.is_store_input(Path(p))]
+    folders = [Path(p) for p in paths if not load.is_store_input(Path(p))]
     parts = []
     if folders:
         files = list(dict.fromkeys(f for p in folders for f in load.find_trial_files(p)))

@@ -93,6 +93,9 @@ def run_medians(path: Path, metric: str, by: Optional[str] = None,
     keys = ", ".join(f"{_cell(c, present)} AS k{i}" for i, c in enumerate(key))
     groups = ", ".join(f"k{i}" for i in range(len(key)))
     dedup = ", ".join(f'"{c}"' for c in layout.dedup_columns("trials") if c in present)
+    needed = [*layout.dedup_columns("trials"), *key, "source", "started_utc", "excluded",
+              "scenario", "target_qps", "max_qps", "energy_j", "samples", metric, by or "run_id"]
+    columns = ", ".join(f'"{c}"' for c in dict.fromkeys(needed) if c in present)  # read no other
     m = _metric(metric, present)
     kept = (f"{_text('excluded')} IN ('', 'nan', 'None')" if "excluded" in present else "TRUE")
     server = "scenario = 'server'" if "scenario" in present else "FALSE"
@@ -100,7 +103,7 @@ def run_medians(path: Path, metric: str, by: Optional[str] = None,
     max_qps = _cell("max_qps", present)
     by_cell = _cell(by, present) if by else "NULL"
     sql = f"""
-        WITH rows AS (SELECT DISTINCT ON ({dedup}) * FROM trials{clause}),
+        WITH rows AS (SELECT DISTINCT ON ({dedup}) {columns} FROM trials{clause}),
         t AS (SELECT {keys},
                      COALESCE(NULLIF({_text('run_id')}, ''), CAST(source AS VARCHAR)) AS run,
                      {TIME} AS ts, {by_cell} AS by_raw, {m} AS m,
@@ -120,6 +123,8 @@ def run_medians(path: Path, metric: str, by: Optional[str] = None,
               FROM t GROUP BY {groups}, run)
         SELECT * FROM g ORDER BY ts NULLS LAST, run"""
     runs = reader.run(sql, params).df()
+    if runs.empty:
+        raise _nothing(reader.store, filters)
     check_metric(reader, metric, label, clause, params, runs)
     runs["started"] = _run_times(reader, runs)
     return _shaped(runs, key, metric, by)

@@ -267,3 +267,17 @@ def test_a_corrupt_parquet_file_is_one_line_and_the_rest_reads(fleet, tmp_path, 
     assert proc.returncode == 0, proc.stderr
     proc = cli_here("history", copy, "--until", "2025-01-31", "--min-segment", "2")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_rows_repeated_across_files_count_once(fleet, tmp_path, cli_here):
+    # A writer killed between renaming its trials and runs files leaves its trial rows
+    # in the store; the next `store add` writes them again: the readers keep one of each.
+    import shutil
+
+    folders, store = fleet
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    for original in sorted((copy / "trials" / "month=2025-02" / "machine=gpu-b").glob("*.parquet"))[:3]:
+        shutil.copy(original, original.with_name("20991231T000000-again-1-00000000" + original.name[-12:]))
+    assert len(read_store(copy)) == len(read_store(store))
+    assert _history_json(cli_here, copy) == _history_json(cli_here, store)

@@ -12,9 +12,7 @@ within a few percent of each other), all of one end's candidates at once.
 What is kept exactly, quirks included (tests/test_change_points.py holds the breakpoints
 to ruptures' on seeded series): the admissible starts (each end b adds b - min_size),
 the total of a candidate partition (the left partition's total plus this segment's cost
-plus the penalty), the first minimum winning a tie, and the pruning, which pairs the
-admissible starts with the candidates in order even where a start had no partition
-(ruptures zips the two lists; the starts 1 .. min_size-1 have none).
+plus the penalty), the first minimum winning a tie, and the pruning.
 """
 
 from __future__ import annotations
@@ -35,22 +33,27 @@ def pelt_l2(signal: np.ndarray, pen: float, min_size: int) -> List[int]:
     x = x - x.mean()
     s1 = np.concatenate([[0.0], np.cumsum(x)])
     s2 = np.concatenate([[0.0], np.cumsum(x * x)])
-    total = np.full(n + 1, np.nan)  # total[t]: the best partition of x[:t] (NaN: none)
-    total[0] = 0.0
+    total = np.zeros(n + 1)  # total[t]: the best partition of x[:t]
     previous = np.full(n + 1, -1, dtype=np.int64)
-    admissible = np.empty(0, dtype=np.int64)
+    admissible = np.empty(n + 1, dtype=np.int64)
+    count = 0
     for end in [*range(min_size, n), n]:
-        admissible = np.append(admissible, end - min_size)
-        starts = admissible[~np.isnan(total[admissible])]  # ruptures: KeyError, skipped
+        start = end - min_size
+        # ruptures adds every end - min_size; the starts 1 .. min_size-1 have no partition
+        # (a KeyError there), come last and so fall off its zip: never adding them is the same
+        if start == 0 or start >= min_size:
+            admissible[count] = start
+            count += 1
+        starts = admissible[:count]
         length = end - starts
         cost = (s2[end] - s2[starts]) - (s1[end] - s1[starts]) ** 2 / length
-        cost = np.maximum(cost, 0.0)  # a variance is never below 0 (rounding)
-        candidates = total[starts] + (cost + pen)
-        best = int(np.argmin(candidates))  # the first of equal minima, as min() keeps
+        candidates = total[starts] + (np.maximum(cost, 0.0) + pen)  # a variance is >= 0
+        best = int(candidates.argmin())  # the first of equal minima, as min() keeps
         total[end] = candidates[best]
         previous[end] = starts[best]
         keep = candidates <= total[end] + pen
-        admissible = admissible[:len(candidates)][keep]  # zip(admissible, subproblems)
+        count = int(keep.sum())
+        admissible[:count] = starts[keep]
     breaks = []
     end = n
     while previous[end] > 0:

@@ -103,12 +103,13 @@ def run_medians(path: Path, metric: str, by: Optional[str] = None,
     max_qps = _cell("max_qps", present)
     by_cell = _cell(by, present) if by else "NULL"
     sql = f"""
-        WITH rows AS (SELECT DISTINCT ON ({dedup}) {columns} FROM trials{clause}),
+        WITH rows AS (SELECT {{distinct}} {columns}, filename FROM trials{clause}),
         t AS (SELECT {keys},
                      COALESCE(NULLIF({_text('run_id')}, ''), CAST(source AS VARCHAR)) AS run,
                      {TIME} AS ts, {by_cell} AS by_raw, {m} AS m,
                      (status = 'ok' AND {kept} AND {m} IS NOT NULL) AS ok,
-                     status, {server} AS server, {qps} AS qps, {max_qps} AS max_qps, trial
+                     status, {server} AS server, {qps} AS qps, {max_qps} AS max_qps, trial,
+                     filename
               FROM rows),
         g AS (SELECT {groups}, run, min(ts) AS ts,
                      min(by_raw) FILTER (WHERE by_raw IS NOT NULL
@@ -120,9 +121,14 @@ def run_medians(path: Path, metric: str, by: Optional[str] = None,
                      count(*) FILTER (WHERE status = 'ok' AND (m <= 0 OR isinf(m))) AS n_bad,
                      bool_or(server) AND count(qps) FILTER (WHERE server) = 0 AS searched,
                      max_by(max_qps, trial) FILTER (WHERE max_qps IS NOT NULL) AS search_value
-              FROM t GROUP BY {groups}, run)
+              FROM t GROUP BY {groups}, run{{by_file}})
         SELECT * FROM g ORDER BY ts NULLS LAST, run"""
-    runs = reader.run(sql, params).df()
+    # Rows repeated across files (a writer killed between its renames, its runs added
+    # again) are dropped with DISTINCT ON the dedup columns, a second pass only where a
+    # run's rows are found in more than one file: the first groups by file too.
+    runs = reader.run(sql.format(distinct="", by_file=", filename"), params).df()
+    if runs.duplicated([*(f"k{i}" for i in range(len(key))), "run"]).any():
+        runs = reader.run(sql.format(distinct=f"DISTINCT ON ({dedup})", by_file=""), params).df()
     if runs.empty:
         raise _nothing(reader.store, filters)
     check_metric(reader, metric, label, clause, params, runs)

@@ -79,6 +79,7 @@ class Reader:
         self.db = _duckdb().connect()
         self.db.execute("SET TimeZone = 'UTC'")
         self.db.execute("SET parquet_metadata_cache = true")  # each footer read once
+        self.db.execute("SET enable_progress_bar = false")  # nothing below cli prints
         self.files: Dict[str, List[Path]] = {}
         self.columns: Dict[str, List[str]] = {}
 
@@ -89,7 +90,9 @@ class Reader:
         found = self.files[table] = files(self.store, table, self.filters)
         if not found:
             return False
-        self.run(f"CREATE VIEW {table} AS SELECT * FROM {layout.scan_sql(found)}", table=table)
+        scan = layout.scan_sql(found)
+        scan = scan[:-1] + ", filename = true)"  # which file a row is in: medians.py's dedup
+        self.run(f"CREATE VIEW {table} AS SELECT * FROM {scan}", table=table)
         self.columns[table] = [r[0] for r in self.run(f"DESCRIBE {table}", table=table).fetchall()]
         return True
 
@@ -176,7 +179,7 @@ def read_store(path: Path, since: Optional[str] = None, until: Optional[str] = N
     reader = Reader(Path(path), filters)
     if not reader.view("trials"):
         raise _nothing(reader.store, filters)
-    present = [c for c in reader.columns["trials"] if c not in layout.PARTITIONS]
+    present = [c for c in reader.columns["trials"] if c not in (*layout.PARTITIONS, "filename")]
     keys = [c for c in layout.dedup_columns("trials") if c in present]
     wanted = present if columns is None else list(dict.fromkeys(
         [c for c in columns if c in present] + keys + ["source"]))
@@ -196,8 +199,16 @@ def read_store(path: Path, since: Optional[str] = None, until: Optional[str] = N
     frame = with_derived(frame)
     if "source" in frame.columns:  # last, as compare_load.read_checked adds it
         frame = frame[[c for c in frame.columns if c != "source"] + ["source"]]
-    frame.attrs["fingerprints"] = fingerprints_of(reader, frame["run_id"].dropna().astype(str))
+    frame.attrs["fingerprints"] = Shared(fingerprints_of(reader, frame["run_id"].dropna().astype(str)))
     return frame
+
+
+class Shared(dict):
+    """A dict that pandas' attrs carry along uncopied: pandas deep-copies `attrs` on
+    every operation (__finalize__), which for a night's fingerprints cost compare ~50 s."""
+
+    def __deepcopy__(self, memo):
+        return self
 
 
 def fingerprints_of(reader: Reader, run_ids: Iterable[str]) -> Dict[str, Optional[Dict]]:
@@ -226,7 +237,7 @@ def read_samples(path: Path, run_ids: Iterable[str], filters: Optional[Filters] 
     if not wanted or not reader.view("samples"):
         return pd.DataFrame()
     reader.db.register("wanted_runs", pd.DataFrame({"run_id": wanted}))
-    frame = reader.run("SELECT s.* EXCLUDE (month, machine) FROM samples s "
+    frame = reader.run("SELECT s.* EXCLUDE (month, machine, filename) FROM samples s "
                        "JOIN wanted_runs w USING (run_id)", table="samples").df()
     keys = [c for c in layout.dedup_columns("samples") if c in frame.columns]
     return frame.drop_duplicates(subset=keys).reset_index(drop=True)

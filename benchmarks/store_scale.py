@@ -263,7 +263,10 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="store-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     fleet = Fleet(args.run, args.runs, args.nights, args.machines)
+    print(f"load average at the start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs): a busy "
+          "machine slows every figure")
     figures: Dict[str, object] = {"runs": args.runs, "nights": args.nights, "machines": args.machines,
+                                  "load_average_start": os.getloadavg()[0],
                                   "configurations": args.machines * fleet.per_night,
                                   "trial_rows_per_run": len(fleet.rows), "steps": []}
     try:
@@ -311,6 +314,8 @@ def main() -> None:
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
+    figures["load_average_end"] = os.getloadavg()[0]
+    print(f"load average at the end: {figures['load_average_end']:.1f}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

@@ -4,6 +4,7 @@ trials each): a step is found at its night, noise and one wild night are not cha
 exit codes, --by ordering, v1 rows timed from their folders, bad input as one line."""
 
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -276,13 +277,15 @@ def test_bad_input_is_one_line_exit_2(tmp_path, cli_here):
     one_line_error(cli_here("history", tmp_path / "failed.csv"), "no trial with status ok")
 
 
-def test_without_ruptures_one_line_exit_2(tmp_path):
+def test_history_needs_no_ruptures(tmp_path):
+    # PELT is history's own (results/change_points.py; ruptures is the tests' reference)
     blocker = tmp_path / "block" / "ruptures"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('blocked for the test')\n")
-    write_history(tmp_path / "n", step_history(seed=1, before=5, after=5), seed=1, merged=True)
-    proc = run_cli("history", str(tmp_path / "n"), env_extra={"PYTHONPATH": str(blocker.parent)})
-    one_line_error(proc, "ruptures")
+    write_history(tmp_path / "n", step_history(seed=1, before=10, after=10), seed=1, merged=True)
+    path = os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))
+    proc = run_cli("history", str(tmp_path / "n"), env_extra={"PYTHONPATH": path})
+    assert proc.returncode == 1 and "slower" in proc.stdout, proc.stderr
 
 
 def test_help_describes_the_command(cli_here):

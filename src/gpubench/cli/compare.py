@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from gpubench.cli.argtypes import path_arg
+from gpubench.cli.filter_options import add_filter_options, filters_from
 
 FAIL_ON = ("regression", "inconclusive", "never")
 FORMATS = ("table", "markdown", "json")
@@ -38,9 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "regression beyond the threshold, 2: bad input, 3: inconclusive (only "
                     "with --fail-on inconclusive).")
     p.add_argument("base", type=path_arg, metavar="BASE",
-                   help="run folder, suite folder, trials.csv, or folder of run folders")
+                   help="run folder, suite folder, trials.csv, folder of run folders, or a "
+                        "results store (gpubench store)")
     p.add_argument("new", type=path_arg, nargs="?", metavar="NEW",
-                   help="the same kinds of input; may be left out with --by")
+                   help="the same kinds of input; may be left out with --by, or with "
+                        "--where-base/--where-new (then NEW is BASE)")
     p.add_argument("--by", metavar="COLUMN",
                    help="compare groups by this column (e.g. driver_version): the rows of "
                         "BASE (and NEW) are split by its value and each compared against the "
@@ -77,7 +80,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the unpaired Mann-Whitney test even where both sides come from one "
                         "interleaved suite with equal rounds (paired by default: Wilcoxon "
                         "signed-rank on round k of BASE against round k of NEW)")
+    add_filter_options(p)
+    g = p.add_argument_group("one side's runs (with the options above on both)")
+    g.add_argument("--where-base", action="append", default=[], metavar="COLUMN=VALUE",
+                   help="only BASE's rows whose COLUMN holds VALUE (as --where; repeatable), "
+                        "e.g. compare STORE --where-base driver_version=550.54.15 "
+                        "--where-new driver_version=560.35.03, or date=2026-03-01 for a night")
+    g.add_argument("--where-new", action="append", default=[], metavar="COLUMN=VALUE",
+                   help="only NEW's rows whose COLUMN holds VALUE (as --where-base)")
     p.set_defaults(execute=execute)
+
+
+def side_filters(args: argparse.Namespace):
+    """(BASE's filters, NEW's): the common ones and each side's own."""
+    common = filters_from(args)
+    return (common.plus(args.where_base, "--where-base"),
+            common.plus(args.where_new, "--where-new"))
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -88,11 +106,19 @@ def execute(args: argparse.Namespace) -> int:
 
     if args.baseline is not None and args.by is None:
         raise UserError("--baseline needs --by COLUMN")
-    comparison = compare_paths(args.base, args.new, metric=args.metric, threshold=args.threshold,
+    filters = side_filters(args)
+    new = args.new
+    if new is None and (args.where_base or args.where_new):
+        if args.by is not None:
+            raise UserError("--by splits BASE itself: leave out --where-base/--where-new, or "
+                            "--by")
+        new = args.base  # one input, two selections of it
+    comparison = compare_paths(args.base, new, metric=args.metric, threshold=args.threshold,
                                by=args.by, baseline=args.baseline, seed=args.seed,
                                include_contended=args.include_contended,
                                noise_from=args.noise_from,
-                               include_throttled=args.include_throttled, unpaired=args.unpaired)
+                               include_throttled=args.include_throttled, unpaired=args.unpaired,
+                               filters=filters)
     result = outcome(comparison.table, args.fail_on)
     code = {"regression": EXIT_REGRESSION, "inconclusive": EXIT_INCONCLUSIVE}.get(result, EXIT_OK)
     emit(args.format, args.output, lambda: to_json(comparison, result, code),

@@ -1,5 +1,5 @@
 """`gpubench history RESULTS...`: change points in each configuration's results over
-many runs (a nightly results store), as a table, markdown or JSON, and an exit code CI
+many runs (run folders, or a results store: gpubench store), as a table, markdown or JSON, and an exit code CI
 can fail on (1: a configuration's newest segment is a regression)."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from gpubench.cli.argtypes import int_at_least, path_arg
+from gpubench.cli.filter_options import add_filter_options, filters_from
 
 FORMATS = ("table", "markdown", "json")
 VERDICT_STYLE = {"slower": "bold red", "faster": "green", "shift": "yellow"}
@@ -31,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "the threshold, 2: bad input.")
     p.add_argument("results", type=path_arg, nargs="+", metavar="RESULTS",
                    help="run folders, suite folders, trials.csv files or folders of them "
-                        "(searched recursively)")
+                        "(searched recursively), or results stores (gpubench store)")
     p.add_argument("--metric", choices=METRICS, default=METRICS[0], metavar="COLUMN",
                    help=f"what to follow (default {METRICS[0]}; one of {', '.join(METRICS)})")
     p.add_argument("--by", metavar="COLUMN",
@@ -42,13 +43,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-segment", type=min_segment, default=5, metavar="N",
                    help="fewest runs on each side of a change (default 5): one noisy night "
                         "is not a change")
-    p.add_argument("--since", metavar="DATE",
-                   help="only runs started on or after DATE (e.g. 2025-01-31): to accept an "
-                        "old regression, start the history after it")
     p.add_argument("--format", choices=FORMATS, default="table",
                    help="table (default, for a terminal), markdown (for a CI page) or json")
     p.add_argument("--output", "-o", type=path_arg, metavar="FILE",
                    help="write the output to FILE (atomically) instead of standard output")
+    add_filter_options(p)  # --since: to accept an old regression, start the history after it
     p.set_defaults(execute=execute)
 
 
@@ -58,8 +57,9 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.results.history import history_paths
     from gpubench.results.history_format import headline, to_json, to_markdown
 
-    found = history_paths(args.results, metric=args.metric, threshold=args.threshold,
-                          min_segment=args.min_segment, by=args.by, since=args.since)
+    found = history_paths(args.results, filters=filters_from(args), metric=args.metric,
+                          threshold=args.threshold, min_segment=args.min_segment, by=args.by,
+                          since=args.since)
     code = EXIT_REGRESSION if found.regressions else EXIT_OK
     emit(args.format, args.output, lambda: to_json(found, "regression" if code else "ok", code),
          lambda: to_markdown(found), lambda width: table_text(found, width), headline(found))

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -263,17 +263,20 @@ def compare_paths(base: Path, new: Optional[Path], metric: str = DEFAULT_METRIC,
                   baseline: Optional[str] = None, seed: int = 0,
                   include_contended: bool = False,
                   noise_from: Sequence[Path] = (), include_throttled: bool = False,
-                  unpaired: bool = False) -> Comparison:
+                  unpaired: bool = False, filters: Sequence[Any] = ()) -> Comparison:
     """Loads BASE (and NEW) and compares. Without `by`: NEW against BASE. With `by`:
     the rows of both inputs together are split by the column's value, and every other
     value is compared against the baseline (`baseline`, or the value seen first).
     `noise_from`: past runs whose run-to-run noise sets each configuration's least
-    callable change (history_noise). `include_throttled`, `unpaired`: as compare()."""
+    callable change (history_noise). `include_throttled`, `unpaired`: as compare().
+    `filters`: BASE's and NEW's (results/store/filters.py), the rows each side reads."""
     if metric not in DIRECTIONS:
         raise UserError(f"--metric {metric}: not a comparable metric (valid: {', '.join(DIRECTIONS)})")
     past = history_noise(noise_from, metric, by) if noise_from else None
     inputs = [str(base)] + ([str(new)] if new is not None else [])
-    frames = [load.read_input(Path(p)) for p in inputs]
+    sides = list(filters) + [None] * (2 - len(filters))
+    frames = [load.read_input(Path(p), f) for p, f in zip(inputs, sides)]
+    inputs = [load.input_label(p, f) for p, f in zip(inputs, sides)]
     for frame, label in zip(frames, inputs):
         load.check_metric(frame, metric, label)
     if by is None:

@@ -7,6 +7,8 @@ What an input may be:
 - a run folder or a suite folder: its own `trials.csv`. A suite folder's trials.csv
   already holds every run of the suite merged, so its `runs/` subfolders are not read
   again (they would double count);
+- a results store (results/store/; a folder with a store.json): its trial rows, read
+  through DuckDB with the filters pushed into SQL (results/store/read.py);
 - any other folder: searched recursively for run and suite folders, the search not
   descending below a folder that has a trials.csv (same reason). Rows that repeat
   across files (same run_id, configuration and trial: a run folder copied out of a
@@ -116,9 +118,36 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def read_input(path: Path) -> pd.DataFrame:
-    """Every trial row under `path` (see the module docstring)."""
-    return read_files(find_trial_files(path))
+def is_store_input(path: Path) -> bool:
+    """Whether `path` is (or claims to be) a results store: it has a store.json, or a
+    store's trials/month=... folders (then open_store says what is wrong with it)."""
+    path = Path(path)
+    return path.is_dir() and ((path / "store.json").exists()
+                              or any((path / "trials").glob("month=*")))
+
+
+def read_input(path: Path, filters=None) -> pd.DataFrame:
+    """Every trial row under `path` (see the module docstring), or in the results store
+    at `path` (results/store/read.py), that `filters` select (results/store/filters.py:
+    --since, --until, --machine, --where)."""
+    from gpubench.results.store.filters import apply, nothing_left
+
+    if is_store_input(path):
+        from gpubench.results.store.read import read_store
+
+        return read_store(Path(path), filters=filters)
+    frame = read_files(find_trial_files(path))
+    if filters:
+        frame = apply(frame, filters)
+        if frame.empty:
+            raise nothing_left(str(path), filters)
+        frame = frame.reset_index(drop=True)
+    return frame
+
+
+def input_label(path: object, filters=None) -> str:
+    """An input as messages and headlines name it: its path, and its own filters."""
+    return f"{path} [{filters.describe()}]" if filters else str(path)
 
 
 def read_files(files: Sequence[Path]) -> pd.DataFrame:
@@ -193,14 +222,14 @@ def fingerprints(frame: pd.DataFrame) -> Dict[str, Optional[Dict]]:
     folder (runs/<time>-<host>-<run_id>/run.json)."""
     from gpubench.results.reader import load_json
 
-    found: Dict[str, Optional[Dict]] = {}
+    found: Dict[str, Optional[Dict]] = dict(frame.attrs.get("fingerprints") or {})  # a store's
     metas: Dict[Path, Dict] = {}  # each run.json read once (a suite's, for each of its runs)
     if "run_id" not in frame.columns or "source" not in frame.columns:
         return found
     for source, run_id in frame[["source", "run_id"]].drop_duplicates().itertuples(
             index=False, name=None):
         run_id = str(run_id)
-        if found.get(run_id) is not None:
+        if run_id in found and (found[run_id] is not None or frame.attrs.get("fingerprints")):
             continue
         folder = Path(str(source)).parent
         candidates = [folder / "run.json", *sorted(folder.glob(f"runs/*-{run_id}/run.json"))]

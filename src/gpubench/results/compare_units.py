@@ -72,8 +72,9 @@ def history_noise(paths: Sequence[Path], metric: str,
     from gpubench.results.history import history_paths
 
     found: Dict[Tuple[str, ...], Tuple[float, int]] = {}
-    # A store that holds no run yet (the first night) is no history, not bad input.
-    paths = [p for p in paths if not (Path(p).is_dir() and not any(Path(p).rglob("trials.csv")))]
+    # A results folder or store that holds no run yet (the first night) is no history,
+    # not bad input.
+    paths = [p for p in paths if not _empty(Path(p))]
     if not paths:
         return found
     for config in history_paths(list(paths), metric=metric).configs:
@@ -81,6 +82,16 @@ def history_noise(paths: Sequence[Path], metric: str,
             key = schema.configuration_key(config.config, schema.match_columns(by))
             found[key] = max(found.get(key, (0.0, 0)), (config.noise, len(config.runs)))
     return found
+
+
+def _empty(path: Path) -> bool:
+    """A folder without a trials.csv under it, or a results store without trial rows."""
+    from gpubench.results.compare_load import is_store_input
+    from gpubench.results.store.layout import open_store, table_files
+
+    if is_store_input(path):
+        return not table_files(open_store(path), "trials")
+    return path.is_dir() and not any(path.rglob("trials.csv"))
 
 
 @dataclass

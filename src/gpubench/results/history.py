@@ -9,8 +9,9 @@ time they started (`started_utc`; for v1 rows, which lack it, the run folder's
 timestamp or run.json's `started_utc`), or, with `by` (e.g. driver_version), by that
 column's values in the order they were first seen in time, and by time within a value.
 
-The detection (METHOD). On the log of the run values: ruptures' PELT with the "l2"
-cost (a change in the mean of the logs = a relative step), segments of at least
+The detection (METHOD). On the log of the run values: PELT with the "l2" cost (ruptures'
+Pelt, step for step, from cumulative sums: results/change_points.py) (a change in the
+mean of the logs = a relative step), segments of at least
 `min_segment` runs, and a penalty of PENALTY_FACTOR x sigma^2 x ln(n), where sigma is
 the series' robust run-to-run noise (1.4826 x the MAD of successive differences of the
 logs / sqrt(2): a step moves one difference only, so it barely moves sigma). Then each
@@ -46,6 +47,7 @@ import pandas as pd
 from gpubench.errors import UserError
 from gpubench.results import compare_load as load
 from gpubench.results import schema
+from gpubench.results.change_points import pelt_l2
 from gpubench.results.compare_stats import (  # noqa: F401 (noise_floor: re-exported)
     ALPHA, DIRECTIONS, MAD_TO_SD, NOISE_MULTIPLE, assess, noise_floor,
 )
@@ -58,7 +60,7 @@ MODEL = "l2"
 TOO_FEW_PREFIX = "run(s): a change needs"  # the note of a configuration with too few runs
 MIN_CHANGE = 0.01  # and never under 1% (a metric without noise, e.g. peak memory)
 MIN_SIGMA = 1e-4  # a series without noise (a constant metric) still gets a penalty
-METHOD = (f"ruptures PELT, cost {MODEL!r} on log values, penalty {PENALTY_FACTOR:g} x sigma^2 x "
+METHOD = (f"PELT (as ruptures'), cost {MODEL!r} on log values, penalty {PENALTY_FACTOR:g} x sigma^2 x "
           "ln(n) with sigma the robust run-to-run noise; each change kept only if the 95% CI "
           f"of the ratio of segment medians excludes 1, Mann-Whitney p < {ALPHA} and the change is "
           f"at least {NOISE_MULTIPLE:g} x the noise floor")
@@ -74,15 +76,6 @@ def diff_sigma(logs: np.ndarray) -> float:
     return max(MAD_TO_SD * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2), MIN_SIGMA)
 
 
-def _ruptures():
-    try:
-        import ruptures
-    except ImportError:
-        raise UserError("history needs the ruptures package (change-point detection), which "
-                        "is not installed here: pip install 'ruptures>=1.1'") from None
-    return ruptures
-
-
 def candidate_breaks(values: Sequence[float], min_segment: int,
                      penalty_factor: Optional[float] = None) -> List[int]:
     """PELT's change points (where new segments start) on the log values."""
@@ -91,10 +84,8 @@ def candidate_breaks(values: Sequence[float], min_segment: int,
     n = logs.size
     if n < 2 * min_segment:
         return []
-    rpt = _ruptures()
     sigma = diff_sigma(logs)
-    algo = rpt.Pelt(model=MODEL, min_size=min_segment, jump=1).fit(logs.reshape(-1, 1))
-    return [int(b) for b in algo.predict(pen=penalty_factor * sigma ** 2 * math.log(n))[:-1]]
+    return pelt_l2(logs, penalty_factor * sigma ** 2 * math.log(n), min_segment)
 
 
 def _verdict(stats: Dict[str, Any]) -> str:
@@ -310,13 +301,26 @@ def history(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, threshold: float 
             min_segment: int = DEFAULT_MIN_SEGMENT, by: Optional[str] = None,
             since: Optional[str] = None, inputs: Sequence[str] = ()) -> History:
     """The change points of every configuration in the trial rows `frame`."""
+    _check_options(metric, min_segment)
+    label = " and ".join(inputs) or "the input"
+    load.check_metric(frame, metric, label)
+    runs = run_values(load.with_derived(frame), metric, by, label)
+    return history_of_runs(runs, metric, threshold, min_segment, by, since, inputs)
+
+
+def _check_options(metric: str, min_segment: int) -> None:
     if metric not in DIRECTIONS:
         raise UserError(f"--metric {metric}: not a comparable metric (valid: {', '.join(DIRECTIONS)})")
     if min_segment < 2:
         raise UserError(f"--min-segment {min_segment}: must be 2 or more")
+
+
+def history_of_runs(runs: pd.DataFrame, metric: str = DEFAULT_METRIC, threshold: float = 0.05,
+                    min_segment: int = DEFAULT_MIN_SEGMENT, by: Optional[str] = None,
+                    since: Optional[str] = None, inputs: Sequence[str] = ()) -> History:
+    """The change points of every configuration in `runs` (run_values' rows, or the
+    same computed by a store's SQL: results/store/medians.py)."""
     label = " and ".join(inputs) or "the input"
-    load.check_metric(frame, metric, label)
-    runs = run_values(load.with_derived(frame), metric, by, label)
     if since is not None:
         start = pd.to_datetime(since, utc=True, errors="coerce")
         if pd.isna(start):
@@ -331,11 +335,38 @@ def history(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, threshold: float 
     return History(configs, metric, threshold, min_segment, list(inputs), by, since)
 
 
-def history_paths(paths: Sequence[Path], **options: Any) -> History:
-    """Reads every run under `paths` (run and suite folders, found recursively; rows
-    read twice count once) and finds the change points."""
+def history_paths(paths: Sequence[Path], filters: Any = None, **options: Any) -> History:
+    """Reads every run under `paths` (run and suite folders, found recursively, and
+    results stores; rows read twice count once), the runs `filters` select
+    (results/store/filters.py), and finds the change points. A store's per-run medians
+    are computed in DuckDB (results/store/medians.py); folders' in pandas."""
+    from gpubench.results.store.filters import Filters, apply, nothing_left
+
     if not paths:
         raise UserError("history needs at least one RESULTS input")
-    files = list(dict.fromkeys(f for p in paths for f in load.find_trial_files(Path(p))))
-    frame = load.read_files(files)
-    return history(frame, inputs=[str(p) for p in paths], **options)
+    filters = filters or Filters()
+    metric = options.get("metric", DEFAULT_METRIC)
+    by = options.get("by")
+    _check_options(metric, options.get("min_segment", DEFAULT_MIN_SEGMENT))
+    inputs = [str(p) for p in paths]
+    label = " and ".join(inputs)
+    stores = [Path(p) for p in paths if load.is_store_input(Path(p))]
+    folders = [Path(p) for p in paths if not load.is_store_input(Path(p))]
+    parts = []
+    if folders:
+        files = list(dict.fromkeys(f for p in folders for f in load.find_trial_files(p)))
+        frame = apply(load.read_files(files), filters)
+        if frame.empty:
+            raise nothing_left(" and ".join(str(p) for p in folders), filters)
+        load.check_metric(frame, metric, label)
+        parts.append(run_values(load.with_derived(frame), metric, by, label))
+    if stores:
+        from gpubench.results.store.medians import run_medians
+
+        parts += [run_medians(p, metric, by, filters, str(p)) for p in stores]
+    runs = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:  # a run both in a folder and in a store counts once
+        runs = runs[~runs[["_key", "run_id"]].duplicated()].reset_index(drop=True)
+        runs["order"] = range(len(runs))
+    options = {k: v for k, v in options.items() if k in ("threshold", "min_segment", "since")}
+    return history_of_runs(runs, metric, by=by, inputs=inputs, **options)

@@ -89,14 +89,21 @@ def _read_samples(path: Path, trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_report(paths: Sequence[Path], by: Optional[str] = None,
-                baseline: Optional[str] = None) -> ReportData:
+                baseline: Optional[str] = None, filters=None) -> ReportData:
     if not paths:
         raise UserError("report needs at least one RESULTS input")
     names = _input_labels([Path(p) for p in paths])
     trial_frames, sample_frames = [], []
     for path, name in zip(paths, names):
+        if load.is_store_input(Path(path)):  # a results store (results/store/read.py)
+            from gpubench.results.store.read import read_samples
+
+            frame = load.read_input(Path(path), filters).assign(group=name)
+            trial_frames.append(frame)
+            sample_frames.append(read_samples(Path(path), frame["run_id"].dropna().astype(str)))
+            continue
         files = load.find_trial_files(Path(path))
-        frame = load.read_files(files)
+        frame = load.read_input(Path(path), filters) if filters else load.read_files(files)
         frame["group"] = name
         trial_frames.append(frame)
         for f in files:
@@ -332,5 +339,5 @@ def render_report(data: ReportData, threshold: float = 0.05) -> str:
 
 
 def build_report(paths: Sequence[Path], by: Optional[str] = None, baseline: Optional[str] = None,
-                 threshold: float = 0.05) -> str:
-    return render_report(load_report(paths, by, baseline), threshold)
+                 threshold: float = 0.05, filters=None) -> str:
+    return render_report(load_report(paths, by, baseline, filters), threshold)

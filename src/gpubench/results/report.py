@@ -240,7 +240,7 @@ def _summary_section(rows: List[Dict[str, object]], several_groups: bool) -> str
     if not several_groups:  # one group: the inputs are named once, at the top
         headers, cells = headers[1:], [c[1:] for c in cells]
     return _table(headers, cells, text_cols=2 if several_groups else 1, optional=optional,
-                  headings=panel_rows)
+                  headings=panel_rows if len(panel_rows) > 1 else None)
 
 
 def _throughput_chart(rows: List[Dict[str, object]], groups: List[str], charts: Charts,

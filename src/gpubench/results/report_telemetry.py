@@ -39,7 +39,7 @@ def small_multiples(title: str, unit: str, panels: Sequence[Tuple[str, np.ndarra
     low = min(0.0, float(ys_all.min())) if ys_all.size else 0.0
     high = float(ys_all.max()) if ys_all.size else 1.0
     high = high * 1.05 if high > 0 else 1.0
-    gap_x, gap_y = 0.06, 0.5 / max(rows, 1) * 0.45
+    gap_x, gap_y = 0.06, 0.27 / rows  # between rows: the ticks of one, the titles of the next
     lay = layout(text(title), 70 + rows * PANEL_H, showlegend=False,
                  margin={"l": 56, "r": 16, "t": 60, "b": 30})
     data, notes = [], []
@@ -47,8 +47,8 @@ def small_multiples(title: str, unit: str, panels: Sequence[Tuple[str, np.ndarra
         r, c = divmod(i, COLUMNS)
         suffix = "" if i == 0 else str(i + 1)
         x0, x1 = c / COLUMNS + (gap_x if c else 0), (c + 1) / COLUMNS - (gap_x if c < COLUMNS - 1 else 0) * 0.2
-        y1 = 1 - r / rows
-        y0 = 1 - (r + 1) / rows + gap_y
+        y1 = 1 - r / rows - (gap_y if r else 0)
+        y0 = 1 - (r + 1) / rows
         lay[f"xaxis{suffix}"] = axis("s" if r == rows - 1 else "", domain=[x0, x1],
                                      anchor=f"y{suffix}")
         lay[f"yaxis{suffix}"] = axis(text(unit) if c == 0 else "", domain=[y0, y1],

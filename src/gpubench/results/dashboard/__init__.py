@@ -86,6 +86,9 @@ def build_dashboard(trials: pd.DataFrame, out: Path, source: str = "",
     order = changes.newest_first(tables, found)
     env = series.env_changes(tables.runs)
     env_of = dict(tuple(env.groupby("series"))) if len(env) else {}
+    runs_of = dict(tuple(tables.runs.groupby("series")))
+    values_of = dict(tuple(tables.values.groupby("series")))
+    rows = tables.series.set_index("series")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -99,8 +102,9 @@ def build_dashboard(trials: pd.DataFrame, out: Path, source: str = "",
         (tmp / pages.ASSETS / "dashboard.css").write_text(DASHBOARD_CSS)
         (tmp / "index.html").write_text(pages.index_html(tables, found, order, env, source, unit))
         for done, sid in enumerate(order, start=1):
-            name, page = pages.config_html(tables, sid, found[sid], env_of.get(sid, env.iloc[:0]),
-                                           unit, threshold)
+            name, page = pages.config_html(
+                rows.loc[sid], runs_of[sid], values_of.get(sid, tables.values.iloc[:0]), found[sid],
+                env_of.get(sid, env.iloc[:0]), unit, threshold)
             (tmp / "configs" / name).write_text(page)
             if progress:
                 progress("pages", done, len(order))

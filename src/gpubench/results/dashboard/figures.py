@@ -59,9 +59,12 @@ def series_figure(history, env: pd.DataFrame, unit: str, title: str = "",
         colour = VERDICT_COLOURS.get(ch.verdict, "#888")
         shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": at, "x1": at,
                        "y0": 0, "y1": 1, "line": {"color": colour, "width": 1.5}})
+        day = f"{ch.started[:10]} " if ch.started else ""
         notes.append({"x": at, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom",
                       "showarrow": False, "font": {"size": 10, "color": colour},
-                      "text": text(f"{ch.change_pct:+.1f}% {ch.verdict}")})
+                      "text": text(f"{ch.change_pct:+.1f}% {ch.verdict}"),
+                      "hovertext": text(f"change at run {ch.index + 1} ({day}run {ch.run_id}): "
+                                        f"{ch.change_pct:+.1f}%, {ch.verdict}")})
     if len(env):
         ex = ms(env["started"])
         data.append({"type": "scatter", "mode": "markers", "name": "environment change",

@@ -114,14 +114,13 @@ def _rows(headers: Sequence[str], rows: Sequence[Sequence[str]], text_cols: int 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def config_html(tables, sid: int, history, env: pd.DataFrame, unit: str,
-                threshold: float) -> Tuple[str, str]:
-    """(file name, page) of one series."""
-    s = tables.series.set_index("series").loc[sid]
+def config_html(s: pd.Series, runs_all: pd.DataFrame, values: pd.DataFrame, history,
+                env: pd.DataFrame, unit: str, threshold: float) -> Tuple[str, str]:
+    """(file name, page) of one series: `s` its row of the series table, `runs_all`
+    and `values` its rows of the runs and values tables."""
     charts = Charts("c")
-    runs_all = tables.runs[tables.runs["series"] == sid]
     fig = series_figure(history, env, unit, height=380, compact=False)
-    spread = spread_figure(history.runs, tables.values[tables.values["series"] == sid], unit)
+    spread = spread_figure(history.runs, values, unit)
     changes = [[esc(ch.started[:16].replace("T", " ")), esc(ch.run_id),
                 value_text(ch.median_before), value_text(ch.median_after),
                 f'<span class="{esc(ch.verdict)}">{ch.change_pct:+.1f}% {esc(ch.verdict)}</span>',

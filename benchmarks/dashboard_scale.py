@@ -36,7 +36,7 @@ def fleet(runs: int, configs: int, hosts: int, trials: int = 6, seed: int = 0) -
     stamps = np.asarray(day.strftime("%Y-%m-%dT%H:%M:%SZ"))
     return pd.DataFrame({
         "run_id": np.char.add("r", r.astype(str)),
-        "workload": np.char.add("w", (config[r] % 60).astype(str)),
+        "workload": np.char.add("w", config[r].astype(str)),
         "backend": np.array(["torch-cuda", "tf-gpu", "onnxruntime-cuda"])[config[r] % 3],
         "mode": np.array(["train", "infer"])[(config[r] // 3) % 2],
         "precision": "fp32", "batch_size": (64 * (1 + config[r] // 360)).astype(float),

@@ -88,6 +88,9 @@ def test_report_is_self_contained_and_escapes_result_text(tmp_path):
     assert "&lt;script&gt;console.error(&#x27;xss&#x27;)&lt;/script&gt;" in html
     assert "RuntimeError: &lt;script&gt;" in html  # the failed run's error tail, as text
     figs = figures(html)
+    import plotly.graph_objects as go
+    for fig in figs.values():
+        go.Figure(fig)  # plotly's own schema: an unknown or misspelt property raises
     titles = [f["layout"]["title"]["text"] for f in figs.values()]
     assert any(t.startswith("&lt;script&gt;console.error('xss')&lt;/script&gt;") for t in titles)
     # Throughput and energy: a panel per workload (mnist, the evil one); power and

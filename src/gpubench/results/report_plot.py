@@ -30,7 +30,7 @@ FONT = {"family": "system-ui, sans-serif", "size": 12}
 # The render script: every figure of the page's JSON into the div of its id.
 RENDER_JS = """(function () {
   var figs = JSON.parse(document.getElementById('gpubench-figures').textContent);
-  var config = {displaylogo: false, responsive: true};
+  var config = {displaylogo: false, responsive: true, displayModeBar: false};
   Object.keys(figs).forEach(function (id) {
     Plotly.newPlot(id, figs[id].data, figs[id].layout, config);
   });

@@ -6,11 +6,14 @@ DASHBOARD_JS = r"""(function () {
   'use strict';
   var blob = document.getElementById('gpubench-figures');
   var figs = blob ? JSON.parse(blob.textContent) : {};
-  var config = {displaylogo: false, responsive: true};
   function draw(el) {
     if (el.getAttribute('data-drawn')) return;
     el.setAttribute('data-drawn', '1');
     var f = figs[el.id];
+    // the small charts of the index without plotly's tool bar (it would cover the
+    // change labels); a page's big charts keep it
+    var config = {displaylogo: false, responsive: true,
+                  displayModeBar: el.classList.contains('big') ? 'hover' : false};
     if (f) Plotly.newPlot(el, f.data, f.layout, config);
   }
   var charts = Array.prototype.slice.call(document.querySelectorAll('.chart'));

@@ -135,7 +135,7 @@ def bar_figure(title: str, unit: str, labels: Sequence[str], groups: Sequence[st
             "hovertemplate": "%{x}<br>" + text(group) + ": %{y:,.4~g} " + text(unit)
                              + "<extra></extra>"})
     return {"data": data, "layout": layout(
-        text(title), height, barmode="group", showlegend=len(groups) > 1,
+        text(title), height, barmode="group", showlegend=len(data) > 1,  # groups in it
         xaxis=axis(type="category", automargin=True),
         yaxis=axis(text(unit), rangemode="tozero"))}
 

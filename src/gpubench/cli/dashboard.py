@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("dashboard", help="write a static HTML dashboard of results over time",
                        description="Write a static site that opens offline: every "
-                                   "configuration's per-run median (95%% CI) over time per "
+                                   "configuration's per-run median (95% CI) over time per "
                                    "machine, change points and driver/CUDA/framework changes "
                                    "marked, the newest regressions first, filters by machine, "
                                    "workload and backend, and a page per configuration with "

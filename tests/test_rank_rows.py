@@ -82,7 +82,7 @@ def test_compare_and_report_show_weak_scaling_of_both_sides(tmp_path):
     assert "| 90.0% | 60.0% | -30.0 points |" in to_markdown(comparison)
     assert '"change_points": -30' in to_json(comparison, "regression", 1)
     html = build_report([base, new])
-    assert "<h2>Weak scaling</h2>" in html and "Weak scaling efficiency</title>" in html
+    assert "<h2>Weak scaling</h2>" in html and '"text":"Weak scaling efficiency"' in html
     assert "90.0%" in html and "60.0%" in html
     plain = tmp_path / "plain"
     plain.mkdir()

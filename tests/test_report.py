@@ -1,7 +1,10 @@
-"""`gpubench report`: one self-contained HTML file; strings from result files are
-escaped; it renders in headless Chromium with no console errors and a screenshot that
-is not blank (skipped, with the reason, where Chromium or Pillow is missing)."""
+"""`gpubench report`: one self-contained HTML file whose charts plotly.js (embedded
+once) draws; strings from result files are escaped; one panel per workload and mode;
+it renders in headless Chromium with no console errors, its charts drawn, and a
+screenshot that is not blank (skipped, with the reason, where Chromium or Pillow is
+missing)."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -54,25 +57,68 @@ def _report(tmp_path, *args) -> str:
     return out.read_text()
 
 
+def _scripts(html: str):
+    """The page's <script> elements: (attributes, body)."""
+    return re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
+
+
+def figures(html: str) -> dict:
+    """The report's figures (plotly figure JSON) by the id of the div each is drawn in."""
+    blob, = [body for attrs, body in _scripts(html) if 'id="gpubench-figures"' in attrs]
+    return json.loads(blob)
+
+
 def test_report_is_self_contained_and_escapes_result_text(tmp_path):
+    from gpubench.results.report_plot import script_hash
+
     html = _report(tmp_path, make_suite(tmp_path / "suite"), "--by", "driver_version")
-    assert "<script" not in html.lower()  # the workload and the error text are escaped
+    # Three scripts: plotly.js, the figures (JSON, not run) and the render script; the
+    # CSP runs exactly the two by their hashes and loads nothing from anywhere.
+    scripts = _scripts(html)
+    assert [attrs for attrs, _ in scripts] == ["", ' type="application/json" id="gpubench-figures"', ""]
+    assert "plotly.js v" in scripts[0][1][:200]
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
+    assert "default-src 'none'" in csp
+    assert f"script-src {script_hash(scripts[0][1])} {script_hash(scripts[2][1])}" in csp
+    assert "<" not in scripts[1][1]  # no label can end the JSON's element
+    page = html.replace(scripts[0][1], "")  # plotly.js's own text holds URLs
+    assert not re.search(r"\b(src|href)\s*=", page, re.I) and not re.search(r"https?://", page)
+    # The workload and the error text are escaped, in the tables and in the figures.
+    assert "<script>console" not in html
     assert "&lt;script&gt;console.error(&#x27;xss&#x27;)&lt;/script&gt;" in html
     assert "RuntimeError: &lt;script&gt;" in html  # the failed run's error tail, as text
-    # Nothing is loaded from anywhere: no src/href, and the only URL is the SVG namespace.
-    assert not re.search(r"\b(src|href)\s*=", html, re.I)
-    assert set(re.findall(r"https?://[^\s\"'<>]+", html)) == {"http://www.w3.org/2000/svg"}
-    assert "Content-Security-Policy" in html
-    # Throughput and energy bar charts, power and clock traces.
-    assert html.count("<svg") == 4
-    for text in ("Throughput (median, 95% CI)", "Energy per sample (median, 95% CI)",
-                 "Power during the runs", "SM clock during the runs"):
-        assert text in html
+    figs = figures(html)
+    import plotly.graph_objects as go
+    for fig in figs.values():
+        go.Figure(fig)  # plotly's own schema: an unknown or misspelt property raises
+    titles = [f["layout"]["title"]["text"] for f in figs.values()]
+    assert any(t.startswith("&lt;script&gt;console.error('xss')&lt;/script&gt;") for t in titles)
+    # Throughput and energy: a panel per workload (mnist, the evil one); power and
+    # clock: small multiples, a panel per run with samples (a1, b1).
+    assert sum(t.startswith("mnist [hidden=128] · train") for t in titles) == 2
+    assert sum("Power during the runs" == t or "SM clock during the runs" == t for t in titles) == 2
+    power, = [f for f in figs.values() if f["layout"]["title"]["text"] == "Power during the runs"]
+    assert len(power["data"]) == 2 and {d["xaxis"] for d in power["data"]} == {"x", "x2"}
+    assert power["layout"]["yaxis"]["range"] == power["layout"]["yaxis2"]["range"]  # one scale
     # The comparison of 550.2 against 535.1: mnist 20% slower (past the floor of two
     # separate runs, 2.8 x the device class's prior), the failed run listed.
     section = html[html.index("<h2>Comparison"):html.index("<h2>Telemetry")]
-    assert '<span class="slower">slower</span>' in section
     assert "550.2 against 535.1" in section and "new only" in section
+    assert '<span class="slower">slower</span>' in section
+
+
+def test_one_input_is_named_once(tmp_path):
+    """The issue: the suite's id repeated on every row. One group: no group column;
+    the input, and what every row shares, in the header once."""
+    suite = make_suite(tmp_path / "suite")
+    html = _report(tmp_path, suite)
+    summary = html[html.index("<h2>Summary"):html.index("<h2>Throughput")]
+    assert '<th class="t">group</th>' not in summary and "suite</td>" not in summary
+    header = html[:html.index("<h2>Summary")]
+    assert f"<li>{suite}</li>" in header and "device <b>Test GPU</b>" in header
+    assert html.count(str(suite)) == 1
+    bars = [f for f in figures(html).values() if f["data"] and f["data"][0]["type"] == "bar"]
+    assert bars and all(f["layout"]["showlegend"] is False for f in bars)  # no legend of one group
 
 
 def test_report_of_plain_inputs_groups_by_input(tmp_path):
@@ -133,58 +179,55 @@ def test_report_renders_in_headless_chromium(tmp_path):
     print(f"\nscreenshot {rgb.size}: {len(colours)} colours, {non_white:.1%} non-white pixels")
     assert len(colours) > 50 and non_white > 0.02
 
-    dom = _chromium(tmp_path, report, "--dump-dom")
+    dom = _chromium(tmp_path, report, "--virtual-time-budget=10000", "--dump-dom")
     assert dom.returncode == 0 and _console_lines(dom.stderr) == []
-    assert "<script" not in dom.stdout.lower()  # the injected workload stayed text
+    assert "<script>console" not in dom.stdout  # the injected workload stayed text
     assert "&lt;script&gt;console.error" in dom.stdout
+    # every figure drawn by plotly.js, with its traces
+    charts = len(figures(report.read_text()))
+    assert len(re.findall(r'<div class="chart js-plotly-plot"', dom.stdout)) == charts >= 6
+    assert dom.stdout.count('class="main-svg"') >= charts
+    assert len(re.findall(r'class="(?:trace|points)', dom.stdout)) >= charts
 
 
-def _svg_after(html: str, heading: str):
-    """The first inline SVG after `heading`, parsed."""
-    import xml.etree.ElementTree as ET
-    start = html.index(heading)
-    return ET.fromstring(html[html.index("<svg", start):html.index("</svg>", start) + 6])
-
-
-def _visible_text(element) -> str:
-    """A <text>'s own words and its <tspan>s', without <title> tooltips."""
-    parts = [element.text or ""]
-    for child in element:
-        if not child.tag.endswith("title"):
-            parts.append(child.text or "")
-        parts.append(child.tail or "")
-    return " ".join(p.strip() for p in parts if p.strip())
-
-
-def test_bars_share_one_scale_and_labels_are_whole(tmp_path):
-    """Issue 12: every configuration had its own scale (all bars full length) and its
-    label was cut at 42 characters."""
-    long_params = ";".join(f"parameter_{i}=value_{i}" for i in range(8))  # no spaces
-    long_device = "NVIDIA H100 80GB HBM3 in a machine with a rather long product name"
-    values = {("before", "mnist"): 1000.0, ("before", "linreg"): 250.0,
-              ("after", "mnist"): 800.0, ("after", "linreg"): 200.0}
+def test_panels_keep_workloads_apart_and_labels_whole(tmp_path):
+    """The issue: one bar chart put MNIST at 300k samples/s beside LeNet-5 at 10k on
+    one axis. Each workload and mode is a panel of its own, its axis from 0, the
+    backends side by side and the groups as bars of their own; a long label is whole."""
+    long_params = ";".join(f"parameter_{i}=value_{i}" for i in range(8))
+    values = {("before", "mnist", "torch-cuda"): 300_000.0, ("before", "mnist", "tf-gpu"): 280_000.0,
+              ("before", "lenet5", "torch-cuda"): 10_000.0,
+              ("after", "mnist", "torch-cuda"): 240_000.0, ("after", "mnist", "tf-gpu"): 280_000.0,
+              ("after", "lenet5", "torch-cuda"): 9_000.0}
     for group in ("before", "after"):
         write_run(tmp_path / group, pd.concat([
-            make_trials([values[(group, "mnist")]] * 4, run_id=f"{group}1"),
-            make_trials([values[(group, "linreg")]] * 4, run_id=f"{group}2", workload="linreg",
-                        params=long_params, device_name=long_device)]))
+            make_trials([v] * 4, run_id=f"{group}-{w}-{b}", workload=w, backend=b,
+                        params=long_params if w == "lenet5" else "hidden=128")
+            for (g, w, b), v in values.items() if g == group]))
     html = _report(tmp_path, tmp_path / "before", tmp_path / "after")
-    svg = _svg_after(html, "<h2>Throughput per configuration")
-    ns = "{http://www.w3.org/2000/svg}"
+    start = html.index("<h2>Throughput per configuration")
+    ids = re.findall(r'<div class="chart" id="([^"]+)"', html[start:html.index("<h2>Energy", start)])
+    figs = figures(html)
+    panels = {figs[i]["layout"]["title"]["text"]: figs[i] for i in ids}
+    assert sorted(panels) == [f"lenet5 [{long_params}] · train · fp32 batch 64",
+                              "mnist [hidden=128] · train · fp32 batch 64"]
+    mnist = panels["mnist [hidden=128] · train · fp32 batch 64"]
+    assert [t["name"] for t in mnist["data"]] == ["before", "after"]
+    assert {tuple(t["x"]) for t in mnist["data"]} == {("torch-cuda", "tf-gpu")}  # side by side
+    assert mnist["data"][1]["y"] == [240_000.0, 280_000.0]
+    assert mnist["layout"]["yaxis"]["rangemode"] == "tozero"
+    lenet = panels[f"lenet5 [{long_params}] · train · fp32 batch 64"]
+    assert [t["y"] for t in lenet["data"]] == [[10_000.0], [9_000.0]]  # not beside 300k
 
-    widths = {}
-    for rect in svg.iter(f"{ns}rect"):
-        title = rect.find(f"{ns}title")
-        if title is not None:  # the bars carry their tooltip; legend swatches do not
-            config, group = title.text.split(": median")[0].rsplit(" · ", 1)
-            widths[(group, config.split(" ")[0])] = float(rect.get("width"))
-    assert set(widths) == set(values)
-    per_unit = [widths[k] / values[k] for k in values]
-    assert max(per_unit) / min(per_unit) < 1.01, widths  # one scale: width ∝ value
 
-    label = (f"linreg [{long_params}] torch-cuda train fp32 batch 64 ({long_device})")
-    assert len(label) > 150  # longer than a line: wrapped
-    texts = [_visible_text(t) for t in svg.iter(f"{ns}text")]
-    whole = [t for t in texts if t.replace(" ", "") == label.replace(" ", "")]
-    assert whole, texts  # every character of the label is shown, in one <text>
-    assert "…" not in "".join(texts)
+def test_inference_latency_percentiles(tmp_path):
+    rows = make_trials([1000.0] * 4, mode="infer", latency_p50_ms=1.0, latency_p90_ms=1.5,
+                       latency_p99_ms=2.5)
+    html = _report(tmp_path, write_run(tmp_path / "infer", rows))
+    start = html.index("<h2>Inference latency")
+    fig_id = re.search(r'<div class="chart" id="([^"]+)"', html[start:]).group(1)
+    fig = figures(html)[fig_id]
+    assert [(t["name"], t["y"]) for t in fig["data"]] == [("p50", [1.0]), ("p90", [1.5]),
+                                                         ("p99", [2.5])]
+    train = _report(tmp_path, write_run(tmp_path / "train", make_trials([1000.0] * 4)))
+    assert "Inference latency" not in train

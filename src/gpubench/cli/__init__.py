@@ -25,7 +25,7 @@ EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: SIGTERM, e.g. a cancelled CI job
 
 SUBCOMMANDS = ("run", "suite", "show", "export", "compare", "history", "report", "list", "env",
                "envs", "data",
-               "store")
+               "store", "dashboard")
 
 
 DESCRIPTION = ("Benchmark deep-learning training and inference on GPUs (and CPUs): run "

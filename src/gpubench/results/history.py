@@ -39,7 +39,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -253,8 +253,10 @@ def _ordered(runs: pd.DataFrame, by: Optional[str]) -> pd.DataFrame:
 
 
 def analyse(runs: pd.DataFrame, config: Dict[str, str], metric: str, threshold: float,
-            min_segment: int, by: Optional[str] = None) -> ConfigHistory:
-    """One configuration's runs (run_values rows), ordered, checked for change points."""
+            min_segment: int, by: Optional[str] = None,
+            breaks: Optional[Callable[[Sequence[float], int], List[int]]] = None) -> ConfigHistory:
+    """One configuration's runs (run_values rows), ordered, checked for change points
+    (`breaks`: PELT's candidates, candidate_breaks unless another computes them)."""
     runs = _ordered(runs, by)
     notes = []
     searches = bool(runs["searched"].any())
@@ -276,8 +278,8 @@ def analyse(runs: pd.DataFrame, config: Dict[str, str], metric: str, threshold: 
         notes.append(f"{len(values)} {TOO_FEW_PREFIX} {min_segment} (--min-segment) on each side")
         return ConfigHistory(config, runs, [], noise_floor(values), "too_few_runs", notes)
     direction = DIRECTIONS[metric]
-    breaks, stats, floor = confirmed_changes(values, candidate_breaks(values, min_segment),
-                                             direction, threshold)
+    found = (breaks or candidate_breaks)(values, min_segment)
+    breaks, stats, floor = confirmed_changes(values, found, direction, threshold)
     changes = []
     for b, s in zip(breaks, stats):
         run = runs.iloc[b]

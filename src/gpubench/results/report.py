@@ -1,9 +1,16 @@
 """`gpubench report`: one self-contained HTML file from result folders.
 
-Inline CSS and inline SVG only: no JavaScript, no external URL, and a
-Content-Security-Policy that forbids loading anything, so the file opens offline and
-an injected script could not run. Every string from a result file goes through
-html.escape (`esc`): a workload or error text holding `<script>` shows as text.
+Tables in HTML and charts drawn by plotly.js (results/report_plot.py), which is embedded
+in the file once: it opens offline. A Content-Security-Policy loads nothing from
+anywhere and runs only the page's own two scripts (allowed by their hashes), so an
+injected script could not run; and every string from a result file is escaped
+(`esc` in HTML, `text` in a figure): a workload or error text holding `<script>` shows
+as text.
+
+Laid out for reading: the inputs (a suite) are named once at the top with what every
+row shares (host, device, driver...); throughput and energy are drawn one panel per
+workload and mode with the backends side by side (report_panels.py); inference gets
+its latency percentiles; telemetry is small multiples, a panel per run.
 
 Groups are the inputs (one per RESULTS argument, labelled by its name) or, with
 `by`, the values of that column; the first group (or `baseline`) is the one the
@@ -27,32 +34,34 @@ from gpubench.results.compare import compare, counts
 from gpubench.results.compare_format import (
     RULE, ci_text, clock_text, config_label, num, signed_pct, value_text,
 )
-from gpubench.results.report_svg import bar_chart, downsample, esc, line_chart
+from gpubench.results.report_plot import RENDER_JS, Charts, esc, plotly_js, script_hash
 from gpubench.results.report_latency import latency_section
+from gpubench.results.report_panels import (
+    bar_panels, facts_html, latency_panels, panel_title, uniform_facts,
+)
 from gpubench.results.report_power import power_section
 from gpubench.results.report_scaling import scaling_section
+from gpubench.results.report_telemetry import telemetry_section
 from gpubench.results.report_trend import trend_section
 from gpubench.stats import describe
 
 THR = "throughput_samples_per_s"
-# samples.csv quantities drawn as traces: column, title, unit.
-TRACES = (("power_w", "Power", "W"), ("sm_clock_mhz", "SM clock", "MHz"),
-          ("gpu_util_pct", "GPU utilisation", "%"), ("temp_c", "GPU temperature", "°C"),
-          ("cpu_util_pct", "CPU utilisation (machine)", "%"))
 SAMPLE_COLUMNS = ("t_s", "device_index", "trial", "power_w", "gpu_util_pct", "mem_util_pct",
                   "mem_used_bytes", "sm_clock_mhz", "mem_clock_mhz", "temp_c", "cpu_util_pct",
                   "proc_cpu_pct", "rss_bytes")
-MAX_TRACES = 12  # runs drawn per trace chart; the rest are named in a note
-
 CSS = """
-body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
-h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1280px}
+h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
+h3{font-size:15px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}
 th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;vertical-align:top}
-th{background:#f4f4f4}.t{text-align:left}
+th{background:#f4f4f4}.t{text-align:left}tr.panel td{background:#fafafa;font-weight:bold;text-align:left}
 .slower{color:#b00;font-weight:bold}.faster{color:#070}.inconclusive{color:#a60}
-svg{max-width:100%;height:auto}.failed,.timeout{color:#b00}.note{color:#666;font-size:12px}pre{white-space:pre-wrap;margin:0}
+.failed,.timeout{color:#b00}.note{color:#666;font-size:12px}pre{white-space:pre-wrap;margin:0}
+.facts{font-size:13px;margin:4px 0 12px}.panels{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:8px}
+.chart{min-height:120px}
 """
+# Nothing is loaded from anywhere; the page's own scripts run (their hashes are added).
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
@@ -156,6 +165,7 @@ def summary_rows(data: ReportData) -> List[Dict[str, object]]:
             statuses = sorted(set(g["status"].astype(str)))
             rows.append({
                 "group": group, "config": config, "trials": f"{len(ok)}/{len(g)}",
+                "ident": g.iloc[0].to_dict(),
                 "max_qps": _last(ok[search], "max_qps"),
                 "median": d["median"], "ci_low": d["ci_low"], "ci_high": d["ci_high"], "cv": d["cv"],
                 "p50_ms": _median(ok[~search], "latency_p50_ms"),
@@ -166,7 +176,8 @@ def summary_rows(data: ReportData) -> List[Dict[str, object]]:
                 "status": "ok" if statuses == ["ok"] else "/".join(statuses),
                 "error": errors.iloc[-1].strip().splitlines()[-1] if len(errors) else "",
             })
-    return rows
+    order = list(dict.fromkeys(panel_title(r["ident"]) for r in rows))
+    return sorted(rows, key=lambda r: order.index(panel_title(r["ident"])))  # stable: a panel together
 
 
 def is_search(trials: pd.DataFrame) -> pd.Series:
@@ -193,15 +204,18 @@ def _median(frame: pd.DataFrame, column: str) -> float:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], text_cols: int = 2,
-           optional: Sequence[str] = ()) -> str:
+           optional: Sequence[str] = (), headings: Optional[Dict[int, str]] = None) -> str:
     """An HTML table of already escaped cells; `optional` columns empty in every row
-    are left out."""
+    are left out; `headings` (row index -> escaped text) a full-width row before it."""
     keep = [i for i, h in enumerate(headers) if h not in optional or any(r[i] for r in rows)]
     head = "".join(f'<th class="t">{esc(headers[i])}</th>' if i < text_cols else f"<th>{esc(headers[i])}</th>"
                    for i in keep)
-    body = "".join("<tr>" + "".join(
-        f'<td class="t">{r[i]}</td>' if i < text_cols else f"<td>{r[i]}</td>" for i in keep) + "</tr>"
-        for r in rows)
+    headings = headings or {}
+    body = "".join(
+        (f'<tr class="panel"><td colspan="{len(keep)}">{headings[n]}</td></tr>' if n in headings else "")
+        + "<tr>" + "".join(f'<td class="t">{r[i]}</td>' if i < text_cols else f"<td>{r[i]}</td>"
+                           for i in keep) + "</tr>"
+        for n, r in enumerate(rows))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -211,12 +225,15 @@ def label_html(label: str) -> str:
     return ";<wbr>".join(esc(part) for part in str(label).split(";"))
 
 
-def _summary_section(rows: List[Dict[str, object]]) -> str:
+def _summary_section(rows: List[Dict[str, object]], several_groups: bool) -> str:
     headers = ("group", "configuration", "ok trials", "median samples/s", "95% CI", "CV",
                "max QPS", "p50 ms", "J/sample", "W", "SM MHz", "throttled", "status",
                "error (last line)")
-    cells = []
+    cells, panel_rows = [], {}
     for r in rows:
+        panel = esc(panel_title(r["ident"]))
+        if panel not in panel_rows.values():  # a heading before a panel's first row
+            panel_rows[len(cells)] = panel
         ci = f"{value_text(r['ci_low'])}–{value_text(r['ci_high'])}" if num(r["ci_low"], "g") else ""
         status = esc(r["status"])
         cells.append([esc(r["group"]), label_html(r["config"]), esc(r["trials"]), value_text(r["median"]),
@@ -226,34 +243,41 @@ def _summary_section(rows: List[Dict[str, object]]) -> str:
                       "yes" if r["throttled"] else "",
                       status if r["status"] == "ok" else f'<span class="failed">{status}</span>',
                       f'<pre class="t">{esc(r["error"])}</pre>' if r["error"] else ""])
-    return _table(headers, cells, optional=("max QPS", "p50 ms", "J/sample", "W", "SM MHz",
-                                            "throttled", "error (last line)"))
+    optional = ("max QPS", "p50 ms", "J/sample", "W", "SM MHz", "throttled", "error (last line)")
+    if not several_groups:  # one group: the inputs are named once, at the top
+        headers, cells = headers[1:], [c[1:] for c in cells]
+    return _table(headers, cells, text_cols=2 if several_groups else 1, optional=optional,
+                  headings=panel_rows if len(panel_rows) > 1 else None)
 
 
-def _throughput_chart(rows: List[Dict[str, object]], groups: List[str]) -> str:
-    values = {(str(r["config"]), str(r["group"])): (float(r["median"]), float(r["ci_low"]), float(r["ci_high"]))
-              for r in rows if math.isfinite(float(r["median"]))}
-    if not values:
+def _throughput_chart(rows: List[Dict[str, object]], groups: List[str], charts: Charts,
+                      omit: Sequence[str]) -> str:
+    panels = bar_panels(rows, groups, ("median", "ci_low", "ci_high"), "samples/s", charts, omit)
+    if not panels:
         if any(math.isfinite(float(r["max_qps"])) for r in rows):
             return ('<p class="note">Throughput: a --find-max-qps search states its max QPS '
                     "(the table above), not samples/s.</p>")
         return '<p class="note">Throughput: no ok trial in these results.</p>'
-    configs = list(dict.fromkeys(c for c, _ in values))
-    return bar_chart("Throughput (median, 95% CI)", "samples/s", configs, groups, values)
+    return ('<p class="note">Median samples/s of each configuration\'s ok trials; whiskers: 95% '
+            "CI of the median. One panel per workload and mode, each on its own scale "
+            "from 0.</p>" + panels)
 
 
-def _energy_chart(data: ReportData) -> str:
+def _energy_chart(data: ReportData, charts: Charts, omit: Sequence[str]) -> str:
     """Joules per sample per configuration and group, with the CI of the median."""
     t = data.trials[data.trials["status"] == "ok"].assign(_config=lambda f: _configs(f))
-    values = {}
+    rows = []
     for (config, group), g in t.groupby(["_config", "group"], sort=False):
         d = describe(g[load.DERIVED].to_numpy(dtype=float))
         if d["n"]:
-            values[(config, group)] = (d["median"], d["ci_low"], d["ci_high"])
-    if not values:
+            rows.append({"group": group, "ident": g.iloc[0].to_dict(), "median": d["median"],
+                         "ci_low": d["ci_low"], "ci_high": d["ci_high"]})
+    panels = bar_panels(rows, data.groups, ("median", "ci_low", "ci_high"), "J/sample", charts,
+                        omit)
+    if not panels:
         return '<p class="note">Energy per sample: not measured in these results (no energy_j).</p>'
-    configs = list(dict.fromkeys(c for c, _ in values))
-    return bar_chart("Energy per sample (median, 95% CI)", "J/sample", configs, data.groups, values)
+    return ('<p class="note">Energy per sample (median, 95% CI), one panel per workload and '
+            "mode.</p>" + panels)
 
 
 def _comparison_section(data: ReportData, threshold: float) -> str:
@@ -278,62 +302,67 @@ def _comparison_section(data: ReportData, threshold: float) -> str:
     return "\n".join(parts)
 
 
-def _traces_section(data: ReportData) -> str:
-    s = data.samples
-    if s.empty:
-        return '<p class="note">No telemetry time series (samples.csv) in these results.</p>'
-    first = data.trials.drop_duplicates("run_id").set_index("run_id")
-    names = {str(rid): f"{row['group']} · {config_label(row)}" for rid, row in first.iterrows()}
-    run_ids = [r for r in dict.fromkeys(s["run_id"]) if r in names]
-    shown, hidden = run_ids[:MAX_TRACES], run_ids[MAX_TRACES:]
-    charts = []
-    for column, title, unit in TRACES:
-        if column not in s.columns or s[column].notna().sum() == 0:
-            continue
-        series = []
-        for rid in shown:
-            run = s[(s["run_id"] == rid) & s[column].notna()].sort_values("t_s")
-            if len(run):
-                xs, ys = downsample(run["t_s"].to_numpy(float), run[column].to_numpy(float))
-                series.append((f"{names[rid]} ({rid})", xs, ys))
-        if series:
-            charts.append(line_chart(f"{title} during the runs", "time since run start (s)", unit, series))
-    if not charts:
-        return '<p class="note">samples.csv holds none of: ' + esc(", ".join(c for c, _, _ in TRACES)) + ".</p>"
-    if hidden:
-        charts.append(f'<p class="note">{len(hidden)} more runs not drawn: {esc(", ".join(hidden))}.</p>')
-    return "\n".join(charts)
+def _header(data: ReportData) -> str:
+    """The inputs named once, with the facts every row shares."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    t = data.trials
+    runs = t["run_id"].nunique() if "run_id" in t.columns else 0
+    configs = _configs(t).nunique()
+    by = f" by <code>{esc(data.by)}</code>" if data.by else ""
+    inputs = "".join(f"<li>{esc(p)}</li>" for p in data.inputs)
+    groups = (f" · groups{by}: " + ", ".join(f"<b>{esc(g)}</b>" for g in data.groups)
+              if len(data.groups) > 1 else "")
+    facts = uniform_facts(t)
+    return (f'<ul class="facts">{inputs}</ul>'
+            f'<p class="facts">{runs} runs · {configs} configurations · {len(t)} trial rows'
+            f"{groups}</p>"
+            + (f'<p class="facts">{facts_html(facts)}</p>' if facts else "")
+            + f'<p class="note">gpubench {esc(__version__)} · {esc(stamp)}</p>')
 
 
 def render_report(data: ReportData, threshold: float = 0.05) -> str:
     rows = summary_rows(data)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    groups = ", ".join(esc(g) for g in data.groups)
-    inputs = "".join(f"<li>{esc(p)}</li>" for p in data.inputs)
-    by = f" by <code>{esc(data.by)}</code>" if data.by else ""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>gpubench report</title><style>{CSS}</style></head>
-<body>
-<h1>gpubench report</h1>
-<p class="note">gpubench {esc(__version__)} · {esc(stamp)} · {len(data.trials)} trial rows · groups{by}: {groups}</p>
-<ul class="note">{inputs}</ul>
+    charts = Charts()
+    omit = [value for _, value in uniform_facts(data.trials)]
+    several = len(data.groups) > 1
+    body = f"""<h1>gpubench report</h1>
+{_header(data)}
 <h2>Summary</h2>
-{_summary_section(rows)}
+{_summary_section(rows, several)}
 <h2>Throughput per configuration</h2>
-{_throughput_chart(rows, data.groups)}
+{_throughput_chart(rows, data.groups, charts, omit)}
 <h2>Energy per sample</h2>
-{_energy_chart(data)}
+{_energy_chart(data, charts, omit)}
+{latency_panels(data.trials, data.groups, charts, omit)}
 <h2>Comparison against {esc(data.groups[0])}</h2>
 {_comparison_section(data, threshold)}
-{scaling_section(data.trials, data.groups)}
-{power_section(data.trials, data.groups)}
-{latency_section(data.trials, data.groups)}
-{trend_section(data.trials, threshold)}
+{scaling_section(data.trials, data.groups, charts)}
+{power_section(data.trials, data.groups, charts)}
+{latency_section(data.trials, data.groups, charts)}
+{trend_section(data.trials, threshold, charts)}
 <h2>Telemetry</h2>
-{_traces_section(data)}
+{telemetry_section(data.trials, data.samples, several, charts)}
+"""
+    return page("gpubench report", body, charts)
+
+
+def page(title: str, body: str, charts: Charts) -> str:
+    """A whole HTML page: plotly.js and the render script inline (allowed by hash),
+    the figures as JSON; without charts, no script at all."""
+    scripts, csp = "", CSP
+    if charts.figures:
+        library = plotly_js()
+        scripts = (f"<script>{library}</script>\n{charts.data_script()}\n"
+                   f"<script>{RENDER_JS}</script>")
+        csp += f"; script-src {script_hash(library)} {script_hash(RENDER_JS)}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(title)}</title><style>{CSS}</style></head>
+<body>
+{body}
+{scripts}
 </body></html>
 """
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from gpubench.results.compare_format import config_label, value_text
-from gpubench.results.report_svg import esc, line_chart
+from gpubench.results.report_plot import Charts, esc, line_figure
 
 MAX_SERIES = 12  # lines in the chart; the table holds them all
 CLIP_BOUNDS = 4.0  # latencies above this many times the largest bound are drawn at it
@@ -42,7 +42,7 @@ def latency_points(trials: pd.DataFrame, groups: List[str]) -> pd.DataFrame:
     return points.sort_values(["group", "config", "offered_qps"]).reset_index(drop=True)
 
 
-def latency_section(trials: pd.DataFrame, groups: List[str]) -> str:
+def latency_section(trials: pd.DataFrame, groups: List[str], charts: Charts) -> str:
     """The `<h2>`, chart and table, or "" when no row is a server's."""
     points = latency_points(trials, groups)
     if points.empty:
@@ -58,8 +58,10 @@ def latency_section(trials: pd.DataFrame, groups: List[str]) -> str:
             for b in bounds]
     clipped = (f" (latencies above {cap:g} ms drawn at {cap:g})"
                if (points["latency_p99_ms"] > cap).any() else "")
-    chart = line_chart("p99 latency against offered load" + clipped, "offered load (queries/s)",
-                       "p99 latency (ms)", series[:MAX_SERIES] + flat)
+    drawn = series[:MAX_SERIES]
+    chart = charts.add(line_figure("p99 latency against offered load" + clipped,
+                                   "offered load (queries/s)", "p99 latency (ms)", drawn + flat,
+                                   dash_from=len(drawn)))
     more = (f'<p class="note">{len(series) - MAX_SERIES} more configurations in the table, '
             "not drawn.</p>" if len(series) > MAX_SERIES else "")
     cells = "".join(

@@ -13,7 +13,7 @@ from typing import List
 import pandas as pd
 
 from gpubench.results.compare_format import config_label, num
-from gpubench.results.report_svg import esc, fmt_value, line_chart
+from gpubench.results.report_plot import Charts, esc, line_figure
 
 MAX_SERIES = 12  # lines in a chart; the table holds them all
 COLUMNS = ("samples_per_joule", "throughput_samples_per_s", "power_avg_w",
@@ -21,7 +21,9 @@ COLUMNS = ("samples_per_joule", "throughput_samples_per_s", "power_avg_w",
 
 
 def _value(v: float) -> str:
-    return fmt_value(v) if isinstance(v, float) and math.isfinite(v) else ""
+    if not (isinstance(v, float) and math.isfinite(v)):
+        return ""
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
 
 
 def power_sweep(trials: pd.DataFrame) -> pd.DataFrame:
@@ -43,7 +45,7 @@ def power_sweep(trials: pd.DataFrame) -> pd.DataFrame:
     return out[limits >= 2].sort_values(["group", "config", "watts"], kind="stable")
 
 
-def power_section(trials: pd.DataFrame, groups: List[str]) -> str:
+def power_section(trials: pd.DataFrame, groups: List[str], charts: Charts) -> str:
     """The `<h2>`, table and charts, or "" when nothing was swept."""
     sweep = power_sweep(trials)
     if sweep.empty:
@@ -58,7 +60,7 @@ def power_section(trials: pd.DataFrame, groups: List[str]) -> str:
     table = ("<table><tr><th>group</th><th>configuration</th><th>limit W</th>"
              "<th>enforced W</th><th>drawn W</th><th>samples/s</th><th>samples/J</th></tr>"
              f"{cells}</table>")
-    charts = []
+    drawn = []
     for column, title, unit in (("samples_per_joule", "Energy efficiency against the power "
                                  "limit", "samples/J"),
                                 ("throughput_samples_per_s", "Throughput against the power "
@@ -66,9 +68,9 @@ def power_section(trials: pd.DataFrame, groups: List[str]) -> str:
         series = [(f"{group} · {config}", rows["watts"].to_numpy(float),
                    rows[column].to_numpy(float))
                   for (group, config), rows in sweep.groupby(["group", "config"], sort=False)]
-        charts.append(line_chart(title, "board power limit (W)", f"median {unit}",
-                                 series[:MAX_SERIES]))
+        drawn.append(charts.add(line_figure(title, "board power limit (W)", f"median {unit}",
+                                            series[:MAX_SERIES])))
     n = sweep.groupby(["group", "config"]).ngroups
     more = (f'<p class="note">{n - MAX_SERIES} more configurations in the table, not '
             "drawn.</p>" if n > MAX_SERIES else "")
-    return f"<h2>Power limit sweep</h2>\n{table}\n" + "\n".join(charts) + f"\n{more}"
+    return f"<h2>Power limit sweep</h2>\n{table}\n" + "\n".join(drawn) + f"\n{more}"

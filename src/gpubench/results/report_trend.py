@@ -1,6 +1,6 @@
 """The report's trend section: per configuration with a history (2 x min-segment runs
-or more), the median throughput of each run in time order, the segment medians, and
-the change points `gpubench history` finds, marked. Empty (no section at all) when no
+or more), the median throughput of each run over time, the segment medians, and the
+change points `gpubench history` finds, marked (the dashboard's series figure). Empty (no section at all) when no
 configuration has that many runs: an ordinary report of a few runs is unchanged."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pandas as pd
 
 from gpubench.errors import UserError
 from gpubench.results import schema
-from gpubench.results.compare_format import config_label, signed_pct
-from gpubench.results.report_svg import esc, line_chart
+from gpubench.results.compare_format import config_label
+from gpubench.results.report_plot import Charts, esc
 
 THR = "throughput_samples_per_s"
 MAX_CHARTS = 12
@@ -30,8 +30,9 @@ def _enough_runs(trials: pd.DataFrame, min_runs: int) -> bool:
     return int(ok["run_id"].groupby(keys).nunique().max()) >= min_runs
 
 
-def trend_section(trials: pd.DataFrame, threshold: float) -> str:
+def trend_section(trials: pd.DataFrame, threshold: float, charts: Charts) -> str:
     """`<h2>` and the charts, or "" when no configuration has enough runs."""
+    from gpubench.results.dashboard.figures import series_figure
     from gpubench.results.history import DEFAULT_MIN_SEGMENT, history
 
     if not _enough_runs(trials, 2 * DEFAULT_MIN_SEGMENT):
@@ -42,29 +43,14 @@ def trend_section(trials: pd.DataFrame, threshold: float) -> str:
     except UserError as exc:
         return f'{head}\n<p class="note">No trend: {esc(exc)}.</p>'
     shown = [c for c in found.configs if c.status != "too_few_runs"]
-    charts: List[str] = []
+    drawn: List[str] = []
+    no_env = pd.DataFrame(columns=["series", "started", "run_id", "what"])
     for c in shown[:MAX_CHARTS]:
-        values = c.runs["value"].to_numpy(float)
-        xs = list(range(1, len(values) + 1))
-        series = [("median throughput of each run (oldest first)", xs, list(values))]
-        step_x: List[float] = []
-        step_y: List[float] = []
-        for a, b in c.segments:
-            median = float(c.runs["value"].iloc[a:b].median())
-            step_x += [a + 0.5, b + 0.5]
-            step_y += [median, median]
-        series.append(("segment medians", step_x, step_y))
-        top = float(values.max())
-        for ch in c.changes:
-            at = f"{ch.started[:10]} " if ch.started else ""
-            series.append((f"change at run {ch.index + 1} ({at}run {ch.run_id}): "
-                           f"{signed_pct(ch.change_pct)}, {ch.verdict}",
-                           [ch.index + 0.5, ch.index + 0.5], [0.0, top]))
         title = f"{config_label(c.config)}: {c.status.replace('_', ' ')}"
-        charts.append(line_chart(title, "run (in start-time order)", "samples/s", series))
+        drawn.append(charts.add(series_figure(c, no_env, "samples/s", title=title, height=300)))
     notes = [f"Throughput, threshold {threshold:.1%}, segments of at least {found.min_segment} "
              f"runs; changes smaller than 1.5x a configuration's own run-to-run noise are not marked "
              f"(gpubench history)."]
     if len(shown) > MAX_CHARTS:
         notes.append(f"{len(shown) - MAX_CHARTS} more configurations not drawn.")
-    return "\n".join([head, *charts, *(f'<p class="note">{esc(n)}</p>' for n in notes)])
+    return "\n".join([head, *drawn, *(f'<p class="note">{esc(n)}</p>' for n in notes)])

@@ -199,26 +199,3 @@ def test_dashboard_renders_in_headless_chromium(site, tmp_path):
     shown = re.findall(r'<div class="card" data-machine="([^"]+)"[^>]*?(style="display: none;")?>',
                        dom.stdout)
     assert sorted(m for m, hidden in shown if not hidden) == ["box-b", "box-b"]
-
-
-def test_pelt_gives_ruptures_change_points():
-    """pelt.py is ruptures' PELT (l2, jump 1) in numpy: the same candidates on random
-    series with steps, ties (rounded values) and none, at several segment sizes."""
-    from gpubench.results.dashboard.pelt import candidate_breaks as fast
-    from gpubench.results.history import candidate_breaks
-
-    rng = np.random.default_rng(1)
-    series = [np.full(30, 1000.0), np.r_[np.full(15, 1000.0), np.full(15, 800.0)]]
-    for i in range(60):
-        n = int(rng.integers(10, 120))
-        v = 1000 * (1 + 0.03 * rng.standard_normal(n))
-        for _ in range(int(rng.integers(0, 4))):
-            v[int(rng.integers(1, n)):] *= 1 + rng.choice([-1, 1]) * rng.uniform(0.01, 0.3)
-        series.append(np.round(v, -1) if i % 5 == 0 else v)
-    found = 0
-    for i, v in enumerate(series):
-        m = (2, 3, 5, 7)[i % 4]
-        theirs = candidate_breaks(v, m)
-        assert fast(v, m) == theirs, (i, m)
-        found += bool(theirs)
-    assert found > 20  # the series do have change points to agree on

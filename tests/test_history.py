@@ -277,15 +277,14 @@ def test_bad_input_is_one_line_exit_2(tmp_path, cli_here):
     one_line_error(cli_here("history", tmp_path / "failed.csv"), "no trial with status ok")
 
 
-def test_history_needs_no_ruptures(tmp_path):
-    # PELT is history's own (results/change_points.py; ruptures is the tests' reference)
+def test_without_ruptures_one_line_exit_2(tmp_path):
     blocker = tmp_path / "block" / "ruptures"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('blocked for the test')\n")
     write_history(tmp_path / "n", step_history(seed=1, before=10, after=10), seed=1, merged=True)
     path = os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))
     proc = run_cli("history", str(tmp_path / "n"), env_extra={"PYTHONPATH": path})
-    assert proc.returncode == 1 and "slower" in proc.stdout, proc.stderr
+    one_line_error(proc, "ruptures")
 
 
 def test_help_describes_the_command(cli_here):

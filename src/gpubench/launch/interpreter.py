@@ -22,7 +22,7 @@ from gpubench.errors import UserError
 # pyproject's requires-python (kept in step by a test)
 REQUIRED_PYTHON = (3, 10)
 # The modules a worker imports of pyproject's dependencies (a test keeps them in step;
-# ruptures is left out: only `gpubench history` imports it).
+# ruptures is left out: only change points (history, dashboard) import it).
 WORKER_MODULES = ("numpy", "pandas", "yaml", "rich", "pynvml", "psutil", "scipy")
 PROBE_TIMEOUT_S = 60.0
 _MARK = "GPUBENCH-PROBE "

@@ -9,9 +9,8 @@ time they started (`started_utc`; for v1 rows, which lack it, the run folder's
 timestamp or run.json's `started_utc`), or, with `by` (e.g. driver_version), by that
 column's values in the order they were first seen in time, and by time within a value.
 
-The detection (METHOD). On the log of the run values: PELT with the "l2" cost (ruptures'
-Pelt, step for step, from cumulative sums: results/change_points.py) (a change in the
-mean of the logs = a relative step), segments of at least
+The detection (METHOD). On the log of the run values: PELT with the "l2" cost (ruptures,
+in C: results/change_points.py) (a change in the mean of the logs = a relative step), segments of at least
 `min_segment` runs, and a penalty of PENALTY_FACTOR x sigma^2 x ln(n), where sigma is
 the series' robust run-to-run noise (1.4826 x the MAD of successive differences of the
 logs / sqrt(2): a step moves one difference only, so it barely moves sigma). Then each
@@ -253,10 +252,8 @@ def _ordered(runs: pd.DataFrame, by: Optional[str]) -> pd.DataFrame:
 
 
 def analyse(runs: pd.DataFrame, config: Dict[str, str], metric: str, threshold: float,
-            min_segment: int, by: Optional[str] = None,
-            breaks: Optional[Callable[[Sequence[float], int], List[int]]] = None) -> ConfigHistory:
-    """One configuration's runs (run_values rows), ordered, checked for change points
-    (`breaks`: PELT's candidates, candidate_breaks unless another computes them)."""
+            min_segment: int, by: Optional[str] = None) -> ConfigHistory:
+    """One configuration's runs (run_values rows), ordered, checked for change points."""
     runs = _ordered(runs, by)
     notes = []
     searches = bool(runs["searched"].any())
@@ -278,7 +275,7 @@ def analyse(runs: pd.DataFrame, config: Dict[str, str], metric: str, threshold: 
         notes.append(f"{len(values)} {TOO_FEW_PREFIX} {min_segment} (--min-segment) on each side")
         return ConfigHistory(config, runs, [], noise_floor(values), "too_few_runs", notes)
     direction = DIRECTIONS[metric]
-    found = (breaks or candidate_breaks)(values, min_segment)
+    found = candidate_breaks(values, min_segment)
     breaks, stats, floor = confirmed_changes(values, found, direction, threshold)
     changes = []
     for b, s in zip(breaks, stats):

@@ -56,7 +56,8 @@ def _v3_to_v4(frame: pd.DataFrame) -> pd.DataFrame:
     """v3 had no target_accuracy, time-to-accuracy or accuracy-gate columns: every v3
     run measured throughput (empty target) and checked no accuracy."""
     new = [c for c in trial_columns() if c not in frame.columns]
-    frame = frame.assign(**{c: None for c in new})
+    # one concat, not a column at a time (pandas warns of a fragmented frame)
+    frame = pd.concat([frame, pd.DataFrame({c: None for c in new}, index=frame.index)], axis=1)
     return in_schema_order(frame)
 
 

@@ -1,6 +1,5 @@
 """Change points of every series, as `gpubench history` finds them (results/history.py's
-analyse, on the per-run values series.py computed; PELT's candidates by pelt.py, ruptures'
-recursion in numpy), and the order the index shows them in: the newest regressions
+analyse, on the per-run values series.py computed), and the order the index shows them in: the newest regressions
 first."""
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from typing import Callable, Dict, List, Optional
 import pandas as pd
 
 from gpubench.results import history as hist
-from gpubench.results.dashboard.pelt import candidate_breaks
 
 Progress = Callable[[str, int, int], None]  # stage, done, total
 
@@ -28,7 +26,7 @@ def analyse_all(tables, metric: str, threshold: float, min_segment: int,
     for done, (sid, part) in enumerate(groups, start=1):
         config = {c: series.at[sid, c] for c in series.columns if c not in ("label", "page")}
         found[int(sid)] = hist.analyse(part[columns].reset_index(drop=True), config, metric,
-                                       threshold, min_segment, breaks=candidate_breaks)
+                                       threshold, min_segment)
         if progress is not None:
             progress("change points", done, total)
     return found

@@ -100,6 +100,21 @@ def test_site_layout_order_and_filters(site):
     assert change[0]["x0"] == env[0]["x"][0] == medians["x"][STEP_AT]
 
 
+def test_the_run_filters_select_the_site(fleet, tmp_path):
+    """--machine and --since (the filters history, compare and report take) select the
+    runs the site is built from: box-b's two series only, from the step's night on, so no
+    change is left to find."""
+    out = tmp_path / "dash"
+    day = (pd.Timestamp("2026-03-01") + pd.Timedelta(days=STEP_AT)).strftime("%Y-%m-%d")
+    proc = run_cli_here("dashboard", str(fleet), "-o", str(out), "--machine", "box-b",
+                        "--since", day)
+    assert proc.returncode == 0, proc.stderr
+    index = (out / "index.html").read_text()
+    machines = re.findall(r'<div class="card" data-machine="([^"]+)"', index)
+    assert machines == ["box-b", "box-b"]
+    assert 'data-status="regression"' not in index
+
+
 def test_series_page(site):
     index = (site / "index.html").read_text()
     page = re.search(r'<a href="configs/([^"]+)">', index).group(1)

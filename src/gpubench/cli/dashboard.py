@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from gpubench.cli.argtypes import path_arg
+from gpubench.cli.filter_options import add_filter_options, filters_from
 
 QUIET_S = 3.0  # no progress for a build shorter than this
 EVERY_S = 2.0  # then a line at most this often
@@ -35,6 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="smallest change a change point calls slower/faster (default 5%%)")
     p.add_argument("--min-segment", type=int, default=5, metavar="N",
                    help="fewest runs on each side of a change point (default 5)")
+    add_filter_options(p)
     p.set_defaults(execute=execute)
 
 
@@ -62,7 +64,7 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.results.dashboard import build_dashboard
 
     progress = _Progress()
-    trials = read_input(args.source)
+    trials = read_input(args.source, filters=filters_from(args))
     progress(f"read {len(trials):,} trial rows", 0, 0)
     built = build_dashboard(trials, args.output, source=str(args.source),
                             threshold=args.threshold, min_segment=args.min_segment,

@@ -38,7 +38,8 @@ with the reason in the note.
 Paired analysis (results/compare_paired.py): when both sides' rows come from one suite
 with the same number of rounds, round k of base is paired with round k of new
 (Wilcoxon signed-rank on the per-pair log-ratios, a bootstrap CI over rounds, seeded by
-`seed`); its floor is the spread of the per-round ratios. The `test` column says which
+`seed`); its floor is the spread of the per-round ratios over the square root of
+their number (the spread of their median). The `test` column says which
 test ran ("wilcoxon paired rounds", "wilcoxon paired trials", "mann-whitney"), and the
 note why a suite's rows were not paired; `unpaired` forces Mann-Whitney.
 
@@ -50,6 +51,8 @@ rows, older v2 rows) counts.
 """
 
 from __future__ import annotations
+
+import math
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,8 +187,12 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
             notes.append("--noise-from: no past runs of this configuration (3 or more needed)")
         row["noise_pct"] = noise * 100
         row["history_noise_pct"] = past * 100
+        # Paired: the verdict is on the median of the rounds' ratios, whose own spread is
+        # their spread over the square root of their number (a single round's spread
+        # would ask a suite of 20 rounds to beat one round's noise).
+        own = noise / math.sqrt(len(pair.rounds)) if pair is not None else noise
         floor = noise_threshold(threshold, unit=unit, separate=separate, paired=pair is not None,
-                                own=noise, past=past, past_runs=past_runs,
+                                own=own, past=past, past_runs=past_runs,
                                 prior=prior_for(oks.values()))
         row["threshold_pct"] = floor.threshold * 100
         notes += floor.notes

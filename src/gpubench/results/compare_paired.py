@@ -19,8 +19,10 @@ says so. Otherwise the comparison falls back to the unpaired test and the note s
 (different suites, unequal rounds, rounds missing); rows outside any suite fall back
 silently (there is nothing to pair).
 
-The noise floor of a paired comparison is the spread of its per-round log-ratios
-(compare_stats.noise_floor of the per-round ratios of medians).
+The noise of a paired comparison is the spread of its per-round log-ratios
+(compare_stats.noise_floor of the per-round ratios of medians, `noise_pct`); its floor
+is that spread over the square root of the number of rounds, the spread of their median,
+which the verdict is on.
 """
 
 from __future__ import annotations

@@ -123,7 +123,8 @@ def noise_threshold(threshold: float, *, unit: str, separate: bool, paired: bool
     floor times its multiple (results/compare.py's docstring says which floors count)."""
     history = f"run-to-run noise over its {past_runs} past runs"
     if paired:
-        floors = [(NOISE_MULTIPLE, own, "the spread of its per-round ratios", "noise floor", ""),
+        floors = [(NOISE_MULTIPLE, own, "the spread of its per-round ratios / sqrt(rounds)",
+                   "noise floor", ""),
                   (NOISE_MULTIPLE, past, f"its {history}", "noise floor", "")]
     elif unit != "trial":
         floors = [(NOISE_MULTIPLE, own, f"this configuration's {unit}-to-{unit} noise here",

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import PLUGIN_ENV, run_cli_here
+from test_suite import FAST  # the suites' fast defaults
 from gpubench.results.compare import compare, compare_paths
 from gpubench.results.compare_format import to_markdown
 from gpubench.results.compare_paired import PAIRED_ROUNDS, PAIRED_TRIALS, UNPAIRED
@@ -112,13 +113,7 @@ def test_excluded_trials_are_left_out_and_counted(tmp_path):
     assert [r["n_new"] for r in rows] == [4, 6]
 
 
-FAST = """defaults:
-  trials: 2
-  warmup_s: 0.05
-  min_trial_s: 0.05
-  telemetry: none
-  timeout_s: 300
-runs:
+TWO_CONFIGS = FAST + """runs:
   - workloads: linreg
     backends: test-ok
     batch_sizes: [1, 2]
@@ -127,7 +122,7 @@ runs:
 
 
 def test_a_real_suite_of_two_configs_is_compared_paired(tmp_path):
-    (tmp_path / "suite.yaml").write_text(FAST)
+    (tmp_path / "suite.yaml").write_text(TWO_CONFIGS)
     proc = run_cli_here("suite", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "out"),
                         "-q", env_extra=PLUGIN_ENV)
     assert proc.returncode == 0, proc.stderr

@@ -12,14 +12,7 @@ import pytest
 from conftest import PLUGIN_ENV, REPO, TESTS, lines_with, run_cli_here  # in this process (the double needs its own)
 from gpubench.results.reader import read_trials
 from nvml_double import double_env, fake_nvml_dir  # noqa: F401 (fixture)
-
-FAST = """defaults:
-  trials: 2
-  warmup_s: 0.05
-  min_trial_s: 0.05
-  telemetry: none
-  timeout_s: 300
-"""
+from test_suite import FAST  # the suites' fast defaults
 
 
 def _config(tmp_path, backends):

@@ -79,9 +79,16 @@ def _v6_to_v7(frame: pd.DataFrame) -> pd.DataFrame:
     return _v3_to_v4(frame)
 
 
+def _v7_to_v8(frame: pd.DataFrame) -> pd.DataFrame:
+    """v7 had no generation and no shards: a v7 row is a train or infer run of the
+    whole suite, its generation columns empty."""
+    return _v3_to_v4(frame)
+
+
 # MIGRATIONS[v] turns the rows of version v into rows of version v + 1.
 MIGRATIONS: Dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {
-    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6, 6: _v6_to_v7}
+    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6, 6: _v6_to_v7,
+    7: _v7_to_v8}
 
 REQUIRED_TRIAL_COLUMNS = IDENTITY_COLUMNS + ("schema_version", "trial", "duration_s",
                                              "throughput_samples_per_s", "status")

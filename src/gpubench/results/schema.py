@@ -66,6 +66,22 @@ History:
     trial's start (`start_temp_c`) and the seconds waited before it for a cool start
     (`cooldown_s`). A v6 row reads with them all empty: not in a suite, no limit or lock
     asked, throttling not named, every trial kept.
+  8: generation and shards. Identity columns of `--mode generate` runs (empty for every
+    other mode): `prompt_len` (tokens of a prompt; with a distribution, its mean),
+    `output_len` (tokens decoded a request), `prompt_dist` (fixed, uniform:LO-HI or a
+    shipped histogram's name), `batching` (continuous or static: how the server
+    scenario forms its decode batch) and the token-level bounds `ttft_bound_ms` and
+    `tpot_bound_ms` (server scenario; p99, MLPerf's). Measured: time to first token,
+    time per output token and inter-token latency percentiles (`ttft_p50_ms` ...
+    `itl_p99_ms`), `output_tokens_per_s`, `prefill_tokens_per_s`,
+    `energy_j_per_output_token`, `kv_cache_bytes`, the work of the description
+    (`prefill_flops`, `decode_flops_per_token`, `decode_bytes_per_token`: weights and
+    cache read a decoded token) and the memory-bandwidth bound of decode it gives
+    (`decode_bound_tokens_per_s`), the requests of a row, those within both bounds
+    (`requests_within_bounds`), `goodput_rps` (those a second) and a --find-max-qps
+    search's result on goodput (`max_goodput_qps`). Context `shard` ("i/N": the part of
+    a suite run with --shard; empty: the whole suite). A v7 row reads with them all
+    empty (no v7 run generated or was sharded).
 """
 
 from __future__ import annotations
@@ -73,7 +89,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # The configuration: what a user asks to measure, declared once. compare's matching,
 # the suite's resume key, de-duplication of rows read twice, the summary's groups and
@@ -95,6 +111,9 @@ CONFIGURATION_COLUMNS: Tuple[str, ...] = (
     # the board power limit asked for (W; empty: the board's own) and the clock lock
     # asked for (MHz, max or base; empty: none): --power-limit, --lock-clocks
     "power_limit_w", "lock_clocks",
+    # --mode generate: prompt and output tokens, the prompt-length distribution, the
+    # server's batching (continuous | static) and its token-level p99 bounds (ms)
+    "prompt_len", "output_len", "prompt_dist", "batching", "ttft_bound_ms", "tpot_bound_ms",
 )
 # The columns this schema version declares (CONFIGURATION_COLUMNS may add more: below).
 VERSIONED_CONFIGURATION_COLUMNS = CONFIGURATION_COLUMNS
@@ -108,7 +127,9 @@ CONFIGURATION_DEFAULTS = {"scenario": "throughput", "exec": "eager", "world_size
                           "target_accuracy": None, "message_bytes": None,
                           "target_qps": None, "latency_bound_ms": None,
                           "batch_timeout_ms": None, "power_limit_w": None,
-                          "lock_clocks": None}
+                          "lock_clocks": None, "prompt_len": None, "output_len": None,
+                          "prompt_dist": None, "batching": None, "ttft_bound_ms": None,
+                          "tpot_bound_ms": None}
 # How a label shows a long identity value: `onnx=ab12cd34` (the row keeps all of it).
 LABEL_NAMES = {"onnx_sha256": ("onnx", 8)}
 # Where a configuration ran: compare matches on the kind of device, not on which one.
@@ -118,8 +139,10 @@ MATCHED_PLACEMENT = ("device_name",)
 IDENTITY_COLUMNS = ("run_id",) + CONFIGURATION_COLUMNS + PLACEMENT_COLUMNS
 # Per-row context: which rank wrote the row, which of the run's worker processes timed
 # it (--processes), when its run started, the code measured, the suite it ran in and
-# the round of that suite's interleaving (empty for a lone run).
-CONTEXT_COLUMNS = ("rank", "process", "started_utc", "git_commit", "suite_id", "round")
+# the round of that suite's interleaving (empty for a lone run), and the part of the
+# suite (--shard i/N) that ran it (empty: the whole suite).
+CONTEXT_COLUMNS = ("rank", "process", "started_utc", "git_commit", "suite_id", "round",
+                   "shard")
 ENVIRONMENT_COLUMNS = (
     "driver_version", "cuda_version", "cudnn_version", "framework", "framework_version",
     "gpubench_version", "schema_version", "host",
@@ -162,6 +185,16 @@ MEASURED_COLUMNS = (
     "queries", "offered_qps", "achieved_qps", "latency_mean_ms", "latency_p999_ms",
     "latency_bound_met", "queries_unfinished", "batch_size_mean", "batch_size_p50",
     "batch_size_max", "energy_j_per_query", "max_qps",
+    # --mode generate (measure/generation/): time to first token, time per output token
+    # and inter-token latency percentiles; output and prefill tokens/s; energy a token;
+    # the KV cache; the description's work (FLOPs of prefill and a decoded token, bytes
+    # a decoded token reads) and decode's bandwidth bound; requests, those within both
+    # bounds and their rate (goodput); a --find-max-qps search's result on goodput
+    "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms",
+    "tpot_p99_ms", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "output_tokens_per_s",
+    "prefill_tokens_per_s", "energy_j_per_output_token", "kv_cache_bytes", "prefill_flops",
+    "decode_flops_per_token", "decode_bytes_per_token", "decode_bound_tokens_per_s",
+    "requests", "requests_within_bounds", "goodput_rps", "max_goodput_qps",
     "status", "error",
 )
 
@@ -180,7 +213,8 @@ TEXT_COLUMNS = ("run_id", "workload", "backend", "mode", "precision", "params",
                 "started_utc", "git_commit", "driver_version", "cuda_version",
                 "cudnn_version", "framework", "framework_version", "gpubench_version",
                 "host", "energy_source", "mem_bw_source", "status", "error",
-                "suite_id", "lock_clocks", "throttle_reasons", "excluded")
+                "suite_id", "lock_clocks", "throttle_reasons", "excluded", "prompt_dist",
+                "batching", "shard")
 
 STATUSES = ("ok", "failed", "timeout", "unsupported")
 
@@ -192,7 +226,9 @@ MEDIAN_METRICS = (
     "mem_bw_gbs", "temp_c", "loss", "compile_s", "tokens_per_s",
     "global_throughput_samples_per_s", "global_energy_j", "algbw_gbs", "busbw_gbs",
     "latency_p999_ms", "latency_mean_ms", "offered_qps", "achieved_qps", "batch_size_mean",
-    "energy_j_per_query",
+    "energy_j_per_query", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms",
+    "itl_p50_ms", "itl_p99_ms", "output_tokens_per_s", "prefill_tokens_per_s",
+    "energy_j_per_output_token", "goodput_rps",
 )
 STAT_NAMES = ("median", "iqr", "mean", "std", "cv", "ci_low", "ci_high")
 

@@ -1,0 +1,4 @@
+"""Generation as it is served (--mode generate): a prompt's prefill, then greedy decode
+steps over a static KV cache. engine.py declares what a backend's step gives (a
+GenerationEngine); latency.py turns each request's token times into TTFT, TPOT, ITL and
+goodput, the same for every scenario that generates."""

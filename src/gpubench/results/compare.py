@@ -102,10 +102,25 @@ RESULT_COLUMNS = result_columns()  # as declared at import
 
 
 def _keys(frame: pd.DataFrame, key: Sequence[str]) -> List[Tuple[str, ...]]:
-    """One tuple per row of the match columns, as text (batch 64 == 64.0)."""
-    present = [c for c in key if c in frame.columns]
-    return [schema.configuration_key(dict(zip(present, values)), key)
-            for values in frame[present].itertuples(index=False, name=None)]
+    """One tuple per row of the match columns, as text (batch 64 == 64.0): each
+    column's distinct values are turned into text once (a store's nights repeat them)."""
+    columns = []
+    for c in key:
+        if c not in frame.columns:
+            columns.append([""] * len(frame))
+            continue
+        codes, uniques = pd.factorize(frame[c], use_na_sentinel=True)
+        texts = np.array([schema.key_text(v) for v in uniques] + [""], dtype=object)
+        columns.append(texts[codes].tolist())  # code -1 (missing) is the last: ""
+    return list(zip(*columns))
+
+
+# The columns the per-configuration loop reads besides the match key and the metric:
+# a side's frame is cut to them first, since a store's rows hold every schema column
+# and each configuration's slice would otherwise copy them all.
+LOOP_COLUMNS = ("status", "error", "run_id", "process", "suite_id", "round", "trial",
+                "backend", "device_name", "sm_clock_mhz", "throttled", "mem_bw_source",
+                load.DERIVED) + sides_rows.WATCHED_ENV
 
 
 def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
@@ -128,12 +143,13 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,
         frame = load.with_derived(one_row_per_trial(frame))  # a run of ranks: a trial once
         if metric not in frame.columns:
             raise UserError(f"{labels[0 if name == 'base' else 1]}: no column {metric}")
+        ok_mask = (frame["status"].eq("ok") & pd.to_numeric(frame[metric], errors="coerce").notna()).to_numpy()
+        flags = (ok_mask & sides_rows.contended(frame), np.where(ok_mask, sides_rows.excluded(frame), ""))
+        frame = frame[[c for c in dict.fromkeys((*key, metric, *LOOP_COLUMNS)) if c in frame.columns]]
         positions: Dict[tuple, List[int]] = {}
         for i, k in enumerate(_keys(frame, key)):
             positions.setdefault(k, []).append(i)
-        ok_mask = (frame["status"].eq("ok") & pd.to_numeric(frame[metric], errors="coerce").notna()).to_numpy()
-        sides[name] = (frame, positions, ok_mask, ok_mask & sides_rows.contended(frame),
-                       np.where(ok_mask, sides_rows.excluded(frame), ""))
+        sides[name] = (frame, positions, ok_mask, *flags)
     order = list(dict.fromkeys(list(sides["base"][1]) + list(sides["new"][1])))
     if not order:
         return pd.DataFrame(columns=list(result_columns()))

@@ -17,8 +17,19 @@ BANDWIDTH_SOURCES = {"analytic": "the model (bytes the workload moves / time), n
 
 
 def median(values: pd.Series) -> float:
-    values = pd.to_numeric(values, errors="coerce").dropna()
-    return float(values.median()) if len(values) else float("nan")
+    values = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    values = values[~np.isnan(values)]
+    return float(np.median(values)) if values.size else float("nan")
+
+
+def texts(values: pd.Series) -> List[str]:
+    """The distinct values present, as sorted text (empty ones left out)."""
+    return sorted({str(v) for v in values.to_numpy(dtype=object)
+                   if v is not None and not (isinstance(v, float) and np.isnan(v))})
+
+
+def _true(v: object) -> bool:
+    return str(v).strip().lower() in ("true", "1", "1.0")
 
 
 def change_pct(base: float, new: float) -> float:
@@ -26,18 +37,17 @@ def change_pct(base: float, new: float) -> float:
 
 
 def throttled_frac(ok: pd.DataFrame) -> float:
-    flags = ok["throttled"].dropna() if "throttled" in ok.columns else pd.Series(dtype=object)
-    if flags.empty:
-        return float("nan")
-    return float(flags.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0")).mean())
+    flags = [v for v in ok["throttled"].to_numpy(dtype=object)
+             if v is not None and not (isinstance(v, float) and np.isnan(v))] \
+        if "throttled" in ok.columns else []
+    return float(np.mean([_true(v) for v in flags])) if flags else float("nan")
 
 
 def contended(frame: pd.DataFrame) -> np.ndarray:
     """Per row: whether it is marked contended (True, "True", 1; empty is not)."""
     if "contended" not in frame.columns:
         return np.zeros(len(frame), dtype=bool)
-    return frame["contended"].map(
-        lambda v: str(v).strip().lower() in ("true", "1", "1.0")).to_numpy(dtype=bool)
+    return frame["contended"].map(_true).to_numpy(dtype=bool)
 
 
 def excluded(frame: pd.DataFrame) -> np.ndarray:
@@ -64,13 +74,13 @@ def excluded_note(name: str, reasons: np.ndarray, kept: bool) -> List[str]:
 def side_note(name: str, rows: pd.DataFrame, ok: pd.DataFrame, by: Optional[str]) -> List[str]:
     notes = []
     if len(rows) and ok.empty:
-        statuses = sorted(set(rows["status"].dropna().astype(str)))
+        statuses = texts(rows["status"])
         errors = rows["error"].dropna().astype(str) if "error" in rows.columns else []
         tail = errors.iloc[-1].strip().splitlines()[-1][:120] if len(errors) and errors.iloc[-1].strip() else ""
         notes.append(f"{name}: no ok trial ({'/'.join(statuses)}{': ' + tail if tail else ''})")
     for column in WATCHED_ENV:
         if column != by and column in ok.columns:
-            values = sorted(set(ok[column].dropna().astype(str)))
+            values = texts(ok[column])
             if len(values) > 1:
                 notes.append(f"{name} mixes {column} {', '.join(values)}")
     return notes
@@ -79,5 +89,5 @@ def side_note(name: str, rows: pd.DataFrame, ok: pd.DataFrame, by: Optional[str]
 def bandwidth_note(name: str, ok: pd.DataFrame) -> List[str]:
     if "mem_bw_source" not in ok.columns:
         return []
-    sources = sorted(set(ok["mem_bw_source"].dropna().astype(str)))
+    sources = texts(ok["mem_bw_source"])
     return [f"{name} GB/s: " + ", ".join(BANDWIDTH_SOURCES.get(s, s) for s in sources)] if sources else []

@@ -4,6 +4,7 @@ here and over its past runs (results/compare.py's docstring says how they are us
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -26,16 +27,32 @@ def unit_columns(ok: pd.DataFrame) -> List[str]:
     return [c for c in ("run_id", "process") if c in ok.columns]
 
 
+def unit_groups(ok: pd.DataFrame, metric: str) -> Dict[tuple, List[float]]:
+    """The metric's values per unit (run_id, process): a process left empty is 0, a row
+    without a run id belongs to no unit (as pandas' groupby drops it)."""
+    columns = unit_columns(ok)
+    keys = [ok[c].to_numpy(dtype=object) for c in columns]
+    if "process" in columns:
+        i = columns.index("process")
+        keys[i] = [0 if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in keys[i]]
+    groups: Dict[tuple, List[float]] = {}
+    for key, value in zip(zip(*keys), ok[metric].to_numpy(dtype=float)):
+        if not any(v is None or (isinstance(v, float) and math.isnan(v)) for v in key):
+            groups.setdefault(key, []).append(value)
+    return groups
+
+
 def unit_values(oks: Dict[str, pd.DataFrame], metric: str) -> Tuple[str, Dict[str, np.ndarray], List[str]]:
     """The values the statistics run on: per-process medians (a run's worker processes,
     or runs of one process each) when both sides have enough of them, else the trials
     themselves (see the module docstring)."""
-    groups = {name: ok.fillna({"process": 0}).groupby(unit_columns(ok))[metric]
-              for name, ok in oks.items()}
-    units = {name: g.ngroups if len(oks[name]) else 0 for name, g in groups.items()}
-    runs = {name: ok["run_id"].nunique() if "run_id" in ok.columns else 0 for name, ok in oks.items()}
+    groups = {name: unit_groups(ok, metric) for name, ok in oks.items()}
+    units = {name: len(g) for name, g in groups.items()}
+    runs = {name: len({k[0] for k in g}) if "run_id" in oks[name].columns else 0
+            for name, g in groups.items()}
     if min(units.values()) >= MIN_RUNS_PER_SIDE:
-        values = {name: g.median().to_numpy(dtype=float) for name, g in groups.items()}
+        values = {name: np.array([np.median(g[k]) for k in sorted(g)], dtype=float)
+                  for name, g in groups.items()}
         unit = "run" if units == runs else "process"
         plural = "runs" if unit == "run" else "processes"
         return unit, values, [f"statistics over per-{unit} medians "
@@ -53,7 +70,8 @@ def unit_values(oks: Dict[str, pd.DataFrame], metric: str) -> Tuple[str, Dict[st
 
 def separate_runs(oks: Dict[str, pd.DataFrame]) -> bool:
     """Whether the two sides' trials come from different runs (no run on both)."""
-    runs = [set(ok["run_id"].astype(str)) if "run_id" in ok.columns else set() for ok in oks.values()]
+    runs = [set(map(str, ok["run_id"].to_numpy(dtype=object))) if "run_id" in ok.columns else set()
+            for ok in oks.values()]
     return all(runs) and not (runs[0] & runs[1])
 
 

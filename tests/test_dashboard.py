@@ -214,3 +214,25 @@ def test_dashboard_renders_in_headless_chromium(site, tmp_path):
     shown = re.findall(r'<div class="card" data-machine="([^"]+)"[^>]*?(style="display: none;")?>',
                        dom.stdout)
     assert sorted(m for m, hidden in shown if not hidden) == ["box-b", "box-b"]
+
+
+def test_a_store_read_in_part_gives_the_folders_tables(fleet, tmp_path):
+    """The dashboard reads a store's needed columns only, their text as categoricals (a
+    fleet's year would take gigabytes as one string a cell): the same series, runs and
+    values as from the folders."""
+    from gpubench.results.compare_load import read_input
+    from gpubench.results.dashboard import series
+
+    store = tmp_path / "store"
+    proc = run_cli_here("store", "add", str(store), str(fleet))
+    assert proc.returncode == 0, proc.stderr
+    part = read_input(store, columns=series.needed_columns())
+    assert any(isinstance(part[c].dtype, pd.CategoricalDtype) for c in ("workload", "host"))
+    assert "latency_p99_ms" not in part.columns  # not needed, not read
+    ours, theirs = series.tables(part), series.tables(read_input(fleet))
+    assert ours.series.drop(columns="series").to_dict("records") == \
+        theirs.series.drop(columns="series").to_dict("records")
+    key = ["run_id", "value", "ci_low", "ci_high", "trials", "driver_version", "host"]
+    pd.testing.assert_frame_equal(ours.runs.sort_values("run_id")[key].reset_index(drop=True),
+                                  theirs.runs.sort_values("run_id")[key].reset_index(drop=True))
+    assert sorted(ours.values["value"]) == pytest.approx(sorted(theirs.values["value"]))

@@ -62,9 +62,10 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.cli import EXIT_OK
     from gpubench.results.compare_load import read_input
     from gpubench.results.dashboard import build_dashboard
+    from gpubench.results.dashboard.series import needed_columns
 
     progress = _Progress()
-    trials = read_input(args.source, filters=filters_from(args))
+    trials = read_input(args.source, filters=filters_from(args), columns=needed_columns())
     progress(f"read {len(trials):,} trial rows", 0, 0)
     built = build_dashboard(trials, args.output, source=str(args.source),
                             threshold=args.threshold, min_segment=args.min_segment,

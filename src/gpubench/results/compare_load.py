@@ -126,16 +126,17 @@ def is_store_input(path: Path) -> bool:
                               or any((path / "trials").glob("month=*")))
 
 
-def read_input(path: Path, filters=None) -> pd.DataFrame:
+def read_input(path: Path, filters=None, columns: Optional[Sequence[str]] = None) -> pd.DataFrame:
     """Every trial row under `path` (see the module docstring), or in the results store
     at `path` (results/store/read.py), that `filters` select (results/store/filters.py:
-    --since, --until, --machine, --where)."""
+    --since, --until, --machine, --where). `columns`: a reader that needs only these
+    (a store then reads no other, its text as categoricals: read_store)."""
     from gpubench.results.store.filters import apply, nothing_left
 
     if is_store_input(path):
         from gpubench.results.store.read import read_store
 
-        return read_store(Path(path), filters=filters)
+        return read_store(Path(path), filters=filters, columns=columns)
     frame = read_files(find_trial_files(path))
     if filters:
         frame = apply(frame, filters)

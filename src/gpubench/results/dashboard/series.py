@@ -32,6 +32,13 @@ RUN_FACTS = ("host", "driver_version", "cuda_version", "cudnn_version", "framewo
              "framework_version", "gpubench_version", "git_commit", "suite_id", "device_name")
 
 
+def needed_columns(metric: str = THR) -> Tuple[str, ...]:
+    """The trial columns tables() reads (a store reads no other: read_input's columns)."""
+    return (*schema.match_columns(), "host", "run_id", "source", "status", "excluded",
+            "started_utc", "scenario", "target_qps", "max_qps", metric, "energy_j", "samples",
+            *RUN_FACTS)
+
+
 @dataclass
 class Tables:
     series: pd.DataFrame  # one row per series: id, page, label, host, workload, backend, mode

@@ -103,6 +103,17 @@ class Reader:
         except duckdb.Error as exc:
             raise self.corrupt(table, exc) from None
 
+    def arrow(self, sql: str, params: Sequence[Any] = (), table: str = "trials"):
+        """The query's rows as an Arrow table, straight from a relation (a DB-API
+        result's Arrow output copies the rows once more)."""
+        duckdb = _duckdb()
+        try:
+            relation = self.db.sql(sql, params=list(params))
+            fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
+            return fetch()
+        except duckdb.Error as exc:
+            raise self.corrupt(table, exc) from None
+
     def corrupt(self, table: str, exc: Exception) -> UserError:
         """The file DuckDB could not read, named (each of the table's files is opened
         alone to find it), else DuckDB's own first line."""
@@ -171,8 +182,10 @@ def read_store(path: Path, since: Optional[str] = None, until: Optional[str] = N
                columns: Optional[Sequence[str]] = None) -> pd.DataFrame:
     """The trial rows of the store at `path` the filters select, as compare_load reads
     folders' (energy_j_per_sample derived, rows repeated across files once); `columns`:
-    only these (and what de-duplication needs). The run's fingerprints ride along in
-    `frame.attrs["fingerprints"]` (compare's changed column)."""
+    only these (and what de-duplication needs), their text as pandas categoricals: a
+    fleet's year of rows repeats a few thousand distinct texts, which as one Python
+    string a cell would take gigabytes (the dashboard reads this way). The run's
+    fingerprints ride along in `frame.attrs["fingerprints"]` (compare's changed column)."""
     from gpubench.results.compare_load import with_derived
 
     filters = as_filters(since, until, machines, where, filters)
@@ -185,17 +198,24 @@ def read_store(path: Path, since: Optional[str] = None, until: Optional[str] = N
         [c for c in columns if c in present] + keys + ["source"]))
     clause, params = reader.where()
     select = ", ".join(f'"{c}"' for c in wanted)
-    frame = reader.run(f"SELECT {select} FROM trials{clause} "
-                       f"ORDER BY {TIME} NULLS LAST, run_id, source, rank, process, trial",
-                       params).df()
+    sql = (f"SELECT {select} FROM trials{clause} "
+           f"ORDER BY {TIME} NULLS LAST, run_id, source, rank, process, trial")
+    frame = reader.run(sql, params).df() if columns is None else \
+        reader.arrow(sql, params).to_pandas(strings_to_categorical=True)
     if frame.empty:
         raise _nothing(reader.store, filters)
     frame = frame.drop_duplicates(subset=keys, keep="first").reset_index(drop=True)
     for column in frame.columns:  # text as the CSV reader gives it: NaN for an empty cell
+        if isinstance(frame[column].dtype, pd.CategoricalDtype):
+            continue  # a missing cell is already NaN
         if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
             frame[column] = frame[column].astype(object).where(frame[column].notna(), np.nan)
-    if "params" in frame.columns:
+    if "params" in frame.columns and columns is None:
         frame["params"] = frame["params"].fillna("").astype(str)
+    elif "params" in frame.columns:  # "" for a missing cell, as above, kept categorical
+        frame["params"] = frame["params"].cat.add_categories([""]).fillna("") \
+            if isinstance(frame["params"].dtype, pd.CategoricalDtype) and "" not in \
+            frame["params"].cat.categories else frame["params"].fillna("")
     frame = with_derived(frame)
     if "source" in frame.columns:  # last, as compare_load.read_checked adds it
         frame = frame[[c for c in frame.columns if c != "source"] + ["source"]]

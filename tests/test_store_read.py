@@ -19,11 +19,11 @@ import pytest
 pytest.importorskip("duckdb")
 pytest.importorskip("pyarrow")
 
-from store_fixture import write_store  # noqa: E402
 from test_history import cli_here, night_rows, one_line_error  # noqa: E402,F401
 
 from gpubench.results.compare_load import read_input  # noqa: E402
 from gpubench.results.store.filters import Filters, apply  # noqa: E402
+from gpubench.results.store import layout  # noqa: E402
 from gpubench.results.store.read import read_store  # noqa: E402
 
 START = pd.Timestamp("2025-01-30T00:00:00Z")
@@ -58,7 +58,15 @@ def fleet(tmp_path_factory):
         folder = folders / f"{started:%Y%m%dT%H%M%SZ}-{host}-{run_id}"
         folder.mkdir(parents=True)
         frame.to_csv(folder / "trials.csv", index=False)
-    return folders, write_store(root / "store", [folders])
+    return folders, write_store(root / "store", folders)
+
+
+def write_store(store, folders):
+    """The store as users make it: `gpubench store add STORE FOLDERS`."""
+    from gpubench.cli import main
+
+    assert main(["store", "add", str(store), str(folders)]) == 0
+    return store
 
 
 def run_ids(frame: pd.DataFrame) -> set:
@@ -148,7 +156,7 @@ def test_compare_two_stores_and_noise_from_a_store(fleet, tmp_path, cli_here):
     assert history_noise([store], "throughput_samples_per_s", None) == \
         history_noise([folders], "throughput_samples_per_s", None)
     empty = tmp_path / "empty-store"
-    write_store(empty, [])
+    layout.create_store(empty)
     assert history_noise([empty], "throughput_samples_per_s", None) == {}  # the first night
     # BASE from the store, NEW from the folders, and the other way round
     mixed = _compare_json(cli_here, store, folders, *NIGHTS_AB, "--noise-from", store)

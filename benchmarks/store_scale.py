@@ -101,7 +101,7 @@ class Fleet:
     def night(self, night: int, m: int, configs: Optional[int] = None) -> pd.DataFrame:
         """The trial rows of machine m's runs of one night (a pandas frame)."""
         k = self.per_night if configs is None else configs
-        frame = pd.concat([self.rows] * k, ignore_index=True)
+        frame = pd.concat([self.rows] * k, ignore_index=True).copy()  # one block a dtype
         self._fill(frame, night, m, k)
         return frame
 

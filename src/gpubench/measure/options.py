@@ -340,7 +340,7 @@ def label_parts(values: Mapping[str, Any], scenario: Optional[str]) -> List[str]
         value = values.get(o.name)
         if o.label is None or value in (None, False, o.default, o.means):
             continue
-        if not o.applies(scenario):
+        if not o.applies(scenario, values.get("mode")):
             continue
         if o.needs is not None and values.get(o.needs[0]) is None:
             continue

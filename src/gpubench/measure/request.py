@@ -170,7 +170,7 @@ def batch_size_given(v: Mapping[str, Any]) -> Optional[int]:
 def identity(req: RunRequest, resolved: Mapping[str, Any]) -> Dict[str, Any]:
     """The configuration columns (schema.CONFIGURATION_COLUMNS) of the request's rows:
     `resolved` first (the workload's name and batch size, the exec mode, ...), then each
-    identity option's value: empty outside the scenarios that take it, and for an option
+    identity option's value: empty outside the scenarios (and modes) that take it, and for an option
     of some scenarios what not giving it means there (the server's batcher timeout 0);
     then the request field of the column's name (world_size)."""
     from gpubench.measure.options import BY_NAME
@@ -182,7 +182,7 @@ def identity(req: RunRequest, resolved: Mapping[str, Any]) -> Dict[str, Any]:
             out[column] = resolved[column]
         elif o is not None and o.identity and o.request_field is not None:
             value = getattr(req, o.request_field)
-            out[column] = (None if not o.applies(req.scenario)
+            out[column] = (None if not o.applies(req.scenario, req.mode)
                            else o.in_effect(value) if o.scenarios else value)
         else:
             out[column] = getattr(req, column, None)

@@ -26,11 +26,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Sequence
 
+from gpubench.measure.generation import BATCHING
 from gpubench.measure.generation.engine import GenerationEngine
 from gpubench.measure.generation.latency import RequestTimes
 
-CONTINUOUS, STATIC = "continuous", "static"
-BATCHING = (CONTINUOUS, STATIC)
+CONTINUOUS, STATIC = BATCHING
 
 Clock = Callable[[], float]
 SleepUntil = Callable[[float], None]

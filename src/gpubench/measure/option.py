@@ -124,7 +124,7 @@ class Option:
     group: Optional[str] = None
     identity: bool = False  # a configuration column (results/schema.py)
     scenarios: Tuple[str, ...] = ()  # the scenarios that take it (empty: every one)
-    modes: Tuple[str, ...] = ()  # the modes that take it (empty: every one)
+    modes: Tuple[str, ...] = ()  # the modes (--mode) that take it (empty: every one)
     # Meaningful only with another option (given, or equal to a value): (that option,
     # the value or None, the line when it is not). Checked on the command line, where
     # both come together; a suite's defaults may hold it for entries it does not fit.
@@ -158,10 +158,13 @@ class Option:
     def allowed(self) -> Optional[Sequence[str]]:
         return None if self.choices is None else tuple(self.choices())
 
-    def applies(self, scenario: Optional[str], mode: Optional[str] = None) -> bool:
-        """Whether a run of `scenario` (None: throughput) in `mode` (None: any) takes it."""
-        return ((not self.scenarios or (scenario or "throughput") in self.scenarios)
-                and (not self.modes or mode is None or mode in self.modes))
+    def applies(self, scenario: Optional[str]) -> bool:
+        """Whether a run of `scenario` (None: throughput) takes it."""
+        return not self.scenarios or (scenario or "throughput") in self.scenarios
+
+    def applies_to_mode(self, mode: Optional[str]) -> bool:
+        """Whether a run in `mode` takes it (its identity column is empty otherwise)."""
+        return not self.modes or mode in self.modes
 
     def in_effect(self, value: Any) -> Any:
         """The value as it holds: `means` when it is not given."""

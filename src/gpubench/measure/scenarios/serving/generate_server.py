@@ -35,6 +35,7 @@ from gpubench.measure.generation.engine import GENERATE_CAPABILITY, GenerationEn
 from gpubench.measure.generation.latency import (
     goodput_columns, latency_columns, output_tokens,
 )
+from gpubench.measure.generation.plan import resolved_lengths
 from gpubench.measure.generation.prompts import (
     PromptDist, describe, parse_prompt_dist, prompt_lengths, prompt_tokens,
 )
@@ -53,7 +54,6 @@ STOP_SEARCHED = "max_goodput_qps_found"
 DRAIN_BOUNDS = 2.0  # a probe drains at most this many request budgets after its last arrival
 LEAD_S = 0.005  # the schedule starts this long after the probe is set up
 WARMUP_ROUNDS = 2  # full batches of requests in the warm-up, at least
-DEFAULT_OUTPUT_LEN = 32  # before the core's --output-len exists (generate_lengths)
 
 GENERATE_SERVER_COLUMNS = (
     "trial", "iterations", "duration_s", "offered_qps", "achieved_qps",
@@ -96,18 +96,10 @@ class GenerateSettings:
         return (self.ttft_bound_ms + (self.output_len - 1) * self.tpot_bound_ms) / 1e3
 
 
-def generate_lengths(req: Any, seq_len: int) -> Tuple[int, int]:
-    """(prompt_len, output_len) of the request (the core's options; before they exist,
-    half the model's positions each less DEFAULT_OUTPUT_LEN's share)."""
-    output_len = getattr(req, "output_len", None) or min(DEFAULT_OUTPUT_LEN, seq_len // 2)
-    prompt_len = getattr(req, "prompt_len", None) or max(1, seq_len - output_len) // 2
-    return int(prompt_len), int(output_len)
-
-
 def settings_of(ctx: ScenarioContext) -> GenerateSettings:
     req, workload = ctx.request, ctx.workload
     seq_len = int(workload.input_shape[0])
-    prompt_len, output_len = generate_lengths(req, seq_len)
+    prompt_len, output_len = resolved_lengths(req, workload)
     dist = parse_prompt_dist(SERVING["prompt_dist"].in_effect(req.prompt_dist))
     return GenerateSettings(
         max_batch=ctx.batch_size, prompt_len=prompt_len, output_len=output_len, dist=dist,

@@ -84,7 +84,8 @@ def validate_serving_request(req: Any) -> None:
     name, serving = req.scenario, req.serving
     for o in SERVING_OPTIONS:
         value = getattr(serving, o.name, None)
-        if value is None or value is False or o.applies(name, req.mode):
+        if value is None or value is False or (o.applies(name)
+                                               and o.applies_to_mode(req.mode)):
             continue
         if o.applies(name):  # the scenario's, another mode's
             raise UserError(f"{o.flag} is for --mode {' and '.join(o.modes)} (scenario "
@@ -140,10 +141,11 @@ def validate_generate_server(serving: Any) -> None:
 def check_prompt_dist(req: Any, workload: Any) -> None:
     """Preflight: --prompt-dist's longest prompt and --output-len fit the model's seq_len
     (a histogram is scaled to fit, up to an output that leaves no room)."""
-    seq_len = int(workload.input_shape[0])
-    output_len = getattr(req, "output_len", None) or 1
-    why = prompt_dist_error(parse_prompt_dist(req.prompt_dist), getattr(req, "prompt_len", None),
-                            output_len, seq_len)
+    from gpubench.measure.generation.plan import resolved_lengths
+
+    prompt_len, output_len = resolved_lengths(req, workload)
+    why = prompt_dist_error(parse_prompt_dist(req.prompt_dist), prompt_len, output_len,
+                            int(workload.input_shape[0]))
     if why:
         raise UserError(why)
 

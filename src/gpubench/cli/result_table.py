@@ -109,7 +109,8 @@ DROP_ORDER = ("SM MHz", "compile s", "outputs ok", "p90 ms", "loss", "CV", "tria
               "algbw GB/s", "p99.9 ms", "p99 ms", "MFU", "FLOP/s", "p50 ms", "ranks", "tokens/s",
               "95% CI", "samples/s", "ops/s", "global samples/s", "busbw GB/s", "size",
               "energy to acc.", "test acc.", "target", "reached", "time to acc.",
-              "target QPS", "p99 bound ms", "QPS", "held", "max QPS")
+              "target QPS", "p99 bound ms", "QPS", "held", "max QPS", "TTFT bound ms",
+              "TPOT bound ms", "goodput/s", "max goodput QPS")
 
 
 def workload_label(r: Any) -> str:

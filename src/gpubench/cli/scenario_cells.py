@@ -16,7 +16,8 @@ KEPT_COLUMNS = {
     "throughput": ("samples/s", "95% CI"),
     "single-stream": ("p90 ms",),  # MLPerf's single-stream metric: the 90th percentile
     "multi-stream": ("p99 ms",),  # and multi-stream's: the 99th
-    "server": ("target QPS", "p99 bound ms", "p99 ms", "held", "max QPS"),
+    "server": ("target QPS", "p99 bound ms", "p99 ms", "held", "max QPS", "TTFT bound ms",
+               "TPOT bound ms", "goodput/s", "max goodput QPS"),
     "offline": ("samples/s",),
     "time-to-accuracy": ("target", "reached", "time to acc.", "trials"),  # trials: its epochs
     "collective": ("size", "busbw GB/s"),

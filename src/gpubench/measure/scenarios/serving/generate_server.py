@@ -61,7 +61,7 @@ GENERATE_SERVER_COLUMNS = (
     "tpot_p90_ms", "tpot_p99_ms", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms",
     "output_tokens_per_s", "energy_j_per_output_token", "requests", "requests_within_bounds",
     "goodput_rps", "max_goodput_qps", "latency_bound_met", "batch_size_mean",
-    "batch_size_p50", "batch_size_max", "peak_mem_bytes", "contended",
+    "batch_size_p50", "batch_size_max", "peak_mem_bytes", "kv_cache_bytes", "contended",
 ) + tuple(TRIAL_TELEMETRY_COLUMNS)
 
 
@@ -217,7 +217,7 @@ class GenerateServerScenario(Scenario):
 
     def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
         s = settings_of(ctx)
-        engine = ctx.step.generation_engine(s.max_batch, s.max_len)
+        engine = ctx.step.generation_engine(s.max_batch, s.max_len)  # checked there
         ctx.progress("warmup", seconds=s.warmup_s)
         warm = warm_up(engine, s)
         capacity_rps = s.max_batch / warm["request_s"]
@@ -230,6 +230,7 @@ class GenerateServerScenario(Scenario):
             drain_s = DRAIN_BOUNDS * (budget_s or max(warm["request_s"], span_s))
             served, arrivals, telemetry = run_probe(engine, s, rate, seed, drain_s, watch, trial)
             row, record = probe_row(ctx, s, served, arrivals, rate, telemetry, trial)
+            row["kv_cache_bytes"] = engine.facts().get("kv_cache_bytes")
             row["contended"] = watch.trial_verdict(trial, 0, row["duration_s"])
             records.append({**record, "drain_limit_s": drain_s})
             return row

@@ -116,18 +116,16 @@ class TorchGenerationEngine(GenerationEngine):
         return first
 
     def decode(self, slots: Sequence[int]) -> List[int]:
+        lengths, max_len = self.lengths, self.max_len
         for slot in slots:
-            if not self.lengths[slot]:
-                raise ValueError(f"slot {slot} holds no request")
-            if self.lengths[slot] >= self.max_len:
-                raise ValueError(f"slot {slot} is full ({self.max_len} positions)")
-        if self.static:
-            out = self._decode_static(slots)
-        else:
-            out = self._decode_dynamic(slots)
+            if not 0 < lengths[slot] < max_len:
+                raise ValueError(f"slot {slot} holds no request" if not lengths[slot]
+                                 else f"slot {slot} is full ({max_len} positions)")
+        out = self._decode_static(slots) if self.static else self._decode_dynamic(slots)
+        tokens = self.tokens
         for slot, token in zip(slots, out):
-            self.lengths[slot] += 1
-            self.tokens[slot] = token
+            lengths[slot] += 1
+            tokens[slot] = token
         return out
 
     def free(self, slot: int) -> None:
@@ -152,14 +150,22 @@ class TorchGenerationEngine(GenerationEngine):
 
     def _decode_dynamic(self, slots: Sequence[int]) -> List[int]:
         positions = [self.lengths[s] for s in slots]
+        first, n, device = slots[0], len(slots), self.device
         span = max(positions) + 1
         rows = self._rows(slots)
-        index = torch.tensor(list(slots), device=self.device)
-        ids = torch.from_numpy(self.tokens[list(slots)]).to(self.device)
-        pos = torch.tensor(positions, device=self.device)
+        if isinstance(rows, slice) and min(positions) == span - 1:
+            # a static batch's step: one position, contiguous slots; views, no mask
+            ids = torch.from_numpy(self.tokens[first:first + n]).to(device)
+            pos: Any = span - 1
+            index: Any = rows
+            mask = None
+        else:
+            ids = torch.from_numpy(self.tokens[list(slots)]).to(device)
+            pos = torch.tensor(positions, device=device)
+            index = torch.tensor(list(slots), device=device)
+            mask = visible_mask(pos, span)
         self.clock.start()
         with torch.no_grad():
-            mask = None if min(positions) == span - 1 else visible_mask(pos, span)
             logits = decode(self.decoder, self.k_cache, self.v_cache, ids, pos, index,
                             rows, span, mask)
             next_tokens = logits.argmax(-1)

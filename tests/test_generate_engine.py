@@ -100,3 +100,23 @@ def test_engine_facts_and_cache_bytes():
     # K and V: layers 2 x slots 4 x heads 2 x 16 positions x head_dim 16, float32
     assert facts["kv_cache_bytes"] == 2 * 2 * 4 * 2 * 16 * 16 * 4
     assert facts["decode"] == "dynamic" and facts["check"]["tokens_compared"] > 0
+
+
+def test_static_decode_masks_every_slot_to_its_own_positions():
+    """The fixed-shape decode that compile and CUDA graphs run (all slots, the whole
+    cache, a mask), uncompiled: the same tokens, also for slots left out of a step."""
+    step = tiny_step()
+    engine = TorchGenerationEngine(step.model, 4, 32, torch.device("cpu"), static=True)
+    assert check_generation(engine, step.model, 64, 1e-4)["tokens_compared"] > 0
+    assert engine.facts()["decode"] == "static"
+
+
+def test_compiled_decode_gives_the_uncached_tokens():
+    """torch.compile of the static decode step (about 20 s on a small CPU)."""
+    step = tiny_step(exec_mode="compile")
+    engine = step.generation_engine(2, 16)
+    assert engine.facts()["decode"] == "static" and engine.compile_s > 0
+    assert engine.check["tokens_compared"] > 0
+    prompt = np.arange(5) % 64
+    tokens = engine.prefill([1], [prompt]) + [t for _ in range(6) for t in engine.decode([1])]
+    assert tokens == uncached_greedy(step.model, prompt, 7)

@@ -58,7 +58,10 @@ class CallClock:
 
 class TorchGenerationEngine(GenerationEngine):
     def __init__(self, model: torch.nn.Module, max_batch: int, max_len: int,
-                 device: torch.device, exec_mode: str = "eager") -> None:
+                 device: torch.device, exec_mode: str = "eager",
+                 static: Optional[bool] = None) -> None:
+        """`static`: decode every slot over the whole cache (default: in the exec modes
+        that need fixed shapes; True in eager runs that path uncompiled, as tests do)."""
         self.decoder = CachedDecoder(model)
         if max_len > self.decoder.max_positions:
             raise ValueError(f"max_len {max_len} is over the model's "
@@ -68,13 +71,13 @@ class TorchGenerationEngine(GenerationEngine):
         d = self.decoder
         dtype = d.embedding.token.weight.dtype
         shape = (d.layers, max_batch, d.heads, max_len, d.head_dim)
-        with torch.inference_mode():
+        with torch.no_grad():
             self.k_cache = torch.zeros(shape, dtype=dtype, device=device)
             self.v_cache = torch.zeros(shape, dtype=dtype, device=device)
         self.kv_cache_bytes = 2 * self.k_cache.numel() * self.k_cache.element_size()
         self.lengths = [0] * max_batch  # positions filled per slot; 0 = free
         self.tokens = np.zeros(max_batch, dtype=np.int64)  # each slot's last token
-        self.static = exec_mode != "eager"
+        self.static = exec_mode != "eager" if static is None else static
         self.clock = CallClock(torch.cuda.current_stream(device) if device.type == "cuda" else None)
         self.last_call_s = 0.0  # the device seconds of the last prefill or decode
         self.compile_s: Optional[float] = None
@@ -97,7 +100,7 @@ class TorchGenerationEngine(GenerationEngine):
             by_length.setdefault(len(prompt), []).append(i)
         first = [0] * len(slots)
         self.clock.start()
-        with torch.inference_mode():
+        with torch.no_grad():
             for length, members in by_length.items():  # equal lengths prefill together
                 group = [slots[i] for i in members]
                 ids = torch.from_numpy(np.stack([np.asarray(prompts[i], dtype=np.int64)
@@ -113,18 +116,16 @@ class TorchGenerationEngine(GenerationEngine):
         return first
 
     def decode(self, slots: Sequence[int]) -> List[int]:
+        lengths, max_len = self.lengths, self.max_len
         for slot in slots:
-            if not self.lengths[slot]:
-                raise ValueError(f"slot {slot} holds no request")
-            if self.lengths[slot] >= self.max_len:
-                raise ValueError(f"slot {slot} is full ({self.max_len} positions)")
-        if self.static:
-            out = self._decode_static(slots)
-        else:
-            out = self._decode_dynamic(slots)
+            if not 0 < lengths[slot] < max_len:
+                raise ValueError(f"slot {slot} holds no request" if not lengths[slot]
+                                 else f"slot {slot} is full ({max_len} positions)")
+        out = self._decode_static(slots) if self.static else self._decode_dynamic(slots)
+        tokens = self.tokens
         for slot, token in zip(slots, out):
-            self.lengths[slot] += 1
-            self.tokens[slot] = token
+            lengths[slot] += 1
+            tokens[slot] = token
         return out
 
     def free(self, slot: int) -> None:
@@ -149,14 +150,22 @@ class TorchGenerationEngine(GenerationEngine):
 
     def _decode_dynamic(self, slots: Sequence[int]) -> List[int]:
         positions = [self.lengths[s] for s in slots]
+        first, n, device = slots[0], len(slots), self.device
         span = max(positions) + 1
         rows = self._rows(slots)
-        index = torch.tensor(list(slots), device=self.device)
-        ids = torch.from_numpy(self.tokens[list(slots)]).to(self.device)
-        pos = torch.tensor(positions, device=self.device)
+        if isinstance(rows, slice) and min(positions) == span - 1:
+            # a static batch's step: one position, contiguous slots; views, no mask
+            ids = torch.from_numpy(self.tokens[first:first + n]).to(device)
+            pos: Any = span - 1
+            index: Any = rows
+            mask = None
+        else:
+            ids = torch.from_numpy(self.tokens[list(slots)]).to(device)
+            pos = torch.tensor(positions, device=device)
+            index = torch.tensor(list(slots), device=device)
+            mask = visible_mask(pos, span)
         self.clock.start()
-        with torch.inference_mode():
-            mask = None if min(positions) == span - 1 else visible_mask(pos, span)
+        with torch.no_grad():
             logits = decode(self.decoder, self.k_cache, self.v_cache, ids, pos, index,
                             rows, span, mask)
             next_tokens = logits.argmax(-1)
@@ -170,7 +179,7 @@ class TorchGenerationEngine(GenerationEngine):
         every = torch.arange(self.max_batch, device=self.device)
 
         def step_all(ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode():
+            with torch.no_grad():
                 logits = decode(decoder, k_cache, v_cache, ids, pos, every, slice(None),
                                 max_len, visible_mask(pos, max_len))
                 return logits.argmax(-1)
@@ -184,12 +193,12 @@ class TorchGenerationEngine(GenerationEngine):
         elif compile_mode(self.exec_mode):
             self._static_step = torch.compile(step_all, mode=compile_mode(self.exec_mode))
             self._static_step(ids, pos)  # compiles now, not in the first timed step
-        else:
-            raise ValueError(f"no static decode for exec mode {self.exec_mode}")
+        else:  # eager: the function itself
+            self._static_step = step_all
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.compile_s = time.perf_counter() - t0
-        with torch.inference_mode():  # the warm-up steps wrote position 0 of every slot
+        with torch.no_grad():  # the warm-up steps wrote position 0 of every slot
             self.k_cache.zero_()
             self.v_cache.zero_()
         self._host_in = torch.zeros((2, self.max_batch), dtype=torch.int64)

@@ -94,20 +94,26 @@ def prefill(decoder: CachedDecoder, k_cache: torch.Tensor, v_cache: torch.Tensor
 
 
 def decode(decoder: CachedDecoder, k_cache: torch.Tensor, v_cache: torch.Tensor,
-           ids: torch.Tensor, pos: torch.Tensor, slot_index: torch.Tensor, rows: Any,
-           span: int, mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """One token a slot: ids [n] at positions pos [n] of the slots `slot_index` [n]
-    (`rows`: the same slots as a slice where they are contiguous, else slot_index);
-    attends to the first `span` positions of each slot, `mask` [n, 1, 1, span] hiding
-    some (None: every slot sees all `span`). Returns logits [n, vocab]."""
+           ids: torch.Tensor, pos: Any, slot_index: Any, rows: Any, span: int,
+           mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """One token a slot: ids [n] at positions `pos` of the slots `slot_index`, attending
+    to the first `span` positions of each slot (`mask` [n, 1, 1, span] hides some; None:
+    every slot sees all `span`). Returns logits [n, vocab].
+
+    Either `pos` is one int shared by the slots and `rows` a slice of them (a static
+    batch: the cache written and read through views), or `pos` [n] and `slot_index` [n]
+    are index tensors and `rows` the slots to read (a slice or slot_index)."""
     emb = decoder.embedding
-    x = (emb.token(ids) + emb.position(pos)).unsqueeze(1)  # [n, 1, d]
+    shared = isinstance(pos, int)
+    where = (rows, slice(None), pos) if shared else (slot_index, slice(None), pos)
+    position = emb.position.weight[pos] if shared else emb.position(pos)
+    x = (emb.token(ids) + position).unsqueeze(1)  # [n, 1, d]
 
     def attend(layer: int, attention: MultiHeadSelfAttention, h: torch.Tensor) -> torch.Tensor:
         q, k, v = _qkv(attention, h)
         k_layer, v_layer = k_cache[layer], v_cache[layer]
-        k_layer[slot_index, :, pos] = k[:, :, 0]
-        v_layer[slot_index, :, pos] = v[:, :, 0]
+        k_layer[where] = k[:, :, 0]
+        v_layer[where] = v[:, :, 0]
         keys, values = k_layer[rows, :, :span], v_layer[rows, :, :span]
         return _merge(attention, F.scaled_dot_product_attention(q, keys, values, attn_mask=mask))
 

@@ -120,6 +120,8 @@ def exec_mode_of(req: RunRequest, backend: Backend) -> str:
         from gpubench.backends import all_backends
         variant = f"{backend.name}-{exec_mode}"  # tf-cpu + xla: the tf-cpu-xla backend
         hint = f"; backend {variant} runs it" if variant in all_backends() else ""
+        if exec_mode == "cuda-graphs" and backend.device_kind == "cpu":
+            hint = "; CUDA graphs replay work captured on a CUDA device's stream (torch-cuda)"
         raise Unsupported(f"exec mode {exec_mode!r} is unsupported on {backend.name} "
                           f"(it runs: {', '.join(backend.exec_modes)}){hint}")
     return exec_mode

@@ -26,6 +26,7 @@ def generate(**values):
      "one of"),
     (dict(target_qps=1.0, latency_bound_ms=5.0), "--latency-bound-ms"),
     (dict(target_qps=1.0, batch_timeout_ms=5.0), "--batch-timeout-ms"),
+    (dict(target_qps=1.0, prompt_len=16, prompt_dist="uniform:4-8"), "draws the lengths"),
 ])
 def test_a_generate_server_refuses_what_does_not_go_together(values, words):
     with pytest.raises(UserError, match=words):

@@ -109,6 +109,9 @@ def validate_serving_request(req: Any) -> None:
                         "several samples are multi-stream's (--samples-per-query)")
     if name == "server" and req.mode == "generate":
         validate_generate_server(serving)
+        if req.prompt_len is not None and serving.prompt_dist not in (None, "fixed"):
+            raise UserError(f"--prompt-len is every prompt's length (--prompt-dist fixed); "
+                            f"--prompt-dist {serving.prompt_dist} draws the lengths")
     elif name == "server":
         if serving.find_max_qps == (serving.target_qps is not None):
             raise UserError("scenario server needs one of --target-qps QPS (a fixed Poisson "

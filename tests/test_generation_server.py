@@ -40,6 +40,7 @@ class SleepingEngine(GenerationEngine):
             self.used[s] += 1
             assert self.used[s] <= self.max_len
         time.sleep(DECODE_S)
+        self.last_call_s = DECODE_S
         return [0] * len(slots)
 
     def free(self, slot):
@@ -89,7 +90,10 @@ def test_fixed_rate_probes_are_rows_with_token_latencies_and_goodput():
         assert 0 < r["ttft_p50_ms"] <= r["ttft_p99_ms"]
         assert r["tpot_p50_ms"] >= DECODE_S * 1e3 * 0.9
         assert r["goodput_rps"] == pytest.approx(r["requests_within_bounds"] / r["duration_s"])
-        assert r["output_tokens_per_s"] == pytest.approx(8 * r["requests"] / r["duration_s"])
+        assert r["tokens_per_s"] == pytest.approx(8 * r["requests"] / r["duration_s"])
+        assert r["throughput_samples_per_s"] == pytest.approx(r["requests"] / r["duration_s"])
+        # decode's own rate: its tokens over its calls' device seconds (the fake's sleeps)
+        assert 0 < r["output_tokens_per_s"] <= 4 / DECODE_S
         assert r["latency_bound_met"] is True and "max_goodput_qps" not in r
     serving = extra["serving"]
     assert serving["batching"] == "continuous" and serving["max_len"] == 12 + 8

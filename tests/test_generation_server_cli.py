@@ -40,7 +40,8 @@ def test_a_fixed_rate_run_writes_rows_of_requests_and_goodput(tmp_path, batching
     assert set(trials["prompt_len"]) == {12.0} and set(trials["output_len"]) == {8}
     assert (trials["requests"] >= 12).all() and (trials["queries_unfinished"] == 0).all()
     for column in ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms", "itl_p99_ms",
-                   "output_tokens_per_s", "goodput_rps", "kv_cache_bytes"):
+                   "output_tokens_per_s", "prefill_tokens_per_s", "tokens_per_s",
+                   "throughput_samples_per_s", "goodput_rps", "kv_cache_bytes"):
         assert (trials[column] > 0).all(), column
     assert (trials["ttft_p50_ms"] <= trials["ttft_p99_ms"]).all()
     # loose bounds on a tiny model: every request within them

@@ -44,6 +44,10 @@ class Served:
     requests: List[RequestTimes]
     decode_batches: List[int] = field(default_factory=list)
     prefill_batches: List[int] = field(default_factory=list)
+    # each call's device seconds (the engine's last_call_s), and the prompt tokens prefilled
+    decode_s: List[float] = field(default_factory=list)
+    prefill_s: List[float] = field(default_factory=list)
+    prompt_tokens: int = 0
     end_s: float = 0.0  # the clock when the loop stopped
 
     @property
@@ -90,9 +94,12 @@ class _Loop:
 
     def prefill(self, requests: List[int]) -> None:
         slots = [self.free_slots.pop() for _ in requests]
-        tokens = self.engine.prefill(slots, [self.prompts[i] for i in requests])
+        prompts = [self.prompts[i] for i in requests]
+        tokens = self.engine.prefill(slots, prompts)
         now = self.clock()
         self.served.prefill_batches.append(len(requests))
+        self.served.prefill_s.append(self.engine.last_call_s)
+        self.served.prompt_tokens += sum(len(p) for p in prompts)
         for slot, i, _ in zip(slots, requests, tokens):
             self.running[slot] = i
             self._stamp(slot, i, now)
@@ -102,6 +109,7 @@ class _Loop:
         self.engine.decode(slots)
         now = self.clock()
         self.served.decode_batches.append(len(slots))
+        self.served.decode_s.append(self.engine.last_call_s)
         for slot in slots:
             self._stamp(slot, self.running[slot], now)
 

@@ -56,12 +56,13 @@ LEAD_S = 0.005  # the schedule starts this long after the probe is set up
 WARMUP_ROUNDS = 2  # full batches of requests in the warm-up, at least
 
 GENERATE_SERVER_COLUMNS = (
-    "trial", "iterations", "duration_s", "offered_qps", "achieved_qps",
-    "queries_unfinished", "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms",
-    "tpot_p90_ms", "tpot_p99_ms", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms",
-    "output_tokens_per_s", "energy_j_per_output_token", "requests", "requests_within_bounds",
-    "goodput_rps", "max_goodput_qps", "latency_bound_met", "batch_size_mean",
-    "batch_size_p50", "batch_size_max", "peak_mem_bytes", "kv_cache_bytes", "contended",
+    "trial", "iterations", "duration_s", "offered_qps", "achieved_qps", "queries_unfinished",
+    "samples", "throughput_samples_per_s", "tokens_per_s", "ttft_p50_ms", "ttft_p90_ms",
+    "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms", "tpot_p99_ms", "itl_p50_ms", "itl_p90_ms",
+    "itl_p99_ms", "output_tokens_per_s", "prefill_tokens_per_s", "energy_j_per_output_token",
+    "requests", "requests_within_bounds", "goodput_rps", "max_goodput_qps",
+    "latency_bound_met", "batch_size_mean", "batch_size_p50", "batch_size_max",
+    "peak_mem_bytes", "kv_cache_bytes", "contended",
 ) + tuple(TRIAL_TELEMETRY_COLUMNS)
 
 
@@ -178,6 +179,11 @@ def bounds_held(row: Dict[str, Any], s: GenerateSettings) -> bool:
             and within("ttft_p99_ms", s.ttft_bound_ms) and within("tpot_p99_ms", s.tpot_bound_ms))
 
 
+def rate(count: int, seconds: List[float]) -> Optional[float]:
+    total = float(sum(seconds))
+    return count / total if total > 0 else None
+
+
 def probe_row(ctx: ScenarioContext, s: GenerateSettings, served: Served, arrivals: np.ndarray,
               rate_qps: float, telemetry: Dict[str, Any], trial: int
               ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -195,7 +201,12 @@ def probe_row(ctx: ScenarioContext, s: GenerateSettings, served: Served, arrival
     row: Dict[str, Any] = {
         "trial": trial, "iterations": len(served.decode_batches), "duration_s": duration,
         "offered_qps": rate_qps, "achieved_qps": len(finished) / duration,
-        "queries_unfinished": served.unfinished, "output_tokens_per_s": tokens / duration,
+        "queries_unfinished": served.unfinished, "samples": len(finished),
+        "throughput_samples_per_s": len(finished) / duration, "tokens_per_s": tokens / duration,
+        # decode's and prefill's own rates, over their calls' device seconds (as the
+        # throughput scenario's rows)
+        "output_tokens_per_s": rate(sum(served.decode_batches), served.decode_s),
+        "prefill_tokens_per_s": rate(served.prompt_tokens, served.prefill_s),
         **latency_columns(requests),
         **goodput_columns(requests, duration, s.ttft_bound_ms, s.tpot_bound_ms),
         **batches, "peak_mem_bytes": peak,

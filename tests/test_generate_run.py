@@ -113,3 +113,14 @@ def test_bad_generate_input_is_one_line_exit_2(tmp_path, args, text):
     errors = lines_with(result.stderr, "error")
     assert len(errors) == 1 and text in errors[0], result.stderr
     assert not out.exists() or not any(out.iterdir())  # nothing was written
+
+
+def test_the_results_table_shows_the_token_figures(tmp_path):
+    result = run_cli_here("run", "-w", "gpt", "-b", "torch-cpu", "--mode", "generate",
+                          "--batch-size", "2", *TINY, *QUICK, "--trials", "1",
+                          "--out", tmp_path, columns=80)
+    assert result.returncode == 0, result.stderr
+    # kept at 80 columns whatever else goes: the token figures a generate row is read by
+    for header in ("TTFT", "TPOT", "out"):
+        assert header in result.stdout, result.stdout
+    assert "prompt 16" in result.stdout and "output 16" in result.stdout  # identity, in the title

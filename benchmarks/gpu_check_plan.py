@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 CORE_BUDGET_S = 180.0
-DEADLINE_S = 300.0
+DEADLINE_S = 320.0
 FINAL_RESERVE_S = 8.0  # kept for writing the final files
 
 CORE, EXTENDED = "core", "extended"
@@ -76,6 +76,14 @@ SERVER_SEARCH = ("--scenario", "server", "--find-max-qps", "--latency-bound-ms",
 # each checked against eager by gpubench before timing.
 EXEC_RUNS = {("compile", "train"): (CORE, 40.0), ("cuda-graphs", "train"): (CORE, 8.0),
              ("cuda-graphs", "infer"): (EXTENDED, 8.0)}
+# --mode generate on the small gpt: eager and CUDA-graph decode, each checked by gpubench
+# (cached tokens = the uncached model's) before timing; short trials: a cold interpreter,
+# torch and a CUDA context are most of each run.
+GENERATE_EXECS = ("eager", "cuda-graphs")
+GENERATE_ARGS = ("--batch-size", "16", "--prompt-len", "64", "--output-len", "64",
+                 "--backend", "torch-cuda", "--trials", "2", "--min-trial-s", "0.3",
+                 "--warmup-s", "0.3", "--telemetry", "nvml")
+GENERATE_S = 12.0  # both runs
 SUITE_YAML = """\
 # gpu-check: two runs of one configuration, each in its own isolated worker, then
 # `gpubench compare --by run_id` between them (an A/A comparison).
@@ -141,6 +149,11 @@ def _exec_step(exec_mode: str, mode: str) -> PlannedStep:
                  [exec_command(exec_mode, mode)])
 
 
+def generate_command(exec_mode: str) -> Tuple[str, ...]:
+    return ("run", "--workload", "gpt", "--mode", "generate", "--precision", "bf16",
+            "--exec", exec_mode, *GENERATE_ARGS, *SMALL_TRANSFORMER, "--param", "seq_len=256")
+
+
 def build_plan(workloads: Iterable[str]) -> List[PlannedStep]:
     """Every step, in the order it runs. `workloads`: the non-collective workloads
     `gpubench list` names (the extended tier runs each one the core does not)."""
@@ -165,6 +178,9 @@ def build_plan(workloads: Iterable[str]) -> List[PlannedStep]:
         _step("serving server --find-max-qps", EXTENDED, 20.0, "step_serving",
               ("serving mnist server --find-max-qps", serving["server"]), [serving["server"]]),
         *(_exec_step(e, m) for (e, m), (tier, _) in EXEC_RUNS.items() if tier == EXTENDED),
+        _step("generate gpt eager and cuda-graphs", EXTENDED, GENERATE_S, "step_generate",
+              tuple(generate_command(e) for e in GENERATE_EXECS),
+              [generate_command(e) for e in GENERATE_EXECS]),
         _step("suite + compare", EXTENDED, 15.0, "step_suite",
               commands=[("suite", "{suite.yaml}", "--devices", "0")]),
         _step("allreduce --nproc 1 to 64 MiB", EXTENDED, 8.0, "step_collective",

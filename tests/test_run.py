@@ -52,7 +52,7 @@ def test_train_run_writes_documented_files(tmp_path):
     for column in ("mfu", "power_avg_w", "energy_j", "latency_p50_ms", "peak_mem_bytes"):
         assert trials[column].isna().all(), column
     assert trials["framework"].iloc[0] == "torch"
-    assert trials["schema_version"].iloc[0] == SCHEMA_VERSION == 7
+    assert trials["schema_version"].iloc[0] == SCHEMA_VERSION == 8
     # v2: today's runs are single-process throughput runs, eager, in the default environment
     first = trials.iloc[0]
     assert (first["scenario"], first["exec"], first["world_size"], first["environment"],

@@ -10,7 +10,7 @@ CUDA-core FP32 peak); tf32, fp16 and bf16 run on the tensor cores.
 from __future__ import annotations
 
 import re
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 # (model name, {precision: dense peak TFLOP/s}), matched as whole words of the CUDA
 # device name, first match wins: a variant comes before its family ("H200 NVL" before
@@ -46,3 +46,30 @@ def peak_tflops(device_name: Optional[str], precision: str) -> Optional[float]:
         if re.search(rf"(?<![A-Za-z0-9]){re.escape(model)}(?![A-Za-z0-9])", device_name, re.IGNORECASE):
             return peaks.get(precision)
     return None
+
+
+# (model name, peak DRAM bandwidth GB/s) from NVIDIA's datasheets, matched as the TFLOP/s
+# table is (first match wins; memory variants before their family). The bound of a
+# memory-bound phase (decode: measure/generation/plan.py) is bytes / this. None: not known.
+PEAK_MEM_BW_GBS: Tuple[Tuple[str, Optional[float]], ...] = (
+    ("H200 NVL", 4800.0), ("H200", 4800.0),
+    ("H100 NVL", 3900.0), ("H100 PCIe", 2000.0), ("H100", 3350.0),  # SXM5
+    ("A100-SXM4-80GB", 2039.0), ("A100 80GB PCIe", 1935.0), ("A100-PCIE-80GB", 1935.0),
+    ("A100", 1555.0),  # the 40 GB boards
+    ("L40S", 864.0), ("L40", 864.0), ("A10", 600.0), ("L4", 300.0),
+    ("V100S", 1134.0), ("V100-SXM3", None), ("V100", 900.0),
+)
+
+
+def _match(device_name: Optional[str], table: Tuple[Tuple[str, Any], ...]) -> Any:
+    if not device_name:
+        return None
+    for model, value in table:
+        if re.search(rf"(?<![A-Za-z0-9]){re.escape(model)}(?![A-Za-z0-9])", device_name, re.IGNORECASE):
+            return value
+    return None
+
+
+def peak_mem_bw_gbs(device_name: Optional[str]) -> Optional[float]:
+    """The datasheet DRAM bandwidth of the GPU called `device_name`, None when unknown."""
+    return _match(device_name, PEAK_MEM_BW_GBS)

@@ -13,7 +13,10 @@ import numpy as np
 from gpubench.ranks import SINGLE_RANK, RankContext
 from gpubench.workloads import Workload
 
-MODES = ("train", "infer")
+MODES = ("train", "infer", "generate")
+# The modes of a backend that declares none: generate needs a decode step (a
+# GenerationEngine: measure/generation/engine.py), which only some backends have.
+TRAIN_INFER = ("train", "infer")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 # What a prepared step can do, named so that a scenario can say what it needs and
 # preflight can refuse a backend that lacks it: `run` = Step.run(iterations, timer);
@@ -24,10 +27,12 @@ PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 # model per rank, gradients reduced across them): preflight refuses a run of several
 # ranks on a backend whose steps would only run side by side. `collective` = it runs
 # collective workloads (workloads/collectives.py: set_message_bytes, then run).
+# `generate` = Step.generation_engine(max_batch, max_len): prefill and greedy decode over
+# a static KV cache (measure/generation/engine.py; the steps of --mode generate).
 # `serve` = batches of any size up to the batch size from a host sample library, outputs
 # back in host memory (Step.start_serving, Step.serve: the serving scenarios).
 STEP_CAPABILITIES = ("run", "train_epoch", "evaluate", "predict", "data_parallel",
-                     "collective", "serve")
+                     "collective", "serve", "generate")
 # What inference steps that serve can do (every inference backend's).
 SERVING_CAPABILITIES = frozenset({"run", "predict", "serve"})
 # start_serving's answer for steps without device events: the host's clock after serve()
@@ -179,7 +184,7 @@ class Backend(ABC):
     # `eager` is the framework's ordinary execution, no whole-step compiler.
     exec_modes: Tuple[str, ...] = ("eager",)
     # The modes (MODES) its steps run; one running infer only makes it a run's default.
-    modes: Tuple[str, ...] = MODES
+    modes: Tuple[str, ...] = TRAIN_INFER
 
     def capabilities(self, mode: str) -> FrozenSet[str]:
         """What its steps can do in `mode` (STEP_CAPABILITIES); a scenario needing

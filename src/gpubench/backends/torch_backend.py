@@ -11,8 +11,9 @@ from typing import Any, Dict, FrozenSet, Optional, Tuple
 
 from gpubench.backends.exec_modes import TORCH_CPU_EXEC_MODES, TORCH_CUDA_EXEC_MODES
 from gpubench.backends.base import (
-    SERVING_CAPABILITIES, TRAINING_CAPABILITIES, Backend, Step, StepConfig,
+    MODES, SERVING_CAPABILITIES, TRAINING_CAPABILITIES, Backend, Step, StepConfig,
 )
+from gpubench.measure.generation.engine import GENERATE_CAPABILITY
 from gpubench.errors import BackendUnavailable, Unsupported, UserError
 from gpubench.workloads import Workload
 
@@ -50,6 +51,7 @@ def nvidia_driver_problem() -> Optional[str]:
 
 class TorchBackend(Backend):
     framework = "torch"
+    modes = MODES  # generate too: a KV-cache decode step (torch_generate_step.py)
 
     def __init__(self, device_kind: str) -> None:
         assert device_kind in ("cpu", "cuda")
@@ -78,6 +80,8 @@ class TorchBackend(Backend):
         # (torch_collective.py).
         if mode == "train":
             return TRAINING_CAPABILITIES | {"data_parallel", "collective"}
+        if mode == "generate":
+            return frozenset({GENERATE_CAPABILITY})
         return SERVING_CAPABILITIES | {"data_parallel", "collective"}
 
     def check_config(self, mode: str, precision: str) -> None:
@@ -100,6 +104,11 @@ class TorchBackend(Backend):
             from gpubench.backends.torch_collective import collective_step
             step = collective_step(workload, config, device)
             self._run_facts = {}
+            return step
+        if config.mode == "generate":
+            from gpubench.backends.torch_generate_step import TorchGenerateStep
+            step = TorchGenerateStep(workload, config, device)
+            self._run_facts = step.facts
             return step
         from gpubench.backends.torch_step import TorchStep
         step = TorchStep(workload, config, device)

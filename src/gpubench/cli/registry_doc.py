@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Dict, FrozenSet, List
 
-from gpubench.backends import BACKENDS, MODES, PRECISIONS, Backend
+from gpubench.backends import BACKENDS, PRECISIONS, Backend
 from gpubench.errors import Unsupported
 from gpubench.measure.scenarios.registry import SCENARIOS
 from gpubench.workloads import WORKLOADS
@@ -23,7 +23,7 @@ def _modes(backend: Backend) -> Dict[str, List[str]]:
     """mode -> the precisions check_config accepts in it (a GPU's compute capability,
     checked when the run starts, may refuse more)."""
     modes: Dict[str, List[str]] = {}
-    for mode in MODES:
+    for mode in backend.modes:
         for precision in PRECISIONS:
             try:
                 backend.check_config(mode, precision)

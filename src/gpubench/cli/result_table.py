@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
+from gpubench.cli import generation_table as generation
 from gpubench.cli import serving_table as serving
 from gpubench.cli.fit_table import UNLIMITED_WIDTH, fitted_table  # noqa: F401 (re-exported)
 from gpubench.cli.scenario_cells import (
@@ -105,11 +106,13 @@ def bandwidth_header(source: Optional[str]) -> str:
 
 THR = "throughput_samples_per_s"
 # Left out first when the terminal is narrow (rank 0 first).
-DROP_ORDER = ("SM MHz", "compile s", "outputs ok", "p90 ms", "loss", "CV", "trials", "GB/s", "W", "J/sample",
+DROP_ORDER = ("SM MHz", "compile s", "outputs ok", "p90 ms", "loss", *generation.GENERATE_DROP_ORDER,
+              "CV", "trials", "GB/s", "W", "J/sample",
               "algbw GB/s", "p99.9 ms", "p99 ms", "MFU", "FLOP/s", "p50 ms", "ranks", "tokens/s",
               "95% CI", "samples/s", "ops/s", "global samples/s", "busbw GB/s", "size",
               "energy to acc.", "test acc.", "target", "reached", "time to acc.",
-              "target QPS", "p99 bound ms", "QPS", "held", "max QPS")
+              "target QPS", "p99 bound ms", "QPS", "held", "max QPS", "TPOT ms", "out tok/s",
+              "TTFT bound ms", "TPOT bound ms", "goodput/s", "max goodput QPS")
 
 
 def workload_label(r: Any) -> str:
@@ -181,6 +184,7 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
         Col("batch", not_for(COLLECTIVE, lambda r: whole(r["batch_size"])), title=lambda v: f"batch {v}"),
         Col("data", data_text, title=lambda v: f"{v} data"),  # real data (mnist), not synthetic
         *serving.identity_columns(),
+        *generation.identity_columns(),
         # --threads, when some row set it (the others ran with the framework's default)
         Col("threads", lambda r: (_threads_text(r.get("threads")) or "default") if set_threads else "",
             title=lambda v: f"threads {v}"),
@@ -195,6 +199,7 @@ def summary_columns(summary: "pd.DataFrame", trials: Optional["pd.DataFrame"] = 
         Col("samples/s", not_for(COLLECTIVE, lambda r: num(r.get(f"{THR}_median"))), "samples/s"),
         Col("ops/s", only_for(COLLECTIVE, lambda r: num(r.get(f"{THR}_median"))), "ops/s"),
         *serving.result_columns(),
+        *generation.result_columns(),
         Col("global samples/s", lambda r: num(r.get("global_throughput_samples_per_s_median")),
             "global samples/s"),
         Col(f"algbw {bw_unit}", lambda r: num(r.get("algbw_gbs_median"), bw_scale), "algbw GB/s"),

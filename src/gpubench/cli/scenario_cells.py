@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from gpubench.cli import generation_table as generation
 from gpubench.cli.table_cells import as_float, unit_for, whole
 
 # What each scenario's rows are read by: never left out of the table, whatever the width.
@@ -16,7 +17,8 @@ KEPT_COLUMNS = {
     "throughput": ("samples/s", "95% CI"),
     "single-stream": ("p90 ms",),  # MLPerf's single-stream metric: the 90th percentile
     "multi-stream": ("p99 ms",),  # and multi-stream's: the 99th
-    "server": ("target QPS", "p99 bound ms", "p99 ms", "held", "max QPS"),
+    "server": ("target QPS", "p99 bound ms", "p99 ms", "held", "max QPS", "TTFT bound ms",
+               "TPOT bound ms", "goodput/s", "max goodput QPS"),
     "offline": ("samples/s",),
     "time-to-accuracy": ("target", "reached", "time to acc.", "trials"),  # trials: its epochs
     "collective": ("size", "busbw GB/s"),
@@ -43,6 +45,7 @@ def kept_columns(rows: Sequence[Any]) -> set:
     kept: set = set()
     for r in rows:
         kept.update(KEPT_COLUMNS.get(scenario_of(r), ()))
+        kept.update(generation.kept_for(r))  # --mode generate: its token figures
         if exec_text(r.get("exec")):
             kept.update(KEPT_EXEC_COLUMNS)
     return kept

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 # What a search's summary row shows: its medians over probes at different rates mean
 # nothing (the probes table has each probe), its result and settings do.
-SEARCH_CELLS = ("trials", "p99 bound ms", "max QPS")
+SEARCH_CELLS = ("trials", "p99 bound ms", "max QPS", "TTFT bound ms", "TPOT bound ms",
+                "max goodput QPS")
 
 
 def searched(r: Any) -> bool:
@@ -38,6 +39,9 @@ def identity_columns() -> List[Col]:
             title=str),
         Col("target QPS", lambda r: num(r.get("target_qps")), "target QPS"),
         Col("p99 bound ms", lambda r: num(r.get("latency_bound_ms")), "p99 bound ms"),
+        # --mode generate's server: its token-level p99 bounds
+        Col("TTFT bound ms", lambda r: num(r.get("ttft_bound_ms")), "TTFT bound ms"),
+        Col("TPOT bound ms", lambda r: num(r.get("tpot_bound_ms")), "TPOT bound ms"),
     ]
 
 
@@ -47,6 +51,10 @@ def result_columns() -> List[Col]:
         Col("QPS", lambda r: num(r.get("achieved_qps_median")), "QPS"),
         Col("held", lambda r: yes_no(r.get("latency_bound_met_all")), "held"),
         Col("max QPS", lambda r: num(r.get("max_qps_last")), "max QPS"),
+        # --mode generate's server: requests a second within both bounds, and a search's
+        # highest rate whose p99 TTFT and TPOT held them
+        Col("goodput/s", lambda r: num(r.get("goodput_rps_median")), "goodput/s"),
+        Col("max goodput QPS", lambda r: num(r.get("max_goodput_qps_last")), "max goodput QPS"),
     ]
 
 
@@ -80,6 +88,8 @@ def probes_table(trials: "pd.DataFrame", search: Optional[Dict[str, Any]] = None
         return None
     probes = (search or {}).get("probes") or []
     notes = [probe_note(p) for p in probes] if len(probes) == len(rows) else [""] * len(rows)
+    if "mode" in rows.columns and (rows["mode"] == "generate").all():
+        return generate_probes_table(rows, notes, width)
     bound = as_float(rows["latency_bound_ms"].iloc[0])
     numbers = ("probe", "offered QPS", "achieved QPS", "p50 ms", "p99 ms", "p99.9 ms", "held",
                "batch avg", "unfinished")
@@ -92,3 +102,31 @@ def probes_table(trials: "pd.DataFrame", search: Optional[Dict[str, Any]] = None
     title = (f"--find-max-qps probes (p99 bound {sig(bound) if bound else '?'} ms; "
              "latencies are early-stopping bounds)")
     return fitted_table(cols, cells, width, title, PROBE_DROP_ORDER, PROBE_KEPT)
+
+
+GENERATE_PROBE_KEPT = ("probe", "offered QPS", "TTFT p99 ms", "TPOT p99 ms", "held",
+                       "probe note")
+GENERATE_PROBE_DROP_ORDER = ("batch avg", "TTFT p50 ms", "unfinished", "goodput/s",
+                             "achieved QPS", "offered QPS", "TTFT p99 ms", "TPOT p99 ms",
+                             "held", "probe note")
+
+
+def generate_probes_table(rows: "pd.DataFrame", notes: List[str],
+                          width: Optional[int]) -> Any:
+    """A --mode generate search's probes: each rate's TTFT and TPOT p99 against the
+    bounds, its goodput, and whether both held (observed percentiles)."""
+    from gpubench.cli.fit_table import fitted_table
+
+    numbers = ("probe", "offered QPS", "achieved QPS", "TTFT p50 ms", "TTFT p99 ms",
+               "TPOT p99 ms", "goodput/s", "held", "batch avg", "unfinished")
+    cols = [*(Col(h, str, h) for h in numbers), Col("note", str, "probe note", text=True)]
+    cells = [[str(int(r["trial"])), num(r["offered_qps"]), num(r["achieved_qps"]),
+              num(r["ttft_p50_ms"]), num(r["ttft_p99_ms"]), num(r["tpot_p99_ms"]),
+              num(r["goodput_rps"]), yes_no(r["latency_bound_met"]),
+              num(r["batch_size_mean"]), num(r["queries_unfinished"]), note]
+             for (_, r), note in zip(rows.iterrows(), notes)]
+    first = rows.iloc[0]
+    title = (f"--find-max-qps probes (p99 TTFT <= {sig(first['ttft_bound_ms'])} ms, p99 TPOT "
+             f"<= {sig(first['tpot_bound_ms'])} ms; percentiles as observed)")
+    return fitted_table(cols, cells, width, title, GENERATE_PROBE_DROP_ORDER,
+                        GENERATE_PROBE_KEPT)

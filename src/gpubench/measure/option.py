@@ -124,6 +124,7 @@ class Option:
     group: Optional[str] = None
     identity: bool = False  # a configuration column (results/schema.py)
     scenarios: Tuple[str, ...] = ()  # the scenarios that take it (empty: every one)
+    modes: Tuple[str, ...] = ()  # the modes (--mode) that take it (empty: every one)
     # Meaningful only with another option (given, or equal to a value): (that option,
     # the value or None, the line when it is not). Checked on the command line, where
     # both come together; a suite's defaults may hold it for entries it does not fit.
@@ -160,6 +161,10 @@ class Option:
     def applies(self, scenario: Optional[str]) -> bool:
         """Whether a run of `scenario` (None: throughput) takes it."""
         return not self.scenarios or (scenario or "throughput") in self.scenarios
+
+    def applies_to_mode(self, mode: Optional[str]) -> bool:
+        """Whether a run in `mode` takes it (its identity column is empty otherwise)."""
+        return not self.modes or mode in self.modes
 
     def in_effect(self, value: Any) -> Any:
         """The value as it holds: `means` when it is not given."""

@@ -19,6 +19,7 @@ import importlib
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from gpubench.errors import UserError
+from gpubench.measure.generation.options import GENERATION_OPTIONS
 from gpubench.measure.option import (
     FRACTION, HOST, NONNEGATIVE_FLOAT, NONNEGATIVE_INT, PARAM, PATH, PORT, POSITIVE_FLOAT,
     POSITIVE_INT, SEED, SWITCH, Kind, Option,
@@ -67,7 +68,8 @@ CONFIGURATION: Tuple[Option, ...] = (
     Option("mode", "train (the default, but infer for a serving --scenario and on a backend "
                    "that runs inference only: onnxruntime-*, tensorrt): forward, backward "
                    "and optimizer step; infer: forward only, with per-step latency "
-                   "percentiles", shown_default="train (infer with a serving --scenario or "
+                   "percentiles; generate (gpt on torch): a prompt's prefill, then greedy "
+                   "decode over a KV cache, with TTFT/TPOT/ITL", shown_default="train (infer with a serving --scenario or "
                                                 "an inference-only backend)",
            choices=_held("gpubench.backends.base", "MODES"), identity=True, suite="matrix",
            suite_key="modes"),
@@ -279,7 +281,8 @@ SUITE: Tuple[Option, ...] = (
 
 # In the order `gpubench run --help` lists them; the scenarios' own after their switch.
 OPTIONS: Tuple[Option, ...] = (CONFIGURATION + PROTOCOL + THERMAL + INPUTS + ACCURACY_OPTIONS + EXECUTION
-                               + SCENARIO + SERVING_OPTIONS + MACHINE + OUTPUT + LAUNCH + SUITE)
+                               + SCENARIO + SERVING_OPTIONS + GENERATION_OPTIONS + MACHINE
+                               + OUTPUT + LAUNCH + SUITE)
 BY_NAME: Dict[str, Option] = {o.name: o for o in OPTIONS}
 # The records of options that belong together (an Option's `group`): one RunRequest field
 # each, holding them (measure/request.py).
@@ -340,7 +343,7 @@ def label_parts(values: Mapping[str, Any], scenario: Optional[str]) -> List[str]
         value = values.get(o.name)
         if o.label is None or value in (None, False, o.default, o.means):
             continue
-        if not o.applies(scenario):
+        if not o.applies(scenario) or not o.applies_to_mode(values.get("mode")):
             continue
         if o.needs is not None and values.get(o.needs[0]) is None:
             continue

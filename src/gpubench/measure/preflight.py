@@ -9,12 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from gpubench.backends import Backend, get_backend, resolve_backend
+from gpubench.backends import Backend, all_backends, get_backend, resolve_backend
 from gpubench.backends.exec_modes import exec_refusal
 from gpubench.errors import Unsupported, UserError
 from gpubench.measure.memory_check import check_memory
 from gpubench.measure.options import OPTIONS, check_value
-from gpubench.measure.request import RunRequest, identity, onnx_identity
+from gpubench.measure.generation.plan import (
+    GENERATE_MODE, check_generate_backend, check_generate_workload, resolved_lengths,
+)
+from gpubench.measure.request import RunRequest, generation_identity, identity, onnx_identity
 from gpubench.measure.scenarios.base import Scenario
 from gpubench.measure.thermal import check_thermal_plan
 from gpubench.measure.scenarios.registry import resolve_scenario
@@ -117,6 +120,8 @@ def exec_mode_of(req: RunRequest, backend: Backend) -> str:
         from gpubench.backends import all_backends
         variant = f"{backend.name}-{exec_mode}"  # tf-cpu + xla: the tf-cpu-xla backend
         hint = f"; backend {variant} runs it" if variant in all_backends() else ""
+        if exec_mode == "cuda-graphs" and backend.device_kind == "cpu":
+            hint = "; CUDA graphs replay work captured on a CUDA device's stream (torch-cuda)"
         raise Unsupported(f"exec mode {exec_mode!r} is unsupported on {backend.name} "
                           f"(it runs: {', '.join(backend.exec_modes)}){hint}")
     return exec_mode
@@ -163,12 +168,20 @@ def preflight(req: RunRequest) -> Preflight:
     """The checks that need no framework, in the order a user would fix them, and what
     they resolved."""
     validate_request(req)
-    scenario = resolve_scenario(req.scenario)
+    scenario = resolve_scenario(req.scenario, req.mode)
     workload = resolve_workload(req.workload, req.params)
+    generating = req.mode == GENERATE_MODE
+    if generating:  # a decoder, lengths that fit it: before any backend is asked
+        check_generate_workload(workload)
+        resolved_lengths(req, workload)
     # a mode's own refusals come on any machine (torch-cuda's cuda-graphs on a CPU box);
     # after resolving, again for the mode `auto` resolved to
     check_exec_plan(req, scenario, declared_exec(req))
+    if generating and req.backend != "auto":  # no decode step, available here or not
+        check_generate_backend(get_backend(req.backend), all_backends())
     backend = resolve_backend(req.backend)
+    if generating:
+        check_generate_backend(backend, all_backends())
     backend.check_config(req.mode, req.precision)
     check_thermal_plan(req.protocol, req.telemetry, backend.device_kind)  # --start-below-c
     exec_mode = exec_mode_of(req, backend)
@@ -194,6 +207,6 @@ def preflight(req: RunRequest) -> Preflight:
                  batch_size, req.device_index, user_model=req.onnx_path is not None)
     resolved = {"workload": workload.name, "backend": backend.name, "batch_size": batch_size,
                 "params": workload.params_str, "exec": exec_mode,
-                "onnx_sha256": onnx_identity(req)}
+                "onnx_sha256": onnx_identity(req), **generation_identity(req, workload)}
     return Preflight(workload, backend, scenario, exec_mode, batch_size,
                      identity(req, resolved), data)

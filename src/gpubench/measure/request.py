@@ -182,11 +182,25 @@ def identity(req: RunRequest, resolved: Mapping[str, Any]) -> Dict[str, Any]:
             out[column] = resolved[column]
         elif o is not None and o.identity and o.request_field is not None:
             value = getattr(req, o.request_field)
-            out[column] = (None if not o.applies(req.scenario)
+            out[column] = (None if not (o.applies(req.scenario) and o.applies_to_mode(req.mode))
                            else o.in_effect(value) if o.scenarios else value)
         else:
             out[column] = getattr(req, column, None)
     return out
+
+
+def generation_identity(req: RunRequest, workload: Any) -> Dict[str, Any]:
+    """--mode generate: the prompt and output lengths it resolves to (plan.py); with the
+    server's --prompt-dist, prompt_len is the distribution's mean (prompts.py)."""
+    if req.mode != "generate":
+        return {}
+    from gpubench.measure.generation.plan import resolved_lengths
+    from gpubench.measure.generation.prompts import parse_prompt_dist
+    prompt_len, output_len = resolved_lengths(req, workload)
+    if req.scenario == "server" and req.prompt_dist is not None:  # a distribution: its mean
+        room = int(workload.input_shape[0]) - output_len
+        prompt_len = parse_prompt_dist(req.prompt_dist).mean(prompt_len, room)
+    return {"prompt_len": prompt_len, "output_len": output_len}
 
 
 def onnx_identity(req: RunRequest) -> str:
@@ -207,11 +221,12 @@ def request_identity(req: RunRequest) -> Dict[str, Any]:
     try:
         workload = resolve_workload(req.workload, req.params)
         backend = resolve_backend(req.backend) if req.backend == "auto" else get_backend(req.backend)
-        batch_size = resolve_scenario(req.scenario).batch_size(req, workload)
+        batch_size = resolve_scenario(req.scenario, req.mode).batch_size(req, workload)
         return identity(req, {"workload": workload.name, "backend": backend.name,
                               "batch_size": batch_size, "params": workload.params_str,
                               "exec": req.exec or backend.exec_modes[0],
-                              "onnx_sha256": onnx_identity(req)})
+                              "onnx_sha256": onnx_identity(req),
+                              **generation_identity(req, workload)})
     except UserError:
         spelled = {"params": ";".join(f"{k}={v}" for k, v in sorted(req.params.items())),
                    "exec": req.exec or schema.CONFIGURATION_DEFAULTS["exec"]}

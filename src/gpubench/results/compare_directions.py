@@ -32,5 +32,9 @@ DIRECTIONS = {
     "achieved_qps": HIGHER,
     "max_qps": HIGHER,
     "energy_j_per_query": LOWER,
+    # --mode generate's server: requests a second within both token bounds, and a
+    # --find-max-qps search's result on them (one value a run)
+    "goodput_rps": HIGHER,
+    "max_goodput_qps": HIGHER,
 }
 METRICS = tuple(DIRECTIONS)  # the first is the default

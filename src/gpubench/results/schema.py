@@ -228,7 +228,7 @@ MEDIAN_METRICS = (
     "latency_p999_ms", "latency_mean_ms", "offered_qps", "achieved_qps", "batch_size_mean",
     "energy_j_per_query", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms",
     "itl_p50_ms", "itl_p99_ms", "output_tokens_per_s", "prefill_tokens_per_s",
-    "energy_j_per_output_token", "goodput_rps",
+    "energy_j_per_output_token", "goodput_rps", "decode_bound_tokens_per_s",
 )
 STAT_NAMES = ("median", "iqr", "mean", "std", "cv", "ci_low", "ci_high")
 

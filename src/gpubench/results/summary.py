@@ -21,6 +21,7 @@ from gpubench.stats import describe
 RESULT_COLUMNS = ("test_accuracy", "time_to_accuracy_s", "energy_to_accuracy_j",
                   "epochs_to_accuracy", "reached",
                   "max_qps",  # a server --find-max-qps search's result, on its last probe
+                  "max_goodput_qps",  # the same of a --mode generate server (on goodput)
                   # the output checks (the same on every row of a run): --check-accuracy, exec
                   "top1_agreement", "max_abs_diff", "accuracy_ok")
 STAT_COLUMNS = (

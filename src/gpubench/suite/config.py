@@ -99,14 +99,15 @@ class SuiteRun:
         scenario = self.measured_scenario()
         return (self.workload, self.backend, self.mode, self.precision,
                 "" if self.batch_size is None else str(self.batch_size), self.params_text,
-                *(key_text(self.setting(o.name) if o.applies(scenario) else None)
+                *(key_text(self.setting(o.name) if o.applies(scenario)
+                           and o.applies_to_mode(self.mode) else None)
                   for o in OPTIONS if (o.identity or o.suite == "matrix")
                   and o.name not in CLASSIC and o.kind is not PARAM))
 
     def label(self) -> str:
         batch = "default" if self.batch_size is None else self.batch_size
         params = f" [{self.params_text}]" if self.params else ""
-        extra = "".join(" " + part for part in label_parts(dict(self.settings),
+        extra = "".join(" " + part for part in label_parts({**dict(self.settings), "mode": self.mode},
                                                             self.measured_scenario()))
         return (f"{self.workload}{params} {self.backend} {self.mode} {self.precision} "
                 f"batch {batch}{extra}")

@@ -129,7 +129,7 @@ class Judge:
             backend.check_config(run.mode, run.precision)
             exec_mode_of(req, backend)
             check_memory(workload, backend, run.mode, run.precision,
-                         resolve_scenario(req.scenario).batch_size(req, workload), device,
+                         resolve_scenario(req.scenario, req.mode).batch_size(req, workload), device,
                          capacity=self.capacity)
         except (Unsupported, BackendUnavailable) as exc:
             return "unsupported", str(exc)

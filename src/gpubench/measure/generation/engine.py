@@ -22,6 +22,9 @@ GENERATE_CAPABILITY = "generate"
 class GenerationEngine(ABC):
     max_batch: int  # KV-cache slots: requests decoded together at most
     max_len: int  # positions a slot holds: prompt + output tokens at most
+    # The device seconds of the last prefill() or decode() call (its work on the device's
+    # clock: CUDA events on a GPU, the host's clock on the CPU), read after the call.
+    last_call_s: float = 0.0
 
     @abstractmethod
     def prefill(self, slots: Sequence[int], prompts: Sequence[np.ndarray]) -> List[int]:

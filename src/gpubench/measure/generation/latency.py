@@ -7,7 +7,8 @@ benchmark_serving, MLPerf Inference's LLM rules, AIPerf):
   first, (last - first) / (n - 1); one value per request;
 - ITL, inter-token latency: every gap between consecutive tokens of a request, each a
   value (so a long request weighs more than in TPOT);
-- goodput: requests a second that finished within both the TTFT and the TPOT bound.
+- goodput: requests a second that finished within both the TTFT and the TPOT bound (a
+  request cut before its last token, `finished` False, is not within them).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class RequestTimes:
     arrival_s: float
     token_s: List[float] = field(default_factory=list)  # when each output token existed
     prompt_len: int = 0
+    # False: the probe's drain limit cut it before its last token (it misses its bounds)
+    finished: bool = True
 
     @property
     def ttft_s(self) -> Optional[float]:
@@ -41,9 +44,9 @@ class RequestTimes:
         return list(np.diff(self.token_s)) if len(self.token_s) > 1 else []
 
     def within(self, ttft_bound_ms: Optional[float], tpot_bound_ms: Optional[float]) -> bool:
-        """Finished (a token at least) within both bounds; a missing bound holds."""
+        """Finished within both bounds; a missing bound holds."""
         ttft, tpot = self.ttft_s, self.tpot_s
-        if ttft is None:
+        if ttft is None or not self.finished:
             return False
         if ttft_bound_ms is not None and ttft * 1e3 > ttft_bound_ms:
             return False

@@ -4,8 +4,9 @@ loop (and no numpy). A new scenario is a module of this folder and a line here."
 
 from __future__ import annotations
 
-from typing import Callable, List
+from typing import Callable, Dict, List, Optional
 
+from gpubench.errors import UserError
 from gpubench.measure.scenarios.base import Scenario
 from gpubench.measure.scenarios.serving import SERVING_SCENARIOS
 from gpubench.registry import Registry
@@ -44,6 +45,22 @@ SCENARIOS: Registry[Factory] = Registry("scenario", {
 _SCENARIOS = SCENARIOS.extra  # what tests put back after registering a scenario
 
 
+def _generate_throughput() -> Scenario:
+    from gpubench.measure.scenarios.generate import GenerateThroughputScenario
+    return GenerateThroughputScenario()
+
+
+def _generate_server() -> Scenario:
+    from gpubench.measure.scenarios.serving.generate_server import GenerateServerScenario
+    return GenerateServerScenario()
+
+
+# --mode generate runs its own loops under the scenarios' names: a scenario name means
+# the same measurement (back-to-back batches, served arrivals), of generated tokens.
+GENERATE_SCENARIOS: Dict[str, Factory] = {"throughput": _generate_throughput,
+                                          "server": _generate_server}
+
+
 def register_scenario(name: str, factory: Factory) -> None:
     """Adds a scenario for this process (tests, plugins)."""
     SCENARIOS.register(name, factory)
@@ -53,5 +70,13 @@ def scenario_names() -> List[str]:
     return SCENARIOS.names()
 
 
-def resolve_scenario(name: str) -> Scenario:
-    return SCENARIOS.get(name)()
+def resolve_scenario(name: str, mode: Optional[str] = None) -> Scenario:
+    """The scenario of this name; in --mode generate its generation loop (a name that
+    exists but has none: one line)."""
+    if mode != "generate":
+        return SCENARIOS.get(name)()
+    SCENARIOS.get(name)  # an unknown name: the registry's message, with the valid ones
+    if name not in GENERATE_SCENARIOS:
+        raise UserError(f"scenario {name} does not run --mode generate (it runs: "
+                        f"{', '.join(GENERATE_SCENARIOS)})")
+    return GENERATE_SCENARIOS[name]()

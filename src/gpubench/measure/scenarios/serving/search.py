@@ -58,9 +58,11 @@ class QpsSearch:
     `max_qps` is the highest rate whose standing verdict is a pass (None: none)."""
 
     def __init__(self, start_qps: float, rel_tol: float = SEARCH_REL_TOL,
-                 max_probes: int = MAX_PROBES, max_attempts: int = MAX_ATTEMPTS) -> None:
+                 max_probes: int = MAX_PROBES, max_attempts: int = MAX_ATTEMPTS,
+                 min_queries: int = SEARCH_MIN_QUERIES) -> None:
         self.start_qps = self.rate = float(start_qps)
-        self.min_rate_qps = max(MIN_RATE_SHARE * start_qps, SEARCH_MIN_QUERIES / MAX_PROBE_S)
+        # the lowest rate: `min_queries` (a probe's fewest) within MAX_PROBE_S
+        self.min_rate_qps = max(MIN_RATE_SHARE * start_qps, min_queries / MAX_PROBE_S)
         self.rel_tol, self.max_probes, self.max_attempts = rel_tol, max_probes, max_attempts
         self.probes: List[Probe] = []
         self.verdicts: Dict[float, bool] = {}  # each rate's standing verdict (its latest)

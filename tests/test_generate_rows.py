@@ -64,3 +64,16 @@ def test_trial_row_from_device_seconds():
     assert row["mfu"] is None  # no peak known
     assert row["decode_bound_tokens_per_s"] == pytest.approx(50e9 / work.decode_bytes_per_token)
     assert row["kv_cache_bytes"] == 123 and row["mem_bw_source"] == "analytic"
+
+
+def test_cpu_estimate_counts_a_generated_batch_not_a_full_sequence():
+    from gpubench.measure.cpu_estimate import step_flops
+    from gpubench.measure.preflight import preflight
+    from gpubench.measure.request import request_from
+
+    values = {"workload": "gpt", "backend": "torch-cpu", "params": TINY, "batch_size": 4}
+    infer = request_from({**values, "mode": "infer"})
+    generate = request_from({**values, "mode": "generate", "prompt_len": 16, "output_len": 16})
+    full = step_flops(infer, preflight(infer))  # 4 forwards over all 32 positions
+    made = step_flops(generate, preflight(generate))  # 16 prompt + 15 decoded positions
+    assert 0.5 * full < made < full

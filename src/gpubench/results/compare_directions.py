@@ -32,5 +32,15 @@ DIRECTIONS = {
     "achieved_qps": HIGHER,
     "max_qps": HIGHER,
     "energy_j_per_query": LOWER,
+    # --mode generate: token latencies, decode's and prefill's rates, energy a token
+    "ttft_p50_ms": LOWER,
+    "ttft_p99_ms": LOWER,
+    "tpot_p50_ms": LOWER,
+    "tpot_p99_ms": LOWER,
+    "itl_p50_ms": LOWER,
+    "itl_p99_ms": LOWER,
+    "output_tokens_per_s": HIGHER,
+    "prefill_tokens_per_s": HIGHER,
+    "energy_j_per_output_token": LOWER,
 }
 METRICS = tuple(DIRECTIONS)  # the first is the default

@@ -45,9 +45,11 @@ def test_generate_rows_hold_the_generation_columns(tmp_path):
         assert r["ttft_p50_ms"] <= r["ttft_p99_ms"] and r["tpot_p50_ms"] <= r["tpot_p99_ms"]
         # a batch's decode steps are its tokens' gaps: TPOT is their mean, ITL each one
         assert r["itl_p50_ms"] <= r["itl_p99_ms"]
-        # the decode rate is the batch's tokens over a step's time: about batch / TPOT
+        # the decode rate is the batch's tokens over a step's mean time, and a mean of
+        # positive TPOTs is at least half their median; decode's seconds are inside the trial
         per_step_s = 3 / r["output_tokens_per_s"]
-        assert 0.5 < per_step_s * 1e3 / r["tpot_p50_ms"] < 2
+        assert per_step_s * 1e3 >= 0.5 * r["tpot_p50_ms"]
+        assert r["requests"] * 5 / r["output_tokens_per_s"] <= r["duration_s"]
         # K and V: 2 layers x 3 slots x (10 + 6) positions x d_model 32, float32
         assert r["kv_cache_bytes"] == 2 * 2 * 3 * 16 * 32 * 4
         # every output token over the wall time: at most the device-time decode rate

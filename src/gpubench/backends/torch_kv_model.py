@@ -1,7 +1,8 @@
 """A causal decoder's forward pass over a static KV cache, on exactly the modules (and
 weights) that backends/torch_model.py built from the description: the token embedding,
 pre-norm residual blocks whose attention reads and writes the cache, and position-wise
-modules (LayerNorm, the MLP residuals, the LM head) applied as they are.
+modules (LayerNorm, the MLP residuals, the LM head), each run as functional calls on the
+module's own parameter tensors.
 
 The cache is one tensor per K and V, [layers, max_batch, heads, max_len, head_dim]: a
 layer's slice is [slots, heads, positions, head_dim], the layout scaled_dot_product_

@@ -126,3 +126,30 @@ def test_the_results_table_shows_the_token_figures(tmp_path):
     for header in ("TTFT", "TPOT", "out"):
         assert header in result.stdout, result.stdout
     assert "prompt 16" in result.stdout and "output 16" in result.stdout  # identity, in the title
+
+
+def test_a_cache_that_breaks_the_tokens_is_a_failed_row_with_the_reason(tmp_path, monkeypatch):
+    import torch
+
+    from gpubench.backends.torch_generate import TorchGenerationEngine
+
+    prefill = TorchGenerationEngine.prefill
+
+    def shifted(self, slots, prompts):  # K written one position off
+        out = prefill(self, slots, prompts)
+        with torch.no_grad():
+            self.k_cache.copy_(self.k_cache.roll(1, dims=3))
+        return out
+
+    monkeypatch.setattr(TorchGenerationEngine, "prefill", shifted)
+    result = run_cli_here("run", "-w", "gpt", "-b", "torch-cpu", "--mode", "generate",
+                          "--batch-size", "2", *TINY, *QUICK, "--out", tmp_path, "-q")
+    assert result.returncode == 4, result.stderr  # a run failed
+    rows = pd.read_csv(_run_folder_any(result) / "trials.csv")
+    assert list(rows["status"]) == ["failed"]
+    assert "cached decoding differs from the uncached model" in rows["error"][0]
+
+
+def _run_folder_any(result):
+    from pathlib import Path
+    return Path([line for line in result.stdout.splitlines() if line.strip()][0].strip())

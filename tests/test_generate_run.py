@@ -33,6 +33,7 @@ def test_generate_rows_hold_the_generation_columns(tmp_path):
     assert list(rows["status"]) == ["ok", "ok"]
     assert set(rows["mode"]) == {"generate"} and set(rows["scenario"]) == {"throughput"}
     assert set(rows["prompt_len"]) == {10} and set(rows["output_len"]) == {6}
+    assert rows["accuracy_ok"].all()  # the engine's check against the uncached model passed
     for column in ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms", "itl_p50_ms",
                    "itl_p99_ms", "output_tokens_per_s", "prefill_tokens_per_s",
                    "kv_cache_bytes", "prefill_flops", "decode_flops_per_token",

@@ -125,6 +125,8 @@ class GenerateThroughputScenario(Scenario):
             "tflops": tflops,
             "mfu": tflops / ctx.peak_tflops if tflops is not None and ctx.peak_tflops else None,
             "peak_mem_bytes": ctx.step.peak_mem_bytes(), "compile_s": engine.compile_s,
+            # the tokens matched the uncached model's before timing (else no trial ran)
+            "accuracy_ok": True if getattr(engine, "check", None) else None,
             "output_tokens_per_s": output_rate,
             "prefill_tokens_per_s": (batch * prompt_len * len(generations) / prefill_s
                                      if prefill_s > 0 else None),

@@ -107,6 +107,7 @@ bench: install
 	$(PY) benchmarks/tf_vs_keras_fit.py
 	$(PY) benchmarks/exec_modes.py
 	$(PY) benchmarks/server_queueing.py
+	$(PY) benchmarks/generate_decode.py
 
 clean:
 	rm -rf $(VENV) $(VENV_TF) build src/*.egg-info

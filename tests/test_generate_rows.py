@@ -64,3 +64,39 @@ def test_trial_row_from_device_seconds():
     assert row["mfu"] is None  # no peak known
     assert row["decode_bound_tokens_per_s"] == pytest.approx(50e9 / work.decode_bytes_per_token)
     assert row["kv_cache_bytes"] == 123 and row["mem_bw_source"] == "analytic"
+
+
+def test_cpu_estimate_counts_a_generated_batch_not_a_full_sequence():
+    from gpubench.measure.cpu_estimate import step_flops
+    from gpubench.measure.preflight import preflight
+    from gpubench.measure.request import request_from
+
+    values = {"workload": "gpt", "backend": "torch-cpu", "params": TINY, "batch_size": 4}
+    infer = request_from({**values, "mode": "infer"})
+    generate = request_from({**values, "mode": "generate", "prompt_len": 16, "output_len": 16})
+    full = step_flops(infer, preflight(infer))  # 4 forwards over all 32 positions
+    made = step_flops(generate, preflight(generate))  # 16 prompt + 15 decoded positions
+    assert 0.5 * full < made < full
+
+
+def test_memory_check_weighs_the_positions_a_request_fills():
+    from gpubench.measure.preflight import memory_plan
+    from gpubench.measure.request import request_from
+
+    req = request_from({"workload": "gpt", "backend": "torch-cpu", "mode": "generate",
+                        "params": {"seq_len": "1024"}})
+    workload = resolve_workload("gpt", {"seq_len": "1024"})
+    weighed, mode = memory_plan(req, workload, (128, 128))
+    assert weighed.input_shape == (256,) and mode == "infer"
+    assert memory_plan(req, workload, None) == (workload, "generate")
+
+
+def test_peak_memory_bandwidth_from_the_datasheet_table():
+    from gpubench.peaks import peak_mem_bw_gbs
+
+    assert peak_mem_bw_gbs("NVIDIA H100 80GB HBM3") == 3350.0
+    assert peak_mem_bw_gbs("NVIDIA H100 PCIe") == 2000.0
+    assert peak_mem_bw_gbs("NVIDIA A100-SXM4-80GB") == 2039.0
+    assert peak_mem_bw_gbs("NVIDIA A100-SXM4-40GB") == 1555.0
+    assert peak_mem_bw_gbs("Tesla V100-SXM3-32GB") is None  # a variant the table leaves out
+    assert peak_mem_bw_gbs("Intel(R) Xeon(R) Processor") is None and peak_mem_bw_gbs(None) is None

@@ -43,6 +43,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
+def step_flops(req: Any, plan: Any) -> float:
+    """FLOPs of one protocol step: a batch's, or in --mode generate one batch generated
+    (its prefill and every decode step)."""
+    if req.mode != "generate":
+        return plan.workload.stats.flops_per_sample(req.mode) * plan.batch_size
+    from gpubench.measure.generation.plan import generation_work, resolved_lengths
+    prompt_len, output_len = resolved_lengths(req, plan.workload)
+    work = generation_work(plan.workload, req.precision, plan.batch_size, prompt_len, output_len)
+    return work.prefill_flops + work.decode_flops_per_token * plan.batch_size * (output_len - 1)
+
+
 def slow_step_warning(req: Any, plan: Any, timeout_s: Optional[float] = None,
                       rate_gflops: Optional[float] = None) -> Optional[str]:
     """The warning for a run (its request and preflight; --timeout) whose step on a CPU
@@ -50,7 +61,7 @@ def slow_step_warning(req: Any, plan: Any, timeout_s: Optional[float] = None,
     `rate_gflops`: the CPU's rate (default: measured now)."""
     if plan.backend.device_kind != "cpu":
         return None
-    per_step = plan.workload.stats.flops_per_sample(req.mode) * plan.batch_size
+    per_step = step_flops(req, plan)
     if per_step < MIN_FLOPS_PER_STEP:
         return None
     rate = cpu_gflops() if rate_gflops is None else rate_gflops

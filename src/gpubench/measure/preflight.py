@@ -7,7 +7,7 @@ Raises UserError (Unsupported where this machine or backend cannot)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from gpubench.backends import Backend, all_backends, get_backend, resolve_backend
 from gpubench.backends.exec_modes import exec_refusal
@@ -164,6 +164,16 @@ def data_account(req: RunRequest, scenario: Scenario, workload: Workload) -> Dic
     return account
 
 
+def memory_plan(req: RunRequest, workload: Workload, lengths: Optional[Tuple[int, int]]
+                ) -> Tuple[Workload, str]:
+    """What the memory check weighs: the run's workload and mode; in --mode generate the
+    forward pass over the positions a request fills (prompt + output: their K and V are
+    its activations), not over the model's whole seq_len."""
+    if lengths is None:
+        return workload, req.mode
+    return resolve_workload(req.workload, {**req.params, "seq_len": str(sum(lengths))}), "infer"
+
+
 def preflight(req: RunRequest) -> Preflight:
     """The checks that need no framework, in the order a user would fix them, and what
     they resolved."""
@@ -173,7 +183,7 @@ def preflight(req: RunRequest) -> Preflight:
     generating = req.mode == GENERATE_MODE
     if generating:  # a decoder, lengths that fit it: before any backend is asked
         check_generate_workload(workload)
-        resolved_lengths(req, workload)
+    lengths = resolved_lengths(req, workload) if generating else None
     # a mode's own refusals come on any machine (torch-cuda's cuda-graphs on a CPU box);
     # after resolving, again for the mode `auto` resolved to
     check_exec_plan(req, scenario, declared_exec(req))
@@ -203,7 +213,8 @@ def preflight(req: RunRequest) -> Preflight:
         check_onnx_file(req.onnx_path, workload, req.precision, batch_size,
                         variable_batch=scenario.variable_batches)
     check_serving_plan(req, scenario, exec_mode, workload)
-    check_memory(workload, backend, req.mode, req.precision,  # a lower bound that cannot fit
+    weighed, weighed_mode = memory_plan(req, workload, lengths)
+    check_memory(weighed, backend, weighed_mode, req.precision,  # a lower bound that cannot fit
                  batch_size, req.device_index, user_model=req.onnx_path is not None)
     resolved = {"workload": workload.name, "backend": backend.name, "batch_size": batch_size,
                 "params": workload.params_str, "exec": exec_mode,

@@ -36,5 +36,15 @@ DIRECTIONS = {
     # --find-max-qps search's result on them (one value a run)
     "goodput_rps": HIGHER,
     "max_goodput_qps": HIGHER,
+    # --mode generate: token latencies, decode's and prefill's rates, energy a token
+    "ttft_p50_ms": LOWER,
+    "ttft_p99_ms": LOWER,
+    "tpot_p50_ms": LOWER,
+    "tpot_p99_ms": LOWER,
+    "itl_p50_ms": LOWER,
+    "itl_p99_ms": LOWER,
+    "output_tokens_per_s": HIGHER,
+    "prefill_tokens_per_s": HIGHER,
+    "energy_j_per_output_token": LOWER,
 }
 METRICS = tuple(DIRECTIONS)  # the first is the default

@@ -66,13 +66,20 @@ class GenerateThroughputScenario(Scenario):
         bandwidth, bandwidth_source = peak_bandwidth_gbs(ctx)
         watch = ContentionWatch(ctx.sampler, on_gpu=ctx.step.device.kind == "cuda")
 
+        graphs: List[Optional[int]] = [None]  # compiled graphs before the coming trial
+        recompiled: List[int] = []  # trials during which torch.compile built a graph
+
         def progress(event: str, **fields: Any) -> None:
             if event == "trial":
                 watch.expect(fields.get("seconds_per_iteration"))
                 loop.take()  # warm-up's or a discarded trial's batches
+                graphs[0] = ctx.step.recompiles()
             ctx.progress(event, **fields)
 
         def on_trial(result: TrialResult) -> None:
+            now = ctx.step.recompiles()
+            if graphs[0] is not None and now is not None and now > graphs[0]:
+                recompiled.append(result.trial)
             row = self.trial_row(ctx, result, loop.take(), work, engine, bandwidth,
                                  prompt_len, output_len)
             row["contended"] = watch.trial_verdict(result.trial, result.iterations,
@@ -88,7 +95,11 @@ class GenerateThroughputScenario(Scenario):
                                      "peak_mem_bw_source": bandwidth_source,
                                      "timing": "device seconds of each call (CUDA events on a "
                                                "GPU, the host clock on the CPU)"},
-                      "warnings": watch.warnings() + throttle_warnings(calibration.throttle)}
+                      "warnings": watch.warnings() + throttle_warnings(calibration.throttle)
+                      + ([f"torch.compile built new graphs during trial(s) "
+                          f"{', '.join(map(str, recompiled))}: those trials include compiling"]
+                         if recompiled else []),
+                      **({"recompiled_trials": recompiled} if graphs[0] is not None else {})}
 
     @staticmethod
     def trial_row(ctx: ScenarioContext, result: TrialResult, generations: List[Generation],
@@ -114,6 +125,8 @@ class GenerateThroughputScenario(Scenario):
             "tflops": tflops,
             "mfu": tflops / ctx.peak_tflops if tflops is not None and ctx.peak_tflops else None,
             "peak_mem_bytes": ctx.step.peak_mem_bytes(), "compile_s": engine.compile_s,
+            # the tokens matched the uncached model's before timing (else no trial ran)
+            "accuracy_ok": True if getattr(engine, "check", None) else None,
             "output_tokens_per_s": output_rate,
             "prefill_tokens_per_s": (batch * prompt_len * len(generations) / prefill_s
                                      if prefill_s > 0 else None),

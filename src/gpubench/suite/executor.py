@@ -10,6 +10,7 @@ run as `gpubench run` writes it (plus the worker's log).
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -24,6 +25,7 @@ from gpubench.atomic_io import write_text_atomic
 from gpubench.errors import UserError
 from gpubench.launch import Launcher, make_launcher, run_ended, settle
 from gpubench.launch.environments import EnvironmentSet
+from gpubench.launch.torchrun_slurm import EXECUTOR_ENV
 from gpubench.machine import host_name
 from gpubench.measure.request import DEFAULT_ENVIRONMENT, RunRequest
 from gpubench.results.reader import read_timing, read_trials
@@ -68,6 +70,8 @@ class Launchers:
 
     def __call__(self, req: RunRequest) -> Launcher:
         kind = "process" if req.strategy is None else "torchrun"
+        if kind == "torchrun" and os.environ.get(EXECUTOR_ENV) == "slurm":
+            kind = "torchrun-slurm"  # a task of the Slurm executor: ranks through srun
         key = (req.environment, kind)
         if key not in self.made:
             self.made[key] = make_launcher(kind, self.python(req.environment))

@@ -21,6 +21,8 @@ def run_shard(argv: List[str]) -> int:
     """The shard's suite; its exit code (4: a run failed) is the task's result. Slurm's
     SIGTERM (scancel, the time limit) reaches the suite too (the step's processes are
     signalled together): it writes what finished and stops."""
-    env = {**os.environ, "GPUBENCH_EXECUTOR": "slurm"}  # the suite knows it runs on Slurm
+    from gpubench.launch.torchrun_slurm import EXECUTOR_ENV
+
+    env = {**os.environ, EXECUTOR_ENV: "slurm"}  # its runs of ranks then start through srun
     return subprocess.run([sys.executable, "-m", "gpubench", "suite", *argv, *node_devices()],
                           env=env, stdin=subprocess.DEVNULL).returncode

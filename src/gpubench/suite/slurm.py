@@ -15,6 +15,8 @@ failure) leaves the runs it finished; each run it never finished gets a status r
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import subprocess
@@ -148,14 +150,16 @@ def run_on_slurm(config: Path, out: Path, options: SlurmOptions, filter_expr: Op
             todo.append((shard, folder is not None, plan))
     outcome = SlurmOutcome(parent)
     _write_meta(parent, meta)
-    announce(parent)
-    if todo:
+    if not todo:
+        announce(parent)
+    else:
         try:
             jobs = _submit(config, parent, meta, options, todo, filter_expr, timeout_override)
         except UserError:
             if not resume:  # nothing was submitted: no folder of a suite that never ran
                 shutil.rmtree(parent, ignore_errors=True)
             raise
+        announce(parent)
         submission = {"utc": _utc(), "tasks": [{"shard": str(s), "job_id": j.job_id}
                                                for (s, _, _), j in zip(todo, jobs)]}
         meta["submissions"].append(submission)
@@ -207,8 +211,9 @@ def _submit(config: Path, parent: Path, meta: Dict[str, Any], options: SlurmOpti
         argv += ["--timeout", str(timeout_override)] if timeout_override else []
         argv += ["--resume"] if resuming else []
         argvs.append(argv)
+    said = io.StringIO()  # submitit prints sbatch's complaint: it becomes our one line
     try:
-        with executor.batch():
+        with contextlib.redirect_stderr(said), executor.batch():
             jobs = [executor.submit(run_shard, argv) for argv in argvs]
     except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError,
             subprocess.CalledProcessError) as exc:

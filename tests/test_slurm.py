@@ -9,6 +9,7 @@ submitted."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -92,7 +93,8 @@ def test_two_shards_through_slurm_match_the_unsharded_suite(slurm, tmp_path):
     assert {t["state"] for t in tasks} == {"COMPLETED"}
     array = {t["job_id"].split("_")[0] for t in tasks}
     ids = {t["job_id"] for t in tasks}
-    assert len(array) == 1 and ids <= _jobs()  # one job array's tasks, as accounting has them
+    assert len(array) == 1  # one job array; its tasks as Slurm's accounting has them
+    _wait_for(lambda: ids <= _jobs(), 20, f"{sorted(ids)} in sacct")  # slurmdbd may lag
     assert meta["suite_id"] == sharded["suite_id"].iloc[0]
 
 
@@ -161,6 +163,38 @@ def test_a_task_cancelled_mid_run_keeps_its_runs_and_resume_completes_only_it(sl
     done = _slurm_suite(str(config), "--out", str(out), "--resume")  # nothing left to submit
     assert done.returncode == 0 and len(json.loads((parent / "run.json").read_text())["submissions"]) == 2
 
+
+
+def test_ctrl_c_cancels_the_job_array(slurm, tmp_path):
+    config = _config(tmp_path, SLOW)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "gpubench", "suite", str(config), "--out",
+                             str(out), "--executor", "slurm", "--nodes", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **PLUGIN_ENV})
+    try:
+        def submitted():
+            metas = list(out.glob("*/run.json"))
+            return metas and json.loads(metas[0].read_text())["submissions"]
+        tasks = _wait_for(submitted, 30, "the submission")[0]["tasks"]
+        _wait_for(lambda: len(list(out.glob("*/shards/*/run.json"))) == 2, 60, "both tasks running")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "the Slurm jobs were cancelled" in stderr, stderr
+    assert "--executor slurm --resume" in stderr
+    meta = json.loads(next(out.glob("*/run.json")).read_text())
+    assert "cancelled_utc" in meta["submissions"][0]
+
+    def all_cancelled():
+        listed = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j",
+                                 tasks[0]["job_id"].split("_")[0]],
+                                capture_output=True, text=True).stdout.splitlines()
+        states = [line.split("|")[1] for line in listed]
+        return len(states) == 2 and all(s.startswith("CANCELLED") for s in states)
+    _wait_for(all_cancelled, 30, "both tasks cancelled in Slurm's accounting")
 
 def test_ranks_through_srun_on_gloo(slurm, tmp_path):
     config = _config(tmp_path, TINY_CPU.replace("batch_sizes: [1, 2]\n    modes: [train, infer]",

@@ -81,6 +81,12 @@ def execute(args: argparse.Namespace) -> int:
     if args.dry_run:
         from gpubench.suite.estimate import estimate_suite
         print_suite_plan(plan, args.format, estimate=estimate_suite(plan, args.devices, args.timeout))
+        if args.executor == "slurm":  # the array's tasks: each shard's share of the estimate
+            from gpubench.suite.estimate import format_duration
+            from gpubench.suite.shards import shard_weights_s
+            count = args.nodes or 1
+            for i, seconds in enumerate(shard_weights_s(plan.runs, count), 1):
+                print(f"slurm task {i}/{count}: about {format_duration(seconds)}", file=sys.stderr)
         return EXIT_OK
     devices: Optional[List[int]] = args.devices
     if devices is None:

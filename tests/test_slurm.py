@@ -238,3 +238,23 @@ def test_no_sbatch_and_bad_combinations_are_one_line(tmp_path, monkeypatch):
         assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
     local = run_cli_here("suite", str(config), "--partition", "p")
     assert local.returncode == 2 and "--partition only with --executor slurm" in local.stderr
+
+
+def test_a_task_that_never_ran_its_shard_leaves_a_row_per_run(tmp_path, monkeypatch):
+    """A task Slurm ended before its shard's suite started (a time limit while it waited
+    for a node, a node failure): every run of the shard gets a row, `timeout` for
+    Slurm's TIMEOUT, in the shard's own folder with the batch's suite_id."""
+    from gpubench.suite.shards import Shard, sharded_suite_id
+    from gpubench.suite.slurm import _rows_for_unfinished
+
+    monkeypatch.setenv("GPUBENCH_PLUGINS", PLUGIN_ENV["GPUBENCH_PLUGINS"])
+    config = _config(tmp_path, SLOW)
+    parent = tmp_path / "out" / "suite"
+    (parent / "shards").mkdir(parents=True)
+    (parent / "run.json").write_text(json.dumps({"batch_id": "b1"}))
+    task = {"shard": "2/2", "job_id": "7_1", "state": "TIMEOUT"}
+    _rows_for_unfinished(config, parent / "shards", Shard(2, 2), None, task, None)
+    rows = read_input(parent)
+    assert len(rows) == 3 and set(rows["status"]) == {"timeout"} and set(rows["shard"]) == {"2/2"}
+    assert rows["error"].str.contains("Slurm ended task 7_1 (TIMEOUT)", regex=False).all()
+    assert set(rows["suite_id"]) == {sharded_suite_id(config.read_text(), None, "b1")}

@@ -67,10 +67,15 @@ def execute_slurm(args: argparse.Namespace) -> int:
     options = SlurmOptions(partition=args.partition, nodes=args.nodes or 1,
                            gpus_per_node=args.gpus_per_node or 0,
                            time_limit_min=args.time_limit, account=args.account)
+    as_json = args.format == "json"  # then standard output holds one document
     outcome = run_on_slurm(args.config, args.out, options, filter_expr=args.filter,
                            resume=args.resume, timeout_override=args.timeout,
-                           announce=lambda path: print(path, flush=True))
-    if not args.quiet:
+                           announce=lambda path: as_json or print(path, flush=True))
+    if as_json:
+        import json
+        print(json.dumps({"path": str(outcome.path), "tasks": outcome.tasks,
+                          "statuses": outcome.statuses}, indent=2))
+    elif not args.quiet:
         for line in outcome.lines():
             print(line)
     return EXIT_RUN_FAILED if outcome.failing else EXIT_OK

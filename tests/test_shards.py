@@ -114,3 +114,8 @@ def test_two_shards_meet_as_one_suite_and_resume_per_shard(tmp_path):
                    "--batch-id", "b8", "-q")
     assert read_trials(Path(other.stdout.splitlines()[0]) / "trials.csv")["suite_id"].iloc[0] \
         != together["suite_id"].iloc[0]
+
+
+def test_batch_id_without_shard_is_one_line():
+    proc = run_cli_here("suite", str(REPO / "configs/smoke.yaml"), "--dry-run", "--batch-id", "x")
+    assert proc.returncode == 2 and "--batch-id is for --shard" in proc.stderr

@@ -10,19 +10,20 @@ from gpubench.cli.argtypes import positive_float
 SLURM_ONLY = ("partition", "nodes", "gpus_per_node", "time_limit", "account")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number; got {text!r}")
-    return value
+def _whole(least: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {least}; "
+                                             f"got {text!r}")
+        return value
+    return parse
 
 
-def _count(text: str) -> int:
-    value = _positive_int(text) if text.strip() != "0" else 0
-    return value
+_positive_int, _count = _whole(1), _whole(0)
 
 
 def add_slurm_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,6 +47,8 @@ def check_executor_options(args: argparse.Namespace) -> None:
     shards (--nodes), so it takes no --shard."""
     from gpubench.errors import UserError
 
+    if args.batch_id is not None and args.shard is None:
+        raise UserError("--batch-id is for --shard i/N (the Slurm executor makes its own)")
     if args.executor == "local":
         given = [f"--{name.replace('_', '-')}" for name in SLURM_ONLY
                  if getattr(args, name) is not None]

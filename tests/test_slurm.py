@@ -245,7 +245,7 @@ def test_a_task_that_never_ran_its_shard_leaves_a_row_per_run(tmp_path, monkeypa
     for a node, a node failure): every run of the shard gets a row, `timeout` for
     Slurm's TIMEOUT, in the shard's own folder with the batch's suite_id."""
     from gpubench.suite.shards import Shard, sharded_suite_id
-    from gpubench.suite.slurm import _rows_for_unfinished
+    from gpubench.suite.slurm import _rows_for_unfinished, _why
 
     monkeypatch.setenv("GPUBENCH_PLUGINS", PLUGIN_ENV["GPUBENCH_PLUGINS"])
     config = _config(tmp_path, SLOW)
@@ -253,7 +253,8 @@ def test_a_task_that_never_ran_its_shard_leaves_a_row_per_run(tmp_path, monkeypa
     (parent / "shards").mkdir(parents=True)
     (parent / "run.json").write_text(json.dumps({"batch_id": "b1"}))
     task = {"shard": "2/2", "job_id": "7_1", "state": "TIMEOUT"}
-    _rows_for_unfinished(config, parent / "shards", Shard(2, 2), None, task, None)
+    _rows_for_unfinished(config, parent / "shards", Shard(2, 2), None, task, None,
+                         _why(None, task))  # Slurm's end state says why: no job to ask
     rows = read_input(parent)
     assert len(rows) == 3 and set(rows["status"]) == {"timeout"} and set(rows["shard"]) == {"2/2"}
     assert rows["error"].str.contains("Slurm ended task 7_1 (TIMEOUT)", regex=False).all()

@@ -3,7 +3,8 @@ submitit, one array task per shard (suite/shards.py), each task `gpubench suite 
 --shard i/N` on its node (suite/slurm_task.py).
 
 Folder: `<out>/<timestamp>-<host>-<suite_id>/` with run.json (kind suite, executor
-slurm, the batch id, every submission's job ids and the tasks' end states), slurm/
+slurm, the batch id, every submission's job ids and the tasks' end states), a copy of
+the suite file (what the tasks run; --resume refreshes it from the file), slurm/
 (submitit's scripts and logs) and shards/ (each shard's own suite folder). Every shard
 derives the same suite_id from the file, the filter and the batch id, so compare,
 history and report read the folder as one suite.
@@ -138,6 +139,8 @@ def run_on_slurm(config: Path, out: Path, options: SlurmOptions, filter_expr: Op
     plan_suite(config, out, filter_expr, install=False)  # the file's errors, before a folder
     meta = _open_parent(config, out, filter_expr, resume, options)
     parent, count = Path(meta.pop("path")), int(meta["shards"])
+    given, config = config, parent / config.name  # the tasks run this copy: edits to the
+    write_text_atomic(config, given.read_text())  # file while they wait change nothing
     if resume and options.nodes not in (1, count):
         raise UserError(f"--resume: {parent} was cut into {count} shards; --nodes {options.nodes} "
                         "would cut it differently")
@@ -172,12 +175,13 @@ def run_on_slurm(config: Path, out: Path, options: SlurmOptions, filter_expr: Op
             submission["cancelled_utc"] = _utc()
             _write_meta(parent, meta)
             raise KeyboardInterrupt(f"the Slurm jobs were cancelled; finished runs are kept in "
-                                    f"{parent}; `gpubench suite {config} --out {out} --executor "
+                                    f"{parent}; `gpubench suite {given} --out {out} --executor "
                                     "slurm --resume` runs the rest") from None
         for task, (shard, _, plan), job in zip(submission["tasks"], todo, jobs):
             task["state"] = _state(job)
-            if task["state"] != "COMPLETED":
-                _rows_for_unfinished(config, shards_dir, shard, filter_expr, task, timeout_override)
+            # a task that ended early, or whose suite stopped (exit 2: bad input there)
+            _rows_for_unfinished(config, shards_dir, shard, filter_expr, task,
+                                 timeout_override, _why(job, task))
         _write_meta(parent, meta)
         outcome.tasks = submission["tasks"]
     outcome.statuses = _statuses(shards_dir)
@@ -232,31 +236,48 @@ def _state(job) -> str:
     return str(job.watcher.get_state(job.job_id, mode="force")).split()[0].upper()
 
 
+def _why(job, task: Dict[str, Any]) -> str:
+    """Why a task left runs without rows: Slurm ended it, or the shard's suite stopped
+    (its exit code and the last line it wrote on stderr, from submitit's log)."""
+    if task["state"] != "COMPLETED":
+        return f"Slurm ended task {task['job_id']} ({task['state']}) before this run finished"
+    try:
+        code = job.result()
+    except Exception as exc:  # submitit's account of a task that raised
+        code = f"an error ({_last_line(str(exc))})"
+    said = [line for line in (job.stderr() or "").splitlines() if line.startswith("gpubench:")]
+    return (f"task {task['job_id']}: the shard's suite ended (exit {code}) before this run"
+            + (f": {said[-1]}" if said else ""))
+
+
 def _rows_for_unfinished(config: Path, shards_dir: Path, shard: Shard,
                          filter_expr: Optional[str], task: Dict[str, Any],
-                         timeout_override: Optional[float]) -> None:
-    """A row for each run of the shard that has none: the task ended first."""
+                         timeout_override: Optional[float], why: str) -> None:
+    """A row for each run of the shard that has none, saying `why`."""
     from gpubench.launch.status_rows import status_row
     from gpubench.suite.executor import open_suite_folder
 
     folder, plan = missing_runs(config, shards_dir, shard, filter_expr)
+    recorded = set()
+    if folder is not None:
+        recorded = {e["label"] for e in json.loads((folder / "run.json").read_text()).get("runs", [])}
+    if all(p.label() in recorded for p in plan.runs):
+        return  # every run has its rows (a failed one: --resume runs it again)
     if folder is None:  # the task never started its suite: its folder, made here
         suite = open_suite_folder(plan, shards_dir, {"filter": filter_expr,
                                                      "batch_id": _batch_of(shards_dir)})
     else:
         plan.folder = folder
         suite = open_suite_folder(plan, shards_dir, {})
-    recorded = {entry["label"] for entry in suite.meta.get("runs", [])}
     status = ENDED_BY.get(task["state"], "failed")
-    error = f"Slurm ended task {task['job_id']} ({task['state']}) before this run finished"
     for planned in plan.runs:
         if planned.label() in recorded:
-            continue  # it has its rows (a failed one: --resume runs it again)
+            continue
         run_id = new_run_id()
         run_folder = suite.path / "runs" / run_folder_name(host_name(), run_id)
         req, _ = request_for(planned.run, run_folder, planned.run.setting("device"), timeout_override)
         req = replace(req, suite_id=suite.meta["suite_id"], shard=str(shard))
-        rows = pd.DataFrame([status_row(req, status, error, trial=0)]).reindex(
+        rows = pd.DataFrame([status_row(req, status, why, trial=0)]).reindex(
             columns=list(trial_columns()))
         suite.add_run(run_folder, rows, {"run_id": run_id, "label": planned.label(),
                                          "folder": str(run_folder.relative_to(suite.path)),

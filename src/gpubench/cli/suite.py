@@ -130,7 +130,7 @@ def interrupted_text(args: argparse.Namespace, folder: Path, planned: int, finis
     if args.filter:
         again += ["--filter", args.filter]
     if args.shard is not None:
-        again += ["--shard", str(args.shard)]
+        again += ["--shard", str(args.shard)] + (["--batch-id", args.batch_id] if args.batch_id else [])
     return (f"{finished} of {planned} run{'' if planned == 1 else 's'} finished, kept in "
             f"{folder}; `{shlex.join(again)}` runs the rest")
 

@@ -21,7 +21,6 @@ import io
 import json
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -139,11 +138,15 @@ def run_on_slurm(config: Path, out: Path, options: SlurmOptions, filter_expr: Op
     plan_suite(config, out, filter_expr, install=False)  # the file's errors, before a folder
     meta = _open_parent(config, out, filter_expr, resume, options)
     parent, count = Path(meta.pop("path")), int(meta["shards"])
-    given, config = config, parent / config.name  # the tasks run this copy: edits to the
-    write_text_atomic(config, given.read_text())  # file while they wait change nothing
     if resume and options.nodes not in (1, count):
         raise UserError(f"--resume: {parent} was cut into {count} shards; --nodes {options.nodes} "
                         "would cut it differently")
+    if resume and filter_expr not in (None, meta.get("filter")):
+        ran = f"with --filter {meta['filter']!r}" if meta.get("filter") else "without --filter"
+        raise UserError(f"--resume: {parent} ran {ran}; another filter would cut other shards")
+    filter_expr = meta.get("filter")  # the submission's own (its shards were cut with it)
+    given, config = config, parent / config.name  # the tasks run this copy: edits to the
+    write_text_atomic(config, given.read_text())  # file while they wait change nothing
     shards_dir = parent / "shards"
     todo = []
     for i in range(1, count + 1):

@@ -259,3 +259,13 @@ def test_a_task_that_never_ran_its_shard_leaves_a_row_per_run(tmp_path, monkeypa
     assert len(rows) == 3 and set(rows["status"]) == {"timeout"} and set(rows["shard"]) == {"2/2"}
     assert rows["error"].str.contains("Slurm ended task 7_1 (TIMEOUT)", regex=False).all()
     assert set(rows["suite_id"]) == {sharded_suite_id(config.read_text(), None, "b1")}
+
+
+def test_run_of_ranks_inside_an_allocation_takes_its_nodes_from_slurm(slurm, tmp_path):
+    """`gpubench run --nproc N --nnodes M` inside an allocation, without --master-addr,
+    starts its agents through srun: M is held to the allocation's nodes (one here)."""
+    proc = subprocess.run(["srun", "-N1", "-n1", sys.executable, "-m", "gpubench", "run", "-w",
+                           "linreg", "-b", "torch-cpu", "--nproc", "1", "--nnodes", "2",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "--nnodes 2: the Slurm allocation has 1 node" in proc.stderr

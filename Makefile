@@ -9,6 +9,9 @@
 #                          (tensorflow[and-cuda] is a CUDA 12 build: its cuDNN/NCCL wheels would
 #                          overwrite torch's CUDA 13 ones in a shared environment)
 #   make docs              the reference (docs/) as a site on 127.0.0.1:8000 (mkdocs serve)
+#   make slurm-up          a one-node Slurm cluster on this machine (tools/slurm/up.sh: munged,
+#                          MariaDB + slurmdbd, slurmctld, slurmd at 127.0.0.1; root, no systemd);
+#                          make slurm-down stops it
 #   make gpu-check         the one-call hardware check (benchmarks/gpu_check.py) on the
 #                          machine's own python3: installs nothing, needs no network
 
@@ -38,7 +41,7 @@ else
   TF_PIP_ARGS := -e '.[dev]' 'tensorflow-cpu>=2.16'
 endif
 
-.PHONY: install install-tensorrt install-tf gpu-check demo test docs bench native browser clean
+.PHONY: install install-tensorrt install-tf gpu-check demo test docs bench native browser slurm-install slurm-up slurm-down clean
 
 install: $(STAMP)
 
@@ -86,12 +89,25 @@ native:
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 
+# Slurm from the system packages (the Slurm executor's tests start a one-node cluster):
+# installed where sbatch is missing; a machine where apt cannot install them skips those tests.
+slurm-install:
+	@command -v sbatch >/dev/null 2>&1 && command -v slurmdbd >/dev/null 2>&1 && command -v mariadbd >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm slurmdbd munge mariadb-server) || \
+		echo "make slurm-install: warning: could not install Slurm; its tests will skip" >&2
+
+slurm-up: slurm-install
+	tools/slurm/up.sh
+
+slurm-down:
+	tools/slurm/down.sh
+
 demo: install
 	$(VENV)/bin/gpubench run --workload mnist --backend auto
 
 # The reference (docs/, mkdocs.yml) built strict: a broken link or anchor, or a page left
 # out of the nav, fails the build (tests/test_docs.py builds it too).
-test: install native browser
+test: install native browser slurm-install
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir build/site
 	$(PY) -m pytest --durations=10
 

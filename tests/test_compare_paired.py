@@ -134,3 +134,13 @@ def test_a_real_suite_of_two_configs_is_compared_paired(tmp_path):
     assert row["test"] == PAIRED_TRIALS and (row["n_base"], row["n_new"]) == (6, 6)
     assert "3 rounds of suite" in row["note"]
     assert PAIRED_TRIALS.replace("wilcoxon", "") in to_markdown(comparison)
+
+
+def test_rows_of_different_shards_are_not_paired():
+    """Shards of one suite share its suite_id but ran on different machines: round k of
+    shard 1 did not run beside round k of shard 2."""
+    base, new = drifting(8, 0.93, seed=1)
+    apart = compare(base.assign(shard="1/2"), new.assign(shard="2/2")).iloc[0]
+    assert apart["test"] == UNPAIRED and "not paired: the sides ran in different shards" in apart["note"]
+    together = compare(base.assign(shard="2/2"), new.assign(shard="2/2")).iloc[0]
+    assert together["test"] == PAIRED_ROUNDS

@@ -86,7 +86,7 @@ def test_a_python_that_cannot_run_gpubench_is_named(tmp_path):
         ProcessLauncher(python=str(tmp_path / "missing"))
     with pytest.raises(UserError, match="inline launcher runs in this interpreter only"):
         make_launcher("inline", python=str(broken))
-    with pytest.raises(UserError, match=r"unknown launcher 'mpi' \(valid: inline, process, torchrun\)"):
+    with pytest.raises(UserError, match=r"unknown launcher 'mpi' \(valid: inline, process, torchrun, torchrun-slurm\)"):
         make_launcher("mpi")
 
 

@@ -168,6 +168,8 @@ def print_suite_plan(plan: Any, fmt: str = "table", estimate: Any = None) -> Non
     if fmt == "json":
         doc = {"config": str(plan.config_path), "runs": [p.label() for p in plan.runs],
                "skipped": [p.label() for p in plan.skipped]}
+        if plan.shard is not None:
+            doc["shard"] = str(plan.shard)
         if estimate is not None:
             doc["estimate"] = estimate.as_dict(plan)
         print(json.dumps(doc, indent=2))
@@ -180,7 +182,8 @@ def print_suite_plan(plan: Any, fmt: str = "table", estimate: Any = None) -> Non
     if estimate is not None and estimate.refused_runs:
         kinds = " or ".join(sorted({status for status, _ in refused.values()}))
         skipped += f", {estimate.refused_runs} of them {kinds} here"
-    print(f"{len(plan.runs)} runs from {plan.config_path}{skipped}")
+    part = f" (shard {plan.shard})" if plan.shard is not None else ""
+    print(f"{len(plan.runs)} runs from {plan.config_path}{part}{skipped}")
     if estimate is not None:
         _print_estimate(estimate)
 

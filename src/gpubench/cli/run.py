@@ -52,6 +52,7 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.launch import RunInterrupted, make_launcher, run_one
     from gpubench.launch.environments import name_for
     from gpubench.measure.options import check_needs
+    from gpubench.launch.torchrun_slurm import in_slurm_allocation
     from gpubench.measure.request import DEFAULT_ENVIRONMENT, request_from
 
     check_needs(vars(args))
@@ -68,7 +69,11 @@ def execute(args: argparse.Namespace) -> int:
     show_progress = not args.quiet and sys.stderr.isatty()
     # process (default): a fresh worker, a clean CUDA context, the path suites take
     # torchrun (--nproc): the ranks through torch.distributed.run
-    if args.nproc is not None:
+    if args.nproc is not None and args.nnodes > 1 and args.master_addr is None \
+            and in_slurm_allocation():  # srun: one agent per node, Slurm's rendezvous
+        from gpubench.launch.torchrun_slurm import SlurmTorchrunLauncher
+        launcher = SlurmTorchrunLauncher(python, nnodes=args.nnodes)
+    elif args.nproc is not None:
         from gpubench.launch.torchrun import TorchrunLauncher
         launcher = TorchrunLauncher(python, nnodes=args.nnodes, node_rank=args.node_rank,
                                     master_addr=args.master_addr, master_port=args.master_port)

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from gpubench.cli.argtypes import path_arg, positive_float
+from gpubench.cli.suite_slurm import add_slurm_arguments, check_executor_options
+from gpubench.suite.shards import parse_shard
 
 
 def _devices(text: str) -> List[int]:
@@ -43,6 +45,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=positive_float, metavar="S", help="per-run timeout, overriding the file")
     p.add_argument("--devices", type=_devices, metavar="0,1,...",
                    help="GPUs to spread runs over, one run per GPU at a time (default: each run's own device)")
+    p.add_argument("--shard", type=parse_shard, metavar="i/N",
+                   help="run part i of N (balanced by the estimate, longest first; the same "
+                        "parts on every machine); with --resume, that part's own folder")
+    p.add_argument("--batch-id", metavar="ID",
+                   help="with --shard: the same id on every shard of one suite run (e.g. "
+                        "the CI run's), so their rows share one suite_id (default: "
+                        "$SLURM_ARRAY_JOB_ID)")
+    add_slurm_arguments(p)
     p.add_argument("--quiet", "-q", action="store_true", help="print only the suite folder")
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="table (default): the suite folder, then a table of every run; json: "
@@ -58,7 +68,12 @@ def execute(args: argparse.Namespace) -> int:
     from gpubench.suite.executor import execute_suite, open_suite_folder
     from gpubench.suite.plan import check_rank_devices, plan_suite
 
-    plan = plan_suite(args.config, args.out, args.filter, args.resume, install=not args.dry_run)
+    check_executor_options(args)
+    if args.executor == "slurm" and not args.dry_run:
+        from gpubench.cli.suite_slurm import execute_slurm
+        return execute_slurm(args)
+    plan = plan_suite(args.config, args.out, args.filter, args.resume, install=not args.dry_run,
+                      shard=args.shard)
     for line in plan.environments.notes:  # gpubench installed into a named environment
         print(f"gpubench: {line}", file=sys.stderr)
     for line in plan.environments.warnings:
@@ -66,6 +81,12 @@ def execute(args: argparse.Namespace) -> int:
     if args.dry_run:
         from gpubench.suite.estimate import estimate_suite
         print_suite_plan(plan, args.format, estimate=estimate_suite(plan, args.devices, args.timeout))
+        if args.executor == "slurm":  # the array's tasks: each shard's share of the estimate
+            from gpubench.suite.estimate import format_duration
+            from gpubench.suite.shards import shard_weights_s
+            count = args.nodes or 1
+            for i, seconds in enumerate(shard_weights_s(plan.runs, count), 1):
+                print(f"slurm task {i}/{count}: about {format_duration(seconds)}", file=sys.stderr)
         return EXIT_OK
     devices: Optional[List[int]] = args.devices
     if devices is None:
@@ -74,6 +95,9 @@ def execute(args: argparse.Namespace) -> int:
         check_devices(devices)
         check_rank_devices(plan, devices)
     options = {"filter": args.filter, "timeout_s": args.timeout, "devices": devices}
+    if args.shard is not None:
+        from gpubench.suite.shards import batch_id_of
+        options["batch_id"] = batch_id_of(args.batch_id)
     suite = open_suite_folder(plan, args.out, options)
     if args.format != "json":  # JSON: standard output holds one document
         print(suite.path, flush=True)
@@ -105,6 +129,8 @@ def interrupted_text(args: argparse.Namespace, folder: Path, planned: int, finis
     again = ["gpubench", "suite", str(args.config), "--out", str(args.out), "--resume"]
     if args.filter:
         again += ["--filter", args.filter]
+    if args.shard is not None:
+        again += ["--shard", str(args.shard)] + (["--batch-id", args.batch_id] if args.batch_id else [])
     return (f"{finished} of {planned} run{'' if planned == 1 else 's'} finished, kept in "
             f"{folder}; `{shlex.join(again)}` runs the rest")
 

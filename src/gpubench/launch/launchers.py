@@ -14,9 +14,11 @@ from gpubench.launch.inline import InlineLauncher
 from gpubench.launch.process import ProcessLauncher
 from gpubench.launch.status_rows import read_folder_trials, settle
 from gpubench.launch.torchrun import TorchrunLauncher
+from gpubench.launch.torchrun_slurm import SlurmTorchrunLauncher
 
 LAUNCHERS: Dict[str, Type[Launcher]] = {"inline": InlineLauncher, "process": ProcessLauncher,
-                                        "torchrun": TorchrunLauncher}
+                                        "torchrun": TorchrunLauncher,
+                                        "torchrun-slurm": SlurmTorchrunLauncher}
 
 
 class RunInterrupted(KeyboardInterrupt):

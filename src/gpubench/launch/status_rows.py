@@ -40,6 +40,7 @@ def status_row(req: RunRequest, status: str, error: str, trial: int,
             "started_utc": utc_now(), "git_commit": git_commit(),
             "gpubench_version": __version__, "schema_version": SCHEMA_VERSION,
             "host": host_name(), "trial": trial, "status": status,
+            "suite_id": req.suite_id, "round": req.round, "shard": req.shard,
             "error": error[-ERROR_TAIL_CHARS:]}
 
 

@@ -8,6 +8,7 @@ record instead of on parsing its log."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, Dict, List
 
@@ -29,11 +30,17 @@ def main(argv: List[str]) -> int:
     from gpubench.launch.worker import _die_with_parent
     _die_with_parent()  # gpubench killed: torchrun stops, and its ranks with it
     failures_path, args = argv[0], argv[1:]
+    # started by srun on each node (launch/torchrun_slurm.py): the node rank is Slurm's
+    args = [f"--node-rank={os.environ.get('SLURM_NODEID', '0')}" if a == "--node-rank=slurm" else a
+            for a in args]
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
     try:
         run(parse_args(args))
     except ChildFailedError as exc:
+        if not os.path.isdir(os.path.dirname(failures_path) or "."):
+            print(str(exc), file=sys.stderr)  # another node's agent: node 0 keeps the record
+            return 1
         with open(failures_path, "w") as f:
             json.dump({str(rank): failure_record(failure)
                        for rank, failure in exc.failures.items()}, f)

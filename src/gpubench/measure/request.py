@@ -40,6 +40,7 @@ _RequestFields = make_dataclass("RunRequest", [
     # process runs (None for a lone run): compare pairs rounds of one suite.
     ("suite_id", Any, field(default=None)),
     ("round", Any, field(default=None)),
+    ("shard", Any, field(default=None)),  # "i/N" of a sharded suite (suite/shards.py)
 ], frozen=True)
 
 

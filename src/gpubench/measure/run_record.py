@@ -102,7 +102,7 @@ class RunRecord:
             "run_id": self.writer.run_id, **self.identity, "rank": ranks.rank,
             "process": req.process,
             "started_utc": self.started_utc, "git_commit": self.env.get("git_commit"),
-            "suite_id": req.suite_id, "round": req.round,
+            "suite_id": req.suite_id, "round": req.round, "shard": req.shard,
             **{c: self.env.get(c) for c in ENVIRONMENT_COLUMNS},
             "schema_version": SCHEMA_VERSION,
         }

@@ -16,8 +16,10 @@ more the pairs are the rounds (the medians of each round's trials): 5 pairs can 
 give p < 0.05 with Wilcoxon (the least p is 2/2^5 = 0.0625). With fewer, trial j of a
 round of one side is paired with trial j of the same round of the other, and the note
 says so. Otherwise the comparison falls back to the unpaired test and the note says why
-(different suites, unequal rounds, rounds missing); rows outside any suite fall back
-silently (there is nothing to pair).
+(different suites, different shards, unequal rounds, rounds missing); rows outside any
+suite fall back silently (there is nothing to pair). Shards of one suite (--shard i/N)
+share its suite_id but ran on different machines at the same time: round k of one shard
+did not run beside round k of another, so only rows of one shard pair.
 
 The noise of a paired comparison is the spread of its per-round log-ratios
 (compare_stats.noise_floor of the per-round ratios of medians, `noise_pct`); its floor
@@ -104,6 +106,11 @@ def pairing(oks: Dict[str, pd.DataFrame], metric: str) -> Tuple[Optional[Pairing
         return None, ""
     if any("" in i or len(i) != 1 for i in ids) or ids[0] != ids[1]:
         return None, "not paired: the sides do not come from one suite (unpaired test)"
+    shards = [{_text(v) for v in s["shard"]} if "shard" in s.columns else {""} for s in sides]
+    if len(shards[0]) != 1 or shards[0] != shards[1]:
+        return None, ("not paired: the sides ran in different shards of the suite, on "
+                      "different machines, so their rounds did not run side by side "
+                      "(unpaired test)")
     units = [_units(s, metric) if "round" in s.columns else None for s in sides]
     if units[0] is None or units[1] is None:
         return None, "not paired: rounds missing (unpaired test)"

@@ -10,6 +10,7 @@ run as `gpubench run` writes it (plus the worker's log).
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -24,6 +25,7 @@ from gpubench.atomic_io import write_text_atomic
 from gpubench.errors import UserError
 from gpubench.launch import Launcher, make_launcher, run_ended, settle
 from gpubench.launch.environments import EnvironmentSet
+from gpubench.launch.torchrun_slurm import EXECUTOR_ENV
 from gpubench.machine import host_name
 from gpubench.measure.request import DEFAULT_ENVIRONMENT, RunRequest
 from gpubench.results.reader import read_timing, read_trials
@@ -31,6 +33,7 @@ from gpubench.results.schema import SCHEMA_VERSION, trial_columns
 from gpubench.results.summary import summarize
 from gpubench.results.writer import new_run_id, run_folder_name
 from gpubench.suite.plan import PlannedRun, SuitePlan, request_for
+from gpubench.suite.shards import sharded_suite_id
 
 Progress = Callable[..., None]
 FAILING = ("failed", "timeout")
@@ -67,6 +70,8 @@ class Launchers:
 
     def __call__(self, req: RunRequest) -> Launcher:
         kind = "process" if req.strategy is None else "torchrun"
+        if kind == "torchrun" and os.environ.get(EXECUTOR_ENV) == "slurm":
+            kind = "torchrun-slurm"  # a task of the Slurm executor: ranks through srun
         key = (req.environment, kind)
         if key not in self.made:
             self.made[key] = make_launcher(kind, self.python(req.environment))
@@ -124,8 +129,12 @@ def open_suite_folder(plan: SuitePlan, out_dir: Path, options: Dict[str, Any]) -
         meta = json.loads((plan.folder / "run.json").read_text())
         meta.setdefault("resumed_utc", []).append(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         return SuiteFolder(plan.folder, meta)
-    suite_id = new_run_id()
-    path = Path(out_dir) / run_folder_name(host_name(), suite_id)
+    suite_id, folder_host = new_run_id(), host_name()
+    if plan.shard is not None:  # every shard of the batch the same suite_id (shards.py)
+        suite_id = sharded_suite_id(plan.config_path.read_text(), options.get("filter"),
+                                    options["batch_id"])
+        folder_host = f"{folder_host}-{plan.shard.slug}"
+    path = Path(out_dir) / run_folder_name(folder_host, suite_id)
     try:
         path.mkdir(parents=True)
     except OSError as exc:
@@ -135,6 +144,8 @@ def open_suite_folder(plan: SuitePlan, out_dir: Path, options: Dict[str, Any]) -
             "config_text": plan.config_path.read_text(), "options": options,
             "environments": plan.environments.describe() if plan.environments else {},
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": []}
+    if plan.shard is not None:
+        meta.update(shard=str(plan.shard), batch_id=options["batch_id"])
     return SuiteFolder(path, meta)
 
 
@@ -180,7 +191,7 @@ def execute_suite(plan: SuitePlan, suite: SuiteFolder, devices: Sequence[int],
                                   run_id)
             req, timeout_s, run_id = started[index]
             # Its slot in the interleaving: process rounds outside, repeats inside.
-            req = replace(req, suite_id=suite.meta["suite_id"],
+            req = replace(req, suite_id=suite.meta["suite_id"], shard=suite.meta.get("shard"),
                           round=process * repeat_slots + planned.repeat)
             folder = Path(req.folder)
             if process == 0:

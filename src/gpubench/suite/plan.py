@@ -19,6 +19,7 @@ from gpubench.measure.request import RunRequest, request_from, request_identity
 from gpubench.results.reader import read_trials
 from gpubench.results.schema import configuration_key
 from gpubench.suite.config import SuiteRun, load_suite_file, matches, parse_filter
+from gpubench.suite.shards import Shard, select_shard
 from gpubench.workloads import resolve_workload
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class SuitePlan:
     skipped: List[PlannedRun] = field(default_factory=list)  # --resume: already ok
     folder: Optional[Path] = None  # the folder resumed, if any
     environments: Optional[EnvironmentSet] = None  # None: every run in this interpreter
+    shard: Optional[Shard] = None  # --shard i/N: the part of the suite this plan holds
 
 
 def resolved_key(run: SuiteRun, source: Path) -> Tuple[str, ...]:
@@ -58,7 +60,10 @@ def row_key(row: pd.Series) -> Tuple[str, ...]:
     return configuration_key({**row.to_dict(), "message_bytes": None})
 
 
-def find_resumable(out_dir: Path, suite_name: str) -> Path:
+def find_resumable(out_dir: Path, suite_name: str, shard: Optional[Shard] = None,
+                   executor: str = "local") -> Path:
+    """The newest folder in `out_dir` of this suite, of the same shard (none: the whole
+    suite) and executor (a Slurm submission's folder holds its shards' folders)."""
     from gpubench.results.reader import load_json
 
     candidates = []
@@ -70,18 +75,23 @@ def find_resumable(out_dir: Path, suite_name: str) -> Path:
         except UserError as exc:
             raise UserError(f"--resume: {exc}; repair it or move its folder out of "
                             f"{out_dir}") from None
-        if meta.get("kind") == "suite" and meta.get("suite_name") == suite_name:
+        if (meta.get("kind") == "suite" and meta.get("suite_name") == suite_name
+                and meta.get("shard") == (str(shard) if shard else None)
+                and meta.get("executor", "local") == executor):
             candidates.append(meta_path.parent)
     if not candidates:
-        raise UserError(f"--resume: no earlier results of suite {suite_name!r} in {out_dir}")
+        part = f" shard {shard}" if shard else ""
+        raise UserError(f"--resume: no earlier results of suite {suite_name!r}{part} in {out_dir}")
     return candidates[-1]  # folder names start with a UTC timestamp
 
 
 def plan_suite(config_path: Path, out_dir: Path, filter_expr: Optional[str] = None,
-               resume: bool = False, install: bool = True) -> SuitePlan:
+               resume: bool = False, install: bool = True,
+               shard: Optional[Shard] = None) -> SuitePlan:
     """The runs to make. Each run's environment is the one its entry names, else the
     first that can run its backend; gpubench is installed into a named environment that
-    lacks it, unless `install` is off (--dry-run)."""
+    lacks it, unless `install` is off (--dry-run). With `shard`, its part only
+    (shards.py), resumed from that part's own folder."""
     suite_file = load_suite_file(config_path)
     known = set(backend_names())
     for run in suite_file.runs:
@@ -100,14 +110,16 @@ def plan_suite(config_path: Path, out_dir: Path, filter_expr: Optional[str] = No
         planned = [p for p in planned if matches(p.run, conditions)]
         if not planned:
             raise UserError(f"--filter {filter_expr!r} matches no run of {config_path}")
-    plan = SuitePlan(Path(config_path), [], environments=environments)
+    if shard is not None:
+        planned = select_shard(planned, shard)
+    plan = SuitePlan(Path(config_path), [], environments=environments, shard=shard)
     done: Dict[Tuple[str, ...], int] = {}
     if resume:
-        plan.folder = find_resumable(out_dir, Path(config_path).stem)
+        plan.folder = find_resumable(out_dir, Path(config_path).stem, shard)
         done = _ok_runs(plan.folder)
     # Repeats are interleaved (every configuration once, then again), so a slow drift
     # of the machine spreads over all configurations instead of hitting one.
-    for repeat in range(max(p.run.setting("repeats") for p in planned)):
+    for repeat in range(max([p.run.setting("repeats") for p in planned] + [0])):
         for p in planned:
             if repeat < p.run.setting("repeats"):
                 target = plan.runs if repeat >= done.get(p.key, 0) else plan.skipped

@@ -177,7 +177,7 @@ def test_a_v3_file_reads_as_throughput_with_no_accuracy_columns(tmp_path):
     rows = rows.drop(columns=[c for c in v4_only if c in rows.columns])
     rows.to_csv(tmp_path / "trials.csv", index=False)
     trials = read_trials(tmp_path / "trials.csv")
-    assert set(trials["schema_version"]) == {SCHEMA_VERSION} == {7}
+    assert set(trials["schema_version"]) == {SCHEMA_VERSION} == {8}
     for column in v4_only:
         assert trials[column].isna().all()
     assert list(trials.columns[:len(TRIAL_COLUMNS)]) == list(TRIAL_COLUMNS)

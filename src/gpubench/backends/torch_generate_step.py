@@ -14,7 +14,8 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from gpubench.backends.base import DeviceInfo, HostTimer, Step, StepConfig, StepTimer
+from gpubench.backends.base import HostTimer, Step, StepConfig, StepTimer
+from gpubench.backends.torch_device import open_device
 from gpubench.backends.torch_generate import TorchGenerationEngine
 from gpubench.backends.torch_generate_check import TF32_TIE_REL, TIE_REL, check_generation
 from gpubench.backends.torch_model import build_module, load_weights
@@ -34,19 +35,7 @@ class TorchGenerateStep(Step):
         if self.exec_mode == "cuda-graphs" and not self.is_cuda:
             raise Unsupported("exec mode cuda-graphs needs a CUDA device")
         torch.manual_seed(config.seed)
-        if self.is_cuda:
-            torch.cuda.set_device(device)
-            allow = config.precision == "tf32"
-            torch.backends.cuda.matmul.allow_tf32 = allow
-            torch.backends.cudnn.allow_tf32 = allow
-            torch.cuda.reset_peak_memory_stats(device)
-            props = torch.cuda.get_device_properties(device)
-            uuid = getattr(props, "uuid", None)
-            self.device = DeviceInfo("cuda", device.index, props.name,
-                                     f"GPU-{uuid}" if uuid is not None else None)
-        else:
-            from gpubench.machine import cpu_model
-            self.device = DeviceInfo("cpu", None, cpu_model())
+        self.device = open_device(device, config.precision)
         self.vocab = int(workload.num_outputs)
         self.model = build_module(workload.layers, workload.input_shape)
         if config.reference_init:

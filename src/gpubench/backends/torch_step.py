@@ -12,10 +12,11 @@ import numpy as np
 import torch
 
 from gpubench.backends.base import (
-    HOST_CLOCK_FACTS, DeviceInfo, HostTimer, Step, StepConfig, StepTimer,
+    HOST_CLOCK_FACTS, HostTimer, Step, StepConfig, StepTimer,
 )
 from gpubench.backends.cuda_events import CudaEventPool, CudaEventTimer, DeviceClock
 from gpubench.backends.exec_modes import compile_mode
+from gpubench.backends.torch_device import open_device
 from gpubench.backends.torch_exec import (
     TRAIN_CHECK_VALUES, GraphedStep, buffers_kept, compile_module, dynamo_graphs,
     loss_and_grads, relative_pairs, timed,
@@ -74,23 +75,11 @@ class TorchStep(TorchRealData, Step):
         self.torch_device = device
         self.is_cuda = device.type == "cuda"
         torch.manual_seed(config.seed)
+        self.device = open_device(device, config.precision)
         if self.is_cuda:
-            # One run per process: making the run's GPU current is safe, and it is where
-            # cuDNN handles, autocast and GradScaler look when not told.
-            torch.cuda.set_device(device)
             self.events = CudaEventPool(torch.cuda.current_stream(device))
-            allow = config.precision == "tf32"
-            torch.backends.cuda.matmul.allow_tf32 = allow
-            torch.backends.cudnn.allow_tf32 = allow
             torch.backends.cudnn.benchmark = True
-            torch.cuda.reset_peak_memory_stats(device)
-            props = torch.cuda.get_device_properties(device)
-            uuid = getattr(props, "uuid", None)
-            self.device = DeviceInfo("cuda", device.index, props.name,
-                                     f"GPU-{uuid}" if uuid is not None else None)
         else:
-            from gpubench.machine import cpu_model
-            self.device = DeviceInfo("cpu", None, cpu_model())
             # Resident synthetic batches get memorised: after thousands of steps the
             # loss and gradients fall into denormal floats, which x86 CPUs process up to
             # 100x slower, so throughput would sink over a run for no reason a real

@@ -72,3 +72,31 @@ class Scenario(ABC):
     def run(self, ctx: ScenarioContext) -> Tuple[str, Dict[str, Any]]:
         """Measures, emitting rows as it goes; returns (stop reason, run.json extras).
         Rows emitted before an exception or a KeyboardInterrupt are kept."""
+
+
+class RecompileWatch:
+    """Which trials of a compiled step built new graphs (torch.compile recompiling: they
+    time compiling, not only running): the step's graph count before and after each."""
+
+    def __init__(self, step: Step) -> None:
+        self.step = step
+        self.before: Optional[int] = None  # None: not a compiled step
+        self.trials: List[int] = []
+
+    def before_trial(self) -> None:
+        self.before = self.step.recompiles()
+
+    def after_trial(self, trial: int) -> None:
+        now = self.step.recompiles()
+        if self.before is not None and now is not None and now > self.before:
+            self.trials.append(trial)
+
+    def record(self) -> Dict[str, Any]:
+        """run.json's recompiled_trials (a compiled step's only) and the warning."""
+        if self.before is None:
+            return {}
+        warnings = [f"torch.compile built new graphs during trial(s) "
+                    f"{', '.join(map(str, self.trials))}: those trials include compiling, not "
+                    "only running (run.json recompiled_trials; TORCH_LOGS=recompiles says why)"
+                    ] if self.trials else []
+        return {"recompiled_trials": self.trials, "warnings": warnings}

@@ -29,7 +29,7 @@ from gpubench.measure.generation.engine import GENERATE_CAPABILITY
 from gpubench.measure.generation.latency import latency_columns
 from gpubench.measure.generation.plan import GenerationWork, generation_work, resolved_lengths
 from gpubench.measure.protocol import TrialResult, measure
-from gpubench.measure.scenarios.base import Scenario, ScenarioContext
+from gpubench.measure.scenarios.base import RecompileWatch, Scenario, ScenarioContext
 from gpubench.measure.thermal import throttle_warnings
 from gpubench.peaks import peak_mem_bw_gbs
 from gpubench.results.schema import MEASURED_COLUMNS
@@ -66,20 +66,17 @@ class GenerateThroughputScenario(Scenario):
         bandwidth, bandwidth_source = peak_bandwidth_gbs(ctx)
         watch = ContentionWatch(ctx.sampler, on_gpu=ctx.step.device.kind == "cuda")
 
-        graphs: List[Optional[int]] = [None]  # compiled graphs before the coming trial
-        recompiled: List[int] = []  # trials during which torch.compile built a graph
+        graphs = RecompileWatch(ctx.step)
 
         def progress(event: str, **fields: Any) -> None:
             if event == "trial":
                 watch.expect(fields.get("seconds_per_iteration"))
                 loop.take()  # warm-up's or a discarded trial's batches
-                graphs[0] = ctx.step.recompiles()
+                graphs.before_trial()
             ctx.progress(event, **fields)
 
         def on_trial(result: TrialResult) -> None:
-            now = ctx.step.recompiles()
-            if graphs[0] is not None and now is not None and now > graphs[0]:
-                recompiled.append(result.trial)
+            graphs.after_trial(result.trial)
             row = self.trial_row(ctx, result, loop.take(), work, engine, bandwidth,
                                  prompt_len, output_len)
             row["contended"] = watch.trial_verdict(result.trial, result.iterations,
@@ -88,6 +85,7 @@ class GenerateThroughputScenario(Scenario):
 
         protocol = replace(req.protocol, record_latency=False)
         calibration, stop = measure(loop, protocol, on_trial, watch, progress, ctx.ranks)
+        compiled = graphs.record()
         return stop, {"calibration": asdict(calibration), "contention": watch.record(),
                       "generation": {**engine.facts(), "prompt_len": prompt_len,
                                      "output_len": output_len, "batch": batch,
@@ -95,11 +93,9 @@ class GenerateThroughputScenario(Scenario):
                                      "peak_mem_bw_source": bandwidth_source,
                                      "timing": "device seconds of each call (CUDA events on a "
                                                "GPU, the host clock on the CPU)"},
+                      **compiled,
                       "warnings": watch.warnings() + throttle_warnings(calibration.throttle)
-                      + ([f"torch.compile built new graphs during trial(s) "
-                          f"{', '.join(map(str, recompiled))}: those trials include compiling"]
-                         if recompiled else []),
-                      **({"recompiled_trials": recompiled} if graphs[0] is not None else {})}
+                      + compiled.get("warnings", [])}
 
     @staticmethod
     def trial_row(ctx: ScenarioContext, result: TrialResult, generations: List[Generation],

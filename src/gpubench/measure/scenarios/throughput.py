@@ -12,7 +12,7 @@ import numpy as np
 
 from gpubench.measure.protocol import TrialResult, measure
 from gpubench.measure.thermal import throttle_warnings
-from gpubench.measure.scenarios.base import Scenario, ScenarioContext
+from gpubench.measure.scenarios.base import RecompileWatch, Scenario, ScenarioContext
 from gpubench.results.schema import MEASURED_COLUMNS
 from gpubench.telemetry.contention import ContentionWatch
 
@@ -46,19 +46,16 @@ class ThroughputScenario(Scenario):
         # Contention readings around each trial, whatever the telemetry (contention.py).
         watch = ContentionWatch(ctx.sampler, on_gpu=ctx.step.device.kind == "cuda")
 
-        graphs: List[Optional[int]] = [None]  # compiled graphs before the coming trial
-        recompiled: List[int] = []  # trials during which a compiler built a graph
+        graphs = RecompileWatch(ctx.step)
 
         def progress(event: str, **fields: Any) -> None:
             if event == "trial":  # the estimate the coming trial is sized by
                 watch.expect(fields.get("seconds_per_iteration"))
-                graphs[0] = ctx.step.recompiles()
+                graphs.before_trial()
             ctx.progress(event, **fields)
 
         def on_trial(result: TrialResult) -> None:
-            now = ctx.step.recompiles()
-            if graphs[0] is not None and now is not None and now > graphs[0]:
-                recompiled.append(result.trial)
+            graphs.after_trial(result.trial)
             last_loss[0] = result.loss
             row = self.trial_row(ctx, result)
             row["contended"] = watch.trial_verdict(result.trial, result.iterations,
@@ -70,13 +67,10 @@ class ThroughputScenario(Scenario):
                                  "contention": watch.record(),
                                  "warnings": watch.warnings()
                                  + throttle_warnings(calibration.throttle)}
-        if graphs[0] is not None:  # a compiled step: say whether any trial recompiled
-            extra["recompiled_trials"] = recompiled
-            if recompiled:
-                extra["warnings"] += [
-                    f"torch.compile built new graphs during trial(s) "
-                    f"{', '.join(map(str, recompiled))}: those trials include compiling, not "
-                    "only running (run.json recompiled_trials; TORCH_LOGS=recompiles says why)"]
+        compiled = graphs.record()  # a compiled step: whether any trial recompiled
+        if compiled:
+            extra["recompiled_trials"] = compiled["recompiled_trials"]
+            extra["warnings"] += compiled["warnings"]
         if protocol.record_latency:
             extra["latency_timing"] = ("separate_pass" if ctx.step.latency_timing_syncs
                                        else "in_trial")

@@ -73,6 +73,7 @@ from gpubench.results.compare_stats import ALPHA, DIRECTIONS, HIGHER, VERDICTS, 
 from gpubench.results.compare_units import (  # noqa: F401 (MIN_RUNS_PER_SIDE: re-exported)
     MIN_RUNS_PER_SIDE, Floor, history_noise, noise_threshold, separate_runs, unit_noise, unit_values,
 )
+from gpubench.results import compare_paired, compare_units, noise_priors
 from gpubench.results.noise_priors import prior_for
 
 DEFAULT_METRIC = "throughput_samples_per_s"
@@ -115,12 +116,12 @@ def _keys(frame: pd.DataFrame, key: Sequence[str]) -> List[Tuple[str, ...]]:
     return list(zip(*columns))
 
 
-# The columns the per-configuration loop reads besides the match key and the metric:
-# a side's frame is cut to them first, since a store's rows hold every schema column
-# and each configuration's slice would otherwise copy them all.
-LOOP_COLUMNS = ("status", "error", "run_id", "process", "suite_id", "round", "trial",
-                "backend", "device_name", "sm_clock_mhz", "throttled", "mem_bw_source",
-                load.DERIVED) + sides_rows.WATCHED_ENV
+# The columns the per-configuration loop reads besides the match key and the metric,
+# as each module it calls declares them: a side's frame is cut to them first, since a
+# store's rows hold every schema column and each configuration's slice would
+# otherwise copy them all.
+LOOP_COLUMNS = (load.DERIVED,) + sides_rows.READS + compare_paired.READS \
+    + compare_units.READS + noise_priors.READS
 
 
 def compare(base: pd.DataFrame, new: pd.DataFrame, metric: str = DEFAULT_METRIC,

@@ -39,6 +39,9 @@ import pandas as pd
 
 from gpubench.results.compare_stats import HIGHER, noise_floor, verdicts
 
+# The columns of a side's rows the pairing reads (compare cuts its frames to its
+# modules' READS before the per-configuration loop).
+READS = ("suite_id", "shard", "round", "trial", "run_id", "process")
 PAIRED_ROUNDS = "wilcoxon paired rounds"
 PAIRED_TRIALS = "wilcoxon paired trials"
 UNPAIRED = "mann-whitney"

@@ -11,6 +11,9 @@ import pandas as pd
 
 # Environment columns whose mixing within one side of a match is worth a note.
 WATCHED_ENV = ("driver_version", "cuda_version", "cudnn_version", "framework_version", "host")
+# The columns of a side's rows this module reads (compare cuts its frames to READS).
+READS = ("status", "error", "sm_clock_mhz", "throttled", "contended", "excluded",
+         "mem_bw_source") + WATCHED_ENV
 BANDWIDTH_SOURCES = {"analytic": "the model (bytes the workload moves / time), not measured",
                      "gpm": "measured (GPM DRAM bandwidth)",
                      "util_estimate": "estimated (NVML memory utilisation x peak)"}

@@ -19,6 +19,7 @@ from gpubench.results.noise_priors import SEPARATE_RUNS_MULTIPLE, NoisePrior
 # Four units a side is the fewest at which a two-sided Mann-Whitney test can reach
 # p < 0.05 (4 vs 4: p >= 0.029; 3 vs 3: p >= 0.1), i.e. can call a change at all.
 MIN_RUNS_PER_SIDE = 4
+READS = ("run_id", "process")  # a side's columns naming its units (compare cuts to READS)
 
 
 def unit_columns(ok: pd.DataFrame) -> List[str]:

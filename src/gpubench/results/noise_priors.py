@@ -42,6 +42,7 @@ SEPARATE_RUNS_MULTIPLE = round(1.96 * math.sqrt(2), 1)  # 2.8
 GPU_CLASSES = ("H200", "H100", "A100", "V100")  # matched in this order in device_name
 GENERIC_GPU = "gpu"
 CPU = "cpu"
+READS = ("backend", "device_name")  # what prior_for reads of a side's rows
 
 
 @dataclass(frozen=True)

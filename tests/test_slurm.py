@@ -269,3 +269,25 @@ def test_run_of_ranks_inside_an_allocation_takes_its_nodes_from_slurm(slurm, tmp
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "--nnodes 2: the Slurm allocation has 1 node" in proc.stderr
+
+
+def test_importing_submitit_leaves_the_process_logging_alone(tmp_path):
+    """submitit's import runs logging.config.dictConfig, which closes every handler the
+    process has; absl's (TensorFlow's logger) closes its stream, sys.stderr, with it (seen
+    here: pytest's captured stderr closed mid-suite). The executor imports it without."""
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import io, logging\n"
+        "class Owning(logging.StreamHandler):  # as absl's: closing it closes its stream\n"
+        "    def close(self):\n"
+        "        self.stream.close(); super().close()\n"
+        "stream = io.StringIO()\n"
+        "logging.getLogger('host').addHandler(Owning(stream))\n"
+        "from gpubench.suite.slurm import _submitit\n"
+        "_submitit()\n"
+        "assert not stream.closed, 'importing submitit closed the host handler stream'\n"
+        "assert logging.getLogger('host').handlers, 'importing submitit removed the handler'\n")
+    env = {k: v for k, v in os.environ.items() if k != "SUBMITIT_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr

@@ -21,6 +21,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -65,13 +66,31 @@ class SlurmOutcome:
         return out + [f"runs: {counts or 'none'}"]
 
 
+def _submitit():
+    """submitit, imported without its import-time logging.config.dictConfig (unless
+    SUBMITIT_LOG_LEVEL asks for it): that call closes every logging handler the process
+    already has, and a handler that owns its stream closes it (absl's, TensorFlow's
+    logger, closes sys.stderr). Its warnings still reach stderr (logging's last resort)."""
+    import os
+
+    if "submitit" not in sys.modules and "SUBMITIT_LOG_LEVEL" not in os.environ:
+        os.environ["SUBMITIT_LOG_LEVEL"] = "NOCONFIG"
+        try:
+            import submitit
+        finally:
+            del os.environ["SUBMITIT_LOG_LEVEL"]
+    import submitit
+
+    return submitit
+
+
 def check_slurm(options: SlurmOptions) -> None:
     """Slurm's client here and the partition known, before anything is submitted."""
     if shutil.which("sbatch") is None:
         raise UserError("--executor slurm: sbatch is not on PATH (no Slurm client on this "
                         "machine; `make slurm-up` starts a one-node cluster); nothing submitted")
     try:
-        import submitit  # noqa: F401
+        _submitit()
     except ImportError:
         raise UserError("--executor slurm needs the submitit package (pip install submitit)") from None
     if options.partition is not None:
@@ -193,9 +212,9 @@ def run_on_slurm(config: Path, out: Path, options: SlurmOptions, filter_expr: Op
 
 def _submit(config: Path, parent: Path, meta: Dict[str, Any], options: SlurmOptions,
             todo, filter_expr: Optional[str], timeout_override: Optional[float]):
-    import submitit
-
     from gpubench.suite.slurm_task import run_shard
+
+    submitit = _submitit()
 
     executor = submitit.SlurmExecutor(folder=parent / "slurm" / "%j", max_num_timeout=0)
     longest_s = max(max(shard_weights_s(p.runs, 1)) for _, _, p in todo)

@@ -6,6 +6,7 @@ task cancelled mid-run (scancel) leaves readable files and --resume resubmits on
 ranks (--nproc 2) start through srun on gloo; bad input is one line, exit 2, nothing
 submitted."""
 
+import datetime
 import json
 import os
 import shutil
@@ -54,6 +55,13 @@ def _jobs():
     out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID", "-S", "now-1days"],
                          capture_output=True, text=True, check=True).stdout
     return set(out.split())
+
+
+def _submitted_since(start: "datetime.datetime") -> set:
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,Submit", "-S", "now-1days"],
+                         capture_output=True, text=True, check=True).stdout
+    return {job for job, _, submit in (line.partition("|") for line in out.split())
+            if submit and datetime.datetime.fromisoformat(submit) >= start}
 
 
 def _slurm_suite(*args):
@@ -217,11 +225,14 @@ def test_ranks_through_srun_on_gloo(slurm, tmp_path):
 ])
 def test_refused_submissions_are_one_line_and_submit_nothing(slurm, tmp_path, args, fragment):
     config = _config(tmp_path, SLOW)
-    before = _jobs()
+    time.sleep(1.0)  # Slurm's submit times are whole seconds: the last test's are before
+    start = datetime.datetime.now().replace(microsecond=0)
     proc = _slurm_suite(str(config), "--out", str(tmp_path / "out"), *args)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert fragment in proc.stderr and "nothing submitted" in proc.stderr
-    assert _jobs() == before and not list((tmp_path / "out").glob("*"))
+    # no job submitted since (sacct: by submit time; accounting may still be adding an
+    # earlier test's jobs, so a plain before/after set of ids can grow without us)
+    assert _submitted_since(start) == set() and not list((tmp_path / "out").glob("*"))
 
 
 def test_no_sbatch_and_bad_combinations_are_one_line(tmp_path, monkeypatch):

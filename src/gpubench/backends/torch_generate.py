@@ -100,13 +100,15 @@ class TorchGenerationEngine(GenerationEngine):
             by_length.setdefault(len(prompt), []).append(i)
         first = [0] * len(slots)
         picked = []
+        # equal lengths prefill together; their inputs reach the device before the clock
+        groups = [(members, torch.from_numpy(np.stack([np.asarray(prompts[i], dtype=np.int64)
+                                                       for i in members])).to(self.device),
+                   self._rows([slots[i] for i in members]))
+                  for members in by_length.values()]
         self.clock.start()
         with torch.no_grad():
-            for length, members in by_length.items():  # equal lengths prefill together
-                group = [slots[i] for i in members]
-                ids = torch.from_numpy(np.stack([np.asarray(prompts[i], dtype=np.int64)
-                                                 for i in members])).to(self.device)
-                logits = prefill(self.decoder, self.k_cache, self.v_cache, ids, self._rows(group))
+            for members, ids, rows in groups:
+                logits = prefill(self.decoder, self.k_cache, self.v_cache, ids, rows)
                 picked.append((members, logits.argmax(-1)))
         self.clock.stop()
         for members, tokens in picked:  # to the host: waits for the device's work
@@ -165,7 +167,7 @@ class TorchGenerationEngine(GenerationEngine):
         else:
             ids = torch.from_numpy(self.tokens[list(slots)]).to(device)
             pos = torch.tensor(positions, device=device)
-            index = torch.tensor(list(slots), device=device)
+            index = rows if not isinstance(rows, slice) else torch.tensor(list(slots), device=device)
             mask = visible_mask(pos, span)
         self.clock.start()
         with torch.no_grad():

@@ -265,7 +265,7 @@ def test_a_task_that_never_ran_its_shard_leaves_a_row_per_run(tmp_path, monkeypa
     (parent / "run.json").write_text(json.dumps({"batch_id": "b1"}))
     task = {"shard": "2/2", "job_id": "7_1", "state": "TIMEOUT"}
     _rows_for_unfinished(config, parent / "shards", Shard(2, 2), None, task, None,
-                         _why(None, task))  # Slurm's end state says why: no job to ask
+                         _why(None, task), "b1")  # Slurm's end state says why: no job to ask
     rows = read_input(parent)
     assert len(rows) == 3 and set(rows["status"]) == {"timeout"} and set(rows["shard"]) == {"2/2"}
     assert rows["error"].str.contains("Slurm ended task 7_1 (TIMEOUT)", regex=False).all()

@@ -46,7 +46,7 @@ class TorchGenerateStep(Step):
         self.tie_rel = TF32_TIE_REL if config.precision == "tf32" else TIE_REL[self.dtype]
         self.exec_check = None  # the engine's own check replaces the exec check
         self.compile_s: Optional[float] = None
-        self.facts: Dict[str, Any] = {}
+        self.facts: Dict[str, Any] = {}  # the backend's run facts (torch_backend reads them)
 
     def generation_engine(self, max_batch: int, max_len: int) -> TorchGenerationEngine:
         """An engine of max_batch slots x max_len positions over the step's weights,

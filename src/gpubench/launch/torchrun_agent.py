@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Any, Dict, List
 
+NODE_RANK_FROM_SLURM = "slurm"  # --node-rank=slurm: the node rank is SLURM_NODEID
+
 
 def failure_record(failure: Any) -> Dict[str, Any]:
     """One failed rank as JSON: its exit code, the signal that killed it, and the error
@@ -31,7 +33,7 @@ def main(argv: List[str]) -> int:
     _die_with_parent()  # gpubench killed: torchrun stops, and its ranks with it
     failures_path, args = argv[0], argv[1:]
     # started by srun on each node (launch/torchrun_slurm.py): the node rank is Slurm's
-    args = [f"--node-rank={os.environ.get('SLURM_NODEID', '0')}" if a == "--node-rank=slurm" else a
+    args = [f"--node-rank={os.environ.get('SLURM_NODEID', '0')}" if a == f"--node-rank={NODE_RANK_FROM_SLURM}" else a
             for a in args]
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run

@@ -19,8 +19,7 @@ from typing import List, Optional
 from gpubench.errors import UserError
 from gpubench.launch.torchrun import TorchrunLauncher
 
-EXECUTOR_ENV = "GPUBENCH_EXECUTOR"  # "slurm" in the tasks of the Slurm executor
-NODE_RANK_FROM_SLURM = "slurm"  # torchrun_agent reads SLURM_NODEID for it
+from gpubench.launch.torchrun_agent import NODE_RANK_FROM_SLURM
 
 
 def in_slurm_allocation() -> bool:

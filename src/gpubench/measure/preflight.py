@@ -117,7 +117,6 @@ def check_gate_request(req: RunRequest, backend: Backend) -> None:
 def exec_mode_of(req: RunRequest, backend: Backend) -> str:
     exec_mode = req.exec or backend.exec_modes[0]
     if exec_mode not in backend.exec_modes:
-        from gpubench.backends import all_backends
         variant = f"{backend.name}-{exec_mode}"  # tf-cpu + xla: the tf-cpu-xla backend
         hint = f"; backend {variant} runs it" if variant in all_backends() else ""
         if exec_mode == "cuda-graphs" and backend.device_kind == "cpu":
@@ -190,7 +189,7 @@ def preflight(req: RunRequest) -> Preflight:
     if generating and req.backend != "auto":  # no decode step, available here or not
         check_generate_backend(get_backend(req.backend), all_backends())
     backend = resolve_backend(req.backend)
-    if generating:
+    if generating and req.backend == "auto":  # the backend auto resolved to
         check_generate_backend(backend, all_backends())
     backend.check_config(req.mode, req.precision)
     check_thermal_plan(req.protocol, req.telemetry, backend.device_kind)  # --start-below-c

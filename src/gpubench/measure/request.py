@@ -195,11 +195,11 @@ def generation_identity(req: RunRequest, workload: Any) -> Dict[str, Any]:
     server's --prompt-dist, prompt_len is the distribution's mean (prompts.py)."""
     if req.mode != "generate":
         return {}
-    from gpubench.measure.generation.plan import resolved_lengths
+    from gpubench.measure.generation.plan import resolved_lengths, seq_len_of
     from gpubench.measure.generation.prompts import parse_prompt_dist
     prompt_len, output_len = resolved_lengths(req, workload)
     if req.scenario == "server" and req.prompt_dist is not None:  # a distribution: its mean
-        room = int(workload.input_shape[0]) - output_len
+        room = seq_len_of(workload) - output_len
         prompt_len = parse_prompt_dist(req.prompt_dist).mean(prompt_len, room)
     return {"prompt_len": prompt_len, "output_len": output_len}
 

@@ -300,14 +300,14 @@ def history(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, threshold: float 
             min_segment: int = DEFAULT_MIN_SEGMENT, by: Optional[str] = None,
             since: Optional[str] = None, inputs: Sequence[str] = ()) -> History:
     """The change points of every configuration in the trial rows `frame`."""
-    _check_options(metric, min_segment)
+    check_options(metric, min_segment)
     label = " and ".join(inputs) or "the input"
     load.check_metric(frame, metric, label)
     runs = run_values(load.with_derived(frame), metric, by, label)
     return history_of_runs(runs, metric, threshold, min_segment, by, since, inputs)
 
 
-def _check_options(metric: str, min_segment: int) -> None:
+def check_options(metric: str, min_segment: int) -> None:
     if metric not in DIRECTIONS:
         raise UserError(f"--metric {metric}: not a comparable metric (valid: {', '.join(DIRECTIONS)})")
     if min_segment < 2:
@@ -346,7 +346,7 @@ def history_paths(paths: Sequence[Path], filters: Any = None, **options: Any) ->
     filters = filters or Filters()
     metric = options.get("metric", DEFAULT_METRIC)
     by = options.get("by")
-    _check_options(metric, options.get("min_segment", DEFAULT_MIN_SEGMENT))
+    check_options(metric, options.get("min_segment", DEFAULT_MIN_SEGMENT))
     inputs = [str(p) for p in paths]
     label = " and ".join(inputs)
     stores = [Path(p) for p in paths if load.is_store_input(Path(p))]

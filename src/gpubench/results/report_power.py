@@ -12,18 +12,12 @@ from typing import List
 
 import pandas as pd
 
-from gpubench.results.compare_format import config_label, num
+from gpubench.results.compare_format import config_label, num, value_text
 from gpubench.results.report_plot import Charts, esc, line_figure
 
 MAX_SERIES = 12  # lines in a chart; the table holds them all
 COLUMNS = ("samples_per_joule", "throughput_samples_per_s", "power_avg_w",
            "enforced_power_limit_w")
-
-
-def _value(v: float) -> str:
-    if not (isinstance(v, float) and math.isfinite(v)):
-        return ""
-    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
 
 
 def power_sweep(trials: pd.DataFrame) -> pd.DataFrame:
@@ -54,8 +48,8 @@ def power_section(trials: pd.DataFrame, groups: List[str], charts: Charts) -> st
         f'<tr><td class="t">{esc(r["group"])}</td><td class="t">{esc(r["config"])}</td>'
         f'<td>{r["watts"]:g}</td><td>{num(r["enforced_power_limit_w"], ".0f")}</td>'
         f'<td>{num(r["power_avg_w"], ".1f")}</td>'
-        f'<td>{_value(r["throughput_samples_per_s"])}</td>'
-        f'<td>{_value(r["samples_per_joule"])}</td></tr>'
+        f'<td>{value_text(r["throughput_samples_per_s"])}</td>'
+        f'<td>{value_text(r["samples_per_joule"])}</td></tr>'
         for _, r in sweep.iterrows())
     table = ("<table><tr><th>group</th><th>configuration</th><th>limit W</th>"
              "<th>enforced W</th><th>drawn W</th><th>samples/s</th><th>samples/J</th></tr>"

@@ -25,7 +25,7 @@ from gpubench.atomic_io import write_text_atomic
 from gpubench.errors import UserError
 from gpubench.launch import Launcher, make_launcher, run_ended, settle
 from gpubench.launch.environments import EnvironmentSet
-from gpubench.launch.torchrun_slurm import EXECUTOR_ENV
+from gpubench.suite.slurm_task import EXECUTOR_ENV
 from gpubench.machine import host_name
 from gpubench.measure.request import DEFAULT_ENVIRONMENT, RunRequest
 from gpubench.results.reader import read_timing, read_trials

@@ -32,6 +32,7 @@ import pandas as pd
 from gpubench.atomic_io import write_text_atomic
 from gpubench.errors import UserError
 from gpubench.machine import host_name
+from gpubench.measure.run_record import utc_now
 from gpubench.results.schema import SCHEMA_VERSION, trial_columns
 from gpubench.results.writer import new_run_id, run_folder_name
 from gpubench.suite.plan import find_resumable, plan_suite, request_for
@@ -130,11 +131,7 @@ def _open_parent(config: Path, out: Path, filter_expr: Optional[str], resume: bo
             "suite_id": suite_id, "suite_name": config.stem, "batch_id": batch_id,
             "config_path": str(config.resolve()), "filter": filter_expr,
             "shards": options.nodes, "options": vars(options), "submissions": [],
-            "started_utc": _utc(), "path": str(parent)}
-
-
-def _utc() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            "started_utc": utc_now(), "path": str(parent)}
 
 
 def missing_runs(config: Path, shards_dir: Path, shard: Shard, filter_expr: Optional[str]):
@@ -185,7 +182,7 @@ def run_on_slurm(config: Path, out: Path, options: SlurmOptions, filter_expr: Op
                 shutil.rmtree(parent, ignore_errors=True)
             raise
         announce(parent)
-        submission = {"utc": _utc(), "tasks": [{"shard": str(s), "job_id": j.job_id}
+        submission = {"utc": utc_now(), "tasks": [{"shard": str(s), "job_id": j.job_id}
                                                for (s, _, _), j in zip(todo, jobs)]}
         meta["submissions"].append(submission)
         _write_meta(parent, meta)
@@ -194,7 +191,7 @@ def run_on_slurm(config: Path, out: Path, options: SlurmOptions, filter_expr: Op
         except KeyboardInterrupt:
             for job in jobs:
                 job.cancel(check=False)
-            submission["cancelled_utc"] = _utc()
+            submission["cancelled_utc"] = utc_now()
             _write_meta(parent, meta)
             raise KeyboardInterrupt(f"the Slurm jobs were cancelled; finished runs are kept in "
                                     f"{parent}; `gpubench suite {given} --out {out} --executor "
@@ -203,7 +200,7 @@ def run_on_slurm(config: Path, out: Path, options: SlurmOptions, filter_expr: Op
             task["state"] = _state(job)
             # a task that ended early, or whose suite stopped (exit 2: bad input there)
             _rows_for_unfinished(config, shards_dir, shard, filter_expr, task,
-                                 timeout_override, _why(job, task))
+                                 timeout_override, _why(job, task), meta["batch_id"])
         _write_meta(parent, meta)
         outcome.tasks = submission["tasks"]
     outcome.statuses = _statuses(shards_dir)
@@ -217,7 +214,7 @@ def _submit(config: Path, parent: Path, meta: Dict[str, Any], options: SlurmOpti
     submitit = _submitit()
 
     executor = submitit.SlurmExecutor(folder=parent / "slurm" / "%j", max_num_timeout=0)
-    longest_s = max(max(shard_weights_s(p.runs, 1)) for _, _, p in todo)
+    longest_s = max(shard_weights_s(p.runs, 1)[0] for _, _, p in todo)
     minutes = options.time_limit_min or max(10.0, 2 * longest_s / 60)
     params: Dict[str, Any] = dict(job_name=f"gpubench-{config.stem}", nodes=1,
                                   ntasks_per_node=1, time=int(round(minutes + 0.499)),
@@ -274,7 +271,7 @@ def _why(job, task: Dict[str, Any]) -> str:
 
 def _rows_for_unfinished(config: Path, shards_dir: Path, shard: Shard,
                          filter_expr: Optional[str], task: Dict[str, Any],
-                         timeout_override: Optional[float], why: str) -> None:
+                         timeout_override: Optional[float], why: str, batch_id: str) -> None:
     """A row for each run of the shard that has none, saying `why`."""
     from gpubench.launch.status_rows import status_row
     from gpubench.suite.executor import open_suite_folder
@@ -287,7 +284,7 @@ def _rows_for_unfinished(config: Path, shards_dir: Path, shard: Shard,
         return  # every run has its rows (a failed one: --resume runs it again)
     if folder is None:  # the task never started its suite: its folder, made here
         suite = open_suite_folder(plan, shards_dir, {"filter": filter_expr,
-                                                     "batch_id": _batch_of(shards_dir)})
+                                                     "batch_id": batch_id})
     else:
         plan.folder = folder
         suite = open_suite_folder(plan, shards_dir, {})
@@ -305,10 +302,6 @@ def _rows_for_unfinished(config: Path, shards_dir: Path, shard: Shard,
                                          "folder": str(run_folder.relative_to(suite.path)),
                                          "status": status, "slurm_job": task["job_id"]})
     suite.finish(interrupted=True)
-
-
-def _batch_of(shards_dir: Path) -> str:
-    return json.loads((shards_dir.parent / "run.json").read_text())["batch_id"]
 
 
 def _statuses(shards_dir: Path) -> Dict[str, int]:

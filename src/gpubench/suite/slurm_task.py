@@ -10,6 +10,8 @@ import subprocess
 import sys
 from typing import List
 
+EXECUTOR_ENV = "GPUBENCH_EXECUTOR"  # "slurm" in the tasks of the Slurm executor
+
 
 def node_devices() -> List[str]:
     """`--devices 0,..,G-1` for the G GPUs Slurm gave the task; none without GPUs."""
@@ -21,8 +23,6 @@ def run_shard(argv: List[str]) -> int:
     """The shard's suite; its exit code (4: a run failed) is the task's result. Slurm's
     SIGTERM (scancel, the time limit) reaches the suite too (the step's processes are
     signalled together): it writes what finished and stops."""
-    from gpubench.launch.torchrun_slurm import EXECUTOR_ENV
-
     env = {**os.environ, EXECUTOR_ENV: "slurm"}  # its runs of ranks then start through srun
     return subprocess.run([sys.executable, "-m", "gpubench", "suite", *argv, *node_devices()],
                           env=env, stdin=subprocess.DEVNULL).returncode

@@ -33,8 +33,6 @@ class Generation:
 
 
 class GenerationBatches(Step):
-    latency_timing_syncs = False
-
     def __init__(self, step: Step, engine: GenerationEngine, batch: int, prompt_len: int,
                  output_len: int, vocab: int, seed: int) -> None:
         self.step, self.engine, self.device = step, engine, step.device

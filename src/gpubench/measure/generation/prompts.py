@@ -30,6 +30,7 @@ FIXED, UNIFORM = "fixed", "uniform"
 LENGTH_STREAM, TOKEN_STREAM = 3, 4
 
 
+@lru_cache(maxsize=None)
 def histogram_names() -> List[str]:
     """The shipped histograms (their files' names)."""
     try:

@@ -102,7 +102,8 @@ class GenerateThroughputScenario(Scenario):
                   work: GenerationWork, engine: Any, bandwidth: Optional[float],
                   prompt_len: int, output_len: int) -> Dict[str, Any]:
         batch = ctx.batch_size
-        requests = [g.request_times() for g in generations for _ in range(batch)]
+        # every request of a batch has its times (one object each batch: read only)
+        requests = [t for g in generations for t in [g.request_times()] * batch]
         prefill_s = sum(g.prefill_s for g in generations)
         decode_s = sum(sum(g.decode_s) for g in generations)
         decode_tokens = batch * sum(len(g.decode_s) for g in generations)

@@ -27,6 +27,7 @@ from typing import Callable, Optional
 import pandas as pd
 
 from gpubench.errors import UserError
+from gpubench.results import history as hist
 from gpubench.results.history import DEFAULT_MIN_SEGMENT
 
 MARKER = ".gpubench-dashboard"
@@ -75,8 +76,7 @@ def build_dashboard(trials: pd.DataFrame, out: Path, source: str = "",
     _check_target(out)
     if trials.empty:
         raise UserError(f"{source or 'the input'}: no trial rows")
-    if min_segment < 2:
-        raise UserError(f"--min-segment {min_segment}: must be 2 or more")
+    hist.check_options(metric, min_segment)
     library = plotly_js()  # before any work: a missing plotly is one line
     unit = UNITS.get(metric, metric)
     tables = series.tables(trials, metric)

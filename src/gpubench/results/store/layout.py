@@ -180,11 +180,6 @@ def table_files(store: Path, table: str) -> List[Path]:
                   if not p.name.startswith("."))
 
 
-def table_glob(store: Path, table: str) -> str:
-    """The glob DuckDB reads `table` with (hive_partitioning = true)."""
-    return str(Path(store) / table / "month=*" / "machine=*" / f"*{SUFFIX}")
-
-
 def scan_sql(files: Sequence[Path], filename: bool = False) -> str:
     """DuckDB's scan of `files` (one table's): Hive partitions as text columns (a machine
     named 123 stays "123"), files of older schema versions joined by column name; with

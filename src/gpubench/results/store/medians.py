@@ -21,11 +21,11 @@ import pandas as pd
 
 from gpubench.errors import UserError
 from gpubench.results import schema
+from gpubench.results.compare_load import DERIVED  # energy_j / samples
 from gpubench.results.store import layout
 from gpubench.results.store.filters import Filters, numeric_columns
 from gpubench.results.store.read import TIME, Reader, _nothing
 
-DERIVED = "energy_j_per_sample"
 COLUMNS = ["_key", "run_id", "started", "by_value", "value", "trials", "order", "searched"]
 
 

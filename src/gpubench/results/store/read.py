@@ -90,8 +90,7 @@ class Reader:
         found = self.files[table] = files(self.store, table, self.filters)
         if not found:
             return False
-        scan = layout.scan_sql(found)
-        scan = scan[:-1] + ", filename = true)"  # which file a row is in: medians.py's dedup
+        scan = layout.scan_sql(found, filename=True)  # which file a row is in: medians.py's dedup
         self.run(f"CREATE VIEW {table} AS SELECT * FROM {scan}", table=table)
         self.columns[table] = [r[0] for r in self.run(f"DESCRIBE {table}", table=table).fetchall()]
         return True

@@ -35,7 +35,7 @@ from gpubench.measure.generation.engine import GENERATE_CAPABILITY, GenerationEn
 from gpubench.measure.generation.latency import (
     goodput_columns, latency_columns, output_tokens,
 )
-from gpubench.measure.generation.plan import resolved_lengths
+from gpubench.measure.generation.plan import resolved_lengths, seq_len_of
 from gpubench.measure.generation.prompts import (
     PromptDist, describe, parse_prompt_dist, prompt_lengths, prompt_tokens,
 )
@@ -99,7 +99,7 @@ class GenerateSettings:
 
 def settings_of(ctx: ScenarioContext) -> GenerateSettings:
     req, workload = ctx.request, ctx.workload
-    seq_len = int(workload.input_shape[0])
+    seq_len = seq_len_of(workload)
     prompt_len, output_len = resolved_lengths(req, workload)
     dist = parse_prompt_dist(SERVING["prompt_dist"].in_effect(req.prompt_dist))
     return GenerateSettings(

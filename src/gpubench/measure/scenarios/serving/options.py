@@ -144,11 +144,11 @@ def validate_generate_server(serving: Any) -> None:
 def check_prompt_dist(req: Any, workload: Any) -> None:
     """Preflight: --prompt-dist's longest prompt and --output-len fit the model's seq_len
     (a histogram is scaled to fit, up to an output that leaves no room)."""
-    from gpubench.measure.generation.plan import resolved_lengths
+    from gpubench.measure.generation.plan import resolved_lengths, seq_len_of
 
     prompt_len, output_len = resolved_lengths(req, workload)
     why = prompt_dist_error(parse_prompt_dist(req.prompt_dist), prompt_len, output_len,
-                            int(workload.input_shape[0]))
+                            seq_len_of(workload))
     if why:
         raise UserError(why)
 
